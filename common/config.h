@@ -1,0 +1,142 @@
+/*
+ * config.h - mailferry.conf: the INI file of DESIGN.md §8.
+ *
+ * One table in config.c declares every section and key with its type,
+ * default and documentation; defaults go through the same parsers as
+ * the file, so a default can never be a value the file would refuse.
+ * Errors name the file and line: "mailferry.conf:12: [relay] max_recipients:
+ * bad number \"ten\"".
+ *
+ * Ownership: struct config owns every string and list in it;
+ * config_free() releases them.  A loaded config is read-only.
+ */
+#ifndef FERRY_CONFIG_H
+#define FERRY_CONFIG_H
+
+#include <stdint.h>
+#include <stdio.h>
+
+#include "util.h"
+
+enum cfg_log_dest	{ CFG_LOG_SYSLOG, CFG_LOG_STDERR };
+enum cfg_tls_policy	{ CFG_TLS_REQUIRE, CFG_TLS_OPPORTUNISTIC, CFG_TLS_NONE };
+enum cfg_on_expire	{ CFG_EXPIRE_BOUNCE, CFG_EXPIRE_HOLD };
+enum cfg_spf_policy	{ CFG_SPF_TAG, CFG_SPF_REJECT_FAIL, CFG_SPF_OFF };
+enum cfg_dkim_policy	{ CFG_DKIM_TAG, CFG_DKIM_OFF };
+
+/* "imaps://host:port" or "imap://host:port" (STARTTLS unless ?tls=none) */
+enum cfg_imap_tls	{ CFG_IMAP_TLS_IMPLICIT, CFG_IMAP_TLS_STARTTLS, CFG_IMAP_TLS_NONE };
+struct imap_url {
+	int		set;
+	enum cfg_imap_tls tls;
+	struct hostport	addr;
+};
+
+/* A list of endpoints, e.g. "mx1:25, [::1]:2525". */
+struct hostport_list {
+	struct hostport	*items;
+	size_t		 count;
+};
+
+struct config {
+	char		*path;
+
+	struct {
+		char		*state_dir;
+		char		*user;
+		enum cfg_log_dest log;
+		int		 log_level;	/* enum log_level */
+		int		 log_facility;	/* syslog LOG_* facility */
+	} global;
+
+	struct {
+		struct hostport_list listen;
+		char		*hostname;
+		struct strlist	 domains;
+		char		*recipients;
+		uint64_t	 max_message_size;
+		int64_t		 max_recipients;
+		int64_t		 max_connections;
+		int64_t		 max_connections_per_ip;
+		uint64_t	 max_line_length;
+		int64_t		 timeout;
+		int64_t		 data_timeout;
+		char		*tls_cert;
+		char		*tls_key;
+		char		*pid_file;
+	} relay;
+
+	struct {
+		struct hostport_list upstream;
+		enum cfg_tls_policy tls;
+		char		*ca_file;
+		char		*helo_name;
+		struct hostport_list copy_to;
+		int64_t		 concurrency;
+		int64_t		 connect_timeout;
+		int64_t		 retry_initial;
+		int64_t		 retry_max;
+		int64_t		 queue_lifetime;
+		enum cfg_on_expire on_expire;
+		char		*srs_secret;
+		char		*srs_domain;
+	} forward;
+
+	struct {
+		enum cfg_spf_policy spf;
+		enum cfg_dkim_policy dkim;
+		struct hostport_list dns;
+		int64_t		 dns_timeout;
+		char		*authserv_id;
+	} checks;
+
+	struct {
+		int64_t		 ttl;
+	} dedupe;
+
+	struct {
+		struct imap_url	 source;
+		struct imap_url	 destination;
+		char		*accounts;
+		int64_t		 parallel;
+		int64_t		 connections_per_server;
+		int64_t		 interval;
+		int		 delete;
+		struct strlist	 include;
+		struct strlist	 exclude;
+		struct strlist	 map;
+		int		 skip_non_mail;
+		int		 tls_verify;
+		char		*ca_file;
+		uint64_t	 max_bytes_per_second;
+		int64_t		 max_messages_per_second;
+		char		*pid_file;
+	} syncd;
+
+	struct {
+		struct strlist	 domains;
+		struct hostport_list resolvers;
+		struct strlist	 new_mx;
+		int64_t		 check_interval;
+		int64_t		 quiet_period;
+	} cutover;
+
+	struct {
+		char		*socket;
+		struct hostport_list http;
+	} control;
+};
+
+/* Which program is asking: each requires its own keys. */
+enum config_user { CONFIG_FOR_RELAY, CONFIG_FOR_SYNCD, CONFIG_FOR_CTL };
+
+int	config_load(struct config *cfg, const char *path, char *err,
+	    size_t errlen);
+int	config_load_defaults(struct config *cfg, char *err, size_t errlen);
+int	config_require(const struct config *cfg, enum config_user who,
+	    char *err, size_t errlen);
+void	config_free(struct config *cfg);
+int	config_state_path(const struct config *cfg, const char *name,
+	    char *buf, size_t len);
+
+#endif
