@@ -117,8 +117,6 @@ struct dns_resolver {
 	int			 dying;
 };
 
-static void	seterr(char *err, size_t errlen, const char *fmt, ...)
-		    __attribute__((format(printf, 3, 4)));
 static void	resolver_destroy(struct dns_resolver *r);
 static void	query_unlink(struct dns_query *q);
 static void	query_free(struct dns_query *q);
@@ -126,18 +124,6 @@ static void	query_cancel(struct dns_query *q);
 static void	query_done(struct dns_query *q, int status);
 static void	addr_child_cb(int status, const struct dns_result *res,
 		    void *arg);
-
-static void
-seterr(char *err, size_t errlen, const char *fmt, ...)
-{
-	va_list ap;
-
-	if (err == NULL || errlen == 0)
-		return;
-	va_start(ap, fmt);
-	vsnprintf(err, errlen, fmt, ap);
-	va_end(ap);
-}
 
 static void
 setwhy(struct dns_result *res, const char *fmt, ...)
@@ -755,14 +741,14 @@ leaf_start(struct dns_resolver *r, const char *name, enum dns_type type,
 	int rc;
 
 	if ((q = query_new(r, name, type, cb, arg, parent)) == NULL) {
-		seterr(err, errlen, "out of memory");
+		errbuf_set(err, errlen, "out of memory");
 		return (NULL);
 	}
 	tv.tv_sec = r->timeout_ms / 1000;
 	tv.tv_usec = (r->timeout_ms % 1000) * 1000;
 	if ((q->timer = evtimer_new(r->base, query_timeout, q)) == NULL ||
 	    evtimer_add(q->timer, &tv) == -1) {
-		seterr(err, errlen, "cannot arm the query timer");
+		errbuf_set(err, errlen, "cannot arm the query timer");
 		query_unlink(q);
 		query_free(q);
 		return (NULL);
@@ -770,7 +756,7 @@ leaf_start(struct dns_resolver *r, const char *name, enum dns_type type,
 	rc = ub_resolve_async(r->ctx, q->name, rr_type(type), RR_CLASS_IN, q,
 	    ub_answer_cb, &q->ub_id);
 	if (rc != 0) {
-		seterr(err, errlen, "libunbound: %s", ub_strerror(rc));
+		errbuf_set(err, errlen, "libunbound: %s", ub_strerror(rc));
 		q->ub_id = 0;
 		query_unlink(q);
 		query_free(q);
@@ -817,15 +803,15 @@ dns_lookup(struct dns_resolver *r, const char *name, enum dns_type type,
 	int k;
 
 	if (r->base == NULL || r->dying) {
-		seterr(err, errlen, "resolver has no event loop");
+		errbuf_set(err, errlen, "resolver has no event loop");
 		return (-1);
 	}
 	if (cb == NULL) {
-		seterr(err, errlen, "no callback");
+		errbuf_set(err, errlen, "no callback");
 		return (-1);
 	}
 	if (!dns_name_valid(name)) {
-		seterr(err, errlen, "invalid domain name");
+		errbuf_set(err, errlen, "invalid domain name");
 		return (-1);
 	}
 	if (type != DNS_ADDR) {
@@ -837,7 +823,7 @@ dns_lookup(struct dns_resolver *r, const char *name, enum dns_type type,
 		return (0);
 	}
 	if ((p = query_new(r, name, DNS_ADDR, cb, arg, NULL)) == NULL) {
-		seterr(err, errlen, "out of memory");
+		errbuf_set(err, errlen, "out of memory");
 		return (-1);
 	}
 	p->res->secure = 1;
@@ -1109,7 +1095,7 @@ ub_set(struct ub_ctx *ctx, const char *opt, const char *val, char *err,
 	int rc;
 
 	if ((rc = ub_ctx_set_option(ctx, opt, val)) != 0) {
-		seterr(err, errlen, "libunbound option %s %s: %s", opt, val,
+		errbuf_set(err, errlen, "libunbound option %s %s: %s", opt, val,
 		    ub_strerror(rc));
 		return (-1);
 	}
@@ -1134,13 +1120,13 @@ forwarder_set(struct ub_ctx *ctx, const char *fwd, char *err, size_t errlen)
 		return (-1);
 	if (inet_pton(AF_INET, hp.host, &a4) != 1 &&
 	    inet_pton(AF_INET6, hp.host, &a6) != 1) {
-		seterr(err, errlen,
+		errbuf_set(err, errlen,
 		    "forwarder \"%s\" must be an IP address, not a name", fwd);
 		return (-1);
 	}
 	snprintf(spec, sizeof(spec), "%s@%d", hp.host, hp.port);
 	if ((rc = ub_ctx_set_fwd(ctx, spec)) != 0) {
-		seterr(err, errlen, "forwarder \"%s\": %s", fwd,
+		errbuf_set(err, errlen, "forwarder \"%s\": %s", fwd,
 		    ub_strerror(rc));
 		return (-1);
 	}
@@ -1163,11 +1149,11 @@ dns_resolver_new(struct event_base *base, const struct dns_options *opt,
 	if (opt == NULL)
 		opt = &defaults;
 	if (opt->timeout_ms < 0) {
-		seterr(err, errlen, "negative timeout");
+		errbuf_set(err, errlen, "negative timeout");
 		return (NULL);
 	}
 	if ((r = calloc(1, sizeof(*r))) == NULL) {
-		seterr(err, errlen, "out of memory");
+		errbuf_set(err, errlen, "out of memory");
 		return (NULL);
 	}
 	TAILQ_INIT(&r->queries);
@@ -1177,13 +1163,13 @@ dns_resolver_new(struct event_base *base, const struct dns_options *opt,
 	r->timeout_ms = opt->timeout_ms ? opt->timeout_ms :
 	    DNS_TIMEOUT_DEFAULT_MS;
 	if ((r->ctx = ub_ctx_create()) == NULL) {
-		seterr(err, errlen, "cannot create libunbound context");
+		errbuf_set(err, errlen, "cannot create libunbound context");
 		goto fail;
 	}
 	/* A thread, not a forked process: shared cache, no zombie, and
 	 * ub_cancel() drops answers already on their way. */
 	if ((rc = ub_ctx_async(r->ctx, 1)) != 0) {
-		seterr(err, errlen, "libunbound async: %s", ub_strerror(rc));
+		errbuf_set(err, errlen, "libunbound async: %s", ub_strerror(rc));
 		goto fail;
 	}
 	/* Forwarders on 127.0.0.1 (a local cache, our tests) are fine. */
@@ -1198,7 +1184,7 @@ dns_resolver_new(struct event_base *base, const struct dns_options *opt,
 	if (opt->trust_anchor_file != NULL) {
 		if ((rc = ub_ctx_add_ta_file(r->ctx,
 		    opt->trust_anchor_file)) != 0) {
-			seterr(err, errlen, "trust anchor %s: %s",
+			errbuf_set(err, errlen, "trust anchor %s: %s",
 			    opt->trust_anchor_file, ub_strerror(rc));
 			goto fail;
 		}
@@ -1211,26 +1197,26 @@ dns_resolver_new(struct event_base *base, const struct dns_options *opt,
 		if (forwarder_set(r->ctx, opt->forwarder, err, errlen) == -1)
 			goto fail;
 	} else if ((rc = ub_ctx_resolvconf(r->ctx, opt->resolv_conf)) != 0) {
-		seterr(err, errlen, "%s: %s", opt->resolv_conf ?
+		errbuf_set(err, errlen, "%s: %s", opt->resolv_conf ?
 		    opt->resolv_conf : "/etc/resolv.conf",
 		    rc == UB_READFILE ? strerror(errno) : ub_strerror(rc));
 		goto fail;
 	}
 	if (opt->hosts_file != NULL &&
 	    (rc = ub_ctx_hosts(r->ctx, opt->hosts_file)) != 0) {
-		seterr(err, errlen, "%s: %s", opt->hosts_file,
+		errbuf_set(err, errlen, "%s: %s", opt->hosts_file,
 		    rc == UB_READFILE ? strerror(errno) : ub_strerror(rc));
 		goto fail;
 	}
 	if (base != NULL) {
 		if ((fd = ub_fd(r->ctx)) == -1) {
-			seterr(err, errlen, "libunbound has no answer pipe");
+			errbuf_set(err, errlen, "libunbound has no answer pipe");
 			goto fail;
 		}
 		r->ev = event_new(base, fd, EV_READ | EV_PERSIST, ub_readable,
 		    r);
 		if (r->ev == NULL || event_add(r->ev, NULL) == -1) {
-			seterr(err, errlen, "cannot watch the answer pipe");
+			errbuf_set(err, errlen, "cannot watch the answer pipe");
 			goto fail;
 		}
 	}

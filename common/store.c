@@ -34,6 +34,7 @@
 #include <sys/types.h>
 
 #include "store.h"
+#include "util.h"
 
 #define STORE_MAP_MIN	((size_t)32 << 10)	/* smallest map accepted */
 #define STORE_MAXDBS	16	/* named databases: 9 used, room to add */
@@ -89,22 +90,6 @@ struct store_txn {
 
 /* Set while this thread runs a transaction function: refuses nesting. */
 static _Thread_local int store_in_txn;
-
-static void	store_seterr(char *err, size_t errlen, const char *fmt, ...)
-		    __attribute__((format(printf, 3, 4)));
-
-/* store_seterr - fill an optional error buffer */
-static void
-store_seterr(char *err, size_t errlen, const char *fmt, ...)
-{
-	va_list ap;
-
-	if (err == NULL || errlen == 0)
-		return;
-	va_start(ap, fmt);
-	vsnprintf(err, errlen, fmt, ap);
-	va_end(ap);
-}
 
 /*
  * txn_fail - record a failure inside a transaction; returns -1.  A fatal
@@ -324,25 +309,25 @@ prepare_dir(const char *dir, int rdonly, char *err, size_t errlen)
 
 	if (stat(dir, &sb) == -1) {
 		if (errno != ENOENT || rdonly) {
-			store_seterr(err, errlen, errno == ENOENT ?
+			errbuf_set(err, errlen, errno == ENOENT ?
 			    "store directory %s does not exist" :
 			    "store directory %s: %s", dir, strerror(errno));
 			return (-1);
 		}
 		if (mkdir(dir, 0700) == -1 && errno != EEXIST) {
-			store_seterr(err, errlen,
+			errbuf_set(err, errlen,
 			    "cannot create store directory %s: %s", dir,
 			    strerror(errno));
 			return (-1);
 		}
 		if (stat(dir, &sb) == -1) {
-			store_seterr(err, errlen, "store directory %s: %s",
+			errbuf_set(err, errlen, "store directory %s: %s",
 			    dir, strerror(errno));
 			return (-1);
 		}
 	}
 	if (!S_ISDIR(sb.st_mode)) {
-		store_seterr(err, errlen, "store path %s is not a directory",
+		errbuf_set(err, errlen, "store path %s is not a directory",
 		    dir);
 		return (-1);
 	}
@@ -367,7 +352,7 @@ store_open_opts(struct store **store_r, const char *dir, int flags,
 
 	*store_r = NULL;
 	if (dir == NULL || *dir == '\0') {
-		store_seterr(err, errlen, "empty store directory");
+		errbuf_set(err, errlen, "empty store directory");
 		return (-1);
 	}
 	if (opts != NULL) {
@@ -386,7 +371,7 @@ store_open_opts(struct store **store_r, const char *dir, int flags,
 		return (-1);
 
 	if ((st = calloc(1, sizeof(*st))) == NULL) {
-		store_seterr(err, errlen, "out of memory");
+		errbuf_set(err, errlen, "out of memory");
 		return (-1);
 	}
 	st->rdonly = (flags & STORE_RDONLY) != 0;
@@ -405,7 +390,7 @@ store_open_opts(struct store **store_r, const char *dir, int flags,
 	rc = pthread_rwlock_init(&st->resize_lock, &attr);
 	pthread_rwlockattr_destroy(&attr);
 	if (rc != 0) {
-		store_seterr(err, errlen, "pthread_rwlock_init: %s",
+		errbuf_set(err, errlen, "pthread_rwlock_init: %s",
 		    strerror(rc));
 		free(st);
 		return (-1);
@@ -413,7 +398,7 @@ store_open_opts(struct store **store_r, const char *dir, int flags,
 	st->lock_inited = 1;
 
 	if ((rc = mdb_env_create(&st->env)) != 0) {
-		store_seterr(err, errlen, "mdb_env_create: %s",
+		errbuf_set(err, errlen, "mdb_env_create: %s",
 		    mdb_strerror(rc));
 		goto fail;
 	}
@@ -425,7 +410,7 @@ store_open_opts(struct store **store_r, const char *dir, int flags,
 	if ((rc = mdb_env_set_mapsize(st->env, map_size)) != 0 ||
 	    (rc = mdb_env_set_maxreaders(st->env, max_readers)) != 0 ||
 	    (rc = mdb_env_set_maxdbs(st->env, STORE_MAXDBS)) != 0) {
-		store_seterr(err, errlen, "cannot configure LMDB: %s",
+		errbuf_set(err, errlen, "cannot configure LMDB: %s",
 		    mdb_strerror(rc));
 		goto fail;
 	}
@@ -433,17 +418,17 @@ store_open_opts(struct store **store_r, const char *dir, int flags,
 	envflags = MDB_NOTLS | (st->rdonly ? MDB_RDONLY : 0);
 	if ((rc = mdb_env_open(st->env, dir, envflags, 0600)) != 0) {
 		if (rc == ENOENT && st->rdonly)
-			store_seterr(err, errlen,
+			errbuf_set(err, errlen,
 			    "no store in %s (data.mdb missing)", dir);
 		else
-			store_seterr(err, errlen, "cannot open store in %s: %s",
+			errbuf_set(err, errlen, "cannot open store in %s: %s",
 			    dir, mdb_strerror(rc));
 		goto fail;
 	}
 	if ((rc = mdb_env_set_mapsize(st->env, 0)) != 0 ||
 	    (env_map_size(st->env) < map_size &&
 	    (rc = mdb_env_set_mapsize(st->env, map_size)) != 0)) {
-		store_seterr(err, errlen, "cannot size the map of %s: %s",
+		errbuf_set(err, errlen, "cannot size the map of %s: %s",
 		    dir, mdb_strerror(rc));
 		goto fail;
 	}
@@ -460,7 +445,7 @@ store_open_opts(struct store **store_r, const char *dir, int flags,
 	 * itself and there is nothing left to clear.)
 	 */
 	if ((rc = mdb_reader_check(st->env, &dead)) != 0) {
-		store_seterr(err, errlen, "mdb_reader_check: %s",
+		errbuf_set(err, errlen, "mdb_reader_check: %s",
 		    mdb_strerror(rc));
 		goto fail;
 	}
@@ -550,7 +535,7 @@ store_reader_check(struct store *store, int *cleared_r, char *err,
 	if (cleared_r != NULL)
 		*cleared_r = 0;
 	if ((rc = mdb_reader_check(store->env, &dead)) != 0) {
-		store_seterr(err, errlen, "mdb_reader_check: %s",
+		errbuf_set(err, errlen, "mdb_reader_check: %s",
 		    mdb_strerror(rc));
 		return (-1);
 	}
@@ -577,7 +562,7 @@ store_grow(struct store *st, size_t seen, char *err, size_t errlen)
 	}
 	if (seen >= st->map_max) {
 		pthread_rwlock_unlock(&st->resize_lock);
-		store_seterr(err, errlen,
+		errbuf_set(err, errlen,
 		    "store full: map size %zu bytes reached its limit", seen);
 		return (-1);
 	}
@@ -587,7 +572,7 @@ store_grow(struct store *st, size_t seen, char *err, size_t errlen)
 		set_map_size(st);
 	pthread_rwlock_unlock(&st->resize_lock);
 	if (rc != 0) {
-		store_seterr(err, errlen, "cannot grow the map to %zu bytes: %s",
+		errbuf_set(err, errlen, "cannot grow the map to %zu bytes: %s",
 		    want, mdb_strerror(rc));
 		return (-1);
 	}
@@ -614,7 +599,7 @@ store_adopt_size(struct store *st, char *err, size_t errlen)
 		st->map_max = st->map_size;
 	pthread_rwlock_unlock(&st->resize_lock);
 	if (rc != 0) {
-		store_seterr(err, errlen, "cannot adopt the new map size: %s",
+		errbuf_set(err, errlen, "cannot adopt the new map size: %s",
 		    mdb_strerror(rc));
 		return (-1);
 	}
@@ -641,11 +626,11 @@ store_txn_run(struct store *store, int rdonly, store_txn_fn *fn, void *arg,
 	int attempt, rc, ret;
 
 	if (store_in_txn) {
-		store_seterr(err, errlen, "nested store transaction refused");
+		errbuf_set(err, errlen, "nested store transaction refused");
 		return (-1);
 	}
 	if (!rdonly && store->rdonly) {
-		store_seterr(err, errlen, "store is open read-only");
+		errbuf_set(err, errlen, "store is open read-only");
 		return (-1);
 	}
 	for (attempt = 0; attempt < STORE_RETRIES; attempt++) {
@@ -661,7 +646,7 @@ store_txn_run(struct store *store, int rdonly, store_txn_fn *fn, void *arg,
 		}
 		if (rc != 0) {
 			pthread_rwlock_unlock(&store->resize_lock);
-			store_seterr(err, errlen,
+			errbuf_set(err, errlen,
 			    "cannot begin transaction: %s", mdb_strerror(rc));
 			return (-1);
 		}
@@ -686,9 +671,9 @@ store_txn_run(struct store *store, int rdonly, store_txn_fn *fn, void *arg,
 			mdb_txn_abort(txn);
 			pthread_rwlock_unlock(&store->resize_lock);
 			if (tx.err[0] != '\0')
-				store_seterr(err, errlen, "%s", tx.err);
+				errbuf_set(err, errlen, "%s", tx.err);
 			else if (ret < 0)
-				store_seterr(err, errlen,
+				errbuf_set(err, errlen,
 				    "transaction aborted");
 			return (ret != 0 ? ret : -1);
 		}
@@ -701,13 +686,13 @@ store_txn_run(struct store *store, int rdonly, store_txn_fn *fn, void *arg,
 			continue;
 		}
 		if (rc != 0) {
-			store_seterr(err, errlen, "commit failed: %s",
+			errbuf_set(err, errlen, "commit failed: %s",
 			    mdb_strerror(rc));
 			return (-1);
 		}
 		return (0);
 	}
-	store_seterr(err, errlen, "transaction retried %d times, giving up",
+	errbuf_set(err, errlen, "transaction retried %d times, giving up",
 	    STORE_RETRIES);
 	return (-1);
 }
@@ -1127,7 +1112,7 @@ store_sweep_expired(struct store *store, time_t now, size_t batch,
 	if (removed_r != NULL)
 		*removed_r = 0;
 	if (store->rdonly) {
-		store_seterr(err, errlen, "store is open read-only");
+		errbuf_set(err, errlen, "store is open read-only");
 		return (-1);
 	}
 	memset(&sw, 0, sizeof(sw));

@@ -33,21 +33,8 @@
 #include <openssl/x509v3.h>
 
 #include "tls.h"
+#include "util.h"
 
-static void	seterr(char *err, size_t errlen, const char *fmt, ...)
-		    __attribute__((format(printf, 3, 4)));
-
-static void
-seterr(char *err, size_t errlen, const char *fmt, ...)
-{
-	va_list ap;
-
-	if (err == NULL || errlen == 0)
-		return;
-	va_start(ap, fmt);
-	vsnprintf(err, errlen, fmt, ap);
-	va_end(ap);
-}
 
 /*
  * tls_error_string - empty this thread's OpenSSL error queue and describe
@@ -88,16 +75,16 @@ readable(const char *what, const char *file, char *err, size_t errlen)
 	FILE *fp;
 
 	if (file == NULL || *file == '\0') {
-		seterr(err, errlen, "no %s file given", what);
+		errbuf_set(err, errlen, "no %s file given", what);
 		return (-1);
 	}
 	if ((fp = fopen(file, "r")) == NULL) {
-		seterr(err, errlen, "%s: %s", file, strerror(errno));
+		errbuf_set(err, errlen, "%s: %s", file, strerror(errno));
 		return (-1);
 	}
 	if (fstat(fileno(fp), &st) == 0 && S_ISDIR(st.st_mode)) {
 		fclose(fp);
-		seterr(err, errlen, "%s: is a directory, not a %s file", file,
+		errbuf_set(err, errlen, "%s: is a directory, not a %s file", file,
 		    what);
 		return (-1);
 	}
@@ -142,7 +129,7 @@ ctx_common(SSL_CTX *ctx, char *err, size_t errlen)
 	char ebuf[160];
 
 	if (SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION) != 1) {
-		seterr(err, errlen, "cannot set TLS 1.2 minimum: %s",
+		errbuf_set(err, errlen, "cannot set TLS 1.2 minimum: %s",
 		    tls_error_string(ebuf, sizeof(ebuf)));
 		return (-1);
 	}
@@ -166,7 +153,7 @@ tls_client_ctx_new(const char *ca_file, char *err, size_t errlen)
 
 	ERR_clear_error();
 	if ((ctx = SSL_CTX_new(TLS_client_method())) == NULL) {
-		seterr(err, errlen, "cannot create TLS client context: %s",
+		errbuf_set(err, errlen, "cannot create TLS client context: %s",
 		    tls_error_string(ebuf, sizeof(ebuf)));
 		return (NULL);
 	}
@@ -175,13 +162,13 @@ tls_client_ctx_new(const char *ca_file, char *err, size_t errlen)
 	SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, NULL);
 	if (ca_file == NULL) {
 		if (SSL_CTX_set_default_verify_paths(ctx) != 1) {
-			seterr(err, errlen, "cannot load the system CA "
+			errbuf_set(err, errlen, "cannot load the system CA "
 			    "store: %s", tls_error_string(ebuf, sizeof(ebuf)));
 			goto fail;
 		}
 	} else if (stat(ca_file, &st) == 0 && S_ISDIR(st.st_mode)) {
 		if (SSL_CTX_load_verify_dir(ctx, ca_file) != 1) {
-			seterr(err, errlen, "%s: cannot use as CA directory: "
+			errbuf_set(err, errlen, "%s: cannot use as CA directory: "
 			    "%s", ca_file, tls_error_string(ebuf, sizeof(ebuf)));
 			goto fail;
 		}
@@ -189,7 +176,7 @@ tls_client_ctx_new(const char *ca_file, char *err, size_t errlen)
 		if (readable("CA", ca_file, err, errlen) == -1)
 			goto fail;
 		if (SSL_CTX_load_verify_file(ctx, ca_file) != 1) {
-			seterr(err, errlen, "%s: cannot load CA certificates: "
+			errbuf_set(err, errlen, "%s: cannot load CA certificates: "
 			    "%s", ca_file, tls_error_string(ebuf, sizeof(ebuf)));
 			goto fail;
 		}
@@ -219,7 +206,7 @@ tls_server_ctx_new(const char *cert_file, const char *key_file, char *err,
 	    readable("key", key_file, err, errlen) == -1)
 		return (NULL);
 	if ((ctx = SSL_CTX_new(TLS_server_method())) == NULL) {
-		seterr(err, errlen, "cannot create TLS server context: %s",
+		errbuf_set(err, errlen, "cannot create TLS server context: %s",
 		    tls_error_string(ebuf, sizeof(ebuf)));
 		return (NULL);
 	}
@@ -230,7 +217,7 @@ tls_server_ctx_new(const char *cert_file, const char *key_file, char *err,
 	 * ever set on a server SSL; set it now so that never fails. */
 	SSL_CTX_set_session_id_context(ctx, sid_ctx, sizeof(sid_ctx) - 1);
 	if (SSL_CTX_use_certificate_chain_file(ctx, cert_file) != 1) {
-		seterr(err, errlen, "%s: cannot load certificate chain: %s",
+		errbuf_set(err, errlen, "%s: cannot load certificate chain: %s",
 		    cert_file, load_reason("certificate", ebuf, sizeof(ebuf)));
 		goto fail;
 	}
@@ -243,17 +230,17 @@ tls_server_ctx_new(const char *cert_file, const char *key_file, char *err,
 		if (ERR_GET_REASON(e) == X509_R_KEY_VALUES_MISMATCH ||
 		    ERR_GET_REASON(e) == X509_R_KEY_TYPE_MISMATCH) {
 			ERR_clear_error();
-			seterr(err, errlen, "%s: private key does not match "
+			errbuf_set(err, errlen, "%s: private key does not match "
 			    "the certificate in %s", key_file, cert_file);
 		} else
-			seterr(err, errlen, "%s: cannot load private key "
+			errbuf_set(err, errlen, "%s: cannot load private key "
 			    "(unencrypted PEM expected): %s", key_file,
 			    tls_error_string(ebuf, sizeof(ebuf)));
 		goto fail;
 	}
 	if (SSL_CTX_check_private_key(ctx) != 1) {
 		ERR_clear_error();
-		seterr(err, errlen, "%s: private key does not match the "
+		errbuf_set(err, errlen, "%s: private key does not match the "
 		    "certificate in %s", key_file, cert_file);
 		goto fail;
 	}
@@ -298,19 +285,19 @@ tls_client_ssl_new(SSL_CTX *ctx, const char *hostname, int verify, char *err,
 		if (hostname[len - 1] == '.')	/* "mx.example.com." */
 			len--;
 		if (len == 0 || len >= sizeof(host)) {
-			seterr(err, errlen, "bad TLS host name");
+			errbuf_set(err, errlen, "bad TLS host name");
 			return (NULL);
 		}
 		memcpy(host, hostname, len);
 		host[len] = '\0';
 	} else if (verify) {
-		seterr(err, errlen, "verification needs a host name");
+		errbuf_set(err, errlen, "verification needs a host name");
 		return (NULL);
 	} else
 		host[0] = '\0';
 
 	if ((ssl = SSL_new(ctx)) == NULL) {
-		seterr(err, errlen, "cannot create TLS connection: %s",
+		errbuf_set(err, errlen, "cannot create TLS connection: %s",
 		    tls_error_string(ebuf, sizeof(ebuf)));
 		return (NULL);
 	}
@@ -332,7 +319,7 @@ tls_client_ssl_new(SSL_CTX *ctx, const char *hostname, int verify, char *err,
 	SSL_set_connect_state(ssl);
 	return (ssl);
 fail:
-	seterr(err, errlen, "cannot set TLS host name \"%s\": %s", host,
+	errbuf_set(err, errlen, "cannot set TLS host name \"%s\": %s", host,
 	    tls_error_string(ebuf, sizeof(ebuf)));
 	SSL_free(ssl);
 	return (NULL);

@@ -16,13 +16,9 @@
 
 #include "util.h"
 
-static void
-seterr(char *err, size_t errlen, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-/* seterr - fill an optional error buffer */
-static void
-seterr(char *err, size_t errlen, const char *fmt, ...)
+/* errbuf_set - fill an optional caller error buffer (NULL/0 = ignore) */
+void
+errbuf_set(char *err, size_t errlen, const char *fmt, ...)
 {
 	va_list ap;
 
@@ -67,13 +63,13 @@ parse_duration(const char *s, int64_t *secs_r, char *err, size_t errlen)
 	uint64_t last = UINT64_MAX;
 
 	if (s == NULL || *s == '\0') {
-		seterr(err, errlen, "empty duration");
+		errbuf_set(err, errlen, "empty duration");
 		return (-1);
 	}
 	if (s[strspn(s, "0123456789")] == '\0') {
 		/* a bare number: seconds */
 		if (parse_u64_prefix(&p, &v) == -1 || v > (uint64_t)INT64_MAX) {
-			seterr(err, errlen, "duration too large: \"%s\"", s);
+			errbuf_set(err, errlen, "duration too large: \"%s\"", s);
 			return (-1);
 		}
 		*secs_r = (int64_t)v;
@@ -97,7 +93,7 @@ parse_duration(const char *s, int64_t *secs_r, char *err, size_t errlen)
 		p++;
 		if (v > (uint64_t)INT64_MAX / mult ||
 		    total > (uint64_t)INT64_MAX - v * mult) {
-			seterr(err, errlen, "duration too large: \"%s\"", s);
+			errbuf_set(err, errlen, "duration too large: \"%s\"", s);
 			return (-1);
 		}
 		total += v * mult;
@@ -105,7 +101,7 @@ parse_duration(const char *s, int64_t *secs_r, char *err, size_t errlen)
 	*secs_r = (int64_t)total;
 	return (0);
 bad:
-	seterr(err, errlen,
+	errbuf_set(err, errlen,
 	    "bad duration \"%s\" (use a number with s, m, h, d or w, e.g. 90s, 5m, 2h, 3d)", s);
 	return (-1);
 }
@@ -131,13 +127,13 @@ parse_size(const char *s, uint64_t *bytes_r, char *err, size_t errlen)
 	if (*p != '\0')
 		goto bad;
 	if (v > UINT64_MAX / mult) {
-		seterr(err, errlen, "size too large: \"%s\"", s);
+		errbuf_set(err, errlen, "size too large: \"%s\"", s);
 		return (-1);
 	}
 	*bytes_r = v * mult;
 	return (0);
 bad:
-	seterr(err, errlen, "bad size \"%s\" (use a number with K, M or G, e.g. 10K, 50M)",
+	errbuf_set(err, errlen, "bad size \"%s\" (use a number with K, M or G, e.g. 10K, 50M)",
 	    s ? s : "");
 	return (-1);
 }
@@ -160,7 +156,7 @@ parse_bool(const char *s, int *val_r, char *err, size_t errlen)
 			return (0);
 		}
 	}
-	seterr(err, errlen, "bad boolean \"%s\" (use yes or no)", s ? s : "");
+	errbuf_set(err, errlen, "bad boolean \"%s\" (use yes or no)", s ? s : "");
 	return (-1);
 }
 
@@ -179,14 +175,14 @@ parse_int(const char *s, int64_t min, int64_t max, int64_t *val_r,
 	if (errno != 0 || *end != '\0')
 		goto bad;
 	if (v < min || v > max) {
-		seterr(err, errlen, "%lld is out of range %lld..%lld", v,
+		errbuf_set(err, errlen, "%lld is out of range %lld..%lld", v,
 		    (long long)min, (long long)max);
 		return (-1);
 	}
 	*val_r = v;
 	return (0);
 bad:
-	seterr(err, errlen, "bad number \"%s\"", s ? s : "");
+	errbuf_set(err, errlen, "bad number \"%s\"", s ? s : "");
 	return (-1);
 }
 
@@ -230,7 +226,7 @@ parse_hostport(const char *s, int default_port, struct hostport *hp,
 
 	memset(hp, 0, sizeof(*hp));
 	if (s == NULL || *s == '\0') {
-		seterr(err, errlen, "empty address");
+		errbuf_set(err, errlen, "empty address");
 		return (-1);
 	}
 	if (*s == '[') {
@@ -253,7 +249,7 @@ parse_hostport(const char *s, int default_port, struct hostport *hp,
 	} else {
 		colon = strchr(s, ':');
 		if (colon != NULL && strchr(colon + 1, ':') != NULL) {
-			seterr(err, errlen,
+			errbuf_set(err, errlen,
 			    "bad address \"%s\": write IPv6 addresses as [addr]:port", s);
 			return (-1);
 		}
@@ -267,20 +263,20 @@ parse_hostport(const char *s, int default_port, struct hostport *hp,
 	}
 	if (portstr == NULL) {
 		if (default_port <= 0) {
-			seterr(err, errlen, "address \"%s\" needs a port (host:port)", s);
+			errbuf_set(err, errlen, "address \"%s\" needs a port (host:port)", s);
 			return (-1);
 		}
 		hp->port = default_port;
 		return (0);
 	}
 	if (parse_int(portstr, 1, 65535, &port, NULL, 0) == -1) {
-		seterr(err, errlen, "bad port in \"%s\" (1..65535)", s);
+		errbuf_set(err, errlen, "bad port in \"%s\" (1..65535)", s);
 		return (-1);
 	}
 	hp->port = (int)port;
 	return (0);
 bad:
-	seterr(err, errlen, "bad address \"%s\" (use host:port or [ipv6]:port)", s);
+	errbuf_set(err, errlen, "bad address \"%s\" (use host:port or [ipv6]:port)", s);
 	return (-1);
 }
 

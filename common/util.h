@@ -28,6 +28,9 @@ struct strlist {
 	size_t	  alloc;
 };
 
+void	errbuf_set(char *err, size_t errlen, const char *fmt, ...)
+	    __attribute__((format(printf, 3, 4)));
+
 int	parse_duration(const char *s, int64_t *secs_r, char *err, size_t errlen);
 int	parse_size(const char *s, uint64_t *bytes_r, char *err, size_t errlen);
 int	parse_bool(const char *s, int *val_r, char *err, size_t errlen);
