@@ -111,6 +111,7 @@ static const struct cfg_key keys[] = {
 	KEY("forward", "retry_max", CT_DURATION, "30m", forward.retry_max),
 	KEY("forward", "queue_lifetime", CT_DURATION, "5d", forward.queue_lifetime),
 	KENUM("forward", "on_expire", "bounce", forward.on_expire, on_expire),
+	KHOST("forward", "dsn_relay", "", forward.dsn_relay, 25, CK_SINGLE),
 	KEY("forward", "srs_secret", CT_STRING, "", forward.srs_secret),
 	KEY("forward", "srs_domain", CT_STRING, "", forward.srs_domain),
 

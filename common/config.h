@@ -78,6 +78,7 @@ struct config {
 		int64_t		 retry_max;
 		int64_t		 queue_lifetime;
 		enum cfg_on_expire on_expire;
+		struct hostport_list dsn_relay;	/* empty: the sender domain's MX */
 		char		*srs_secret;
 		char		*srs_domain;
 	} forward;

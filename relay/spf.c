@@ -1,0 +1,1282 @@
+/*
+ * spf.c - SPF verdicts with libspf2 on a worker pool (see spf.h).
+ *
+ * Shape: spf_check() copies its arguments into a struct spf_job and
+ * queues it; one of nworkers threads takes it, runs libspf2 (which is
+ * synchronous) and puts the job on the done list; the first job put on
+ * an empty done list writes a byte into a pipe whose read end is a
+ * persistent EV_READ event on the loop, and that event calls the
+ * callbacks.  (A pipe rather than event_active() from the workers: it
+ * works whether or not the program called evthread_use_pthreads() before
+ * creating its event_base.)
+ *
+ * DNS: libspf2 asks a DNS "layer" (SPF_dns_server_t) for TXT, A, AAAA,
+ * MX and PTR records and reads its answers from an SPF_dns_rr_t.  Ours,
+ * layer_lookup(), is a custom layer that asks common/dns with
+ * dns_lookup_sync() (one libunbound context and cache for the whole
+ * relay, the configured forwarder, the per-look-up timeout) and builds
+ * the SPF_dns_rr_t with libspf2's own SPF_dns_rr_new_init() /
+ * SPF_dns_rr_buf_realloc(), so libspf2 frees it normally.  Statuses map
+ * to the h_errno values libspf2 expects: NXDOMAIN -> HOST_NOT_FOUND,
+ * NODATA -> NO_DATA, TEMPFAIL and PERMFAIL (timeout, SERVFAIL, malformed
+ * answer) -> TRY_AGAIN, which libspf2 turns into temperror everywhere but
+ * in its top-level record look-up (see below).  common/dns has no PTR:
+ * PTR (and the obsolete type-99 SPF record, which libspf2 asks before
+ * TXT) are answered NO_DATA without traffic, so "ptr" never matches and
+ * %{p} is "unknown".
+ *
+ * libspf2 quirks handled here (Debian 12, libspf2 1.2.10):
+ *  - A temporary DNS failure on the sender domain's own TXT look-up
+ *    comes back as result "invalid" (SPF_RESULT_INVALID, err
+ *    SPF_E_DNS_ERROR) with no header comment: mapped to temperror.  Any
+ *    other "invalid" is none when libspf2 only found no SPF record
+ *    (SPF_E_NOT_SPF and no other error), permerror when the record did
+ *    not compile (the compiler's error is in the response), temperror
+ *    otherwise: never none or neutral by accident.
+ *  - SPF_request_query_mailfrom() gives loopback clients a free "pass";
+ *    we run its two steps (SPF_server_get_record(), then
+ *    SPF_record_interpret()) ourselves without that shortcut.
+ *  - SPF_error() ends in a handler declared noreturn whose default calls
+ *    abort().  Ours logs the message and longjmp()s back to the guard
+ *    around the libspf2 call on that thread (every call is guarded), so
+ *    the check ends as temperror; memory libspf2 had in flight at that
+ *    moment may leak (only on out-of-memory or a library bug).  Warning,
+ *    info and debug messages go to our log at debug level.
+ *  - The default local policy ("include:spf.trusted-forwarder.org") is
+ *    disabled and the default explanation, a macro string, is replaced by
+ *    a plain one: fewer macro expansions (CVE-2023-42118 is in macro
+ *    expansion and Debian's 1.2.10 lacks its fix).
+ *
+ * SECURITY: SPF records, the HELO name and MAIL FROM come from the
+ * network.  libspf2 parses the records (keep it patched; see the CVE
+ * note above); look-ups are capped by libspf2 (10 DNS mechanisms, 10 MX
+ * and PTR names) and by the per-check time budget.  Text copied into a
+ * struct spf_result is made printable here, and spf_authres() quotes it
+ * for the header.  libspf2 keeps no secrets of ours.
+ *
+ * Ownership and threading: the checker and its jobs are owned by the
+ * loop's thread.  A job belongs to exactly one place at a time: the
+ * queue (under mu), a worker (running), the done list (under mu) or the
+ * loop's delivery batch; the "live" list is only an index for
+ * spf_cancel() and is touched on the loop only.  Workers block every
+ * signal.  The SPF_server_t is shared by the workers: libspf2 only reads
+ * it during checks.
+ */
+
+#include <sys/types.h>
+#include <sys/socket.h>
+#include <sys/queue.h>
+#include <netinet/in.h>
+#include <arpa/inet.h>
+#include <netdb.h>
+
+#include <ctype.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <setjmp.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <event2/event.h>
+#include <spf2/spf.h>
+
+#include "dns.h"
+#include "log.h"
+#include "spf.h"
+#include "util.h"
+
+/* What libspf2 explains a fail with when a record has no exp=: a plain
+ * string, so no macro expansion happens for it. */
+#define SPF_PLAIN_EXP	"SPF check failed"
+
+/*
+ * struct spf_guard - where SPF_error() returns to on this thread.  Set
+ * around every call into libspf2; msg receives the library's message.
+ */
+struct spf_guard {
+	jmp_buf		 jb;
+	char		 msg[160];
+};
+
+static __thread struct spf_guard *tls_guard;
+static __thread struct spf_job *tls_job;	/* the job this worker runs */
+
+enum job_state {
+	JOB_QUEUED,
+	JOB_RUNNING,
+	JOB_DONE
+};
+
+struct spf_job {
+	TAILQ_ENTRY(spf_job)	 qentry;	/* queue or done (under mu) */
+	TAILQ_ENTRY(spf_job)	 lentry;	/* live (loop only) */
+	struct spf_checker	*chk;
+	uint64_t		 id;
+	spf_cb			*cb;
+	void			*arg;
+	int			 state;		/* enum job_state, under mu */
+	int			 linked;	/* in live (loop only) */
+	atomic_int		 cancelled;
+	struct timespec		 deadline;	/* CLOCK_MONOTONIC */
+	/* input */
+	int			 family;
+	struct in_addr		 v4;
+	struct in6_addr		 v6;
+	char			*helo;
+	char			*mail_from;
+	/* the worker's scratch while it runs the job */
+	struct spf_guard	 guard;
+	SPF_request_t		*req;
+	SPF_response_t		*resp;
+	SPF_record_t		*rec;
+	int			 tempfail;	/* a look-up failed temporarily */
+	char			 tempfail_why[128];
+	/* output */
+	struct spf_result	 res;
+};
+
+TAILQ_HEAD(spf_job_list, spf_job);
+
+struct spf_checker {
+	struct event_base	*base;
+	struct event		*ev;		/* read end of the pipe */
+	int			 pipefd[2];
+	pthread_mutex_t		 mu;
+	pthread_cond_t		 cv;
+	struct spf_job_list	 queue;		/* under mu */
+	struct spf_job_list	 done;		/* under mu */
+	size_t			 nqueued;	/* under mu */
+	atomic_int		 stopping;	/* set under mu */
+	pthread_t		*threads;
+	int			 nthreads;
+	int			 sync_ok;	/* mu and cv initialised */
+	/* loop only */
+	struct spf_job_list	 live;
+	size_t			 nlive;
+	uint64_t		 next_id;
+	int			 depth;		/* > 0 while calling back */
+	int			 dying;		/* freed from a callback */
+	int			 timeout_ms;
+	/* libspf2 */
+	SPF_server_t		*server;
+	SPF_dns_server_t	*layer;		/* the layer we free */
+	spf_dns_fn		*fn;
+	void			*fn_ctx;
+	char			 hostname[SPF_DOMAIN_MAX];
+};
+
+static void	checker_destroy(struct spf_checker *chk);
+
+/* --- libspf2's message handlers ---------------------------------------- */
+
+static void lib_error(const char *file, int line, const char *msg)
+    __attribute__((noreturn));
+
+/*
+ * lib_error - replaces libspf2's SPF_error_handler (which must not
+ * return).  Back to the guard of this thread's libspf2 call.
+ */
+static void
+lib_error(const char *file, int line, const char *msg)
+{
+	struct spf_guard *g = tls_guard;
+
+	log_warnx("spf: libspf2 error: %s (%s:%d)", msg ? msg : "?",
+	    file ? file : "?", line);
+	if (g != NULL) {
+		tls_guard = NULL;
+		str_copy(g->msg, msg ? msg : "?", sizeof(g->msg));
+		longjmp(g->jb, 1);
+	}
+	/* Unreachable by construction: every libspf2 call is guarded.  Not
+	 * abort(): end this thread only. */
+	log_errorx("spf: libspf2 error outside a guarded call; thread ends");
+	pthread_exit(NULL);
+}
+
+static void
+lib_warning(const char *file, int line, const char *msg)
+{
+	log_debug("spf: libspf2 warning: %s (%s:%d)", msg ? msg : "?",
+	    file ? file : "?", line);
+}
+
+static void
+lib_info(const char *file, int line, const char *msg)
+{
+	log_debug("spf: libspf2 info: %s (%s:%d)", msg ? msg : "?",
+	    file ? file : "?", line);
+}
+
+static void
+lib_debug(const char *file, int line, const char *msg)
+{
+	log_debug("spf: libspf2 debug: %s (%s:%d)", msg ? msg : "?",
+	    file ? file : "?", line);
+}
+
+static pthread_once_t handlers_once = PTHREAD_ONCE_INIT;
+
+/* handlers_install - libspf2's handlers are process-wide variables */
+static void
+handlers_install(void)
+{
+	SPF_error_handler = lib_error;
+	SPF_warning_handler = lib_warning;
+	SPF_info_handler = lib_info;
+	SPF_debug_handler = lib_debug;
+}
+
+/* --- names and text ------------------------------------------------------ */
+
+const char *
+spf_verdict_name(enum spf_verdict v)
+{
+	switch (v) {
+	case SPF_VERDICT_NONE:		return ("none");
+	case SPF_VERDICT_NEUTRAL:	return ("neutral");
+	case SPF_VERDICT_PASS:		return ("pass");
+	case SPF_VERDICT_FAIL:		return ("fail");
+	case SPF_VERDICT_SOFTFAIL:	return ("softfail");
+	case SPF_VERDICT_TEMPERROR:	return ("temperror");
+	case SPF_VERDICT_PERMERROR:	return ("permerror");
+	}
+	return ("temperror");
+}
+
+const char *
+spf_identity_name(enum spf_identity id)
+{
+	return (id == SPF_ID_HELO ? "helo" : "mailfrom");
+}
+
+/* printable - peer text into dst, bytes outside printable ASCII as \xHH */
+static void
+printable(char *dst, size_t dstlen, const char *src)
+{
+	str_printable(dst, dstlen, src, strlen(src));
+}
+
+static void
+explain(struct spf_result *r, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+static void
+explain(struct spf_result *r, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(r->explanation, sizeof(r->explanation), fmt, ap);
+	va_end(ap);
+}
+
+/*
+ * explain_verdict - the A-R comment for r->verdict.  detail (may be
+ * NULL) says why for the error verdicts.  Wording after RFC 7208's
+ * examples and libspf2's Received-SPF comments.
+ */
+static void
+explain_verdict(struct spf_result *r, const char *detail)
+{
+	const char *who = r->identity == SPF_ID_HELO ? r->domain : r->sender;
+	char why[128];
+
+	printable(why, sizeof(why), detail ? detail : "");
+	switch (r->verdict) {
+	case SPF_VERDICT_PASS:
+		explain(r, "domain of %s designates %s as permitted sender",
+		    who, r->client);
+		break;
+	case SPF_VERDICT_FAIL:
+		explain(r, "domain of %s does not designate %s as permitted "
+		    "sender", who, r->client);
+		break;
+	case SPF_VERDICT_SOFTFAIL:
+		explain(r, "transitioning domain of %s does not designate %s "
+		    "as permitted sender", who, r->client);
+		break;
+	case SPF_VERDICT_NEUTRAL:
+		explain(r, "%s is neither permitted nor denied by domain of %s",
+		    r->client, who);
+		break;
+	case SPF_VERDICT_NONE:
+		if (why[0] != '\0')
+			explain(r, "%s", why);
+		else
+			explain(r, "domain of %s does not publish an SPF record",
+			    who);
+		break;
+	case SPF_VERDICT_TEMPERROR:
+		explain(r, "temporary error checking %s%s%s", who,
+		    why[0] ? ": " : "", why);
+		break;
+	case SPF_VERDICT_PERMERROR:
+		explain(r, "permanent error in the SPF record of %s%s%s", who,
+		    why[0] ? ": " : "", why);
+		break;
+	}
+}
+
+/* --- RFC 8601 output ----------------------------------------------------- */
+
+struct out {
+	char	*buf;
+	size_t	 len;
+	size_t	 pos;
+	int	 full;
+};
+
+static void
+out_c(struct out *o, char c)
+{
+	if (o->pos + 1 >= o->len) {
+		o->full = 1;
+		return;
+	}
+	o->buf[o->pos++] = c;
+	o->buf[o->pos] = '\0';
+}
+
+static void
+out_s(struct out *o, const char *s)
+{
+	while (*s != '\0')
+		out_c(o, *s++);
+}
+
+/* is_token_char - RFC 2045 token: CHAR minus SPACE, CTLs and tspecials */
+static int
+is_token_char(unsigned char c)
+{
+	if (c <= 0x20 || c >= 0x7f)
+		return (0);
+	return (strchr("()<>@,;:\\\"/[]?=", c) == NULL);
+}
+
+/* out_value - an RFC 8601 pvalue: a token as is, else a quoted-string */
+static void
+out_value(struct out *o, const char *s)
+{
+	const char *p;
+	int token = *s != '\0';
+
+	for (p = s; *p != '\0' && token; p++)
+		token = is_token_char((unsigned char)*p);
+	if (token) {
+		out_s(o, s);
+		return;
+	}
+	out_c(o, '"');
+	for (p = s; *p != '\0'; p++) {
+		unsigned char c = (unsigned char)*p;
+
+		if (c < 0x20 || c >= 0x7f)
+			c = '?';
+		if (c == '"' || c == '\\')
+			out_c(o, '\\');
+		out_c(o, (char)c);
+	}
+	out_c(o, '"');
+}
+
+/*
+ * out_comment - an RFC 5322 comment; ( ) \ escaped as quoted-pairs.  A
+ * '"' is legal in a comment but becomes '\'': header code that looks
+ * for quoted-strings without tracking comments cannot be misled.
+ */
+static void
+out_comment(struct out *o, const char *s)
+{
+	out_c(o, '(');
+	for (; *s != '\0'; s++) {
+		unsigned char c = (unsigned char)*s;
+
+		if (c < 0x20 || c >= 0x7f)
+			c = '?';
+		if (c == '"')
+			c = '\'';
+		if (c == '(' || c == ')' || c == '\\')
+			out_c(o, '\\');
+		out_c(o, (char)c);
+	}
+	out_c(o, ')');
+}
+
+int
+spf_authres(const struct spf_result *r, char *buf, size_t len)
+{
+	struct out o = { buf, len, 0, 0 };
+
+	if (len == 0)
+		return (-1);
+	buf[0] = '\0';
+	out_s(&o, "spf=");
+	out_s(&o, spf_verdict_name(r->verdict));
+	if (r->explanation[0] != '\0') {
+		out_c(&o, ' ');
+		out_comment(&o, r->explanation);
+	}
+	out_s(&o, r->identity == SPF_ID_HELO ? " smtp.helo=" :
+	    " smtp.mailfrom=");
+	out_value(&o, r->domain);
+	if (o.full) {
+		buf[0] = '\0';
+		return (-1);
+	}
+	return ((int)o.pos);
+}
+
+/* --- the DNS layer ------------------------------------------------------- */
+
+/* job_expired - the check ran out of its budget, or nobody waits for it */
+static int
+job_expired(struct spf_job *job, const char **why_r)
+{
+	struct timespec now;
+
+	if (atomic_load(&job->cancelled) ||
+	    atomic_load(&job->chk->stopping)) {
+		*why_r = "check cancelled";
+		return (1);
+	}
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	if (now.tv_sec > job->deadline.tv_sec ||
+	    (now.tv_sec == job->deadline.tv_sec &&
+	    now.tv_nsec >= job->deadline.tv_nsec)) {
+		*why_r = "check timed out";
+		return (1);
+	}
+	return (0);
+}
+
+static void
+job_tempfail(struct spf_job *job, const char *name, ns_type type,
+    const char *why)
+{
+	if (job == NULL || job->tempfail)
+		return;
+	job->tempfail = 1;
+	/* (errbuf_set: truncation is fine here) */
+	errbuf_set(job->tempfail_why, sizeof(job->tempfail_why), "%s %s: %s",
+	    SPF_strrrtype(type), name, why);
+}
+
+/*
+ * rr_fill - copy a DNS_OK answer into rr (rr_type already set); -1 on
+ * out of memory.  TXT: libspf2 wants a C string, so a NUL inside a TXT
+ * record becomes DEL, which no SPF record may contain (the record then
+ * fails to compile instead of being cut short).
+ */
+static int
+rr_fill(SPF_dns_rr_t *rr, const struct dns_result *res)
+{
+	size_t i;
+	int n = 0;
+
+	for (i = 0; i < res->count && n < INT16_MAX; i++) {
+		switch (rr->rr_type) {
+		case ns_t_a:
+		case ns_t_aaaa: {
+			const struct sockaddr_storage *ss = &res->addr[i];
+
+			if (rr->rr_type == ns_t_a && ss->ss_family == AF_INET) {
+				if (SPF_dns_rr_buf_realloc(rr, n,
+				    sizeof(struct in_addr)) != SPF_E_SUCCESS)
+					return (-1);
+				rr->rr[n++]->a = ((const struct sockaddr_in *)
+				    (const void *)ss)->sin_addr;
+			} else if (rr->rr_type == ns_t_aaaa &&
+			    ss->ss_family == AF_INET6) {
+				if (SPF_dns_rr_buf_realloc(rr, n,
+				    sizeof(struct in6_addr)) != SPF_E_SUCCESS)
+					return (-1);
+				rr->rr[n++]->aaaa = ((const struct sockaddr_in6 *)
+				    (const void *)ss)->sin6_addr;
+			}
+			break;
+		}
+		case ns_t_mx: {
+			size_t l = strlen(res->mx[i].host);
+
+			if (SPF_dns_rr_buf_realloc(rr, n, l + 1) !=
+			    SPF_E_SUCCESS)
+				return (-1);
+			memcpy(rr->rr[n++]->mx, res->mx[i].host, l + 1);
+			break;
+		}
+		case ns_t_txt: {
+			const struct dns_txt *t = &res->txt[i];
+			char *d;
+			size_t k;
+
+			if (SPF_dns_rr_buf_realloc(rr, n, t->len + 1) !=
+			    SPF_E_SUCCESS)
+				return (-1);
+			d = rr->rr[n++]->txt;
+			for (k = 0; k < t->len; k++)
+				d[k] = t->data[k] ? (char)t->data[k] : '\x7f';
+			d[t->len] = '\0';
+			break;
+		}
+		default:
+			break;
+		}
+		rr->num_rr = n;
+	}
+	if (n == 0)
+		rr->herrno = NO_DATA;
+	return (0);
+}
+
+/*
+ * layer_lookup - our SPF_dns_server_t.lookup: one question to common/dns
+ * (or the test's function), answered as an SPF_dns_rr_t that libspf2
+ * frees.  NULL only on out of memory (libspf2 then calls SPF_error()).
+ */
+static SPF_dns_rr_t *
+layer_lookup(SPF_dns_server_t *layer, const char *domain, ns_type rr_type,
+    int should_cache)
+{
+	struct spf_checker *chk = layer->hook;
+	struct spf_job *job = tls_job;
+	struct dns_result *res = NULL;
+	SPF_dns_rr_t *rr;
+	enum dns_type type;
+	const char *why;
+	int status, herrno;
+
+	(void)should_cache;	/* common/dns caches by TTL */
+	switch (rr_type) {
+	case ns_t_a:	type = DNS_A;		break;
+	case ns_t_aaaa:	type = DNS_AAAA;	break;
+	case ns_t_mx:	type = DNS_MX;		break;
+	case ns_t_txt:	type = DNS_TXT;		break;
+	default:
+		/* PTR and type 99: not asked (see the file comment) */
+		return (SPF_dns_rr_new_init(layer, domain, rr_type, 0,
+		    NO_DATA));
+	}
+	/* A name no resolver could ask for (a bad macro expansion): no
+	 * such name, as RFC 7208 4.3/4.6.4 would have it. */
+	if (!dns_name_valid(domain))
+		return (SPF_dns_rr_new_init(layer, domain, rr_type, 0,
+		    HOST_NOT_FOUND));
+	if (job != NULL && job_expired(job, &why)) {
+		job_tempfail(job, domain, rr_type, why);
+		return (SPF_dns_rr_new_init(layer, domain, rr_type, 0,
+		    TRY_AGAIN));
+	}
+	if (chk->fn(chk->fn_ctx, domain, type, &res, &status) == -1)
+		return (NULL);
+	switch (status) {
+	case DNS_OK:		herrno = NETDB_SUCCESS;		break;
+	case DNS_NXDOMAIN:	herrno = HOST_NOT_FOUND;	break;
+	case DNS_NODATA:	herrno = NO_DATA;		break;
+	default:
+		/* TEMPFAIL (timeout, SERVFAIL...) and PERMFAIL (a malformed
+		 * answer): never a reason to reject mail permanently. */
+		herrno = TRY_AGAIN;
+		job_tempfail(job, domain, rr_type,
+		    res != NULL && res->why[0] ? res->why :
+		    dns_status_name(status));
+		break;
+	}
+	rr = SPF_dns_rr_new_init(layer, domain, rr_type,
+	    res != NULL ? (int)(res->ttl > INT32_MAX ? INT32_MAX : res->ttl) :
+	    0, herrno);
+	if (rr != NULL && herrno == NETDB_SUCCESS && res != NULL &&
+	    rr_fill(rr, res) == -1) {
+		SPF_dns_rr_free(rr);
+		rr = NULL;
+	}
+	dns_result_free(&res);
+	return (rr);
+}
+
+/* layer_destroy - SPF_dns_free() of our layer: the struct only */
+static void
+layer_destroy(SPF_dns_server_t *layer)
+{
+	free(layer);
+}
+
+/* resolver_fn - the production spf_dns_fn: common/dns, blocking */
+static int
+resolver_fn(void *ctx, const char *name, enum dns_type type,
+    struct dns_result **res_r, int *status_r)
+{
+	return (dns_lookup_sync(ctx, name, type, res_r, status_r));
+}
+
+/* --- one check, on a worker ---------------------------------------------- */
+
+/*
+ * identity_domain - the domain of the identity, or NULL when it has none
+ * that could hold an SPF record (not a multi-label name of letters,
+ * digits, "-" and "_", e.g. an address literal or a bare word): RFC 7208
+ * 4.3 makes that "none".
+ */
+static const char *
+identity_domain(const char *identity)
+{
+	const char *at = strrchr(identity, '@');
+	const char *d = at != NULL ? at + 1 : identity;
+	size_t i, len = strlen(d), dots = 0;
+
+	if (len > 0 && d[len - 1] == '.')
+		len--;		/* the root label */
+	if (!dns_name_valid(d))
+		return (NULL);
+	for (i = 0; i < len; i++) {
+		unsigned char c = (unsigned char)d[i];
+
+		if (c == '.')
+			dots++;
+		else if (!isalnum(c) && c != '-' && c != '_')
+			return (NULL);
+	}
+	return (dots > 0 ? d : NULL);
+}
+
+/*
+ * map_result - libspf2's result and error code (plus what our layer saw)
+ * to a verdict; rc is what libspf2's last call returned.  *detail_r gets
+ * a reason for the error verdicts.
+ */
+static enum spf_verdict
+map_result(struct spf_job *job, SPF_response_t *resp, SPF_errcode_t rc,
+    const char **detail_r)
+{
+	SPF_result_t result = SPF_response_result(resp);
+	SPF_errcode_t err = SPF_response_errcode(resp);
+	int i, n, other = -1;
+
+	/* SPF_server_get_record() reports some failures only through its
+	 * return code (SPF_response_add_error() leaves resp->err alone). */
+	if (err == SPF_E_SUCCESS)
+		err = rc;
+
+	*detail_r = NULL;
+	switch (result) {
+	case SPF_RESULT_PASS:		return (SPF_VERDICT_PASS);
+	case SPF_RESULT_FAIL:		return (SPF_VERDICT_FAIL);
+	case SPF_RESULT_SOFTFAIL:	return (SPF_VERDICT_SOFTFAIL);
+	case SPF_RESULT_NEUTRAL:	return (SPF_VERDICT_NEUTRAL);
+	case SPF_RESULT_NONE:
+		return (SPF_VERDICT_NONE);
+	case SPF_RESULT_TEMPERROR:
+		*detail_r = job->tempfail ? job->tempfail_why :
+		    SPF_strerror(err);
+		return (SPF_VERDICT_TEMPERROR);
+	case SPF_RESULT_PERMERROR:
+		*detail_r = SPF_strerror(err);
+		return (SPF_VERDICT_PERMERROR);
+	case SPF_RESULT_INVALID:
+	default:
+		break;
+	}
+	/* "invalid": libspf2 stopped before evaluating a record. */
+	if (job->tempfail || err == SPF_E_DNS_ERROR) {
+		*detail_r = job->tempfail ? job->tempfail_why :
+		    "DNS failure";
+		return (SPF_VERDICT_TEMPERROR);
+	}
+	n = SPF_response_messages(resp);
+	for (i = 0; i < n; i++) {
+		SPF_error_t *e = SPF_response_message(resp, i);
+
+		if (SPF_error_errorp(e) && SPF_error_code(e) != SPF_E_NOT_SPF &&
+		    SPF_error_code(e) != SPF_E_SUCCESS) {
+			other = i;
+			break;
+		}
+	}
+	if (err == SPF_E_NOT_SPF && other == -1)
+		return (SPF_VERDICT_NONE);
+	if (err == SPF_E_NOT_SPF && other >= 0) {
+		/* the record did not compile: a syntax error */
+		*detail_r = SPF_error_message(SPF_response_message(resp,
+		    other));
+		return (SPF_VERDICT_PERMERROR);
+	}
+	*detail_r = err != SPF_E_SUCCESS ? SPF_strerror(err) :
+	    "unexpected libspf2 result";
+	return (SPF_VERDICT_TEMPERROR);
+}
+
+/*
+ * job_evaluate - libspf2 on one job; called under the job's guard, so
+ * everything it allocates hangs off the job for job_run() to free.
+ */
+static void
+job_evaluate(struct spf_checker *chk, struct spf_job *job, const char *domain)
+{
+	const char *detail = NULL;
+	SPF_errcode_t err;
+
+	if ((job->req = SPF_request_new(chk->server)) == NULL)
+		goto oom;
+	if (job->family == AF_INET)
+		SPF_request_set_ipv4(job->req, job->v4);
+	else
+		SPF_request_set_ipv6(job->req, job->v6);
+	/* %{h} must expand to something even if the client sent MAIL
+	 * FROM without HELO (the SMTP server should not allow that). */
+	if (SPF_request_set_helo_dom(job->req, job->helo[0] != '\0' ?
+	    job->helo : "unknown") != SPF_E_SUCCESS)
+		goto oom;
+	/* "" with a HELO name: libspf2 checks postmaster@<helo>. */
+	if (SPF_request_set_env_from(job->req, job->mail_from) != 0)
+		goto oom;
+	if ((job->resp = SPF_response_new(job->req)) == NULL)
+		goto oom;
+	/* SPF_request_query_mailfrom() minus its loopback shortcut. */
+	job->req->use_helo = 0;
+	job->req->cur_dom = job->req->env_from_dp;
+	if (job->req->cur_dom == NULL || strcasecmp(job->req->cur_dom,
+	    domain) != 0) {
+		job->res.verdict = SPF_VERDICT_TEMPERROR;
+		explain_verdict(&job->res, "libspf2 chose another domain");
+		return;
+	}
+	err = SPF_server_get_record(chk->server, job->req, job->resp,
+	    &job->rec);
+	if (err == SPF_E_SUCCESS && job->rec != NULL) {
+		job->resp->spf_record_exp = job->rec;
+		err = SPF_record_interpret(job->rec, job->req, job->resp, 0);
+	}
+	job->res.verdict = map_result(job, job->resp, err, &detail);
+	explain_verdict(&job->res, detail);
+	return;
+oom:
+	job->res.verdict = SPF_VERDICT_TEMPERROR;
+	explain_verdict(&job->res, "out of memory");
+}
+
+/* job_run - one check on a worker thread; fills job->res */
+static void
+job_run(struct spf_checker *chk, struct spf_job *job)
+{
+	struct spf_result *r = &job->res;
+	const char *domain, *why;
+
+	r->identity = job->mail_from[0] != '\0' ? SPF_ID_MAILFROM : SPF_ID_HELO;
+	if (r->identity == SPF_ID_MAILFROM) {
+		printable(r->sender, sizeof(r->sender), job->mail_from);
+		domain = identity_domain(job->mail_from);
+		printable(r->domain, sizeof(r->domain),
+		    strrchr(job->mail_from, '@') ?
+		    strrchr(job->mail_from, '@') + 1 : job->mail_from);
+	} else {
+		char tmp[SPF_SENDER_MAX];
+
+		snprintf(tmp, sizeof(tmp), "postmaster@%s", job->helo);
+		printable(r->sender, sizeof(r->sender), tmp);
+		domain = identity_domain(job->helo);
+		printable(r->domain, sizeof(r->domain), job->helo);
+	}
+	if (domain == NULL) {
+		r->verdict = SPF_VERDICT_NONE;
+		explain(r, "%s is not a domain name that can publish SPF",
+		    r->identity == SPF_ID_HELO ? "HELO" : "the sender domain");
+		return;
+	}
+	if (job_expired(job, &why)) {
+		r->verdict = SPF_VERDICT_TEMPERROR;
+		explain_verdict(r, why);
+		return;
+	}
+	tls_job = job;
+	if (setjmp(job->guard.jb) == 0) {
+		tls_guard = &job->guard;
+		job_evaluate(chk, job, domain);
+		tls_guard = NULL;
+	} else {
+		/* lib_error() jumped here: libspf2 gave up on this check */
+		r->verdict = SPF_VERDICT_TEMPERROR;
+		explain_verdict(r, "internal error in the SPF library");
+	}
+	tls_job = NULL;
+	/* Freeing is guarded too: a libspf2 error here only leaks. */
+	if (setjmp(job->guard.jb) == 0) {
+		tls_guard = &job->guard;
+		if (job->rec != NULL)
+			SPF_record_free(job->rec);
+		if (job->resp != NULL)
+			SPF_response_free(job->resp);
+		if (job->req != NULL)
+			SPF_request_free(job->req);
+	}
+	tls_guard = NULL;
+	job->rec = NULL;
+	job->resp = NULL;
+	job->req = NULL;
+}
+
+/* worker_main - take queued jobs until the checker stops */
+static void *
+worker_main(void *arg)
+{
+	struct spf_checker *chk = arg;
+	struct spf_job *job;
+	int wake;
+
+	pthread_mutex_lock(&chk->mu);
+	for (;;) {
+		while (!atomic_load(&chk->stopping) &&
+		    TAILQ_EMPTY(&chk->queue))
+			pthread_cond_wait(&chk->cv, &chk->mu);
+		if (atomic_load(&chk->stopping))
+			break;
+		job = TAILQ_FIRST(&chk->queue);
+		TAILQ_REMOVE(&chk->queue, job, qentry);
+		chk->nqueued--;
+		job->state = JOB_RUNNING;
+		pthread_mutex_unlock(&chk->mu);
+
+		job_run(chk, job);
+
+		pthread_mutex_lock(&chk->mu);
+		job->state = JOB_DONE;
+		wake = TAILQ_EMPTY(&chk->done);
+		TAILQ_INSERT_TAIL(&chk->done, job, qentry);
+		if (wake) {
+			/* The loop drains the pipe before it takes the done
+			 * list, so a byte per empty->non-empty edge is
+			 * enough.  A full pipe already means "wake up". */
+			ssize_t w;
+
+			do
+				w = write(chk->pipefd[1], "", 1);
+			while (w == -1 && errno == EINTR);
+		}
+	}
+	pthread_mutex_unlock(&chk->mu);
+	return (NULL);
+}
+
+/* --- the loop side ----------------------------------------------------- */
+
+static void
+job_free(struct spf_job *job)
+{
+	if (job == NULL)
+		return;
+	free(job->helo);
+	free(job->mail_from);
+	free(job);
+}
+
+static void
+job_unlink(struct spf_checker *chk, struct spf_job *job)
+{
+	if (!job->linked)
+		return;
+	TAILQ_REMOVE(&chk->live, job, lentry);
+	job->linked = 0;
+	chk->nlive--;
+}
+
+/* done_cb - the pipe is readable: call back every finished job */
+static void
+done_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct spf_checker *chk = arg;
+	struct spf_job_list batch;
+	struct spf_job *job;
+	char buf[64];
+
+	(void)what;
+	/* Drain first, then take the list (see worker_main). */
+	while (read(fd, buf, sizeof(buf)) > 0)
+		;
+	TAILQ_INIT(&batch);
+	pthread_mutex_lock(&chk->mu);
+	TAILQ_CONCAT(&batch, &chk->done, qentry);
+	pthread_mutex_unlock(&chk->mu);
+
+	chk->depth++;
+	while ((job = TAILQ_FIRST(&batch)) != NULL) {
+		TAILQ_REMOVE(&batch, job, qentry);
+		/* A callback may cancel later jobs of this batch or free
+		 * the checker: both are seen here before the call. */
+		if (!atomic_load(&job->cancelled) && !chk->dying) {
+			job_unlink(chk, job);
+			job->cb(&job->res, job->arg);
+		}
+		job_free(job);
+	}
+	chk->depth--;
+	if (chk->dying && chk->depth == 0)
+		checker_destroy(chk);
+}
+
+int
+spf_check(struct spf_checker *chk, const struct sockaddr *client,
+    const char *helo, const char *mail_from, spf_cb *cb, void *arg,
+    uint64_t *id_r)
+{
+	struct spf_job *job;
+
+	if (chk == NULL || chk->dying || client == NULL || helo == NULL ||
+	    mail_from == NULL || cb == NULL) {
+		errno = EINVAL;
+		return (-1);
+	}
+	if ((job = calloc(1, sizeof(*job))) == NULL)
+		return (-1);
+	if (client->sa_family == AF_INET) {
+		job->family = AF_INET;
+		job->v4 = ((const struct sockaddr_in *)(const void *)client)->
+		    sin_addr;
+	} else if (client->sa_family == AF_INET6) {
+		const struct in6_addr *a = &((const struct sockaddr_in6 *)
+		    (const void *)client)->sin6_addr;
+
+		if (IN6_IS_ADDR_V4MAPPED(a)) {
+			job->family = AF_INET;
+			memcpy(&job->v4, &a->s6_addr[12], 4);
+		} else {
+			job->family = AF_INET6;
+			job->v6 = *a;
+		}
+	} else {
+		free(job);
+		errno = EINVAL;
+		return (-1);
+	}
+	if ((job->helo = strdup(helo)) == NULL ||
+	    (job->mail_from = strdup(mail_from)) == NULL) {
+		job_free(job);
+		errno = ENOMEM;
+		return (-1);
+	}
+	if (job->family == AF_INET)
+		inet_ntop(AF_INET, &job->v4, job->res.client,
+		    sizeof(job->res.client));
+	else
+		inet_ntop(AF_INET6, &job->v6, job->res.client,
+		    sizeof(job->res.client));
+	job->chk = chk;
+	job->cb = cb;
+	job->arg = arg;
+	atomic_init(&job->cancelled, 0);
+	clock_gettime(CLOCK_MONOTONIC, &job->deadline);
+	job->deadline.tv_sec += chk->timeout_ms / 1000;
+	job->deadline.tv_nsec += (long)(chk->timeout_ms % 1000) * 1000000L;
+	if (job->deadline.tv_nsec >= 1000000000L) {
+		job->deadline.tv_sec++;
+		job->deadline.tv_nsec -= 1000000000L;
+	}
+
+	pthread_mutex_lock(&chk->mu);
+	if (chk->nqueued >= SPF_QUEUE_MAX) {
+		pthread_mutex_unlock(&chk->mu);
+		job_free(job);
+		errno = EAGAIN;
+		return (-1);
+	}
+	job->id = chk->next_id++;
+	job->state = JOB_QUEUED;
+	TAILQ_INSERT_TAIL(&chk->queue, job, qentry);
+	chk->nqueued++;
+	pthread_cond_signal(&chk->cv);
+	pthread_mutex_unlock(&chk->mu);
+
+	TAILQ_INSERT_TAIL(&chk->live, job, lentry);
+	job->linked = 1;
+	chk->nlive++;
+	if (id_r != NULL)
+		*id_r = job->id;
+	return (0);
+}
+
+int
+spf_cancel(struct spf_checker *chk, uint64_t id)
+{
+	struct spf_job *job;
+	int queued;
+
+	if (chk == NULL)
+		return (-1);
+	TAILQ_FOREACH(job, &chk->live, lentry)
+		if (job->id == id)
+			break;
+	if (job == NULL)
+		return (-1);
+	job_unlink(chk, job);
+	atomic_store(&job->cancelled, 1);
+	pthread_mutex_lock(&chk->mu);
+	queued = job->state == JOB_QUEUED;
+	if (queued) {
+		TAILQ_REMOVE(&chk->queue, job, qentry);
+		chk->nqueued--;
+	}
+	pthread_mutex_unlock(&chk->mu);
+	/* Running or done: its worker or done_cb() frees it unseen. */
+	if (queued)
+		job_free(job);
+	return (0);
+}
+
+size_t
+spf_pending(const struct spf_checker *chk)
+{
+	return (chk != NULL ? chk->nlive : 0);
+}
+
+void
+spf_checker_set_timeout(struct spf_checker *chk, int timeout_ms)
+{
+	if (chk != NULL && timeout_ms > 0)
+		chk->timeout_ms = timeout_ms;
+}
+
+/* --- set-up and teardown ------------------------------------------------- */
+
+/*
+ * server_setup - the shared SPF_server_t on layer; under a guard since
+ * libspf2 reports some failures here through SPF_error().
+ */
+static int
+server_setup(struct spf_checker *chk, SPF_dns_server_t *layer, char *err,
+    size_t errlen)
+{
+	struct spf_guard g;
+	SPF_response_t *resp = NULL;
+	SPF_errcode_t e;
+
+	if (setjmp(g.jb) != 0) {
+		errbuf_set(err, errlen, "libspf2: %s", g.msg);
+		return (-1);
+	}
+	tls_guard = &g;
+	if ((chk->server = SPF_server_new_dns(layer, 0)) == NULL) {
+		tls_guard = NULL;
+		errbuf_set(err, errlen, "libspf2: out of memory");
+		return (-1);
+	}
+	if (SPF_server_set_rec_dom(chk->server, chk->hostname) !=
+	    SPF_E_SUCCESS) {
+		tls_guard = NULL;
+		errbuf_set(err, errlen, "libspf2: cannot set host name");
+		return (-1);
+	}
+	/* No trusted-forwarder whitelist, no local policy at all. */
+	e = SPF_server_set_localpolicy(chk->server, "", 0, &resp);
+	if (resp != NULL)
+		SPF_response_free(resp);
+	resp = NULL;
+	if (e == SPF_E_SUCCESS)
+		e = SPF_server_set_explanation(chk->server, SPF_PLAIN_EXP,
+		    &resp);
+	if (resp != NULL)
+		SPF_response_free(resp);
+	tls_guard = NULL;
+	if (e != SPF_E_SUCCESS) {
+		errbuf_set(err, errlen, "libspf2: %s", SPF_strerror(e));
+		return (-1);
+	}
+	return (0);
+}
+
+/* server_free - SPF_server_free(), then the layer it does not own */
+static void
+server_free(struct spf_checker *chk)
+{
+	struct spf_guard g;
+
+	if (setjmp(g.jb) == 0) {
+		tls_guard = &g;
+		if (chk->server != NULL)
+			SPF_server_free(chk->server);
+		chk->server = NULL;
+		if (chk->layer != NULL)
+			SPF_dns_free(chk->layer);
+		chk->layer = NULL;
+	}
+	tls_guard = NULL;
+}
+
+int
+spf_checker_new_with(struct spf_checker **chk_r, struct event_base *base,
+    spf_dns_fn *fn, void *fn_ctx, struct SPF_dns_server_struct *layer,
+    int nworkers, const char *hostname, char *err, size_t errlen)
+{
+	struct spf_checker *chk;
+	sigset_t all, old;
+	int i, rc;
+
+	*chk_r = NULL;
+	if (base == NULL || (fn == NULL) == (layer == NULL) ||
+	    hostname == NULL || !dns_name_valid(hostname)) {
+		errbuf_set(err, errlen, "invalid arguments");
+		if (layer != NULL)
+			SPF_dns_free(layer);
+		return (-1);
+	}
+	if (nworkers < 1 || nworkers > SPF_WORKERS_MAX) {
+		errbuf_set(err, errlen, "workers must be 1..%d",
+		    SPF_WORKERS_MAX);
+		if (layer != NULL)
+			SPF_dns_free(layer);
+		return (-1);
+	}
+	pthread_once(&handlers_once, handlers_install);
+	if ((chk = calloc(1, sizeof(*chk))) == NULL) {
+		errbuf_set(err, errlen, "out of memory");
+		if (layer != NULL)
+			SPF_dns_free(layer);
+		return (-1);
+	}
+	chk->base = base;
+	chk->pipefd[0] = chk->pipefd[1] = -1;
+	TAILQ_INIT(&chk->queue);
+	TAILQ_INIT(&chk->done);
+	TAILQ_INIT(&chk->live);
+	atomic_init(&chk->stopping, 0);
+	chk->next_id = 1;
+	chk->timeout_ms = SPF_TIMEOUT_DEFAULT_MS;
+	str_copy(chk->hostname, hostname, sizeof(chk->hostname));
+	chk->layer = layer;
+	if (layer == NULL) {
+		/* Our layer; libspf2's struct, filled by hand. */
+		if ((chk->layer = calloc(1, sizeof(*chk->layer))) == NULL) {
+			errbuf_set(err, errlen, "out of memory");
+			goto fail;
+		}
+		chk->layer->destroy = layer_destroy;
+		chk->layer->lookup = layer_lookup;
+		chk->layer->name = "ferry";
+		chk->layer->hook = chk;
+		chk->fn = fn;
+		chk->fn_ctx = fn_ctx;
+	}
+	if (server_setup(chk, chk->layer, err, errlen) == -1)
+		goto fail;
+	if (pthread_mutex_init(&chk->mu, NULL) != 0 ||
+	    pthread_cond_init(&chk->cv, NULL) != 0) {
+		errbuf_set(err, errlen, "cannot create a mutex");
+		goto fail;
+	}
+	chk->sync_ok = 1;
+	if (pipe2(chk->pipefd, O_NONBLOCK | O_CLOEXEC) == -1) {
+		errbuf_set(err, errlen, "pipe: %s", strerror(errno));
+		goto fail;
+	}
+	chk->ev = event_new(base, chk->pipefd[0], EV_READ | EV_PERSIST,
+	    done_cb, chk);
+	if (chk->ev == NULL || event_add(chk->ev, NULL) == -1) {
+		errbuf_set(err, errlen, "cannot watch the result pipe");
+		goto fail;
+	}
+	if ((chk->threads = calloc((size_t)nworkers,
+	    sizeof(*chk->threads))) == NULL) {
+		errbuf_set(err, errlen, "out of memory");
+		goto fail;
+	}
+	/* Workers take no signals: the loop's thread handles them. */
+	sigfillset(&all);
+	pthread_sigmask(SIG_SETMASK, &all, &old);
+	for (i = 0; i < nworkers; i++) {
+		if ((rc = pthread_create(&chk->threads[i], NULL, worker_main,
+		    chk)) != 0) {
+			errbuf_set(err, errlen, "cannot start a worker: %s",
+			    strerror(rc));
+			break;
+		}
+		chk->nthreads++;
+	}
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	if (chk->nthreads != nworkers)
+		goto fail;
+	*chk_r = chk;
+	return (0);
+fail:
+	checker_destroy(chk);
+	return (-1);
+}
+
+int
+spf_checker_new(struct spf_checker **chk_r, struct event_base *base,
+    struct dns_resolver *resolver, int nworkers, const char *hostname,
+    char *err, size_t errlen)
+{
+	if (resolver == NULL) {
+		*chk_r = NULL;
+		errbuf_set(err, errlen, "no resolver");
+		return (-1);
+	}
+	return (spf_checker_new_with(chk_r, base, resolver_fn, resolver, NULL,
+	    nworkers, hostname, err, errlen));
+}
+
+/* checker_destroy - stop and join the workers, free every job and chk */
+static void
+checker_destroy(struct spf_checker *chk)
+{
+	struct spf_job *job;
+	int i;
+
+	if (chk->sync_ok) {
+		pthread_mutex_lock(&chk->mu);
+		atomic_store(&chk->stopping, 1);
+		pthread_cond_broadcast(&chk->cv);
+		pthread_mutex_unlock(&chk->mu);
+	}
+	for (i = 0; i < chk->nthreads; i++)
+		pthread_join(chk->threads[i], NULL);
+	free(chk->threads);
+	/* Every job is now on one of these two lists (or already freed). */
+	while ((job = TAILQ_FIRST(&chk->queue)) != NULL) {
+		TAILQ_REMOVE(&chk->queue, job, qentry);
+		job_free(job);
+	}
+	while ((job = TAILQ_FIRST(&chk->done)) != NULL) {
+		TAILQ_REMOVE(&chk->done, job, qentry);
+		job_free(job);
+	}
+	if (chk->ev != NULL)
+		event_free(chk->ev);
+	for (i = 0; i < 2; i++)
+		if (chk->pipefd[i] != -1)
+			close(chk->pipefd[i]);
+	if (chk->sync_ok) {
+		pthread_cond_destroy(&chk->cv);
+		pthread_mutex_destroy(&chk->mu);
+	}
+	server_free(chk);
+	free(chk);
+}
+
+void
+spf_checker_free(struct spf_checker **chk_r)
+{
+	struct spf_checker *chk;
+	struct spf_job *job;
+
+	if (chk_r == NULL || (chk = *chk_r) == NULL)
+		return;
+	*chk_r = NULL;
+	/* Nobody may be called back any more; running checks stop early. */
+	while ((job = TAILQ_FIRST(&chk->live)) != NULL) {
+		job_unlink(chk, job);
+		atomic_store(&job->cancelled, 1);
+	}
+	atomic_store(&chk->stopping, 1);
+	if (chk->depth > 0) {
+		/* Inside done_cb(): it finishes the teardown. */
+		chk->dying = 1;
+		return;
+	}
+	checker_destroy(chk);
+}

@@ -1,0 +1,552 @@
+/*
+ * test_spool.c - the spool: group-committed messages land in
+ * spool/queue with their LMDB record, the body reads back byte for byte
+ * after the envelope header, commits without an envelope call get the
+ * header put in front, write errors (EFBIG through RLIMIT_FSIZE) leave
+ * nothing behind and report -1, start-up recovery (tmp leftovers, files
+ * without records, records without files), --rebuild-index, and
+ * spool_msg_open()'s refusals.  Every test works in its own mkdtemp()
+ * directory with a real LMDB store and a libevent loop.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <ftw.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <cmocka.h>
+
+#include <event2/event.h>
+
+#include "config.h"
+#include "log.h"
+#include "relay.h"
+#include "store.h"
+
+struct fx {
+	char		 tmp[64];
+	char		 path[1024];
+	struct config	 cfg;
+	struct relay	 relay;
+	int		 ncb;
+	int		 nok;
+	int		 nfail;
+	char		 last_id[QUEUE_ID_LEN + 1];
+};
+
+static int
+rm_entry(const char *path, const struct stat *sb, int type, struct FTW *ftw)
+{
+	(void)sb;
+	(void)type;
+	(void)ftw;
+	return (remove(path));
+}
+
+static int
+fx_open(struct fx *fx)
+{
+	char err[256], db[300];
+
+	snprintf(db, sizeof(db), "%s/db", fx->tmp);
+	if (store_open(&fx->relay.store, db, 0, err, sizeof(err)) == -1) {
+		fprintf(stderr, "store_open: %s\n", err);
+		return (-1);
+	}
+	if (spool_open(&fx->relay.spool, &fx->relay, err, sizeof(err)) == -1) {
+		fprintf(stderr, "spool_open: %s\n", err);
+		store_close(&fx->relay.store);
+		return (-1);
+	}
+	return (0);
+}
+
+static void
+fx_close(struct fx *fx)
+{
+	spool_close(&fx->relay.spool);
+	store_close(&fx->relay.store);
+}
+
+static int
+setup(void **state)
+{
+	struct fx *fx;
+	char err[256];
+
+	if ((fx = calloc(1, sizeof(*fx))) == NULL)
+		return (-1);
+	snprintf(fx->tmp, sizeof(fx->tmp), "/tmp/test_spool.XXXXXX");
+	if (mkdtemp(fx->tmp) == NULL)
+		return (-1);
+	if (config_load_defaults(&fx->cfg, err, sizeof(err)) == -1)
+		return (-1);
+	free(fx->cfg.global.state_dir);
+	fx->cfg.global.state_dir = strdup(fx->tmp);
+	fx->relay.cfg = &fx->cfg;
+	fx->relay.base = event_base_new();
+	log_open("test_spool", LOG_DEST_STDERR, 0, LOG_LVL_ERROR);
+	if (fx->relay.base == NULL || fx_open(fx) == -1)
+		return (-1);
+	*state = fx;
+	return (0);
+}
+
+static int
+teardown(void **state)
+{
+	struct fx *fx = *state;
+
+	fx_close(fx);
+	event_base_free(fx->relay.base);
+	config_free(&fx->cfg);
+	nftw(fx->tmp, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+	free(fx);
+	return (0);
+}
+
+static void
+commit_cb(int status, const char *id, const char *why, void *arg)
+{
+	struct fx *fx = arg;
+
+	fx->ncb++;
+	if (status == 0)
+		fx->nok++;
+	else
+		fx->nfail++;
+	memcpy(fx->last_id, id, QUEUE_ID_LEN + 1);
+}
+
+static void
+wait_callbacks(struct fx *fx, int n)
+{
+	int spins = 0;
+
+	while (fx->ncb < n && spins++ < 10000)
+		event_base_loop(fx->relay.base, EVLOOP_ONCE);
+	assert_int_equal(fx->ncb, n);
+}
+
+static struct delivery two_dlv[] = {
+	{ "alice@example.com", DLV_UPSTREAM, DLV_PENDING, 0, 0, NULL },
+	{ "alice@example.com", DLV_COPY, DLV_PENDING, 0, 0, NULL },
+};
+
+static void
+make_rec(struct queue_record *rec, const char *client)
+{
+	memset(rec, 0, sizeof(*rec));
+	rec->sender = (char *)"bob@example.org";
+	rec->client = (char *)client;
+	rec->ndlv = 2;
+	rec->dlv = two_dlv;
+}
+
+static int
+file_exists(struct fx *fx, const char *sub, const char *id)
+{
+	struct stat st;
+
+	snprintf(fx->path, sizeof(fx->path), "%s/spool/%s/%s", fx->tmp, sub, id);
+	return (stat(fx->path, &st) == 0);
+}
+
+struct getrec {
+	const char		*id;
+	struct queue_record	 rec;
+	int			 found;
+};
+
+static int
+txn_get(struct store_txn *tx, void *arg)
+{
+	struct getrec *g = arg;
+	const void *val;
+	size_t vlen;
+	char err[128];
+	int rc;
+
+	queue_record_clear(&g->rec);
+	g->found = 0;
+	rc = store_get(tx, STORE_DB_QUEUE, g->id, strlen(g->id), &val, &vlen);
+	if (rc == STORE_NOTFOUND)
+		return (0);
+	if (rc != 0 || queue_record_decode(val, vlen, &g->rec, err,
+	    sizeof(err)) != 0)
+		return (-1);
+	g->found = 1;
+	return (0);
+}
+
+/* get_rec - 1 and the record when id is indexed, 0 when not */
+static int
+get_rec(struct fx *fx, const char *id, struct queue_record *rec)
+{
+	struct getrec g;
+	char err[256];
+
+	memset(&g, 0, sizeof(g));
+	g.id = id;
+	assert_int_equal(store_txn_run(fx->relay.store, 1, txn_get, &g, err,
+	    sizeof(err)), 0);
+	if (rec)
+		*rec = g.rec;
+	else
+		queue_record_clear(&g.rec);
+	return (g.found);
+}
+
+static void
+assert_body(struct fx *fx, const char *id, const char *body, size_t len)
+{
+	uint64_t off, size;
+	char *buf;
+	int fd;
+
+	assert_int_equal(spool_msg_open(fx->relay.spool, id, &fd, &off, &size),
+	    0);
+	assert_true(size == len);
+	buf = malloc(len + 1);
+	assert_non_null(buf);
+	assert_int_equal(read(fd, buf, len + 1), (ssize_t)len);
+	assert_memory_equal(buf, body, len);
+	assert_true((uint64_t)lseek(fd, 0, SEEK_CUR) == off + len);
+	free(buf);
+	close(fd);
+}
+
+static const char body1[] = "Received: from x\r\nSubject: hi\r\n\r\n.leading dot "
+    "kept unstuffed\r\nbye\r\n";
+
+static void
+test_commit_envelope(void **state)
+{
+	struct fx *fx = *state;
+	struct queue_record rec, got;
+	struct spool_msg *m;
+	char err[128], id[QUEUE_ID_LEN + 1];
+
+	m = spool_msg_new(fx->relay.spool, err, sizeof(err));
+	assert_non_null(m);
+	memcpy(id, spool_msg_id(m), sizeof(id));
+	assert_true(file_exists(fx, "tmp", id));
+	make_rec(&rec, "helo.example [192.0.2.1]");
+	assert_int_equal(spool_msg_envelope(m, &rec), 0);
+	assert_int_equal(spool_msg_write(m, body1, 10), 0);
+	assert_int_equal(spool_msg_write(m, body1 + 10, sizeof(body1) - 11), 0);
+	assert_int_equal(spool_msg_envelope(m, &rec), -1);	/* too late */
+	assert_int_equal(spool_msg_commit(&m, &rec, commit_cb, fx), 0);
+	assert_null(m);
+	assert_string_equal(rec.id, id);
+	assert_true(rec.size == sizeof(body1) - 1);
+	wait_callbacks(fx, 1);
+	assert_int_equal(fx->nok, 1);
+	assert_string_equal(fx->last_id, id);
+	assert_false(file_exists(fx, "tmp", id));
+	assert_true(file_exists(fx, "queue", id));
+	assert_int_equal(get_rec(fx, id, &got), 1);
+	assert_string_equal(got.sender, "bob@example.org");
+	assert_int_equal(got.ndlv, 2);
+	assert_int_equal(got.dlv[1].dest, DLV_COPY);
+	assert_true(got.size == sizeof(body1) - 1);
+	queue_record_clear(&got);
+	assert_body(fx, id, body1, sizeof(body1) - 1);
+	assert_int_equal(spool_remove(fx->relay.spool, id), 0);
+	assert_false(file_exists(fx, "queue", id));
+	assert_int_equal(spool_remove(fx->relay.spool, id), 0);	/* gone */
+}
+
+/* Many sessions at once, big bodies past the write buffer, and the
+ * DSN-style path without spool_msg_envelope(). */
+static void
+test_commit_many(void **state)
+{
+	struct fx *fx = *state;
+	struct queue_record rec;
+	struct spool_msg *m[40];
+	char err[128], ids[40][QUEUE_ID_LEN + 1], *big;
+	size_t biglen = 100000, i;
+
+	big = malloc(biglen);
+	assert_non_null(big);
+	for (i = 0; i < biglen; i++)
+		big[i] = (i % 80 == 79) ? '\n' : (char)('a' + i % 26);
+	for (i = 0; i < 40; i++) {
+		m[i] = spool_msg_new(fx->relay.spool, err, sizeof(err));
+		assert_non_null(m[i]);
+		memcpy(ids[i], spool_msg_id(m[i]), sizeof(ids[i]));
+		make_rec(&rec, "c");
+		if (i % 2 == 0)
+			assert_int_equal(spool_msg_envelope(m[i], &rec), 0);
+		assert_int_equal(spool_msg_write(m[i], big, 70000 + i), 0);
+		assert_int_equal(spool_msg_write(m[i], big + 70000 + i, 3), 0);
+	}
+	for (i = 0; i < 40; i++) {
+		make_rec(&rec, "c");
+		assert_int_equal(spool_msg_commit(&m[i], &rec, commit_cb, fx), 0);
+	}
+	wait_callbacks(fx, 40);
+	assert_int_equal(fx->nok, 40);
+	for (i = 0; i < 40; i++) {
+		assert_int_equal(get_rec(fx, ids[i], NULL), 1);
+		assert_body(fx, ids[i], big, 70003 + i);
+		assert_false(file_exists(fx, "tmp", ids[i]));
+	}
+	free(big);
+}
+
+static void
+test_abort(void **state)
+{
+	struct fx *fx = *state;
+	struct spool_msg *m;
+	char err[128], id[QUEUE_ID_LEN + 1];
+
+	m = spool_msg_new(fx->relay.spool, err, sizeof(err));
+	assert_non_null(m);
+	memcpy(id, spool_msg_id(m), sizeof(id));
+	assert_int_equal(spool_msg_write(m, "x", 1), 0);
+	spool_msg_abort(&m);
+	assert_null(m);
+	spool_msg_abort(&m);
+	assert_false(file_exists(fx, "tmp", id));
+	assert_int_equal(get_rec(fx, id, NULL), 0);
+}
+
+/* A file size limit makes write(2) fail with EFBIG, as ENOSPC would. */
+static void
+test_write_error(void **state)
+{
+	struct fx *fx = *state;
+	struct queue_record rec;
+	struct spool_msg *m;
+	struct rlimit old, lim;
+	char err[128], id[QUEUE_ID_LEN + 1], *big;
+	size_t i;
+	int rc = 0;
+
+	big = calloc(1, 64 * 1024);
+	assert_non_null(big);
+	signal(SIGXFSZ, SIG_IGN);
+	assert_int_equal(getrlimit(RLIMIT_FSIZE, &old), 0);
+	lim = old;
+	lim.rlim_cur = 100 * 1024;
+	assert_int_equal(setrlimit(RLIMIT_FSIZE, &lim), 0);
+	m = spool_msg_new(fx->relay.spool, err, sizeof(err));
+	assert_non_null(m);
+	memcpy(id, spool_msg_id(m), sizeof(id));
+	make_rec(&rec, "c");
+	assert_int_equal(spool_msg_envelope(m, &rec), 0);
+	for (i = 0; i < 4 && rc == 0; i++)
+		rc = spool_msg_write(m, big, 64 * 1024);
+	assert_int_equal(rc, -1);
+	assert_int_equal(spool_msg_commit(&m, &rec, commit_cb, fx), 0);
+	wait_callbacks(fx, 1);
+	assert_int_equal(setrlimit(RLIMIT_FSIZE, &old), 0);
+	assert_int_equal(fx->nfail, 1);
+	assert_false(file_exists(fx, "tmp", id));
+	assert_false(file_exists(fx, "queue", id));
+	assert_int_equal(get_rec(fx, id, NULL), 0);
+	free(big);
+}
+
+static void
+write_file(struct fx *fx, const char *sub, const char *name, const char *text)
+{
+	FILE *fp;
+
+	snprintf(fx->path, sizeof(fx->path), "%s/spool/%s/%s", fx->tmp, sub,
+	    name);
+	fp = fopen(fx->path, "w");
+	assert_non_null(fp);
+	fputs(text, fp);
+	fclose(fp);
+}
+
+static void
+test_recovery(void **state)
+{
+	struct fx *fx = *state;
+	struct queue_record rec, got;
+	struct spool_msg *m;
+	char err[128], kept[QUEUE_ID_LEN + 1];
+
+	/* One real message whose file we then delete behind its back. */
+	m = spool_msg_new(fx->relay.spool, err, sizeof(err));
+	assert_non_null(m);
+	memcpy(kept, spool_msg_id(m), sizeof(kept));
+	make_rec(&rec, "c");
+	assert_int_equal(spool_msg_envelope(m, &rec), 0);
+	assert_int_equal(spool_msg_write(m, "a\r\n", 3), 0);
+	assert_int_equal(spool_msg_commit(&m, &rec, commit_cb, fx), 0);
+	wait_callbacks(fx, 1);
+	fx_close(fx);
+
+	snprintf(fx->path, sizeof(fx->path), "%s/spool/queue/%s", fx->tmp, kept);
+	assert_int_equal(unlink(fx->path), 0);
+	write_file(fx, "tmp", "00000000000000aa", "half a message");
+	write_file(fx, "queue", "00000000000000bb",
+	    "mailferry-spool 1\nid 00000000000000bb\narrived 1700000000\n"
+	    "flags 2\nclient h%0D%0Ax [1.2.3.4] 100%25\nsender \n"
+	    "future-key whatever\n"
+	    "rcpt upstream a@example.com\nrcpt copy b@example.com\n\nBODY\r\n");
+	write_file(fx, "queue", "00000000000000cc", "garbage\n\n");
+	write_file(fx, "queue", "not-an-id", "x");
+
+	assert_int_equal(fx_open(fx), 0);
+	assert_false(file_exists(fx, "tmp", "00000000000000aa"));
+	assert_int_equal(get_rec(fx, kept, NULL), 0);
+	assert_int_equal(get_rec(fx, "00000000000000cc", NULL), 0);
+	assert_int_equal(get_rec(fx, "00000000000000bb", &got), 1);
+	assert_string_equal(got.sender, "");
+	assert_string_equal(got.client, "h\r\nx [1.2.3.4] 100%");
+	assert_int_equal(got.flags, QR_DSN);
+	assert_true(got.arrived == 1700000000);
+	assert_true(got.size == 6);
+	assert_int_equal(got.ndlv, 2);
+	assert_string_equal(got.dlv[0].rcpt, "a@example.com");
+	assert_int_equal(got.dlv[0].dest, DLV_UPSTREAM);
+	assert_string_equal(got.dlv[1].rcpt, "b@example.com");
+	assert_int_equal(got.dlv[1].dest, DLV_COPY);
+	assert_int_equal(got.dlv[1].state, DLV_PENDING);
+	queue_record_clear(&got);
+	assert_body(fx, "00000000000000bb", "BODY\r\n", 6);
+}
+
+struct markall {
+	const char	*id;
+};
+
+static int
+txn_mark_sent(struct store_txn *tx, void *arg)
+{
+	struct markall *ma = arg;
+	struct queue_record rec;
+	const void *val;
+	unsigned char *buf;
+	size_t vlen, len, i;
+	char err[128];
+	int rc;
+
+	if (store_get(tx, STORE_DB_QUEUE, ma->id, QUEUE_ID_LEN, &val,
+	    &vlen) != 0 || queue_record_decode(val, vlen, &rec, err,
+	    sizeof(err)) != 0)
+		return (-1);
+	for (i = 0; i < rec.ndlv; i++)
+		rec.dlv[i].state = DLV_SENT;
+	if (queue_record_encode(&rec, &buf, &len) != 0) {
+		queue_record_clear(&rec);
+		return (-1);
+	}
+	queue_record_clear(&rec);
+	rc = store_put(tx, STORE_DB_QUEUE, ma->id, QUEUE_ID_LEN, buf, len, 0);
+	free(buf);
+	if (rc != 0)
+		return (-1);
+	return (store_put(tx, STORE_DB_QUEUE, "zzzz", 4, "junk", 4, 0));
+}
+
+static void
+test_rebuild(void **state)
+{
+	struct fx *fx = *state;
+	struct queue_record rec, got;
+	struct spool_msg *m;
+	struct markall ma;
+	char err[256], ids[3][QUEUE_ID_LEN + 1];
+	size_t count, i;
+
+	for (i = 0; i < 3; i++) {
+		m = spool_msg_new(fx->relay.spool, err, sizeof(err));
+		assert_non_null(m);
+		memcpy(ids[i], spool_msg_id(m), sizeof(ids[i]));
+		make_rec(&rec, "c");
+		assert_int_equal(spool_msg_envelope(m, &rec), 0);
+		assert_int_equal(spool_msg_write(m, "x\r\n", 3), 0);
+		assert_int_equal(spool_msg_commit(&m, &rec, commit_cb, fx), 0);
+	}
+	wait_callbacks(fx, 3);
+	ma.id = ids[0];
+	assert_int_equal(store_txn_run(fx->relay.store, 0, txn_mark_sent, &ma,
+	    err, sizeof(err)), 0);
+	assert_int_equal(get_rec(fx, ids[0], &got), 1);
+	assert_int_equal(queue_record_done(&got), 1);
+	queue_record_clear(&got);
+
+	assert_int_equal(spool_rebuild_index(fx->relay.spool, &count, err,
+	    sizeof(err)), 0);
+	assert_int_equal(count, 3);
+	for (i = 0; i < 3; i++) {
+		assert_int_equal(get_rec(fx, ids[i], &got), 1);
+		assert_int_equal(queue_record_done(&got), 0);	/* pending */
+		assert_true(got.size == 3);
+		queue_record_clear(&got);
+	}
+	assert_int_equal(get_rec(fx, "zzzz", NULL), 0);	/* wiped */
+}
+
+static void
+test_open_refusals(void **state)
+{
+	struct fx *fx = *state;
+	uint64_t off, size;
+	int fd;
+
+	errno = 0;
+	assert_int_equal(spool_msg_open(fx->relay.spool, "0123456789abcdef",
+	    &fd, &off, &size), -1);
+	assert_int_equal(errno, ENOENT);
+	assert_int_equal(spool_msg_open(fx->relay.spool, "../../etc/passwd",
+	    &fd, &off, &size), -1);
+	assert_int_equal(errno, EINVAL);
+	write_file(fx, "queue", "0000000000000001",
+	    "mailferry-spool 1\nid 0000000000000002\narrived 1\nsender \n"
+	    "rcpt upstream a@b\n\nx");
+	assert_int_equal(spool_msg_open(fx->relay.spool, "0000000000000001",
+	    &fd, &off, &size), -1);
+	assert_int_equal(errno, EINVAL);
+	write_file(fx, "queue", "0000000000000003",
+	    "mailferry-spool 1\nid 0000000000000003\narrived 1\nsender \n"
+	    "rcpt upstream a@b\n");			/* no blank line */
+	assert_int_equal(spool_msg_open(fx->relay.spool, "0000000000000003",
+	    &fd, &off, &size), -1);
+	write_file(fx, "queue", "0000000000000004",
+	    "mailferry-spool 1\nid 0000000000000004\narrived 1\nsender %00\n"
+	    "rcpt upstream a@b\n\n");		/* NUL escape */
+	assert_int_equal(spool_msg_open(fx->relay.spool, "0000000000000004",
+	    &fd, &off, &size), -1);
+	write_file(fx, "queue", "0000000000000005",
+	    "mailferry-spool 1\nid 0000000000000005\narrived 1\nsender \n"
+	    "rcpt upstream a@b\n\n");		/* empty body is fine */
+	assert_int_equal(spool_msg_open(fx->relay.spool, "0000000000000005",
+	    &fd, &off, &size), 0);
+	assert_true(size == 0);
+	close(fd);
+}
+
+int
+main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test_setup_teardown(test_commit_envelope, setup,
+		    teardown),
+		cmocka_unit_test_setup_teardown(test_commit_many, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_abort, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_write_error, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_recovery, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_rebuild, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_open_refusals, setup,
+		    teardown),
+	};
+
+	return (cmocka_run_group_tests(tests, NULL, NULL));
+}
