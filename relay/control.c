@@ -5,8 +5,11 @@
  *
  * Control socket protocol: one request line per connection, one reply
  * line, then the relay closes.
- *	retry ID | retry all | hold ID | release ID | delete ID | stats
- *	-> "ok[ TEXT]" | "error TEXT"; stats answers "ok " + a JSON object.
+ *	retry ID | retry all | hold ID | release ID | delete ID | stats |
+ *	drain
+ *	-> "ok[ TEXT]" | "error TEXT"; stats and drain answer "ok " + a
+ *	JSON object on one line (drain: {"now", "queue", "drain"}, the
+ *	last being drain_json(), null when the relay keeps no drain view).
  * IDs are 16 lower-case hex digits (QUEUE_ID_LEN).
  *
  * SECURITY: both listeners take input from other local processes.  HTTP
@@ -254,6 +257,60 @@ control_status_json(struct control *ctl, const struct queue_counts *qc,
 		    st->latency_sum / (double)st->latency_count : 0.0);
 		json_object_end(j);
 	}
+	json_key(j, "drain");
+	if (relay->drain != NULL)
+		drain_json(relay->drain, now, j);
+	else
+		json_null(j);
+	json_object_end(j);
+}
+
+/* control_queue_json - the "queue" object of the drain reply */
+static void
+control_queue_json(const struct queue_counts *qc, time_t now, struct json *j)
+{
+	int i;
+
+	json_object_begin(j);
+	json_key(j, "total");
+	json_uint(j, qc->total);
+	for (i = 0; i < 4; i++) {
+		json_key(j, qr_state_name((enum qr_state)i));
+		json_uint(j, qc->by_state[i]);
+	}
+	json_key(j, "bytes");
+	json_uint(j, qc->bytes);
+	json_key(j, "oldest_age");
+	if (qc->oldest)
+		json_int(j, (int64_t)now - qc->oldest);
+	else
+		json_null(j);
+	json_object_end(j);
+}
+
+/*
+ * control_drain_json - the "drain" command's document: the drain view
+ * and the queue, read at the same moment (ferryctl drain's verdict
+ * needs both)
+ */
+static void
+control_drain_json(struct control *ctl, const struct queue_counts *qc,
+    struct json *j)
+{
+	time_t now = time(NULL);
+
+	json_object_begin(j);
+	json_key(j, "now");
+	json_int(j, (int64_t)now);
+	json_key(j, "source");
+	json_string(j, "relay");
+	json_key(j, "queue");
+	control_queue_json(qc, now, j);
+	json_key(j, "drain");
+	if (ctl->relay->drain != NULL)
+		drain_json(ctl->relay->drain, now, j);
+	else
+		json_null(j);
 	json_object_end(j);
 }
 
@@ -282,7 +339,7 @@ control_metrics(struct control *ctl, const struct queue_counts *qc,
 	static const double bounds[LATENCY_NBUCKETS] = LATENCY_BUCKETS;
 	const struct relay *relay = ctl->relay;
 	const struct relay_stats *st = &relay->stats;
-	time_t now = time(NULL);
+	time_t now = time(NULL), last;
 	int i;
 
 	metric(b, "info", "gauge", "Version of the running relay.");
@@ -318,6 +375,30 @@ control_metrics(struct control *ctl, const struct queue_counts *qc,
 	evbuffer_add_printf(b,
 	    "mailferry_relay_last_inbound_timestamp_seconds %" PRId64 "\n",
 	    (int64_t)st->last_inbound);
+	/* The drain view's time survives restarts; the counter's does not.
+	 * No sample while nothing ever arrived: an age would be a lie. */
+	last = relay->drain != NULL ? drain_last(relay->drain) : 0;
+	if (last == 0)
+		last = st->last_inbound;
+	metric(b, "last_inbound_age_seconds", "gauge",
+	    "Seconds since the last message was accepted (the drain view; "
+	    "absent when none ever was).");
+	if (last > 0)
+		evbuffer_add_printf(b,
+		    "mailferry_relay_last_inbound_age_seconds %" PRId64 "\n",
+		    now > last ? (int64_t)(now - last) : (int64_t)0);
+	if (relay->drain != NULL) {
+		uint64_t hourly[DRAIN_HOURS], total = 0;
+
+		drain_hourly(relay->drain, now, hourly);
+		for (i = 0; i < DRAIN_HOURS; i++)
+			total += hourly[i];
+		metric(b, "inbound_recent_messages", "gauge",
+		    "Messages accepted in the last 72 hours (the drain view).");
+		evbuffer_add_printf(b,
+		    "mailferry_relay_inbound_recent_messages %" PRIu64 "\n",
+		    total);
+	}
 
 	counter(b, "connections_total", "SMTP connections accepted.",
 	    st->connections);
@@ -539,6 +620,32 @@ control_stats_reply(struct control *ctl, struct evbuffer *out)
 	json_clear(&j);
 }
 
+/* control_drain_reply - "ok {json}" for ferryctl drain */
+static void
+control_drain_reply(struct control *ctl, struct evbuffer *out)
+{
+	struct queue_counts qc;
+	struct json j;
+	const char *doc;
+	char err[256];
+	size_t len;
+
+	if (control_queue_counts(ctl, &qc, err, sizeof(err)) == -1) {
+		reply_error(out, err);
+		return;
+	}
+	json_init(&j, 0);
+	control_drain_json(ctl, &qc, &j);
+	if ((doc = json_finish(&j, &len)) == NULL)
+		reply_error(out, "out of memory");
+	else {
+		evbuffer_add(out, "ok ", 3);
+		evbuffer_add(out, doc, len);
+		evbuffer_add(out, "\n", 1);
+	}
+	json_clear(&j);
+}
+
 /*
  * control_command - run one request line (NUL-terminated, no EOL) and
  * queue the reply on out.
@@ -583,6 +690,13 @@ control_command(struct control *ctl, char *line, size_t len,
 			reply_error(out, "stats takes no argument");
 		else
 			control_stats_reply(ctl, out);
+		return;
+	}
+	if (strcmp(cmd, "drain") == 0) {
+		if (arg != NULL)
+			reply_error(out, "drain takes no argument");
+		else
+			control_drain_reply(ctl, out);
 		return;
 	}
 	for (i = 0; i < sizeof(acts) / sizeof(acts[0]); i++)

@@ -53,8 +53,13 @@
 #include "cli.h"
 #include "config.h"
 #include "log.h"
+#include "dkim_verify.h"
+#include "dns.h"
 #include "relay.h"
+#include "spf.h"
+#include "srs.h"
 #include "store.h"
+#include "util.h"
 
 #define SWEEP_INTERVAL	300	/* seconds between store sweeps */
 
@@ -297,6 +302,10 @@ on_sweep(evutil_socket_t fd, short what, void *arg)
 	size_t removed = 0;
 	int cleared = 0;
 
+	if (ctx->relay.drain != NULL &&
+	    drain_save(ctx->relay.drain, err, sizeof(err)) == -1)
+		log_warnx("drain view: %s", err);
+
 	if (store_sweep_expired(ctx->relay.store, time(NULL), 0, &removed,
 	    err, sizeof(err)) == -1)
 		log_warnx("store sweep: %s", err);
@@ -309,16 +318,84 @@ on_sweep(evutil_socket_t fd, short what, void *arg)
 		log_info("store: cleared %d stale reader slot(s)", cleared);
 }
 
+/* ---- the checks' shared parts ------------------------------------------------ */
+
+#define SPF_WORKERS	4	/* SPF checks at once (each waits on DNS) */
+
+/*
+ * checks_init - what every message's checks share (issue 4): the one
+ * resolver ([checks] dns, dns_timeout) that SPF, DKIM keys and the
+ * queue's MX look-ups all use, the SPF worker pool, the DKIM library,
+ * SRS and the drain view.
+ */
+static int
+checks_init(struct relay *r, char *err, size_t errlen)
+{
+	const struct config *cfg = r->cfg;
+	struct dns_options o;
+	char fwd[HOSTPORT_HOSTMAX + 16], why[512];
+
+	memset(&o, 0, sizeof(o));
+	if (cfg->checks.dns.count > 0) {
+		hostport_format(&cfg->checks.dns.items[0], fwd, sizeof(fwd));
+		o.forwarder = fwd;
+	}
+	o.hosts_file = "/etc/hosts";
+	o.timeout_ms = (int)(cfg->checks.dns_timeout > 0 ?
+	    cfg->checks.dns_timeout * 1000 : 0);
+	if ((r->resolver = dns_resolver_new(r->base, &o, why,
+	    sizeof(why))) == NULL) {
+		errbuf_set(err, errlen, "DNS resolver: %s", why);
+		return (-1);
+	}
+	if (cfg->checks.spf != CFG_SPF_OFF) {
+		if (spf_checker_new(&r->spf, r->base, r->resolver, SPF_WORKERS,
+		    cfg->relay.hostname, why, sizeof(why)) == -1) {
+			errbuf_set(err, errlen, "SPF: %s", why);
+			return (-1);
+		}
+		/* one check may take several look-ups, each up to
+		 * dns_timeout; RFC 7208 4.6.4 asks for at least 20 s */
+		spf_checker_set_timeout(r->spf, o.timeout_ms * 4 > 20000 ?
+		    o.timeout_ms * 4 : 20000);
+	}
+	if (cfg->checks.dkim != CFG_DKIM_OFF &&
+	    dkimv_lib_new(&r->dkim, r->base, r->resolver, why,
+	    sizeof(why)) == -1) {
+		errbuf_set(err, errlen, "DKIM: %s", why);
+		return (-1);
+	}
+	if (cfg->forward.srs_secret[0] != '\0' &&
+	    (r->srs = srs_new(cfg->forward.srs_secret,
+	    cfg->forward.srs_domain, why, sizeof(why))) == NULL) {
+		errbuf_set(err, errlen, "SRS: %s", why);
+		return (-1);
+	}
+	if (drain_new(&r->drain, r->store, why, sizeof(why)) == -1) {
+		errbuf_set(err, errlen, "drain view: %s", why);
+		return (-1);
+	}
+	return (0);
+}
+
 /* ---- main ------------------------------------------------------------------ */
 
 static void
 ctx_free(struct daemon_ctx *ctx)
 {
 	struct relay *r = &ctx->relay;
+	char err[256];
 
 	control_free(&r->control);
 	queue_free(&r->queue);
 	smtp_server_free(&r->server);
+	spf_checker_free(&r->spf);	/* before the resolver it uses */
+	dkimv_lib_free(&r->dkim);
+	srs_free(&r->srs);
+	if (r->drain != NULL && drain_save(r->drain, err, sizeof(err)) == -1)
+		log_warnx("drain view: %s", err);
+	drain_free(&r->drain);
+	dns_resolver_free(&r->resolver);
 	spool_close(&r->spool);
 	store_close(&r->store);
 	if (ctx->ev_term)
@@ -440,6 +517,10 @@ main(int argc, char *argv[])
 		log_close();
 		config_free(&cfg);
 		return (0);
+	}
+	if (checks_init(r, err, sizeof(err)) == -1) {
+		log_errorx("%s", err);
+		goto fail;
 	}
 	if (queue_new(&r->queue, r, err, sizeof(err)) == -1) {
 		log_errorx("queue: %s", err);

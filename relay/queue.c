@@ -4,10 +4,10 @@
  * Model.  Every spooled message has deliveries (one per recipient and
  * destination) in its LMDB "queue" record.  In memory the queue keeps
  * only a small struct qmsg per message: its id, arrival time, flags and
- * two slots, one per destination kind (slot 0: [forward] upstream, or
- * for a DSN of ours the DSN route; slot 1: [forward] copy_to).  A slot
- * holds the earliest next_try of its pending deliveries and where it
- * waits:
+ * three slots, one per destination kind (slot 0: [forward] upstream, or
+ * for a DSN of ours the DSN route; slot 1: [forward] copy_to; slot 2:
+ * recipients that are SRS addresses of ours, see below).  A slot holds
+ * the earliest next_try of its pending deliveries and where it waits:
  *   SL_WAIT   in a binary heap ordered by next_try (one timer for all)
  *   SL_READY  in its destination's FIFO, due now, waiting for a
  *             connection (or for a paused destination to come back)
@@ -30,6 +30,29 @@
  * (attempts + 1, the reason as last reply), not retried one by one.
  * Upstream and copy_to are independent: one failing never blocks the
  * other.
+ *
+ * What is sent.  The spool file's message, with the record's extra
+ * header lines (queue_record.headers: our Authentication-Results) in
+ * front when it goes to the upstream or to copy_to; DSN and SRS routes
+ * send the message as received.  With SRS on ([forward] srs_secret,
+ * relay->srs), the upstream gets MAIL FROM rewritten by srs_forward()
+ * (not <>, not DSNs, not senders already in srs_domain); copy_to, the
+ * old local MTA, gets the original sender.
+ *
+ * SRS bounces.  A recipient that is one of our SRS addresses (a bounce
+ * of mail we forwarded with a rewritten sender; smtp_server accepted it
+ * after srs_rcpt_check()) is not for the upstream: slot 2 delivers it to
+ * the reversed original sender over the DSN route (dsn_relay, else the
+ * MX of the original sender's domain), envelope sender unchanged (<>
+ * for a bounce).  Such recipients reversing to different domains are
+ * sent one route at a time: the slot's destination follows the pending
+ * recipient due first.  One that no longer reverses (expired since it
+ * was accepted) bounces with 5.1.1.
+ *
+ * The ledger.  When the upstream accepts a delivery that carries a
+ * ledger key, the same LMDB transaction that marks it DLV_SENT writes
+ * STORE_DB_LEDGER (see ledger_put()), so ferry-syncd's delta pass never
+ * copies that message into the mailbox again.
  *
  * Results.  Per recipient: 2xx -> DLV_SENT; 4xx or a failed connection
  * -> attempts + 1, next_try = now + retry_initial * 2^(attempts-1)
@@ -75,12 +98,14 @@
 #include "log.h"
 #include "relay.h"
 #include "smtp_client.h"
+#include "srs.h"
 #include "store.h"
 #include "util.h"
 
-#define NSLOT		2
+#define NSLOT		3
 #define SLOT_MAIN	0	/* DLV_UPSTREAM deliveries */
 #define SLOT_COPY	1	/* DLV_COPY deliveries */
+#define SLOT_SRS	2	/* DLV_UPSTREAM to one of our SRS addresses */
 
 #define IDLE_TIMEOUT	5	/* seconds an unused connection stays open */
 #define SHUTDOWN_GRACE	10	/* seconds in-flight work may take at exit */
@@ -174,9 +199,13 @@ struct qwork {
 	char		 relay[HOSTPORT_HOSTMAX + 16];
 	char		 remote[HOSTPORT_HOSTMAX];
 	int		 expired;
+	int		 ledger;	/* upstream route: write ledger entries */
+	char		**fwd;		/* SLOT_SRS: reversed rcpt, owned */
+	char		 sender[SRS_ADDR_MAX + 1];	/* MAIL FROM if rewritten */
 	/* set by the commit */
 	int		 found, done, slot_pending;
 	int64_t		 slot_next;
+	char		*slot_rcpt;	/* SLOT_SRS: pending rcpt due first */
 	uint32_t	*attempts;	/* after the update, per delivery */
 };
 TAILQ_HEAD(workq, qwork);
@@ -185,7 +214,8 @@ struct queue {
 	struct relay	*relay;
 	struct config	*cfg;
 	struct smtp_client_ctx *cli;
-	struct dns_resolver *dns;
+	struct dns_resolver *dns;	/* relay->resolver: borrowed */
+	struct srs	*srs;		/* relay->srs: NULL when SRS is off */
 	struct dest	*upstream, *copy, *dsn_relay;
 	struct destq	 mx;
 	/* messages by id */
@@ -460,28 +490,11 @@ slot_unlink(struct queue *q, struct qslot *s)
 
 /* ---- the resolver -------------------------------------------------------- */
 
-/* resolver - created on first need: IP-literal set-ups never start one */
+/* resolver - the relay's shared resolver (relay->resolver, made by
+ * main.c from [checks] dns and dns_timeout); NULL only without one */
 static struct dns_resolver *
 resolver(struct queue *q)
 {
-	struct dns_options o;
-	char fwd[HOSTPORT_HOSTMAX + 16], err[256];
-
-	if (q->dns != NULL)
-		return (q->dns);
-	memset(&o, 0, sizeof(o));
-	if (q->cfg->checks.dns.count > 0) {
-		hostport_format(&q->cfg->checks.dns.items[0], fwd, sizeof(fwd));
-		o.forwarder = fwd;
-	}
-	o.hosts_file = "/etc/hosts";
-	o.timeout_ms = (int)(q->cfg->checks.dns_timeout > 0 ?
-	    q->cfg->checks.dns_timeout * 1000 : 0);
-	q->dns = dns_resolver_new(q->relay->base, &o, err, sizeof(err));
-	if (q->dns == NULL)
-		log_warnx("queue: cannot start the DNS resolver: %s", err);
-	else
-		smtp_client_ctx_set_resolver(q->cli, q->dns);
 	return (q->dns);
 }
 
@@ -606,6 +619,95 @@ mx_dest(struct queue *q, const char *rcpt)
 	return (d);
 }
 
+/* ---- SRS routes ------------------------------------------------------------ */
+
+/* is_srs_rcpt - rcpt is one of our SRS addresses (SRS on, no hash check) */
+static int
+is_srs_rcpt(const struct queue *q, const char *rcpt)
+{
+	return (q->srs != NULL && srs_is_srs(q->srs, rcpt));
+}
+
+/* dlv_slot - which slot of its message a delivery belongs to */
+static int
+dlv_slot(const struct queue *q, const struct delivery *d)
+{
+	if (d->dest == DLV_COPY)
+		return (SLOT_COPY);
+	return (is_srs_rcpt(q, d->rcpt) ? SLOT_SRS : SLOT_MAIN);
+}
+
+/* srs_orig - the original sender behind our SRS address rcpt; -1: none */
+static int
+srs_orig(const struct queue *q, const char *rcpt, char *orig, size_t len)
+{
+	return (srs_reverse(q->srs, rcpt, time(NULL), orig, len) == SRS_OK ?
+	    0 : -1);
+}
+
+/*
+ * srs_dest - the route of an SRS recipient: the DSN route of the address
+ * it reverses to (made on first use); NULL when it does not reverse.
+ */
+static struct dest *
+srs_dest(struct queue *q, const char *rcpt)
+{
+	char orig[SRS_ADDR_MAX + 1];
+
+	if (srs_orig(q, rcpt, orig, sizeof(orig)) == -1)
+		return (NULL);
+	return (mx_dest(q, orig));
+}
+
+/*
+ * srs_same_route - rcpt (an SRS address) goes to d (NULL: the
+ * recipients without a route), without creating destinations.
+ */
+static int
+srs_same_route(const struct queue *q, const struct dest *d, const char *rcpt)
+{
+	char orig[SRS_ADDR_MAX + 1], domain[DNS_NAME_MAX + 2];
+	const char *at;
+
+	if (srs_orig(q, rcpt, orig, sizeof(orig)) == -1)
+		return (d == NULL);
+	if (q->dsn_relay != NULL)
+		return (d == q->dsn_relay);
+	at = strrchr(orig, '@');
+	if (at == NULL || strlen(at + 1) == 0 ||
+	    strlen(at + 1) >= sizeof(domain))
+		return (d == NULL);
+	snprintf(domain, sizeof(domain), "%s", at + 1);
+	str_lower(domain);
+	if (!dns_name_valid(domain))
+		return (d == NULL);
+	return (d != NULL && d->kind == DK_MX && strcmp(d->domain, domain) == 0);
+}
+
+/*
+ * srs_rcpt_check - for smtp_server at RCPT time (see relay.h).  The
+ * same test as dlv_slot(), so what the server accepts as an SRS
+ * recipient is what the queue routes back to the original sender.
+ */
+int
+srs_rcpt_check(const struct relay *relay, const char *rcpt, char *orig,
+    size_t origlen)
+{
+	char buf[SRS_ADDR_MAX + 1];
+
+	if (orig != NULL && origlen > 0)
+		orig[0] = '\0';
+	if (relay == NULL || relay->srs == NULL || rcpt == NULL ||
+	    !srs_is_srs(relay->srs, rcpt))
+		return (0);
+	if (srs_reverse(relay->srs, rcpt, time(NULL), buf, sizeof(buf)) !=
+	    SRS_OK)
+		return (-1);
+	if (orig != NULL && origlen > 0)
+		snprintf(orig, origlen, "%s", buf);
+	return (1);
+}
+
 /* mx_gc - forget MX destinations nobody waits for (called from timers) */
 static void
 mx_gc(struct queue *q)
@@ -673,6 +775,44 @@ struct flush_arg {
 	int64_t		 now;
 };
 
+/*
+ * ledger_put - inside the write txn that marks d DLV_SENT at the
+ * upstream: the ledger entry ferry-syncd's delta pass looks up.
+ *
+ * FORMAT of a STORE_DB_LEDGER entry (read by ferry-syncd; stable):
+ *   key    the 32-byte ledger key of DESIGN.md §4 (msgkey_ledger(): the
+ *          recipient mailbox, the normalised Message-ID, or Date + From
+ *          when there is none, and the body's SHA-256), exactly as
+ *          computed at reception and kept in delivery.ledger_key
+ *   value  8 bytes: the time the upstream accepted the delivery, unix
+ *          seconds, unsigned big-endian; then the relay's queue id,
+ *          QUEUE_ID_LEN (16) lower-case hex digits, no NUL
+ *          (24 bytes in all; a reader must accept longer values and
+ *          ignore what follows, for later additions)
+ *   expiry now + [dedupe] ttl (store_put_expiring; the store adds and
+ *          strips its own 8-byte expiry header)
+ * A later acceptance of the same key (the same message sent again
+ * under another queue id, or re-sent after a crash) overwrites it: the
+ * entry says "the new mailbox has it", which stays true.
+ */
+static int
+ledger_put(struct store_txn *tx, struct queue *q, const struct delivery *d,
+    const char *id, int64_t now)
+{
+	unsigned char val[8 + QUEUE_ID_LEN];
+	uint64_t t = now > 0 ? (uint64_t)now : 0;
+	int64_t ttl = q->cfg->dedupe.ttl;
+	int i, rc;
+
+	for (i = 0; i < 8; i++)
+		val[i] = (unsigned char)(t >> (56 - 8 * i));
+	memcpy(val + 8, id, QUEUE_ID_LEN);
+	rc = store_put_expiring(tx, STORE_DB_LEDGER, d->ledger_key,
+	    sizeof(d->ledger_key), val, sizeof(val),
+	    (time_t)(ttl > 0 ? now + ttl : 0), 0);
+	return (rc == 0 ? 0 : -1);
+}
+
 /* work_apply - inside the write txn: apply w's results to its record */
 static int
 work_apply(struct store_txn *tx, struct queue *q, struct qwork *w, int64_t now)
@@ -687,6 +827,8 @@ work_apply(struct store_txn *tx, struct queue *q, struct qwork *w, int64_t now)
 
 	w->found = w->done = w->slot_pending = 0;
 	w->slot_next = INT64_MAX;
+	free(w->slot_rcpt);
+	w->slot_rcpt = NULL;
 	rc = store_get(tx, STORE_DB_QUEUE, w->m->id, QUEUE_ID_LEN, &val, &vlen);
 	if (rc == STORE_NOTFOUND)
 		return (0);		/* deleted meanwhile */
@@ -710,6 +852,11 @@ work_apply(struct store_txn *tx, struct queue *q, struct qwork *w, int64_t now)
 		switch (w->action[i]) {
 		case A_SENT:
 			d->state = DLV_SENT;
+			if (w->ledger && d->has_ledger_key &&
+			    ledger_put(tx, q, d, w->m->id, now) == -1) {
+				queue_record_clear(&rec);
+				return (-1);
+			}
 			break;
 		case A_BOUNCE:
 			d->state = DLV_BOUNCED;
@@ -735,10 +882,15 @@ work_apply(struct store_txn *tx, struct queue *q, struct qwork *w, int64_t now)
 	}
 	for (i = 0; i < rec.ndlv; i++)
 		if (rec.dlv[i].state == DLV_PENDING &&
-		    rec.dlv[i].dest == w->dlv_dest) {
+		    dlv_slot(q, &rec.dlv[i]) == w->si) {
 			w->slot_pending = 1;
-			if (rec.dlv[i].next_try < w->slot_next)
+			if (rec.dlv[i].next_try < w->slot_next) {
 				w->slot_next = rec.dlv[i].next_try;
+				if (w->si == SLOT_SRS) {
+					free(w->slot_rcpt);
+					w->slot_rcpt = strdup(rec.dlv[i].rcpt);
+				}
+			}
 		}
 	w->done = queue_record_done(&rec);
 	if (queue_record_encode(&rec, &buf, &blen) == -1) {
@@ -772,12 +924,32 @@ txn_flush(struct store_txn *tx, void *arg)
 	return (0);
 }
 
+/* log_delivery - one result; orig_to: the SRS address rcpt came from */
 static void
-log_delivery(const struct qmsg *m, const char *rcpt, const char *relay,
-    const char *status, const char *text)
+log_delivery(const struct qmsg *m, const char *rcpt, const char *orig_to,
+    const char *relay, const char *status, const char *text)
 {
-	log_info("%s: to=<%s> relay=%s delay=%" PRId64 " status=%s (%s)",
-	    m->id, rcpt, relay, now_s() - m->arrived, status, text);
+	if (orig_to != NULL)
+		log_info("%s: to=<%s> orig_to=<%s> relay=%s delay=%" PRId64
+		    " status=%s (%s)", m->id, rcpt, orig_to, relay,
+		    now_s() - m->arrived, status, text);
+	else
+		log_info("%s: to=<%s> relay=%s delay=%" PRId64 " status=%s "
+		    "(%s)", m->id, rcpt, relay, now_s() - m->arrived, status,
+		    text);
+}
+
+/* slot_set_dest - point an unscheduled slot at d (NULL: no route) */
+static void
+slot_set_dest(struct qslot *s, struct dest *d)
+{
+	if (s->dest == d)
+		return;
+	if (s->dest != NULL)
+		s->dest->refs--;
+	s->dest = d;
+	if (d != NULL)
+		d->refs++;
 }
 
 /* msg_free - forget a message (its slots are no longer scheduled) */
@@ -863,8 +1035,8 @@ work_committed(struct queue *q, struct qwork *w)
 		switch (w->action[i]) {
 		case A_SENT:
 			status = "sent";
-			if (m->dsn)
-				;
+			if (m->dsn || w->si == SLOT_SRS)
+				;	/* not the sender's mail to us */
 			else if (w->dlv_dest == DLV_COPY)
 				st->copied++;
 			else
@@ -881,7 +1053,12 @@ work_committed(struct queue *q, struct qwork *w)
 		default:
 			continue;
 		}
-		log_delivery(m, w->rcpt[i], w->relay, status, w->res[i].text);
+		if (w->fwd != NULL && w->fwd[i] != NULL)
+			log_delivery(m, w->fwd[i], w->rcpt[i], w->relay, status,
+			    w->res[i].text);
+		else
+			log_delivery(m, w->rcpt[i], NULL, w->relay, status,
+			    w->res[i].text);
 	}
 	if (w->done && m->busy == 0) {
 		msg_done(q, m);
@@ -891,6 +1068,8 @@ work_committed(struct queue *q, struct qwork *w)
 		msg_release_slot(q, m, w->si);
 		return;
 	}
+	if (w->si == SLOT_SRS && w->slot_rcpt != NULL)
+		slot_set_dest(s, srs_dest(q, w->slot_rcpt));
 	s->next_try = w->slot_next;
 	slot_schedule(q, s);
 }
@@ -974,11 +1153,18 @@ txn_load(struct store_txn *tx, void *arg)
 static void
 work_free(struct qwork *w)
 {
+	size_t i;
+
 	if (w == NULL)
 		return;
 	if (w->fd != -1)
 		close(w->fd);
 	queue_record_clear(&w->rec);
+	if (w->fwd != NULL)
+		for (i = 0; i < w->n; i++)
+			free(w->fwd[i]);
+	free(w->fwd);
+	free(w->slot_rcpt);
 	free(w->idx);
 	free(w->rcpt);
 	free(w->res);
@@ -988,16 +1174,63 @@ work_free(struct qwork *w)
 }
 
 /*
+ * srs_reroute - the SRS slot's route has nothing left, but other SRS
+ * recipients are pending: point the slot at the route of the one due
+ * first.  Returns work_new()'s why: 5 (schedule the slot again) or 2.
+ */
+static int
+srs_reroute(struct queue *q, struct qwork *w)
+{
+	struct qslot *s = &w->m->slot[SLOT_SRS];
+	const struct delivery *best = NULL;
+	struct dest *d;
+	size_t i;
+
+	for (i = 0; i < w->rec.ndlv; i++) {
+		const struct delivery *dv = &w->rec.dlv[i];
+
+		if (dv->state == DLV_PENDING && dlv_slot(q, dv) == SLOT_SRS &&
+		    (best == NULL || dv->next_try < best->next_try))
+			best = dv;
+	}
+	if (best == NULL)
+		return (2);
+	d = srs_dest(q, best->rcpt);
+	if (d == s->dest) {
+		/* Cannot happen (routes are computed alike); never spin. */
+		s->next_try = now_s() + backoff(q, 1);
+		return (5);
+	}
+	slot_set_dest(s, d);
+	s->next_try = best->next_try;
+	return (5);
+}
+
+/* work_wants - w (slot si of its message) takes this delivery */
+static int
+work_wants(const struct qwork *w, const struct delivery *d)
+{
+	const struct queue *q = w->q;
+
+	if (d->state != DLV_PENDING || dlv_slot(q, d) != w->si)
+		return (0);
+	/* SRS recipients: only those of the slot's current route. */
+	return (w->si != SLOT_SRS ||
+	    srs_same_route(q, w->m->slot[SLOT_SRS].dest, d->rcpt));
+}
+
+/*
  * work_new - load the record and pick the pending deliveries of slot si
- * (at most SMTP_TX_RCPT_MAX).  Returns NULL when there is nothing to do
- * (*why_r says: 1 no record, 2 nothing pending here, 3 held, 4 nothing
- * pending at all, -1 error).
+ * (at most SMTP_TX_RCPT_MAX; for the SRS slot those of its current
+ * route).  Returns NULL when there is nothing to do (*why_r says: 1 no
+ * record, 2 nothing pending here, 3 held, 4 nothing pending at all, -1
+ * error).
  */
 static struct qwork *
 work_new(struct queue *q, struct qmsg *m, int si, int *why_r)
 {
 	struct qwork *w;
-	char err[256];
+	char err[256], orig[SRS_ADDR_MAX + 1];
 	size_t i, n = 0;
 	int rc;
 
@@ -1026,11 +1259,12 @@ work_new(struct queue *q, struct qmsg *m, int si, int *why_r)
 		return (NULL);
 	}
 	for (i = 0; i < w->rec.ndlv; i++)
-		if (w->rec.dlv[i].dest == w->dlv_dest &&
-		    w->rec.dlv[i].state == DLV_PENDING)
+		if (work_wants(w, &w->rec.dlv[i]))
 			n++;
 	if (n == 0) {
 		*why_r = queue_record_done(&w->rec) ? 4 : 2;
+		if (*why_r == 2 && si == SLOT_SRS)
+			*why_r = srs_reroute(q, w);
 		work_free(w);
 		return (NULL);
 	}
@@ -1041,16 +1275,27 @@ work_new(struct queue *q, struct qmsg *m, int si, int *why_r)
 	w->res = calloc(n, sizeof(*w->res));
 	w->action = calloc(n, sizeof(*w->action));
 	w->attempts = calloc(n, sizeof(*w->attempts));
+	if (si == SLOT_SRS)
+		w->fwd = calloc(n, sizeof(*w->fwd));
 	if (w->idx == NULL || w->rcpt == NULL || w->res == NULL ||
-	    w->action == NULL || w->attempts == NULL) {
+	    w->action == NULL || w->attempts == NULL ||
+	    (si == SLOT_SRS && w->fwd == NULL)) {
 		work_free(w);
 		return (NULL);
 	}
 	for (i = 0; i < w->rec.ndlv && w->n < n; i++)
-		if (w->rec.dlv[i].dest == w->dlv_dest &&
-		    w->rec.dlv[i].state == DLV_PENDING) {
+		if (work_wants(w, &w->rec.dlv[i])) {
 			w->idx[w->n] = i;
 			w->rcpt[w->n] = w->rec.dlv[i].rcpt;
+			/* No original (the slot has no route): nothing
+			 * is sent, the result is logged under the SRS
+			 * address. */
+			if (w->fwd != NULL && srs_orig(q, w->rcpt[w->n], orig,
+			    sizeof(orig)) == 0 &&
+			    (w->fwd[w->n] = strdup(orig)) == NULL) {
+				work_free(w);
+				return (NULL);
+			}
 			w->n++;
 		}
 	m->busy++;
@@ -1063,7 +1308,11 @@ static void
 work_nothing(struct queue *q, struct qmsg *m, int si, int why)
 {
 	struct qslot *s = &m->slot[si];
-	int other = si == SLOT_MAIN ? SLOT_COPY : SLOT_MAIN;
+	int o, others_busy = 0;
+
+	for (o = 0; o < NSLOT; o++)
+		if (o != si && m->slot[o].state == SL_BUSY)
+			others_busy = 1;
 
 	switch (why) {
 	case 1:		/* the record is gone */
@@ -1077,12 +1326,15 @@ work_nothing(struct queue *q, struct qmsg *m, int si, int why)
 		break;
 	case 4:		/* nothing pending at all */
 		msg_release_slot(q, m, si);
-		if (m->busy == 0 && m->slot[other].state != SL_BUSY)
+		if (m->busy == 0 && !others_busy)
 			msg_done(q, m);
 		break;
 	case 3:		/* held */
 		m->held = 1;
 		s->state = SL_HELD;
+		break;
+	case 5:		/* SRS slot: another route now */
+		slot_schedule(q, s);
 		break;
 	default:	/* could not read it: try again later */
 		s->next_try = now_s() + backoff(q, 1);
@@ -1376,6 +1628,50 @@ tx_done(struct smtp_client *c, struct smtp_tx *tx, void *arg)
 	maybe_done(q);
 }
 
+/*
+ * work_sender - MAIL FROM for w at d: with SRS on, the upstream gets the
+ * rewritten sender (srs_forward() leaves <>, DSNs' <> and senders in our
+ * srs_domain alone); every other route the original one.
+ */
+static const char *
+work_sender(struct qwork *w, const struct dest *d)
+{
+	struct queue *q = w->q;
+	int rc;
+
+	if (q->srs == NULL || d->kind != DK_UPSTREAM ||
+	    w->rec.sender[0] == '\0' || (w->rec.flags & QR_DSN))
+		return (w->rec.sender);
+	rc = srs_forward(q->srs, w->rec.sender, time(NULL), w->sender,
+	    sizeof(w->sender));
+	if (rc == SRS_OK) {
+		log_info("%s: srs: from=<%s> sent as <%s>", w->m->id,
+		    w->rec.sender, w->sender);
+		return (w->sender);
+	}
+	if (rc != SRS_UNCHANGED)
+		log_warnx("%s: srs: cannot rewrite <%s>: %s; sent as is",
+		    w->m->id, w->rec.sender, srs_strerror(rc));
+	return (w->rec.sender);
+}
+
+/* work_defer_all - no transaction after all: every delivery 451 (why) */
+static void
+work_defer_all(struct qwork *w, const char *why)
+{
+	size_t i;
+
+	for (i = 0; i < w->n; i++) {
+		w->res[i].code = 451;
+		w->res[i].synthetic = 1;
+		snprintf(w->res[i].status, sizeof(w->res[i].status), "4.3.0");
+		snprintf(w->res[i].text, sizeof(w->res[i].text),
+		    "451 4.3.0 %s", why);
+		w->action[i] = A_DEFER;
+	}
+	work_finish(w);
+}
+
 /* work_start - take a ready slot onto an idle connection */
 static void
 work_start(struct conn *cn, struct qslot *s)
@@ -1393,43 +1689,43 @@ work_start(struct conn *cn, struct qslot *s)
 		return;
 	}
 	s->noted = 0;
+	for (i = 0; w->fwd != NULL && i < w->n; i++)
+		if (w->fwd[i] == NULL) {
+			/* Expired since it was routed: next time it has
+			 * no route and bounces. */
+			snprintf(err, sizeof(err), "the SRS address %s no "
+			    "longer reverses", w->rcpt[i]);
+			work_defer_all(w, err);
+			return;
+		}
 	if (spool_msg_open(q->relay->spool, m->id, &w->fd, &w->offset,
 	    &w->size) == -1) {
 		snprintf(err, sizeof(err), "cannot open the spool file: %s",
 		    strerror(errno));
-		for (i = 0; i < w->n; i++) {
-			w->res[i].code = 451;
-			w->res[i].synthetic = 1;
-			snprintf(w->res[i].status, sizeof(w->res[i].status),
-			    "4.3.0");
-			snprintf(w->res[i].text, sizeof(w->res[i].text),
-			    "451 4.3.0 %s", err);
-			w->action[i] = A_DEFER;
-		}
-		work_finish(w);
+		work_defer_all(w, err);
 		return;
 	}
 	memset(&w->tx, 0, sizeof(w->tx));
-	w->tx.sender = w->rec.sender;
-	w->tx.rcpt = w->rcpt;
+	w->tx.sender = work_sender(w, d);
+	w->tx.rcpt = w->fwd != NULL ? (const char **)w->fwd : w->rcpt;
 	w->tx.nrcpt = w->n;
 	w->tx.fd = w->fd;
 	w->tx.offset = w->offset;
 	w->tx.size = w->size;
 	w->tx.result = w->res;
+	/* Our Authentication-Results: for the new provider, and for the
+	 * old MTA's copy (the same message); DSN and SRS routes carry
+	 * the message as received. */
+	if ((d->kind == DK_UPSTREAM || d->kind == DK_COPY) &&
+	    w->rec.headers != NULL) {
+		w->tx.headers = w->rec.headers;
+		w->tx.hlen = strlen(w->rec.headers);
+	}
+	w->ledger = d->kind == DK_UPSTREAM;
 	if (smtp_client_send(cn->c, &w->tx, tx_done, w, err,
 	    sizeof(err)) == -1) {
 		/* Cannot happen on an idle connection; be safe anyway. */
-		for (i = 0; i < w->n; i++) {
-			w->res[i].code = 451;
-			w->res[i].synthetic = 1;
-			snprintf(w->res[i].status, sizeof(w->res[i].status),
-			    "4.3.0");
-			snprintf(w->res[i].text, sizeof(w->res[i].text),
-			    "451 4.3.0 %s", err);
-			w->action[i] = A_DEFER;
-		}
-		work_finish(w);
+		work_defer_all(w, err);
 		return;
 	}
 	cn->state = CN_BUSY;
@@ -1531,14 +1827,13 @@ txn_note(struct store_txn *tx, void *arg)
 	size_t vlen, blen, i, j;
 	unsigned char *buf;
 	char err[128];
-	uint8_t dlv_dest;
 	int rc;
 
 	note_log_clear(na);
 	for (i = 0; i < na->n; i++) {
 		struct qmsg *m = slot_msg(na->s[i]);
+		int si = na->s[i]->si;
 
-		dlv_dest = na->s[i]->si == SLOT_COPY ? DLV_COPY : DLV_UPSTREAM;
 		rc = store_get(tx, STORE_DB_QUEUE, m->id, QUEUE_ID_LEN, &val,
 		    &vlen);
 		if (rc == STORE_NOTFOUND)
@@ -1551,7 +1846,9 @@ txn_note(struct store_txn *tx, void *arg)
 		for (j = 0; j < rec.ndlv; j++) {
 			struct delivery *d = &rec.dlv[j];
 
-			if (d->dest != dlv_dest || d->state != DLV_PENDING)
+			if (d->state != DLV_PENDING ||
+			    dlv_slot(na->q, d) != si || (si == SLOT_SRS &&
+			    !srs_same_route(na->q, na->d, d->rcpt)))
 				continue;
 			if (d->attempts < UINT32_MAX)
 				d->attempts++;
@@ -1633,8 +1930,8 @@ dest_note(struct dest *d)
 			for (i = 0; i < na.n; i++)
 				na.s[i]->noted = 1;
 			for (i = 0; i < na.nlog; i++) {
-				log_delivery(na.log[i].m, na.log[i].rcpt, "none",
-				    "deferred", d->why);
+				log_delivery(na.log[i].m, na.log[i].rcpt, NULL,
+				    "none", "deferred", d->why);
 				q->relay->stats.deferred++;
 			}
 		}
@@ -1868,6 +2165,11 @@ slot_due(struct queue *q, struct qslot *s, int64_t now)
 		slot_expire(q, s);
 		return;
 	}
+	if (s->dest == NULL && s->si == SLOT_SRS) {
+		slot_fail(q, s, 550, "5.1.1", "550 5.1.1 the SRS address has "
+		    "expired or does not reverse to a routable address", 0);
+		return;
+	}
 	if (s->dest == NULL) {
 		slot_fail(q, s, 554, "5.4.4", s->si == SLOT_COPY ?
 		    "554 5.4.4 copy_to is not configured" :
@@ -1935,8 +2237,9 @@ static int
 msg_add(struct queue *q, const struct queue_record *rec, int schedule)
 {
 	struct qmsg *m;
+	const char *srs_first = NULL;
 	size_t i;
-	int si, any = 0;
+	int si, any = 0, seen[NSLOT] = { 0 };
 
 	if (queue_record_done(rec))
 		return (1);
@@ -1955,14 +2258,18 @@ msg_add(struct queue *q, const struct queue_record *rec, int schedule)
 	for (i = 0; i < rec->ndlv; i++) {
 		const struct delivery *d = &rec->dlv[i];
 		struct qslot *s;
+		int sl;
 
 		if (d->state != DLV_PENDING)
 			continue;
-		s = &m->slot[d->dest == DLV_COPY ? SLOT_COPY : SLOT_MAIN];
-		if (s->state == SL_NONE && s->dest == NULL &&
-		    s->next_try == INT64_MAX) {
-			if (d->dest == DLV_COPY)
+		sl = dlv_slot(q, d);
+		s = &m->slot[sl];
+		if (!seen[sl]) {
+			seen[sl] = 1;
+			if (sl == SLOT_COPY)
 				s->dest = q->copy;
+			else if (sl == SLOT_SRS)
+				s->dest = NULL;		/* below */
 			else if (m->dsn)
 				s->dest = mx_dest(q, d->rcpt);
 			else
@@ -1970,9 +2277,18 @@ msg_add(struct queue *q, const struct queue_record *rec, int schedule)
 			if (s->dest != NULL)
 				s->dest->refs++;
 		}
-		if (d->next_try < s->next_try)
+		if (d->next_try < s->next_try) {
 			s->next_try = d->next_try;
+			if (sl == SLOT_SRS)
+				srs_first = d->rcpt;
+		}
 		any = 1;
+	}
+	/* The SRS slot follows the recipient due first. */
+	if (srs_first != NULL) {
+		m->slot[SLOT_SRS].dest = srs_dest(q, srs_first);
+		if (m->slot[SLOT_SRS].dest != NULL)
+			m->slot[SLOT_SRS].dest->refs++;
 	}
 	if (!any) {
 		free(m);
@@ -2156,6 +2472,11 @@ queue_new(struct queue **queue_r, struct relay *relay, char *err,
 	    cfg->forward.ca_file, err, errlen);
 	if (q->cli == NULL)
 		goto fail;
+	q->srs = relay->srs;
+	if (relay->resolver != NULL) {
+		q->dns = relay->resolver;
+		smtp_client_ctx_set_resolver(q->cli, q->dns);
+	}
 	if (cfg->forward.upstream.count > 0 &&
 	    (q->upstream = dest_new(q, DK_UPSTREAM, "upstream",
 	    &cfg->forward.upstream, cfg->forward.tls)) == NULL)
@@ -2488,7 +2809,6 @@ queue_free(struct queue **qp)
 		dest_free(d);
 	}
 	smtp_client_ctx_free(&q->cli);
-	dns_resolver_free(&q->dns);
 	if (q->hash != NULL)
 		for (i = 0; i < q->hsize; i++)
 			while (q->hash[i] != NULL) {

@@ -17,7 +17,7 @@
  * NUL; an optional string stores length + 1, 0 meaning "absent".
  *
  *   byte    'Q'              magic
- *   byte    QR_VERSION       format version (1)
+ *   byte    QR_VERSION       format version (2; 1 is still decoded)
  *   16      id               16 lower-case hex digits (the key, repeated
  *                            so a record is self-describing)
  *   varint  flags            QR_*
@@ -25,6 +25,8 @@
  *   varint  size             message bytes
  *   string  sender           "" for <>
  *   string  client
+ *   ostring headers          (version 2) fields prepended when
+ *                            forwarding, CRLF-terminated
  *   varint  ndlv
  *   ndlv x {
  *     byte    dest           enum dlv_dest
@@ -33,8 +35,12 @@
  *     zigzag  next_try
  *     string  rcpt
  *     ostring last_reply
+ *     byte    has_key        (version 2) 0, or 1 and then:
+ *     32      ledger_key
  *   }
- * Nothing may follow the last delivery.
+ * Nothing may follow the last delivery.  Version 1 is the same without
+ * the fields marked (version 2): headers absent, no ledger keys.
+ * rec->relay_key is not part of the record (it lives in "dedupe").
  */
 
 #include <errno.h>
@@ -51,11 +57,12 @@
 #include "relay.h"
 
 #define QR_MAGIC	'Q'
-#define QR_VERSION	1
+#define QR_VERSION	2
+#define QR_VERSION_V1	1		/* still decoded */
 
 /* Sanity caps: a record beyond these was not written by us. */
 #define QR_STR_MAX	(64 * 1024)	/* any one string */
-#define QR_DLV_MIN	6		/* smallest encoded delivery, bytes */
+#define QR_DLV_MIN	6		/* smallest encoded delivery (v1) */
 
 /* ---- encoding ---------------------------------------------------------- */
 
@@ -175,7 +182,8 @@ queue_record_encode(const struct queue_record *rec, unsigned char **buf_r,
 	    strspn(rec->id, "0123456789abcdef") != QUEUE_ID_LEN ||
 	    (rec->ndlv > 0 && rec->dlv == NULL) ||
 	    (rec->sender && strlen(rec->sender) > QR_STR_MAX) ||
-	    (rec->client && strlen(rec->client) > QR_STR_MAX)) {
+	    (rec->client && strlen(rec->client) > QR_STR_MAX) ||
+	    (rec->headers && strlen(rec->headers) >= QR_STR_MAX)) {
 		errno = EINVAL;
 		return (-1);
 	}
@@ -197,6 +205,7 @@ queue_record_encode(const struct queue_record *rec, unsigned char **buf_r,
 	qbuf_varint(&b, rec->size);
 	qbuf_string(&b, rec->sender);
 	qbuf_string(&b, rec->client);
+	qbuf_ostring(&b, rec->headers);
 	qbuf_varint(&b, rec->ndlv);
 	for (i = 0; i < rec->ndlv; i++) {
 		const struct delivery *d = &rec->dlv[i];
@@ -207,6 +216,9 @@ queue_record_encode(const struct queue_record *rec, unsigned char **buf_r,
 		qbuf_zigzag(&b, d->next_try);
 		qbuf_string(&b, d->rcpt);
 		qbuf_ostring(&b, d->last_reply);
+		qbuf_byte(&b, d->has_ledger_key ? 1 : 0);
+		if (d->has_ledger_key)
+			qbuf_bytes(&b, d->ledger_key, sizeof(d->ledger_key));
 	}
 	if (b.failed) {
 		free(b.p);
@@ -336,7 +348,7 @@ queue_record_decode(const void *buf, size_t len, struct queue_record *rec,
     char *err, size_t errlen)
 {
 	struct qread r = { buf, len, NULL };
-	unsigned char magic = 0, version = 0, dest = 0, state = 0;
+	unsigned char magic = 0, version = 0, dest = 0, state = 0, haskey = 0;
 	uint64_t flags, size, ndlv, attempts;
 	size_t i;
 
@@ -347,7 +359,7 @@ queue_record_decode(const void *buf, size_t len, struct queue_record *rec,
 	qread_byte(&r, &version);
 	if (r.why == NULL && magic != QR_MAGIC)
 		qread_fail(&r, "bad magic");
-	if (r.why == NULL && version != QR_VERSION)
+	if (r.why == NULL && version != QR_VERSION && version != QR_VERSION_V1)
 		qread_fail(&r, "unknown version");
 	if (r.why == NULL) {
 		if (r.left < QUEUE_ID_LEN)
@@ -369,6 +381,8 @@ queue_record_decode(const void *buf, size_t len, struct queue_record *rec,
 		rec->size = size;
 	qread_string(&r, &rec->sender);
 	qread_string(&r, &rec->client);
+	if (version >= 2)
+		qread_ostring(&r, &rec->headers);
 	if (qread_varint(&r, &ndlv) == 0) {
 		/* Every delivery takes at least QR_DLV_MIN bytes: a count
 		 * larger than the rest of the buffer allows is a lie, and
@@ -397,6 +411,21 @@ queue_record_decode(const void *buf, size_t len, struct queue_record *rec,
 		qread_zigzag(&r, &d->next_try);
 		qread_string(&r, &d->rcpt);
 		qread_ostring(&r, &d->last_reply);
+		if (version >= 2 && qread_byte(&r, &haskey) == 0) {
+			if (haskey > 1)
+				qread_fail(&r, "bad ledger key flag");
+			else if (haskey == 1) {
+				if (r.left < sizeof(d->ledger_key))
+					qread_fail(&r, "truncated ledger key");
+				else {
+					memcpy(d->ledger_key, r.p,
+					    sizeof(d->ledger_key));
+					d->has_ledger_key = 1;
+					r.p += sizeof(d->ledger_key);
+					r.left -= sizeof(d->ledger_key);
+				}
+			}
+		}
 	}
 	if (r.why == NULL && r.left != 0)
 		qread_fail(&r, "trailing bytes");
@@ -423,6 +452,7 @@ queue_record_clear(struct queue_record *rec)
 	free(rec->dlv);
 	free(rec->sender);
 	free(rec->client);
+	free(rec->headers);
 	memset(rec, 0, sizeof(*rec));
 }
 

@@ -28,6 +28,11 @@
 #include "config.h"
 #include "store.h"
 
+struct dns_resolver;
+struct spf_checker;
+struct dkimv_lib;
+struct srs;
+
 struct relay;		/* the daemon context, at the end of this file */
 
 /* "%016" PRIx64-style: 16 lower-case hex digits; sorts by arrival. */
@@ -90,6 +95,12 @@ struct delivery {
 	uint32_t	 attempts;
 	int64_t		 next_try;	/* unix time */
 	char		*last_reply;	/* last answer or error; owned, may be NULL */
+	/* Issue 4: the ledger key (msgkey_ledger of this recipient, the
+	 * message's identity and body hash) written to STORE_DB_LEDGER when
+	 * the upstream accepts this delivery, so ferry-syncd's delta pass
+	 * skips the copy the old host also kept.  Encoded only when set. */
+	uint8_t		 has_ledger_key;
+	unsigned char	 ledger_key[32];
 };
 
 #define QR_HELD		0x01	/* ferryctl hold, or on_expire = hold */
@@ -109,6 +120,17 @@ struct queue_record {
 	char		*client;	/* "helo [addr]" for logs and DSNs */
 	size_t		 ndlv;
 	struct delivery	*dlv;
+	/* Issue 4: header fields prepended when the message is forwarded
+	 * (our Authentication-Results), CRLF-terminated; owned, may be NULL.
+	 * Known only at the end of DATA, after the spool file is written,
+	 * hence kept in the record and not in the file: a queue rebuilt
+	 * from the files alone forwards without it. */
+	char		*headers;
+	/* Issue 4: the relay key (DESIGN.md §4), put into STORE_DB_DEDUPE
+	 * with MDB_NOOVERWRITE in the same LMDB transaction as this record.
+	 * Not encoded in the record. */
+	uint8_t		 has_relay_key;
+	unsigned char	 relay_key[32];
 };
 
 int	queue_record_encode(const struct queue_record *rec, unsigned char **buf_r,
@@ -167,7 +189,10 @@ struct spool;
 struct spool_msg;
 
 /* Called on the loop once the message is durable (status 0) or failed
- * (-1, with a reason for the log; nothing of it is left on disk). */
+ * (-1, with a reason for the log; nothing of it is left on disk), or
+ * (1) found to be a duplicate: its relay key was already in
+ * STORE_DB_DEDUPE, why is the first copy's queue id ("?" if unknown), and
+ * nothing of it is left on disk. */
 typedef void spool_commit_cb(int status, const char *id, const char *why,
     void *arg);
 
@@ -193,6 +218,10 @@ int	spool_msg_open(struct spool *spool, const char *id, int *fd_r,
 int	spool_remove(struct spool *spool, const char *id);
 int	spool_rebuild_index(struct spool *spool, size_t *count_r, char *err,
 	    size_t errlen);
+/* 1: key is a live dedupe key (first_id: the queued copy, "?" if
+ * unknown); 0: not there; -1: store error. */
+int	spool_dedupe_lookup(struct spool *spool, const unsigned char key[32],
+	    char first_id[QUEUE_ID_LEN + 1], char *err, size_t errlen);
 
 /* ---- the scheduler (queue.c) ------------------------------------------ */
 
@@ -211,6 +240,19 @@ int	queue_hold(struct queue *queue, const char *id, char *err, size_t errlen);
 int	queue_release(struct queue *queue, const char *id, char *err, size_t errlen);
 int	queue_delete(struct queue *queue, const char *id, char *err, size_t errlen);
 void	queue_shutdown(struct queue *queue, void (*done)(void *), void *arg);
+/*
+ * srs_rcpt_check (queue.c) - for smtp_server at RCPT TO: is rcpt one of
+ * our SRS addresses ("SRS0=...@" [forward] srs_domain), i.e. a bounce
+ * of mail we forwarded with a rewritten sender?
+ *   0  no (or SRS is off): apply the normal recipient rules
+ *   1  yes, authentic and not expired: accept it (whatever [relay]
+ *      domains say); the queue delivers it to the original sender,
+ *      copied into orig (may be NULL) for the log
+ *  -1  yes, but tampered, expired or malformed: refuse 550 5.1.1
+ * The queue routes exactly the recipients for which this says 1.
+ */
+int	srs_rcpt_check(const struct relay *relay, const char *rcpt,
+	    char *orig, size_t origlen);
 
 /* ---- the SMTP server (smtp_server.c) ----------------------------------- */
 
@@ -234,6 +276,35 @@ int	control_new(struct control **control_r, struct relay *relay,
 	    char *err, size_t errlen);
 void	control_free(struct control **control);
 
+/* ---- the drain view (drain.c) ----------------------------------------- */
+
+/*
+ * What still reaches the old MX: time of the last inbound message,
+ * arrivals per hour over the last 72 hours, and the top sending domains
+ * and client addresses (bounded tables).  Persisted in STORE_DB_META so a
+ * restart keeps the history.
+ */
+struct drain;
+
+#define DRAIN_HOURS	72	/* the hourly ring: 3 days */
+#define DRAIN_TOP_MAX	256	/* entries per table (domains, clients) */
+#define DRAIN_TOP_SHOWN	10	/* entries drain_json() lists per table */
+#define DRAIN_NAME_MAX	255	/* longest name kept */
+
+int	drain_new(struct drain **drain_r, struct store *store, char *err,
+	    size_t errlen);
+void	drain_free(struct drain **drain);
+void	drain_note(struct drain *drain, time_t when, const char *sender_domain,
+	    const char *client_addr);
+int	drain_save(struct drain *drain, char *err, size_t errlen);
+struct json;
+/* The JSON object's shape is documented at the top of drain.c. */
+void	drain_json(const struct drain *drain, time_t now, struct json *j);
+/* Arrivals per hour, the DRAIN_HOURS hours up to now, oldest first. */
+void	drain_hourly(const struct drain *drain, time_t now,
+	    uint64_t out[DRAIN_HOURS]);
+time_t	drain_last(const struct drain *drain);	/* 0: nothing yet */
+
 /* ---- the daemon -------------------------------------------------------- */
 
 /* The relay's context: one per process, owned by main.c. */
@@ -247,6 +318,14 @@ struct relay {
 	struct control		*control;
 	struct relay_stats	 stats;
 	time_t			 started;
+	/* Issue 4: one resolver for every look-up ([checks] dns), the SPF
+	 * worker pool, the DKIM library, SRS (NULL when off) and the drain
+	 * view's counters; created by main.c, shared by all modules. */
+	struct dns_resolver	*resolver;
+	struct spf_checker	*spf;
+	struct dkimv_lib	*dkim;
+	struct srs		*srs;
+	struct drain		*drain;
 };
 
 #endif

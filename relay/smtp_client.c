@@ -19,7 +19,10 @@
  * offers PIPELINING (RFC 2920), else one command per round trip; a
  * reused connection starts with RSET.  The body is read from the spool
  * file in 32 KiB chunks only while less than BODY_HIWAT bytes wait in
- * the output buffer, so memory does not grow with message size.
+ * the output buffer, so memory does not grow with message size.  Header
+ * lines the caller adds (smtp_tx.headers: the relay's
+ * Authentication-Results) go out first, as part of the same stream, so
+ * dot-stuffing and SIZE= cover them too.
  *
  * SECURITY: everything the server sends is distrusted: reply lines
  * longer than SMTP_LINE_MAX, replies of more than SMTP_REPLY_LINES_MAX
@@ -165,6 +168,7 @@ static void	client_readcb(struct bufferevent *bev, void *arg);
 static void	client_writecb(struct bufferevent *bev, void *arg);
 static void	client_eventcb(struct bufferevent *bev, short what, void *arg);
 static void	client_next_address(struct smtp_client *c);
+static uint64_t	tx_total(const struct smtp_tx *tx);
 static void	client_endpoint_failed(struct smtp_client *c, const char *fmt,
 		    ...) __attribute__((format(printf, 2, 3)));
 static void	tx_fail_rest(struct smtp_client *c, int code,
@@ -823,7 +827,7 @@ write_cmd(struct smtp_client *c, size_t k)
 			utf8 |= needs_utf8(tx->rcpt[i]);
 		if (c->ext & SMTP_EXT_SIZE)
 			snprintf(size, sizeof(size), " SIZE=%llu",
-			    (unsigned long long)tx->size);
+			    (unsigned long long)tx_total(tx));
 		/* BODY=8BITMIME whenever offered: it says the body MAY hold
 		 * 8-bit bytes, true of any message we relay, and saves
 		 * reading the message twice to find out. */
@@ -940,23 +944,54 @@ tx_broken(struct smtp_client *c, const char *what)
 	tx_finish(c);
 }
 
+/* tx_total - bytes of the message as sent: our header lines + the file */
+static uint64_t
+tx_total(const struct smtp_tx *tx)
+{
+	return ((uint64_t)(tx->headers != NULL ? tx->hlen : 0) + tx->size);
+}
+
+/*
+ * body_read - up to want bytes of the message at position pos of the
+ * stream "headers, then file" into buf; the number read, 0 at a short
+ * file, -1 on a read error (errno set).
+ */
+static ssize_t
+body_read(const struct smtp_tx *tx, uint64_t pos, char *buf, size_t want)
+{
+	size_t hlen = tx->headers != NULL ? tx->hlen : 0;
+	ssize_t n;
+
+	if (pos < hlen) {
+		size_t k = hlen - (size_t)pos;
+
+		if (k > want)
+			k = want;
+		memcpy(buf, tx->headers + pos, k);
+		return ((ssize_t)k);
+	}
+	do
+		n = pread(tx->fd, buf, want, (off_t)(tx->offset + (pos - hlen)));
+	while (n == -1 && errno == EINTR);
+	return (n);
+}
+
 /* body_fill - stream more of the message, dot-stuffed, up to BODY_HIWAT */
 static void
 body_fill(struct smtp_client *c)
 {
 	struct evbuffer *out = bufferevent_get_output(c->bev);
 	struct smtp_tx *tx = c->tx;
+	uint64_t total = tx_total(tx);
 	char in[BODY_CHUNK], stuffed[2 * BODY_CHUNK];
 	ssize_t n;
 	size_t i, o;
 
-	while (evbuffer_get_length(out) < BODY_HIWAT && c->body_pos < tx->size) {
-		uint64_t left = tx->size - c->body_pos;
+	while (evbuffer_get_length(out) < BODY_HIWAT && c->body_pos < total) {
+		uint64_t left = total - c->body_pos;
 		size_t want = left < sizeof(in) ? (size_t)left : sizeof(in);
 
-		n = pread(tx->fd, in, want, (off_t)(tx->offset + c->body_pos));
-		if (n == -1 && errno == EINTR)
-			continue;
+		n = body_read(tx, c->body_pos, in, want);
 		if (n <= 0) {
 			/* Never send the final dot of a truncated message:
 			 * drop the connection, the message stays queued. */
@@ -988,13 +1023,11 @@ body_fill(struct smtp_client *c)
 			return;
 		}
 	}
-	if (c->body_pos < tx->size)
+	if (c->body_pos < total)
 		return;
 	/* The message should end with CRLF; if not, the CRLF before the
 	 * dot is ours. */
-	if ((tx->size > 0 && (c->body_last[0] != '\r' ||
-	    c->body_last[1] != '\n')) || (tx->size == 1 &&
-	    c->body_last[1] == '\n'))
+	if (total > 0 && (c->body_last[0] != '\r' || c->body_last[1] != '\n'))
 		evbuffer_add(out, "\r\n", 2);
 	if (evbuffer_add(out, ".\r\n", 3) == -1) {
 		tx_fail_rest(c, 451, "4.3.0", "out of memory");
@@ -1182,7 +1215,7 @@ smtp_client_send(struct smtp_client *c, struct smtp_tx *tx, smtp_tx_cb *cb,
 		code = 553, status = "5.6.7", why = "SMTPUTF8 is required "
 		    "but not supported by the server";
 	} else if ((c->ext & SMTP_EXT_SIZE) && c->size_max > 0 &&
-	    tx->size > c->size_max) {
+	    tx_total(tx) > c->size_max) {
 		code = 552, status = "5.3.4", why = "message size exceeds the "
 		    "server's limit";
 	}

@@ -6,7 +6,8 @@
  * that greets us with 2xx and survives EHLO/STARTTLS wins), reports
  * SMTP_CLIENT_READY, then runs one transaction at a time
  * (smtp_client_send): MAIL, one RCPT per recipient, DATA, the message
- * streamed from a file descriptor with dot-stuffing.  Between
+ * (optional header lines from memory, then the bytes of a file
+ * descriptor) streamed with dot-stuffing.  Between
  * transactions it sits idle; after idle_timeout seconds it says QUIT and
  * reports SMTP_CLIENT_CLOSED.
  *
@@ -92,6 +93,12 @@ struct smtp_tx {
 	int		  fd;		/* the message: bytes [offset, offset+size) */
 	uint64_t	  offset;
 	uint64_t	  size;
+	/* Header fields sent in front of the message (the relay's
+	 * Authentication-Results): hlen bytes of complete CRLF-terminated
+	 * lines, or NULL/0.  Dot-stuffed like the rest and counted in
+	 * SIZE=; the file is not touched. */
+	const char	 *headers;
+	size_t		  hlen;
 	/* out: one reply per recipient, allocated by the caller */
 	struct smtp_reply *result;
 	int		  closed;	/* the connection is gone: the client

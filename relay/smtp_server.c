@@ -71,6 +71,7 @@
 #include <openssl/err.h>
 #include <openssl/ssl.h>
 
+#include "checks.h"
 #include "log.h"
 #include "relay.h"
 #include "smtp_parse.h"
@@ -118,9 +119,7 @@ struct smtp_tx {
 	struct spool_msg	*msg;		/* during DATA */
 	struct queue_record	 rec;		/* envelope, built at DATA */
 	struct smtp_data	 data;
-	int			 spool_failed;
-	/* ISSUE 4 SEAM: per-message check state (SPF result, DKIM
-	 * verifier, body hash for dedupe) will hang here. */
+	struct msg_checks	*checks;	/* SPF, DKIM, A-R, keys */
 };
 
 struct smtp_session {
@@ -130,6 +129,7 @@ struct smtp_session {
 	struct evbuffer		*pend;		/* TLS: replies of a batch */
 	enum session_state	 state;
 	char			 addr[SMTP_ADDRSTRLEN];
+	struct sockaddr_storage	 sa;		/* the client, for SPF */
 	char			*helo;		/* sanitised; NULL before HELO */
 	unsigned		 esmtp:1;
 	unsigned		 tls:1;
@@ -305,6 +305,7 @@ tx_free(struct smtp_tx **txp)
 	if (tx == NULL)
 		return;
 	*txp = NULL;
+	checks_free(&tx->checks);
 	spool_msg_abort(&tx->msg);
 	queue_record_clear(&tx->rec);
 	strlist_clear(&tx->rcpts);
@@ -321,36 +322,9 @@ session_reset(struct smtp_session *s)
 		session_state(s, S_READY);
 }
 
-/*
- * ISSUE 4 SEAM: message checks and dedupe.
- *   tx_check_data()   sees every message byte as it is spooled (after our
- *                     Received: header): DKIM body hash, the dedupe body
- *                     SHA-256, header parsing for Message-ID/From.
- *   tx_check_finish() runs at the end of DATA, before the commit; it may
- *                     finish later (DNS): it calls session_checks_done()
- *                     with NULL to go on or a reply to refuse.  The
- *                     Authentication-Results: header cannot be prepended
- *                     after the body is streamed, so issue 4 either
- *                     writes it with spool_msg_write() before the body
- *                     (SPF is known at MAIL time) or spools it beside the
- *                     Received: header; dedupe keys go into the commit's
- *                     LMDB transaction (spool round).
- */
-static void	session_checks_done(struct smtp_session *, const char *);
-
-static void
-tx_check_data(struct smtp_tx *tx, const void *data, size_t len)
-{
-	(void)tx;
-	(void)data;
-	(void)len;
-}
-
-static void
-tx_check_finish(struct smtp_session *s)
-{
-	session_checks_done(s, NULL);
-}
+static void	session_checks_done(struct smtp_session *, const char *,
+		    enum reject_reason);
+static int	tx_sink(const void *, size_t, void *);
 
 /* ---- recipients ------------------------------------------------------------- */
 
@@ -458,6 +432,17 @@ rcpt_check(struct smtp_session *s, const struct smtp_cmd *cmd,
 		return ("501 5.1.3 Bad recipient address syntax");
 	}
 	domain = at + 1;
+	/* A bounce to one of our SRS addresses: ours whatever the domain
+	 * list says, as long as its hash and day stamp hold. */
+	switch (srs_rcpt_check(server->relay, cmd->addr, NULL, 0)) {
+	case 1:
+		return (NULL);
+	case -1:
+		*why_r = REJ_UNKNOWN_USER;
+		return ("550 5.1.1 Invalid or expired SRS address");
+	default:
+		break;
+	}
 	if (!strlist_contains_ci(&server_cfg(server)->relay.domains, domain)) {
 		*why_r = REJ_RELAY_DENIED;
 		return ("550 5.7.1 Relay access denied");
@@ -544,6 +529,13 @@ cmd_mail(struct smtp_session *s, const struct smtp_cmd *cmd)
 	tx->smtputf8 = cmd->smtputf8;
 	tx->body = cmd->body;
 	s->tx = tx;
+	/* SPF starts now: its look-ups overlap RCPT and DATA. */
+	if ((tx->checks = checks_new(s->server->relay,
+	    (struct sockaddr *)&s->sa, s->helo, tx->sender)) == NULL) {
+		tx_free(&s->tx);
+		reply(s, "451 4.3.0 Local error, try again later");
+		return;
+	}
 	session_state(s, S_MAIL);
 	reply(s, "250 2.1.0 Ok");
 }
@@ -663,6 +655,7 @@ cmd_data(struct smtp_session *s)
 {
 	struct config *cfg = server_cfg(s->server);
 	struct smtp_tx *tx = s->tx;
+	const char *refusal;
 	char err[256], hdr[1024];
 	int n;
 
@@ -676,6 +669,15 @@ cmd_data(struct smtp_session *s)
 		session_error(s);
 		return;
 	}
+	if ((refusal = checks_spf_refusal(tx->checks)) != NULL) {
+		/* SPF already answered: no need to take the message. */
+		log_info("reject: DATA from %s[%s]: %s; from=<%s>", s->helo,
+		    s->addr, refusal, tx->sender);
+		reply(s, "%s", refusal);
+		count_reject(s, REJ_POLICY);
+		session_reset(s);
+		return;
+	}
 	if ((tx->msg = spool_msg_new(s->server->relay->spool, err,
 	    sizeof(err))) == NULL) {
 		log_warnx("spool: %s", err);
@@ -687,7 +689,9 @@ cmd_data(struct smtp_session *s)
 	if (tx_envelope(s, tx) == -1 ||
 	    spool_msg_envelope(tx->msg, &tx->rec) == -1 ||
 	    (n = received_header(s, tx, hdr, sizeof(hdr))) == -1 ||
-	    spool_msg_write(tx->msg, hdr, (size_t)n) == -1) {
+	    spool_msg_write(tx->msg, hdr, (size_t)n) == -1 ||
+	    checks_data_begin(tx->checks, spool_msg_id(tx->msg), tx_sink,
+	    tx) == -1) {
 		log_warnx("%s: cannot start the spool file",
 		    spool_msg_id(tx->msg));
 		reply(s, "451 4.3.0 Local error, try again later");
@@ -789,32 +793,33 @@ session_command(struct smtp_session *s, const char *line, size_t len)
 
 /* ---- DATA and the commit -------------------------------------------------- */
 
-static void
-commit_cb(int status, const char *id, const char *why, void *arg)
+/* tx_sink - the bytes checks.c passes on go to the spool file */
+static int
+tx_sink(const void *data, size_t len, void *arg)
 {
-	struct smtp_session *s = arg;
-	struct relay *relay = s->server->relay;
-	struct smtp_tx *tx = s->tx;
+	struct smtp_tx *tx = arg;
 
-	if (status == 0) {
-		relay->stats.accepted++;
-		relay->stats.last_inbound = time(NULL);
-		log_info("%s: from=<%s> size=%llu nrcpt=%zu", id,
-		    tx ? tx->sender : "?",
-		    (unsigned long long)(tx ? tx->rec.size : 0),
-		    tx ? tx->rcpts.count : (size_t)0);
-		if (!s->dead)
-			reply(s, "250 2.0.0 Ok: queued as %s", id);
-		else
-			log_info("%s: client gone before the reply; queued "
-			    "all the same", id);
-		if (relay->queue != NULL)
-			queue_enqueued(relay->queue, id);
-	} else {
-		count_reject(s, REJ_TEMPFAIL);
-		if (!s->dead)
-			reply(s, "451 4.3.0 Local error, try again later");
-	}
+	return (spool_msg_write(tx->msg, data, len));
+}
+
+/* sender_domain - for the drain view: the domain of MAIL FROM, or NULL */
+static const char *
+sender_domain(const struct smtp_tx *tx)
+{
+	const char *at;
+
+	if (tx == NULL || (at = strrchr(tx->sender, '@')) == NULL)
+		return (NULL);
+	return (at + 1);
+}
+
+/*
+ * tx_answered - the transaction's final reply is out (or the client is
+ * gone): free it, go on with what the client pipelined after the ".".
+ */
+static void
+tx_answered(struct smtp_session *s)
+{
 	if (s->dead) {
 		session_free(s);
 		return;
@@ -833,18 +838,151 @@ commit_cb(int status, const char *id, const char *why, void *arg)
 	session_flush(s);
 }
 
-/* session_checks_done - the checks are through; refuse or commit */
+/*
+ * tx_duplicate - the message is one we queued before (same relay key):
+ * 250, so the sender stops retrying, but nothing is forwarded again.
+ */
 static void
-session_checks_done(struct smtp_session *s, const char *refusal)
+tx_duplicate(struct smtp_session *s, const char *id, const char *first)
+{
+	struct relay *relay = s->server->relay;
+	struct smtp_tx *tx = s->tx;
+	time_t now = time(NULL);
+
+	relay->stats.duplicates++;
+	relay->stats.last_inbound = now;
+	if (relay->drain != NULL)
+		drain_note(relay->drain, now, sender_domain(tx), s->addr);
+	log_info("%s: duplicate of %s; from=<%s> nrcpt=%zu, not forwarded",
+	    id, first, tx ? tx->sender : "?", tx ? tx->rcpts.count : 0);
+	if (!s->dead)
+		reply(s, "250 2.0.0 Ok: duplicate of %s, already queued", first);
+	tx_answered(s);
+}
+
+static void
+commit_cb(int status, const char *id, const char *why, void *arg)
+{
+	struct smtp_session *s = arg;
+	struct relay *relay = s->server->relay;
+	struct smtp_tx *tx = s->tx;
+	time_t now = time(NULL);
+
+	if (status == 1) {
+		/* Another copy's commit won the race (spool.c). */
+		tx_duplicate(s, id, why ? why : "?");
+		return;
+	}
+	if (status == 0) {
+		relay->stats.accepted++;
+		relay->stats.last_inbound = now;
+		if (relay->drain != NULL)
+			drain_note(relay->drain, now, sender_domain(tx),
+			    s->addr);
+		log_info("%s: from=<%s> size=%llu nrcpt=%zu%s%s", id,
+		    tx ? tx->sender : "?",
+		    (unsigned long long)(tx ? tx->rec.size : 0),
+		    tx ? tx->rcpts.count : (size_t)0,
+		    tx && checks_summary(tx->checks)[0] ? " " : "",
+		    tx ? checks_summary(tx->checks) : "");
+		if (!s->dead)
+			reply(s, "250 2.0.0 Ok: queued as %s", id);
+		else
+			log_info("%s: client gone before the reply; queued "
+			    "all the same", id);
+		if (relay->queue != NULL)
+			queue_enqueued(relay->queue, id);
+	} else {
+		count_reject(s, REJ_TEMPFAIL);
+		if (!s->dead)
+			reply(s, "451 4.3.0 Local error, try again later");
+	}
+	tx_answered(s);
+}
+
+/*
+ * tx_keys - after the checks: our Authentication-Results for the queue
+ * record, the relay key (dedupe) and a ledger key per upstream
+ * recipient.  -1 only when out of memory.
+ */
+static int
+tx_keys(struct smtp_tx *tx)
+{
+	struct queue_record *rec = &tx->rec;
+	char ar[4096];
+	size_t i;
+
+	if (checks_authres(tx->checks, ar, sizeof(ar)) == 1 &&
+	    (rec->headers = strdup(ar)) == NULL)
+		return (-1);
+	if (checks_relay_key(tx->checks, tx->sender,
+	    (const char *const *)tx->rcpts.items, tx->rcpts.count,
+	    rec->relay_key) == 0)
+		rec->has_relay_key = 1;
+	for (i = 0; i < rec->ndlv; i++) {
+		struct delivery *d = &rec->dlv[i];
+
+		if (d->dest == DLV_UPSTREAM &&
+		    checks_ledger_key(tx->checks, d->rcpt, d->ledger_key) == 0)
+			d->has_ledger_key = 1;
+	}
+	return (0);
+}
+
+/* checks_done_cb - SPF and DKIM are in: refuse, drop a duplicate, or
+ * commit */
+static void
+checks_done_cb(struct msg_checks *c, void *arg)
+{
+	struct smtp_session *s = arg;
+	struct smtp_tx *tx = s->tx;
+	const char *refusal, *id = spool_msg_id(tx->msg);
+	char first[QUEUE_ID_LEN + 1], err[256];
+	int rc;
+
+	if (checks_removed(c) > 0)
+		log_info("%s: dropped %zu forged Authentication-Results "
+		    "field(s) naming us", id, checks_removed(c));
+	if ((refusal = checks_refusal(c)) != NULL) {
+		session_checks_done(s, refusal, REJ_POLICY);
+		return;
+	}
+	if (tx_keys(tx) == -1) {
+		log_warnx("%s: out of memory after the checks", id);
+		session_checks_done(s, "451 4.3.0 Local error, try again "
+		    "later", REJ_TEMPFAIL);
+		return;
+	}
+	if (tx->rec.has_relay_key) {
+		rc = spool_dedupe_lookup(s->server->relay->spool,
+		    tx->rec.relay_key, first, err, sizeof(err));
+		if (rc == 1) {
+			/* Keep the id for the log: the spool file goes. */
+			char mine[QUEUE_ID_LEN + 1];
+
+			str_copy(mine, id, sizeof(mine));
+			spool_msg_abort(&tx->msg);
+			tx_duplicate(s, mine, first);
+			return;
+		}
+		if (rc == -1)	/* the commit's put still catches a copy */
+			log_warnx("%s: dedupe look-up: %s", id, err);
+	}
+	session_checks_done(s, NULL, REJ_NREASONS);
+}
+
+/* session_checks_done - refuse (refusal, counted as why) or commit */
+static void
+session_checks_done(struct smtp_session *s, const char *refusal,
+    enum reject_reason why)
 {
 	struct smtp_tx *tx = s->tx;
 
 	if (refusal != NULL) {
-		reply(s, "%s", refusal);
-		count_reject(s, REJ_POLICY);
-		session_reset(s);
-		bufferevent_enable(s->bev, EV_READ);
-		session_flush(s);
+		count_reject(s, why);
+		if (!s->dead)
+			reply(s, "%s", refusal);
+		tx_answered(s);
 		return;
 	}
 	/* commit_cb answers: 250 only once the message is durable. */
@@ -884,7 +1022,7 @@ data_end(struct smtp_session *s)
 		session_close(s);
 		return;
 	}
-	if (tx->spool_failed) {
+	if (checks_sink_failed(tx->checks)) {
 		log_warnx("%s: spool write failed", id);
 		reply(s, "451 4.3.0 Local error, try again later");
 		count_reject(s, REJ_TEMPFAIL);
@@ -893,7 +1031,7 @@ data_end(struct smtp_session *s)
 	set_timeouts(s, server_cfg(s->server)->relay.timeout);
 	session_state(s, S_COMMIT);
 	bufferevent_disable(s->bev, EV_READ);
-	tx_check_finish(s);
+	checks_data_end(tx->checks, checks_done_cb, s);
 	return;
 refused:
 	session_reset(s);
@@ -931,14 +1069,9 @@ session_data(struct smtp_session *s)
 				chunk = left < SMTP_SCRATCH ? left : SMTP_SCRATCH;
 				used = smtp_data_feed(&tx->data, p, chunk,
 				    s->server->scratch, &outlen);
-				if (outlen > 0) {
-					tx_check_data(tx, s->server->scratch,
-					    outlen);
-					if (!tx->spool_failed &&
-					    spool_msg_write(tx->msg,
-					    s->server->scratch, outlen) == -1)
-						tx->spool_failed = 1;
-				}
+				if (outlen > 0)
+					checks_data(tx->checks,
+					    s->server->scratch, outlen);
 				p += used;
 				left -= used;
 				consumed += used;
@@ -1262,6 +1395,8 @@ accept_cb(struct evconnlistener *lev, evutil_socket_t fd, struct sockaddr *sa,
 	}
 	s->server = server;
 	memcpy(s->addr, addr, sizeof(s->addr));
+	if ((size_t)salen <= sizeof(s->sa))
+		memcpy(&s->sa, sa, (size_t)salen);
 	s->bev = bufferevent_socket_new(server->relay->base, fd,
 	    BEV_OPT_CLOSE_ON_FREE);
 	if (s->bev == NULL) {

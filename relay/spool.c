@@ -16,6 +16,22 @@
  * anywhere (write error, ENOSPC, fsync, rename, LMDB) gets status -1 and
  * its file is removed from wherever it is: nothing half-written stays.
  *
+ * Dedupe (issue 4, DESIGN.md §4).  A message whose record carries a relay
+ * key (rec->has_relay_key) also puts that key into STORE_DB_DEDUPE, with
+ * MDB_NOOVERWRITE and expiring after [dedupe] ttl, in the SAME LMDB
+ * transaction as its queue record.  If the key is already there (another
+ * copy was committed first, maybe in this very round), the message is a
+ * duplicate: no queue record, its file is removed, and its callback gets
+ * status 1 with the first copy's queue id as why.  The SMTP server looks
+ * the key up before committing (spool_dedupe_lookup()); the put here
+ * settles the race of two copies finishing DATA at the same time.
+ *
+ * DEDUPE VALUE FORMAT (stable; STORE_DB_DEDUPE, key = the 32-byte relay
+ * key, the store adds its expiry header in front):
+ *   byte  1                  version
+ *   8     first seen         unix time, big-endian
+ *   16    queue id           of the copy that was queued
+ *
  * Start-up (spool_open): files left in spool/tmp are removed (their
  * sessions got no 250); a queue/ID file without a record gets one rebuilt
  * from its header (a crash between rename and commit: the client got no
@@ -73,6 +89,8 @@
 #define SPOOL_MAGIC	"mailferry-spool 1"
 #define SPOOL_BUFSZ	(16 * 1024)	/* write buffer, DATA sessions only */
 #define SPOOL_LINEMAX	8192		/* longest header line */
+#define DEDUPE_VALUE_VERSION	1
+#define DEDUPE_VALUE_LEN	(1 + 8 + QUEUE_ID_LEN)
 
 enum msg_where { IN_TMP, IN_QUEUE, GONE };
 
@@ -94,8 +112,14 @@ struct spool_msg {
 	size_t		 enclen;
 	spool_commit_cb	*cb;
 	void		*arg;
-	int		 status;	/* 0 or -1 */
+	int		 status;	/* 0, -1, or 1: duplicate */
 	char		 why[320];
+	/* dedupe: the relay key, put with the record */
+	int		 has_key;
+	unsigned char	 key[32];
+	int64_t		 arrived;
+	int		 dup;		/* round_put: key already there */
+	char		 first_id[QUEUE_ID_LEN + 1];
 };
 TAILQ_HEAD(msgq, spool_msg);
 
@@ -575,15 +599,76 @@ fail:
 	return (-1);
 }
 
+/* dedupe_value - the STORE_DB_DEDUPE value for a message */
+static void
+dedupe_value(unsigned char v[DEDUPE_VALUE_LEN], int64_t first_seen,
+    const char *id)
+{
+	uint64_t t = (uint64_t)first_seen;
+	int i;
+
+	v[0] = DEDUPE_VALUE_VERSION;
+	for (i = 8; i >= 1; i--) {
+		v[i] = (unsigned char)(t & 0xff);
+		t >>= 8;
+	}
+	memcpy(v + 9, id, QUEUE_ID_LEN);
+}
+
+/* dedupe_first_id - the queue id in a dedupe value; "?" if unreadable */
+static void
+dedupe_first_id(const void *val, size_t vlen, char id[QUEUE_ID_LEN + 1])
+{
+	const unsigned char *v = val;
+
+	if (vlen == DEDUPE_VALUE_LEN && v[0] == DEDUPE_VALUE_VERSION) {
+		memcpy(id, v + 9, QUEUE_ID_LEN);
+		id[QUEUE_ID_LEN] = '\0';
+		if (id_valid(id))
+			return;
+	}
+	memcpy(id, "?", 2);
+}
+
+/*
+ * round_put - every message's dedupe key and queue record, one write
+ * transaction.  May run more than once (store.h): per-message results
+ * are reset first.
+ */
 static int
 round_put(struct store_txn *tx, void *arg)
 {
+	struct spool *sp = TAILQ_FIRST((struct msgq *)arg)->spool;
 	struct msgq *round = arg;
 	struct spool_msg *m;
+	unsigned char val[DEDUPE_VALUE_LEN];
+	const void *old;
+	size_t oldlen;
+	int64_t ttl = sp->relay->cfg->dedupe.ttl;
+	int rc;
 
 	TAILQ_FOREACH(m, round, entry) {
+		m->dup = 0;
 		if (m->status != 0)
 			continue;
+		if (m->has_key && ttl > 0) {
+			dedupe_value(val, m->arrived, m->id);
+			rc = store_put_expiring(tx, STORE_DB_DEDUPE, m->key,
+			    sizeof(m->key), val, sizeof(val),
+			    store_txn_now(tx) + (time_t)ttl, MDB_NOOVERWRITE);
+			if (rc == STORE_EXISTS) {
+				m->dup = 1;
+				if (store_get(tx, STORE_DB_DEDUPE, m->key,
+				    sizeof(m->key), &old, &oldlen) == 0)
+					dedupe_first_id(old, oldlen,
+					    m->first_id);
+				else
+					memcpy(m->first_id, "?", 2);
+				continue;
+			}
+			if (rc != 0)
+				return (-1);
+		}
 		if (store_put(tx, STORE_DB_QUEUE, m->id, QUEUE_ID_LEN, m->enc,
 		    m->enclen, 0) != 0)
 			return (-1);
@@ -641,6 +726,14 @@ spool_round(struct spool *sp, struct msgq *round)
 		TAILQ_FOREACH(m, round, entry)
 			if (m->status == 0)
 				msg_fail(m, what, 0);
+	} else if (nok > 0) {
+		/* Committed: a duplicate has no record; its file goes. */
+		TAILQ_FOREACH(m, round, entry)
+			if (m->status == 0 && m->dup) {
+				m->status = 1;
+				snprintf(m->why, sizeof(m->why), "%s",
+				    m->first_id);
+			}
 	}
 	TAILQ_FOREACH(m, round, entry) {
 		if (m->status != 0) {
@@ -708,7 +801,7 @@ spool_done_cb(evutil_socket_t fd, short what, void *arg)
 	pthread_mutex_unlock(&sp->mu);
 	while ((m = TAILQ_FIRST(&done)) != NULL) {
 		TAILQ_REMOVE(&done, m, entry);
-		if (m->status != 0)
+		if (m->status == -1)
 			log_warnx("%s: not queued: %s", m->id, m->why);
 		if (m->cb)
 			m->cb(m->status, m->id, m->status ? m->why : NULL,
@@ -816,6 +909,9 @@ spool_msg_commit(struct spool_msg **msgp, struct queue_record *rec,
 	rec->size = m->body;
 	if (rec->arrived == 0)
 		rec->arrived = time(NULL);
+	m->arrived = rec->arrived;
+	if ((m->has_key = rec->has_relay_key != 0))
+		memcpy(m->key, rec->relay_key, sizeof(m->key));
 	if (m->werr)
 		msg_fail(m, "write", m->werr);
 	else if (!m->env_written &&
@@ -885,6 +981,48 @@ spool_remove(struct spool *sp, const char *id)
 	if (unlinkat(sp->queuefd, id, 0) == -1 && errno != ENOENT)
 		return (-1);
 	return (0);
+}
+
+struct dedupe_get {
+	const unsigned char	*key;
+	char			*first_id;
+	int			 found;
+};
+
+static int
+txn_dedupe_get(struct store_txn *tx, void *arg)
+{
+	struct dedupe_get *g = arg;
+	const void *val;
+	size_t vlen;
+	int rc;
+
+	g->found = 0;
+	rc = store_get(tx, STORE_DB_DEDUPE, g->key, 32, &val, &vlen);
+	if (rc == STORE_NOTFOUND)
+		return (0);
+	if (rc != 0)
+		return (-1);
+	dedupe_first_id(val, vlen, g->first_id);
+	g->found = 1;
+	return (0);
+}
+
+/*
+ * spool_dedupe_lookup - is a live dedupe key there?  1 and the first
+ * copy's queue id ("?" if its value is unreadable), 0 when not, -1 on a
+ * store error (err filled).  A read transaction: no writer lock.
+ */
+int
+spool_dedupe_lookup(struct spool *sp, const unsigned char key[32],
+    char first_id[QUEUE_ID_LEN + 1], char *err, size_t errlen)
+{
+	struct dedupe_get g = { key, first_id, 0 };
+
+	if (store_txn_run(sp->relay->store, 1, txn_dedupe_get, &g, err,
+	    errlen) != 0)
+		return (-1);
+	return (g.found);
 }
 
 /* ---- start-up and rebuilding -------------------------------------------- */

@@ -5,7 +5,9 @@
  * (never an overread: run under ASan/valgrind), crafted lies (huge
  * counts and lengths, overlong varints, trailing bytes), encoder
  * refusals, queue_record_done(), and queue ids that are well formed,
- * unique and increasing.
+ * unique and increasing.  Format version 2 (issue 4: the headers to
+ * prepend, per-delivery ledger keys) round-trips; version 1 records (no
+ * headers, no ledger keys) still decode.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -19,21 +21,40 @@
 #include "relay.h"
 
 static struct delivery dlv_two[] = {
-	{ "alice@example.com", DLV_UPSTREAM, DLV_PENDING, 0, 1700000000, NULL },
+	{ "alice@example.com", DLV_UPSTREAM, DLV_PENDING, 0, 1700000000, NULL,
+	    0, { 0 } },
 	{ "alice@example.com", DLV_COPY, DLV_SENT, 3, 1700000100,
-	    "250 2.0.0 Ok: queued as X" },
+	    "250 2.0.0 Ok: queued as X", 0, { 0 } },
 };
 static struct delivery dlv_neg[] = {
-	{ "b@x.org", DLV_UPSTREAM, DLV_BOUNCED, UINT32_MAX, -5, "" },
+	{ "b@x.org", DLV_UPSTREAM, DLV_BOUNCED, UINT32_MAX, -5, "", 0, { 0 } },
+};
+
+static struct delivery dlv_keys[] = {
+	{ "alice@example.com", DLV_UPSTREAM, DLV_PENDING, 0, 1700000000, NULL,
+	    1, { 0x00, 0x01, 0x02, 0xfe, 0xff, [31] = 0x80 } },
+	{ "alice@example.com", DLV_COPY, DLV_PENDING, 0, 1700000000, NULL,
+	    0, { 0 } },
+	{ "carol@example.com", DLV_UPSTREAM, DLV_SENT, 1, 1700000000, "250 ok",
+	    1, { [0 ... 31] = 0xa5 } },
 };
 
 static const struct queue_record records[] = {
 	{ "0123456789abcdef", 1700000000, 4096, 0, "bob@example.org",
-	    "mail.example.org [192.0.2.1]", 2, dlv_two },
-	{ "ffffffffffffffff", 0, 0, QR_HELD | QR_DSN, "", "", 0, NULL },
+	    "mail.example.org [192.0.2.1]", 2, dlv_two, NULL, 0, { 0 } },
+	{ "ffffffffffffffff", 0, 0, QR_HELD | QR_DSN, "", "", 0, NULL, NULL,
+	    0, { 0 } },
 	{ "0000000000000000", INT64_MIN, UINT64_MAX, UINT32_MAX,
-	    "\"odd local\"@example.org", "h [::1]", 1, dlv_neg },
-	{ "00000000000000a1", INT64_MAX, 1, 0, "x", "y", 1, dlv_neg },
+	    "\"odd local\"@example.org", "h [::1]", 1, dlv_neg, NULL, 0,
+	    { 0 } },
+	{ "00000000000000a1", INT64_MAX, 1, 0, "x", "y", 1, dlv_neg, NULL, 0,
+	    { 0 } },
+	/* version 2: the A-R header to prepend and ledger keys */
+	{ "00000000000000b2", 1700000000, 100, 0, "bob@example.org",
+	    "h [192.0.2.1]", 3, dlv_keys,
+	    "Authentication-Results: relay.test;\r\n"
+	    "\tspf=pass smtp.mailfrom=example.org\r\n", 0, { 0 } },
+	{ "00000000000000b3", 1, 1, 0, "", "", 1, dlv_neg, "", 0, { 0 } },
 };
 
 static void
@@ -47,6 +68,10 @@ assert_records_equal(const struct queue_record *a, const struct queue_record *b)
 	assert_int_equal(a->flags, b->flags);
 	assert_string_equal(a->sender, b->sender);
 	assert_string_equal(a->client, b->client);
+	if (a->headers == NULL)
+		assert_null(b->headers);
+	else
+		assert_string_equal(a->headers, b->headers);
 	assert_int_equal(a->ndlv, b->ndlv);
 	for (i = 0; i < a->ndlv; i++) {
 		assert_string_equal(a->dlv[i].rcpt, b->dlv[i].rcpt);
@@ -59,6 +84,11 @@ assert_records_equal(const struct queue_record *a, const struct queue_record *b)
 		else
 			assert_string_equal(a->dlv[i].last_reply,
 			    b->dlv[i].last_reply);
+		assert_int_equal(a->dlv[i].has_ledger_key,
+		    b->dlv[i].has_ledger_key);
+		if (a->dlv[i].has_ledger_key)
+			assert_memory_equal(a->dlv[i].ledger_key,
+			    b->dlv[i].ledger_key, 32);
 	}
 }
 
@@ -113,7 +143,7 @@ test_truncated(void **state)
 	char err[128];
 
 	(void)state;
-	assert_int_equal(queue_record_encode(&records[0], &buf, &len), 0);
+	assert_int_equal(queue_record_encode(&records[4], &buf, &len), 0);
 	for (n = 0; n < len; n++) {
 		cut = malloc(n ? n : 1);
 		assert_non_null(cut);
@@ -143,7 +173,7 @@ test_corrupt_bytes(void **state)
 	char err[128];
 
 	(void)state;
-	assert_int_equal(queue_record_encode(&records[0], &buf, &len), 0);
+	assert_int_equal(queue_record_encode(&records[4], &buf, &len), 0);
 	copy = malloc(len);
 	assert_non_null(copy);
 	for (i = 0; i < len; i++) {
@@ -174,7 +204,21 @@ static const struct {
 #define B(s) s, sizeof(s) - 1
 	{ "empty", B(""), "truncated" },
 	{ "magic", B("X\001" ID "\0\0\0\0\0\0"), "bad magic" },
-	{ "version", B("Q\002" ID "\0\0\0\0\0\0"), "unknown version" },
+	{ "version 0", B("Q\000" ID "\0\0\0\0\0\0"), "unknown version" },
+	{ "version 3", B("Q\003" ID "\0\0\0\0\0\0\0"), "unknown version" },
+	/* version 2: headers (an ostring) before ndlv, a key flag (and
+	 * the key) after each delivery */
+	{ "v2 headers lie", B("Q\002" ID "\0\0\0\0\0" "\011ab"),
+	    "truncated string" },
+	{ "v2 no key flag", B("Q\002" ID "\0\0\0\0\0\0" "\001"
+	    "\0\0\0\0\001a\0"), "truncated" },
+	{ "v2 bad key flag", B("Q\002" ID "\0\0\0\0\0\0" "\001"
+	    "\0\0\0\0\001a\0\002"), "bad ledger key flag" },
+	{ "v2 key truncated", B("Q\002" ID "\0\0\0\0\0\0" "\001"
+	    "\0\0\0\0\001a\0\001" "0123456789abcdef0123456789abcde"),
+	    "truncated ledger key" },
+	{ "v2 trailing", B("Q\002" ID "\0\0\0\0\0\0\0" "x"),
+	    "trailing bytes" },
 	{ "id not hex", B("Q\001" "0123456789abcdeX" "\0\0\0\0\0\0"),
 	    "bad id" },
 	{ "id upper", B("Q\001" "0123456789ABCDEF" "\0\0\0\0\0\0"), "bad id" },
@@ -252,7 +296,56 @@ test_good_minimal(void **state)
 	assert_true(out.dlv[0].next_try == -2);
 	assert_string_equal(out.dlv[0].rcpt, "a");
 	assert_string_equal(out.dlv[0].last_reply, "z");
+	assert_null(out.headers);	/* version 1: none */
+	assert_int_equal(out.dlv[0].has_ledger_key, 0);
 	queue_record_clear(&out);
+}
+
+/* The same, version 2, with headers and a ledger key. */
+static void
+test_good_minimal_v2(void **state)
+{
+	static const char good[] = "Q\002" "0123456789abcdef" "\0\0\0\0\0"
+	    "\004H\r\n" "\001" "\0\0\005\003\001a\0"
+	    "\001" "0123456789abcdef0123456789abcdef";
+	struct queue_record out;
+	char err[128];
+
+	(void)state;
+	assert_int_equal(queue_record_decode(good, sizeof(good) - 1, &out, err,
+	    sizeof(err)), 0);
+	assert_string_equal(out.headers, "H\r\n");
+	assert_int_equal(out.ndlv, 1);
+	assert_int_equal(out.dlv[0].dest, DLV_UPSTREAM);
+	assert_int_equal(out.dlv[0].state, DLV_PENDING);
+	assert_null(out.dlv[0].last_reply);
+	assert_int_equal(out.dlv[0].has_ledger_key, 1);
+	assert_memory_equal(out.dlv[0].ledger_key,
+	    "0123456789abcdef0123456789abcdef", 32);
+	queue_record_clear(&out);
+}
+
+/* What we write now is version 2, and the relay key is not in it. */
+static void
+test_writes_v2(void **state)
+{
+	struct queue_record in = records[4], out;
+	unsigned char *buf;
+	size_t len;
+	char err[128];
+
+	(void)state;
+	in.has_relay_key = 1;
+	memset(in.relay_key, 0x5a, sizeof(in.relay_key));
+	assert_int_equal(queue_record_encode(&in, &buf, &len), 0);
+	assert_int_equal(buf[0], 'Q');
+	assert_int_equal(buf[1], 2);
+	assert_int_equal(queue_record_decode(buf, len, &out, err, sizeof(err)),
+	    0);
+	assert_int_equal(out.has_relay_key, 0);
+	assert_records_equal(&records[4], &out);
+	queue_record_clear(&out);
+	free(buf);
 }
 
 static void
@@ -280,9 +373,9 @@ static void
 test_done(void **state)
 {
 	struct delivery d[3] = {
-		{ "a", DLV_UPSTREAM, DLV_SENT, 1, 0, NULL },
-		{ "a", DLV_COPY, DLV_BOUNCED, 1, 0, NULL },
-		{ "b", DLV_UPSTREAM, DLV_PENDING, 0, 0, NULL },
+		{ "a", DLV_UPSTREAM, DLV_SENT, 1, 0, NULL, 0, { 0 } },
+		{ "a", DLV_COPY, DLV_BOUNCED, 1, 0, NULL, 0, { 0 } },
+		{ "b", DLV_UPSTREAM, DLV_PENDING, 0, 0, NULL, 0, { 0 } },
 	};
 	struct queue_record r = records[1];
 
@@ -322,6 +415,8 @@ main(void)
 		cmocka_unit_test(test_corrupt_bytes),
 		cmocka_unit_test(test_bad),
 		cmocka_unit_test(test_good_minimal),
+		cmocka_unit_test(test_good_minimal_v2),
+		cmocka_unit_test(test_writes_v2),
 		cmocka_unit_test(test_encode_refuses),
 		cmocka_unit_test(test_done),
 		cmocka_unit_test(test_ids),

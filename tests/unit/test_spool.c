@@ -5,7 +5,10 @@
  * header put in front, write errors (EFBIG through RLIMIT_FSIZE) leave
  * nothing behind and report -1, start-up recovery (tmp leftovers, files
  * without records, records without files), --rebuild-index, and
- * spool_msg_open()'s refusals.  Every test works in its own mkdtemp()
+ * spool_msg_open()'s refusals, and dedupe: a relay key put with the
+ * record (MDB_NOOVERWRITE), a second copy reported as a duplicate of the
+ * first (same round or later) and removed, spool_dedupe_lookup(), and a
+ * key that expires after [dedupe] ttl.  Every test works in its own mkdtemp()
  * directory with a real LMDB store and a libevent loop.
  */
 #include <setjmp.h>
@@ -39,7 +42,10 @@ struct fx {
 	int		 ncb;
 	int		 nok;
 	int		 nfail;
+	int		 ndup;
 	char		 last_id[QUEUE_ID_LEN + 1];
+	char		 dup_id[QUEUE_ID_LEN + 1];	/* last duplicate */
+	char		 dup_of[QUEUE_ID_LEN + 1];	/* its first copy */
 };
 
 static int
@@ -121,7 +127,11 @@ commit_cb(int status, const char *id, const char *why, void *arg)
 	fx->ncb++;
 	if (status == 0)
 		fx->nok++;
-	else
+	else if (status == 1) {
+		fx->ndup++;
+		memcpy(fx->dup_id, id, QUEUE_ID_LEN + 1);
+		snprintf(fx->dup_of, sizeof(fx->dup_of), "%s", why);
+	} else
 		fx->nfail++;
 	memcpy(fx->last_id, id, QUEUE_ID_LEN + 1);
 }
@@ -137,8 +147,8 @@ wait_callbacks(struct fx *fx, int n)
 }
 
 static struct delivery two_dlv[] = {
-	{ "alice@example.com", DLV_UPSTREAM, DLV_PENDING, 0, 0, NULL },
-	{ "alice@example.com", DLV_COPY, DLV_PENDING, 0, 0, NULL },
+	{ "alice@example.com", DLV_UPSTREAM, DLV_PENDING, 0, 0, NULL, 0, { 0 } },
+	{ "alice@example.com", DLV_COPY, DLV_PENDING, 0, 0, NULL, 0, { 0 } },
 };
 
 static void
@@ -533,6 +543,122 @@ test_open_refusals(void **state)
 	close(fd);
 }
 
+/* commit_keyed - commit a small message with relay key k (NULL: none);
+ * its id into id */
+static void
+commit_keyed(struct fx *fx, const unsigned char *k, const char *headers,
+    char id[QUEUE_ID_LEN + 1])
+{
+	struct queue_record rec;
+	struct spool_msg *m;
+	char err[128];
+
+	m = spool_msg_new(fx->relay.spool, err, sizeof(err));
+	assert_non_null(m);
+	memcpy(id, spool_msg_id(m), QUEUE_ID_LEN + 1);
+	make_rec(&rec, "h [192.0.2.1]");
+	rec.headers = (char *)headers;
+	if (k != NULL) {
+		rec.has_relay_key = 1;
+		memcpy(rec.relay_key, k, 32);
+	}
+	assert_int_equal(spool_msg_envelope(m, &rec), 0);
+	assert_int_equal(spool_msg_write(m, body1, sizeof(body1) - 1), 0);
+	assert_int_equal(spool_msg_commit(&m, &rec, commit_cb, fx), 0);
+}
+
+static void
+test_dedupe(void **state)
+{
+	struct fx *fx = *state;
+	unsigned char k1[32], k2[32];
+	char id1[QUEUE_ID_LEN + 1], id2[QUEUE_ID_LEN + 1];
+	char id3[QUEUE_ID_LEN + 1], id4[QUEUE_ID_LEN + 1];
+	char first[QUEUE_ID_LEN + 1], err[256];
+	struct queue_record got;
+	static const char ar[] = "Authentication-Results: relay.test; "
+	    "spf=pass smtp.mailfrom=example.org\r\n";
+
+	memset(k1, 0x11, sizeof(k1));
+	memset(k2, 0x22, sizeof(k2));
+	/* Two copies back to back (most likely one round), one other. */
+	commit_keyed(fx, k1, ar, id1);
+	commit_keyed(fx, k1, NULL, id2);
+	commit_keyed(fx, k2, NULL, id3);
+	wait_callbacks(fx, 3);
+	assert_int_equal(fx->nok, 2);
+	assert_int_equal(fx->ndup, 1);
+	assert_int_equal(fx->nfail, 0);
+	assert_string_equal(fx->dup_id, id2);
+	assert_string_equal(fx->dup_of, id1);
+	assert_false(file_exists(fx, "tmp", id2));
+	assert_false(file_exists(fx, "queue", id2));
+	assert_int_equal(get_rec(fx, id2, NULL), 0);
+	assert_true(file_exists(fx, "queue", id1));
+	assert_true(file_exists(fx, "queue", id3));
+	/* The record keeps the headers to prepend; the key is not in it. */
+	assert_int_equal(get_rec(fx, id1, &got), 1);
+	assert_non_null(got.headers);
+	assert_string_equal(got.headers, ar);
+	assert_int_equal(got.has_relay_key, 0);
+	queue_record_clear(&got);
+
+	assert_int_equal(spool_dedupe_lookup(fx->relay.spool, k1, first, err,
+	    sizeof(err)), 1);
+	assert_string_equal(first, id1);
+	assert_int_equal(spool_dedupe_lookup(fx->relay.spool, k2, first, err,
+	    sizeof(err)), 1);
+	assert_string_equal(first, id3);
+	memset(k2, 0x33, sizeof(k2));
+	assert_int_equal(spool_dedupe_lookup(fx->relay.spool, k2, first, err,
+	    sizeof(err)), 0);
+
+	/* A later copy, in a round of its own. */
+	commit_keyed(fx, k1, NULL, id4);
+	wait_callbacks(fx, 4);
+	assert_int_equal(fx->ndup, 2);
+	assert_string_equal(fx->dup_id, id4);
+	assert_string_equal(fx->dup_of, id1);
+	assert_false(file_exists(fx, "queue", id4));
+
+	/* No key: never a duplicate. */
+	commit_keyed(fx, NULL, NULL, id4);
+	commit_keyed(fx, NULL, NULL, id2);
+	wait_callbacks(fx, 6);
+	assert_int_equal(fx->nok, 4);
+	assert_int_equal(fx->ndup, 2);
+}
+
+/* [dedupe] ttl: the key is gone after it, the same message is queued. */
+static void
+test_dedupe_expiry(void **state)
+{
+	struct fx *fx = *state;
+	unsigned char k[32];
+	char id1[QUEUE_ID_LEN + 1], id2[QUEUE_ID_LEN + 1];
+	char first[QUEUE_ID_LEN + 1], err[256];
+
+	fx->cfg.dedupe.ttl = 1;
+	memset(k, 0x44, sizeof(k));
+	commit_keyed(fx, k, NULL, id1);
+	wait_callbacks(fx, 1);
+	commit_keyed(fx, k, NULL, id2);
+	wait_callbacks(fx, 2);
+	assert_int_equal(fx->nok, 1);
+	assert_int_equal(fx->ndup, 1);
+	sleep(2);
+	assert_int_equal(spool_dedupe_lookup(fx->relay.spool, k, first, err,
+	    sizeof(err)), 0);
+	commit_keyed(fx, k, NULL, id2);
+	wait_callbacks(fx, 3);
+	assert_int_equal(fx->nok, 2);
+	assert_int_equal(fx->ndup, 1);
+	assert_true(file_exists(fx, "queue", id2));
+	assert_int_equal(spool_dedupe_lookup(fx->relay.spool, k, first, err,
+	    sizeof(err)), 1);
+	assert_string_equal(first, id2);
+}
+
 int
 main(void)
 {
@@ -545,6 +671,9 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_recovery, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_rebuild, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_open_refusals, setup,
+		    teardown),
+		cmocka_unit_test_setup_teardown(test_dedupe, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_dedupe_expiry, setup,
 		    teardown),
 	};
 
