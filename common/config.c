@@ -576,6 +576,12 @@ check_consistency(const struct config *cfg, char *err, size_t errlen)
 		    "%s: [forward] srs_secret and srs_domain must be set together", path);
 		return (-1);
 	}
+	if (cfg->forward.srs_secret[0] != '\0' &&
+	    strlen(cfg->forward.srs_secret) < 16) {
+		snprintf(err, errlen,
+		    "%s: [forward] srs_secret must be at least 16 characters", path);
+		return (-1);
+	}
 	if (cfg->relay.max_line_length < 1000) {
 		snprintf(err, errlen,
 		    "%s: [relay] max_line_length must be at least 1000 (RFC 5321)", path);

@@ -205,6 +205,13 @@ test_cross_key_and_required(void **state)
 	assert_int_equal(config_load(&cfg, path, err, sizeof(err)), -1);
 	assert_non_null(strstr(err, "tls_cert and tls_key"));
 
+	write_conf("[forward]\nsrs_secret = short\nsrs_domain = srs.example\n");
+	assert_int_equal(config_load(&cfg, path, err, sizeof(err)), -1);
+	assert_non_null(strstr(err, "srs_secret must be at least 16"));
+	write_conf("[forward]\nsrs_secret = 0123456789abcdef\n");
+	assert_int_equal(config_load(&cfg, path, err, sizeof(err)), -1);
+	assert_non_null(strstr(err, "set together"));
+
 	write_conf("[forward]\nupstream = mx.example\n");
 	if (config_load(&cfg, path, err, sizeof(err)) == -1)
 		fail_msg("%s", err);
