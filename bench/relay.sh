@@ -13,6 +13,18 @@
 # keep their normal durability: each fsyncs a message before its 250.
 # Then ferry-relay's memory with 1,000 idle SMTP connections open.
 #
+# The ferry-relay rows run with [checks] spf = off, dkim = off.  Beside
+# each one, "ferry+checks" runs the same sizes and sessions with spf =
+# tag, dkim = tag against a private dnsmasq on 127.0.0.1 that serves the
+# SPF record and the DKIM key of the sending domain bench.example (TTL
+# 3600 s, so the relay's resolver cache answers after the first look-up,
+# as it would in production).  Its messages are signed once, before the
+# run, by tests/integration/dkim_tool (rsa-sha256, 2048-bit key) and sent
+# with smtp-source -F; -N gives each one its own recipient, so none is a
+# duplicate of another and dedupe stays on.  A note follows the row when
+# fewer than N were logged with spf=pass and dkim=pass (then the checks
+# did not measure what they should).  A summary at the end lists both.
+#
 # Printed per row: accepted msgs/s (N / smtp-source's wall time),
 # delivered msgs/s (N / the time until the sink has all N), CPU seconds of
 # X (utime + stime from /proc; Postfix: the master, its live children and
@@ -27,6 +39,9 @@
 #                quick look)
 #   BENCH_POSTFIX=0  skip Postfix (it needs root and the Debian postfix
 #                package's "postfix" user and "postdrop" group)
+#   BENCH_CHECKS=0  skip the ferry+checks rows (they need dnsmasq, openssl
+#                and dkim_tool: BENCH_DKIM_TOOL, default
+#                tests/integration/dkim_tool beside the relay's directory)
 #
 # Everything listens on 127.0.0.1 only; every process started here is
 # stopped and every file removed on exit.  Each run has a time cap, so the
@@ -214,8 +229,14 @@ sink_count() {
 
 RELAY_PORT=$(free_port)
 RELAY_PID=
+# relay_start NAME [checks]
 relay_start() {
-	local st=$B/relay-$1
+	local st=$B/relay-$1 checks="spf = off
+dkim = off"
+	[ "${2:-}" = checks ] && checks="spf = tag
+dkim = tag
+dns = 127.0.0.1:$DNS_PORT
+dns_timeout = 5s"
 	mkdir -p "$st"
 	cat >"$B/relay.conf" <<EOF
 [global]
@@ -234,8 +255,7 @@ tls = none
 ; Postfix's default_destination_concurrency_limit is 20 too.
 concurrency = 20
 [checks]
-spf = off
-dkim = off
+$checks
 [control]
 http =
 EOF
@@ -337,15 +357,19 @@ pf_stop() {
 
 # --- one measurement ------------------------------------------------------------
 
-# run_one NAME PORT PID SIZE SESSIONS N - prints one table row and sets
-# ACC DLV CPU RSS for the ratio line.
+# run_one NAME PORT PID SIZE SESSIONS N [SMTP-SOURCE-OPTION...] - prints
+# one table row and sets ACC DLV CPU RSS for the ratio line; options
+# given replace "-l SIZE" (the message smtp-source makes up).
 run_one() {
 	local name=$1 port=$2 pid=$3 size=$4 sess=$5 n=$6
-	local base t0 t1 t2 got rc deadline
+	local base t0 t1 t2 got rc deadline opts
+	shift 6
+	opts=("$@")
+	[ ${#opts[@]} -gt 0 ] || opts=(-l "$size")
 	base=$(sink_count)
 	[ "$pid" = - ] || mon_start "$pid"
 	t0=$(now)
-	timeout "$RUN_CAP" smtp-source -s "$sess" -m "$n" -l "$size" \
+	timeout "$RUN_CAP" smtp-source -s "$sess" -m "$n" "${opts[@]}" \
 		-f sender@bench.example -t rcpt@example.com "127.0.0.1:$port" \
 		>>"$B/source.log" 2>&1
 	rc=$?
@@ -387,6 +411,65 @@ print('%-6s %5s %-14s %6s %11s %12s %8s %10s' % ('', '', 'ferry/postfix', '',
       r('$1', '$5'), r('$2', '$6'), r('$3', '$7'), r('$4', '$8')))"
 }
 
+# --- checks: DNS, key, signed messages --------------------------------------------
+
+WITH_CHECKS=${BENCH_CHECKS:-1}
+DKIM_TOOL=${BENCH_DKIM_TOOL:-$(dirname "$RELAY")/../tests/integration/dkim_tool}
+if [ "$WITH_CHECKS" = 1 ]; then
+	for c in dnsmasq openssl "$DKIM_TOOL"; do
+		command -v "$c" >/dev/null && continue
+		echo "bench: ferry+checks rows skipped ($c missing)" >&2
+		WITH_CHECKS=0
+	done
+fi
+# checks_setup - dnsmasq with bench.example's SPF record and DKIM key, and
+# one signed message per size: $B/signed-SIZE.eml
+checks_setup() {
+	local rec size
+	openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 \
+		-out "$B/dkim.key" 2>/dev/null || return 1
+	rec=$("$DKIM_TOOL" pubkey -k "$B/dkim.key") || return 1
+	DNS_PORT=$(free_port)
+	printf '%s\n' "local=/#/" \
+		'txt-record=bench.example,"v=spf1 ip4:127.0.0.1 -all"' \
+		"txt-record=bench._domainkey.bench.example,\"$rec\"" \
+		>"$B/dnsmasq.conf"
+	dnsmasq --keep-in-foreground --conf-file="$B/dnsmasq.conf" --no-resolv \
+		--no-hosts --no-poll --listen-address=127.0.0.1 --bind-interfaces \
+		--port="$DNS_PORT" --pid-file="$B/dnsmasq.pid" --user="$(id -un)" \
+		--cache-size=0 --local-ttl=3600 >"$B/dnsmasq.log" 2>&1 &
+	PIDS+=($!)
+	wait_tcp "$DNS_PORT" || return 1
+	for size in 4096 102400; do
+		"$PY" -c '
+import sys
+path, size = sys.argv[1], int(sys.argv[2])
+head = ("From: Bench <sender@bench.example>\nTo: <rcpt@example.com>\n"
+        "Subject: ferry-relay benchmark with checks\n"
+        "Date: Mon, 23 Nov 2026 10:00:00 +0000\n"
+        "Message-ID: <bench-%d@bench.example>\n\n" % size)
+body, n = [], len(head) + 600		# 600: about the signature
+while n < size:
+    line = ("%06d the quick brown fox jumps over the lazy dog " % len(body)).ljust(75, "x")
+    body.append(line)
+    n += len(line) + 2
+open(path, "w").write(head + "\n".join(body) + "\n")' \
+			"$B/plain-$size.eml" "$size" || return 1
+		"$DKIM_TOOL" sign -k "$B/dkim.key" -s bench -d bench.example \
+			"$B/plain-$size.eml" | tr -d '\r' >"$B/signed-$size.eml" ||
+			return 1
+	done
+}
+if [ "$WITH_CHECKS" = 1 ] && ! checks_setup; then
+	echo "bench: ferry+checks rows skipped (setup failed; see $B/dnsmasq.log)" >&2
+	WITH_CHECKS=0
+fi
+SUMMARY=()
+# passed - log lines of accepted messages with spf=pass and dkim=pass
+passed() {
+	grep -c ' spf=pass dkim=pass' "$B/relay.log" 2>/dev/null || true
+}
+
 echo "mailferry relay benchmark: $(nproc) CPU, $(uname -r), spool on $(stat -f -c %T "$B") ($B)"
 echo "load average before: $(cut -d' ' -f1-3 /proc/loadavg) (anything else busy skews every row)"
 echo "smtp-source -> X -> smtp-sink on 127.0.0.1; one message per SMTP session; fsync before 250"
@@ -412,6 +495,20 @@ for size in 4096 102400; do
 		run_one ferry-relay "$RELAY_PORT" "$RELAY_PID" "$size" "$sess" "$n"
 		F=("$ACC" "$DLV" "$CPU" "$RSS")
 		relay_stop
+
+		if [ "$WITH_CHECKS" = 1 ]; then
+			relay_start "$size-$sess-checks" checks
+			p0=$(passed)
+			run_one ferry+checks "$RELAY_PORT" "$RELAY_PID" "$size" \
+				"$sess" "$n" -F "$B/signed-$size.eml" -N
+			relay_stop
+			p1=$(passed)
+			[ $((p1 - p0)) -ge "$n" ] ||
+				echo "       (spf=pass dkim=pass logged for only $((p1 - p0)) of $n)"
+			SUMMARY+=("$(printf '%-6s %5s   accepted/s %6s -> %6s   delivered/s %6s -> %6s   CPU s %6s -> %6s' \
+				"$SIZE_NAME" "$sess" "${F[0]}" "$ACC" "${F[1]}" "$DLV" \
+				"${F[2]}" "$CPU")")
+		fi
 
 		if [ "$WITH_POSTFIX" = 1 ]; then
 			pf_start "$size-$sess"
@@ -462,4 +559,9 @@ fi
 eval "exec ${IDLE[1]}>&-"
 wait "$IDLE_PID" 2>/dev/null
 relay_stop
+if [ ${#SUMMARY[@]} -gt 0 ]; then
+	echo
+	echo "ferry-relay, checks off -> on (spf = tag, dkim = tag, local DNS):"
+	printf '%s\n' "${SUMMARY[@]}"
+fi
 echo "total time $(($(date +%s) - START)) s"

@@ -144,6 +144,11 @@ TAILQ_HEAD(session_list, smtp_session);
 
 struct smtp_server {
 	struct relay		*relay;
+	/* Sockets are bound by smtp_server_new() (maybe port 25, before
+	 * root is dropped) but listen() only in smtp_server_start(), once
+	 * the control socket exists: a client that gets through is served.
+	 * lfds[i] until then, listeners[i] (owning it) after. */
+	int			*lfds;
 	struct evconnlistener	**listeners;
 	size_t			 nlisteners;
 	SSL_CTX			*tls_ctx;	/* NULL: no STARTTLS */
@@ -1432,9 +1437,9 @@ listen_one(struct smtp_server *server, const struct hostport *hp, char *err,
     size_t errlen)
 {
 	struct addrinfo hints, *res, *ai;
-	struct evconnlistener *lev, **nl;
+	struct evconnlistener **nl;
 	char port[16];
-	int fd, rc, one = 1;
+	int fd, rc, one = 1, *nf;
 
 	memset(&hints, 0, sizeof(hints));
 	hints.ai_family = AF_UNSPEC;
@@ -1459,22 +1464,21 @@ listen_one(struct smtp_server *server, const struct hostport *hp, char *err,
 			close(fd);
 			goto syserr;
 		}
-		lev = evconnlistener_new(server->relay->base, accept_cb, server,
-		    LEV_OPT_CLOSE_ON_FREE | LEV_OPT_DISABLED, 511, fd);
-		if (lev == NULL) {
-			close(fd);
-			goto syserr;
-		}
-		evconnlistener_set_error_cb(lev, accept_error_cb);
 		nl = reallocarray(server->listeners, server->nlisteners + 1,
 		    sizeof(*nl));
-		if (nl == NULL) {
-			evconnlistener_free(lev);
+		if (nl != NULL)
+			server->listeners = nl;
+		nf = reallocarray(server->lfds, server->nlisteners + 1,
+		    sizeof(*nf));
+		if (nf != NULL)
+			server->lfds = nf;
+		if (nl == NULL || nf == NULL) {
+			close(fd);
 			errno = ENOMEM;
 			goto syserr;
 		}
-		server->listeners = nl;
-		server->listeners[server->nlisteners++] = lev;
+		server->listeners[server->nlisteners] = NULL;
+		server->lfds[server->nlisteners++] = fd;
 	}
 	freeaddrinfo(res);
 	return (0);
@@ -1554,11 +1558,21 @@ smtp_server_start(struct smtp_server *server, char *err, size_t errlen)
 {
 	size_t i;
 
-	for (i = 0; i < server->nlisteners; i++)
-		if (evconnlistener_enable(server->listeners[i]) == -1) {
-			snprintf(err, errlen, "cannot enable a listener");
+	for (i = 0; i < server->nlisteners; i++) {
+		if (server->listeners[i] != NULL)
+			continue;
+		server->listeners[i] = evconnlistener_new(server->relay->base,
+		    accept_cb, server, LEV_OPT_CLOSE_ON_FREE, 511,
+		    server->lfds[i]);
+		if (server->listeners[i] == NULL) {
+			snprintf(err, errlen, "cannot listen: %s",
+			    strerror(errno));
 			return (-1);
 		}
+		server->lfds[i] = -1;	/* the listener owns it */
+		evconnlistener_set_error_cb(server->listeners[i],
+		    accept_error_cb);
+	}
 	log_info("listening on %zu socket(s) as %s%s", server->nlisteners,
 	    server->hostname, server->tls_ctx ? ", STARTTLS offered" : "");
 	return (0);
@@ -1597,7 +1611,8 @@ smtp_server_shutdown(struct smtp_server *server, void (*done)(void *),
 	server->done = done;
 	server->done_arg = arg;
 	for (i = 0; i < server->nlisteners; i++)
-		evconnlistener_disable(server->listeners[i]);
+		if (server->listeners[i] != NULL)
+			evconnlistener_disable(server->listeners[i]);
 	TAILQ_FOREACH_SAFE(s, &server->sessions, entry, next) {
 		switch (s->state) {
 		case S_DATA:
@@ -1657,9 +1672,14 @@ smtp_server_free(struct smtp_server **serverp)
 		free(s->helo);
 		free(s);
 	}
-	for (i = 0; i < server->nlisteners; i++)
-		evconnlistener_free(server->listeners[i]);
+	for (i = 0; i < server->nlisteners; i++) {
+		if (server->listeners[i] != NULL)
+			evconnlistener_free(server->listeners[i]);
+		else
+			close(server->lfds[i]);
+	}
 	free(server->listeners);
+	free(server->lfds);
 	if (server->grace_ev)
 		event_free(server->grace_ev);
 	strlist_clear(&server->rcptlist);
