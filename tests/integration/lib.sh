@@ -297,6 +297,17 @@ _lib_cleanup() {
 	for p in "${_lib_pids[@]}"; do
 		stop_pid "$p"
 	done
+	# A daemon built with --enable-sanitizers reports a leak or a bad
+	# access in its own log, often only as it exits: that fails the test.
+	for c in "$T"/log/*.log; do
+		[ -f "$c" ] || continue
+		case $c in */check.*.log) continue ;; esac
+		if grep -q 'ERROR: AddressSanitizer\|ERROR: LeakSanitizer\|runtime error:' "$c"; then
+			echo "Bail out! sanitizer report in ${c#"$T"/}"
+			grep -A 30 'ERROR: AddressSanitizer\|ERROR: LeakSanitizer\|runtime error:' "$c" | head -60 >&2
+			rc=1
+		fi
+	done
 	if [ "${KEEP_TMP:-0}" = 1 ]; then
 		echo "# KEEP_TMP=1: kept $T"
 	else
@@ -305,7 +316,7 @@ _lib_cleanup() {
 	return $rc
 }
 
-trap '_lib_cleanup' EXIT
+trap '_lib_cleanup; exit $?' EXIT
 trap '_lib_cleanup; exit 130' INT
 trap '_lib_cleanup; exit 143' TERM
 
