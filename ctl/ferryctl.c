@@ -1487,9 +1487,10 @@ cmd_sync(struct ctl *ctl, const char *arg)
 		snprintf(b2, sizeof(b2), "%" PRId64, flat_int(&f, path));
 		snprintf(path, sizeof(path), "accounts.%" PRId64 ".error", i);
 		v = flat_get(&f, path, "null");
-		printf("%-32s %-8s %9s %9s %7s  %s\n", user, b3, folders, b1, b2,
-		    strcmp(v, "null") == 0 ? "" : clean(err, sizeof(err), v,
-		    100));
+		printf("%-32s %-8s %9s %9s %7s", user, b3, folders, b1, b2);
+		if (strcmp(v, "null") != 0)
+			printf("  %s", clean(err, sizeof(err), v, 100));
+		printf("\n");
 		n++;
 	}
 	if (n == 0)

@@ -1,0 +1,426 @@
+#!/bin/bash
+# bench/syncd.sh - ferry-syncd beside mbsync (isync), on loopback.
+#
+# usage: bench/syncd.sh [--count N] [--scale F] [--quick] [--no-syncd]
+#                       [FERRY_SYNCD]
+#        (default: syncd/ferry-syncd under the current directory)
+#
+# In one run, against two private Dovecot instances (source: user alice,
+# filled by bench/gen_mailbox.py; destination: bob for ferry-syncd, carol
+# for mbsync):
+#   floor        a plain "UID FETCH 1:* BODY.PEEK[]" of every source
+#                folder that reads and discards the bytes: what Dovecot
+#                can serve, the ceiling of any copier on this machine
+#   full         ferry-syncd --once, then mbsync, each copying the whole
+#                mailbox to its own empty destination user
+#   no-op delta  each run again with nothing new (three times; the
+#                median is shown)
+#   +100 delta   100 new messages arrive on the source; each runs again
+# Printed per row: messages, MB, wall s, msgs/s, MB/s, CPU s (user+sys of
+# the copying process, from /usr/bin/time), peak RSS; then the ratios
+# ferry-syncd / mbsync, a check that both destinations hold as many
+# messages as the source, and ferry-syncd's (and mbsync's) peak RSS while
+# one 50 MB message is copied.
+#
+# Options:
+#   --count N    messages in the generated mailbox (default 10000)
+#   --scale F    multiply every message size (default 1: about 320 MB)
+#   --quick      --count 1000 --scale 0.3 and no warm-up floor run
+#   --no-syncd   only the floor and mbsync (before ferry-syncd exists)
+# Environment:
+#   BENCH_DIR    where the mail lives (default /var/tmp; a real disk)
+#   BENCH_SEED   generator seed (default 1)
+#   BENCH_CAP    seconds one run may take before it is killed and shown
+#                with exit 137 (default 300)
+#
+# Everything listens on 127.0.0.1 only; the Dovecot instances and every
+# file are removed on exit (tests/integration/lib.sh's cleanup).  Not
+# part of make check: the full run takes a few minutes.
+set -u
+
+COUNT=10000
+SCALE=1
+QUICK=0
+WITH_SYNCD=1
+SYNCD=
+while [ $# -gt 0 ]; do
+	case $1 in
+	--count) COUNT=$2; shift 2 ;;
+	--count=*) COUNT=${1#*=}; shift ;;
+	--scale) SCALE=$2; shift 2 ;;
+	--scale=*) SCALE=${1#*=}; shift ;;
+	--quick) QUICK=1; COUNT=1000; SCALE=0.3; shift ;;
+	--no-syncd) WITH_SYNCD=0; shift ;;
+	-h | --help) sed -n '2,/^set -u/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
+	-*) echo "bench: unknown option $1" >&2; exit 2 ;;
+	*) SYNCD=$1; shift ;;
+	esac
+done
+case $COUNT in '' | *[!0-9]*) echo "bench: bad --count" >&2; exit 2 ;; esac
+
+HERE=$(cd "$(dirname "$0")" && pwd)
+top_srcdir=$(cd "$HERE/.." && pwd)
+top_builddir=$PWD
+export top_srcdir top_builddir
+[ -n "$SYNCD" ] || SYNCD=$top_builddir/syncd/ferry-syncd
+if [ "$WITH_SYNCD" = 1 ]; then
+	[ -x "$SYNCD" ] || {
+		echo "bench: $SYNCD not found (build first, give its path, or --no-syncd)" >&2
+		exit 1
+	}
+	SYNCD=$(cd "$(dirname "$SYNCD")" && pwd)/$(basename "$SYNCD")
+fi
+for c in dovecot doveadm mbsync /usr/bin/time; do
+	command -v "$c" >/dev/null || {
+		echo "bench: $c missing (Debian packages dovecot-imapd, isync, time)" >&2
+		exit 1
+	}
+done
+
+TMPDIR=${BENCH_DIR:-/var/tmp}
+export TMPDIR
+# lib.sh: $T, the cleanup trap, start_dovecot, doveadm_cmd.
+. "$top_srcdir/tests/integration/lib.sh"
+SEED=${BENCH_SEED:-1}
+CAP=${BENCH_CAP:-300}
+GEN=$top_srcdir/bench/gen_mailbox.py
+
+say() { printf '%s\n' "$*" >&2; }
+
+say "bench: starting two Dovecot instances in $T"
+DOVECOT_NAME=src start_dovecot alice:pass big:pass || exit 1
+DOVECOT_NAME=dst start_dovecot bob:pass carol:pass dave:pass erin:pass || exit 1
+SRC=$IMAP_PORT_src
+DST=$IMAP_PORT_dst
+MAILDIR_SRC=$T/dovecot/src/mail
+
+# own_mail - as root Dovecot reads the mail as user "mail".
+own_mail() {
+	[ "$(id -u)" -ne 0 ] || chown -R mail:mail "$MAILDIR_SRC"
+}
+
+say "bench: generating $COUNT messages (scale $SCALE)"
+"$LIB_PYTHON" "$GEN" --seed "$SEED" --count "$COUNT" --scale "$SCALE" \
+	--maildir "$MAILDIR_SRC/alice/Maildir" >&2 || exit 1
+own_mail
+doveadm_cmd src force-resync -u alice '*' || exit 1
+SRC_MSGS=$(doveadm_cmd src mailbox status -u alice messages '*' |
+	awk -F'messages=' '{ s += $2 } END { print s + 0 }')
+SRC_BYTES=$(du -sb "$MAILDIR_SRC/alice/Maildir" | cut -f1)
+
+# --- the floor probe: read everything, keep nothing -------------------------
+
+cat >"$T/floor.py" <<'EOF'
+# floor.py PORT USER PASS - UID FETCH 1:* BODY.PEEK[] of every folder,
+# bytes discarded; prints "messages bytes".
+import socket, sys
+
+port, user, pw = int(sys.argv[1]), sys.argv[2], sys.argv[3]
+s = socket.create_connection(("127.0.0.1", port))
+buf = bytearray()
+chunk = bytearray(1 << 20)
+view = memoryview(chunk)
+skip = 0          # literal bytes still to discard
+nmsg = nbytes = 0
+
+def fill():
+    n = s.recv_into(view)
+    if n == 0:
+        sys.exit("floor: connection closed")
+    return n
+
+def line():
+    """The next response line outside literals; literals are counted
+    and thrown away as they stream past."""
+    global buf, skip, nbytes
+    while True:
+        if skip:
+            if len(buf) >= skip:
+                del buf[:skip]
+                skip = 0
+            else:
+                skip -= len(buf)
+                buf.clear()
+                while skip:
+                    n = fill()
+                    if n <= skip:
+                        skip -= n
+                    else:
+                        buf += view[skip:n]
+                        skip = 0
+            continue
+        i = buf.find(b"\r\n")
+        if i < 0:
+            buf += view[:fill()]
+            continue
+        l = bytes(buf[:i])
+        del buf[:i + 2]
+        if l.endswith(b"}") and b"{" in l:
+            skip = int(l[l.rindex(b"{") + 1:-1])
+            nbytes += skip
+        return l
+
+def cmd(tag, text):
+    s.sendall(tag + b" " + text + b"\r\n")
+    out = []
+    while True:
+        l = line()
+        if l.startswith(tag + b" "):
+            if not l.startswith(tag + b" OK"):
+                sys.exit("floor: %r" % l)
+            return out
+        out.append(l)
+
+line()
+cmd(b"a1", b'LOGIN "%s" "%s"' % (user.encode(), pw.encode()))
+folders = []
+for l in cmd(b"a2", b'LIST "" "*"'):
+    # * LIST (\HasNoChildren) "." "Name" or unquoted
+    rest = l.split(b") ", 1)[1]
+    name = rest.split(b" ", 1)[1]
+    folders.append(name)
+n = 3
+for f in folders:
+    cmd(b"a%d" % n, b"EXAMINE " + f); n += 1
+    for l in cmd(b"a%d" % n, b"UID FETCH 1:* BODY.PEEK[]"):
+        if b" FETCH " in l:
+            nmsg += 1
+    n += 1
+cmd(b"a%d" % n, b"LOGOUT")
+print(nmsg, nbytes)
+EOF
+
+# --- measuring -----------------------------------------------------------------
+
+ROWS=()
+
+# timed NAME MSGS CMD... - run CMD under /usr/bin/time, add a row.
+# MSGS "-" means: the number the command itself printed (the floor).
+timed() {
+	local name=$1 msgs=$2 tv=$T/time.$RANDOM out=$T/out.$RANDOM t0 t1 rc
+	local errf=$T/run.$RANDOM.err
+	shift 2
+	t0=$(date +%s.%N)
+	/usr/bin/time -v -o "$tv" timeout -s KILL "$CAP" "$@" >"$out" 2>"$errf"
+	rc=$?
+	t1=$(date +%s.%N)
+	LAST_OUT=$out
+	if [ "$msgs" = - ]; then
+		msgs=$(cut -d' ' -f1 "$out")
+		LAST_BYTES=$(cut -d' ' -f2 "$out")
+	fi
+	local cpu rss
+	cpu=$(awk -F': ' '/User time|System time/ { s += $2 } END { printf "%.2f", s }' "$tv")
+	rss=$(awk -F': ' '/Maximum resident set size/ { printf "%.1f", $2 / 1024 }' "$tv")
+	ROWS+=("$name|$msgs|${LAST_BYTES:-0}|$(echo "$t1 - $t0" | bc)|$cpu|$rss|$rc")
+	LAST_WALL=$(echo "$t1 - $t0" | bc)
+	LAST_RC=$rc
+	LAST_RSS=$rss
+	if [ $rc -eq 137 ]; then
+		say "bench: $name did not finish in $CAP s: killed"
+	elif [ $rc -ne 0 ]; then
+		say "bench: $name exited $rc:"
+		# a sanitizer report from its start, else the end of stderr
+		if grep -q 'ERROR: AddressSanitizer\|runtime error' "$errf"; then
+			grep -m 1 -A 14 'ERROR: AddressSanitizer\|runtime error' "$errf" >&2
+		else
+			tail -n 8 "$errf" >&2
+		fi
+	fi
+	cat "$errf" >>"$T/log/bench-runs.log"
+	rm -f "$errf"
+}
+
+# dst_messages USER - messages in all of USER's destination folders
+dst_messages() {
+	doveadm_cmd dst mailbox status -u "$1" messages '*' 2>/dev/null |
+		awk -F'messages=' '{ s += $2 } END { print s + 0 }'
+}
+
+# --- ferry-syncd configuration -------------------------------------------------
+
+mkdir -p "$T/syncd" "$T/mbsync"
+printf 'alice pass bob pass\n' >"$T/syncd/accounts"
+printf 'big pass erin pass\n' >"$T/syncd/accounts.big"
+chmod 600 "$T/syncd/accounts" "$T/syncd/accounts.big"
+syncd_conf() {	# syncd_conf FILE ACCOUNTS STATE
+	cat >"$1" <<EOF
+[global]
+state_dir = $3
+log = stderr
+log_level = notice
+
+[syncd]
+source = imap://127.0.0.1:$SRC?tls=none
+destination = imap://127.0.0.1:$DST?tls=none
+accounts = $2
+tls_verify = no
+EOF
+}
+syncd_conf "$T/syncd/syncd.conf" "$T/syncd/accounts" "$T/syncd/state"
+syncd_conf "$T/syncd/big.conf" "$T/syncd/accounts.big" "$T/syncd/state-big"
+
+# --- mbsync configuration --------------------------------------------------------
+
+mbsync_conf() {	# mbsync_conf FILE SRCUSER DSTUSER STATEDIR
+	mkdir -p "$4"
+	cat >"$1" <<EOF
+IMAPAccount src
+Host 127.0.0.1
+Port $SRC
+User $2
+Pass pass
+SSLType None
+AuthMechs LOGIN
+
+IMAPStore src
+Account src
+
+IMAPAccount dst
+Host 127.0.0.1
+Port $DST
+User $3
+Pass pass
+SSLType None
+AuthMechs LOGIN
+
+IMAPStore dst
+Account dst
+
+Channel copy
+Far :src:
+Near :dst:
+Patterns *
+Create Near
+Sync Pull
+Expunge None
+CopyArrivalDate yes
+SyncState $4/
+EOF
+}
+mbsync_conf "$T/mbsync/mbsyncrc" alice carol "$T/mbsync/state"
+mbsync_conf "$T/mbsync/big.rc" big dave "$T/mbsync/state-big"
+
+# median3 - keep only the median (by wall time) of the last three rows:
+# a no-op pass takes a fraction of a second, so one run is mostly noise.
+median3() {
+	local n=${#ROWS[@]} keep
+	[ "$n" -ge 3 ] || return 0
+	keep=$(printf '%s\n' "${ROWS[@]:n-3:3}" | sort -t'|' -k4,4n | sed -n 2p)
+	ROWS=("${ROWS[@]:0:n-3}" "$keep")
+	IFS='|' read -r _ _ _ LAST_WALL _ _ _ <<<"$keep"
+}
+
+run_syncd() {	# run_syncd ROWNAME MSGS
+	if [ "$WITH_SYNCD" = 1 ]; then
+		LAST_BYTES=$3
+		timed "$1" "$2" "$SYNCD" -c "$T/syncd/syncd.conf" --once
+	else
+		ROWS+=("$1|skipped|0|0|0|0|0")
+	fi
+}
+run_mbsync() {	# run_mbsync ROWNAME MSGS BYTES
+	LAST_BYTES=$3
+	timed "$1" "$2" mbsync -c "$T/mbsync/mbsyncrc" -q copy
+}
+
+# --- the runs ---------------------------------------------------------------------
+
+if [ "$QUICK" = 0 ]; then
+	say "bench: warming the page cache (floor, untimed)"
+	"$LIB_PYTHON" "$T/floor.py" "$SRC" alice pass >/dev/null || exit 1
+fi
+say "bench: floor"
+LAST_BYTES=
+timed "floor: UID FETCH BODY.PEEK[]" - "$LIB_PYTHON" "$T/floor.py" "$SRC" alice pass
+FLOOR_BYTES=$LAST_BYTES
+
+say "bench: full copy"
+run_syncd "ferry-syncd full" "$SRC_MSGS" "$FLOOR_BYTES"
+SYNCD_FULL=$LAST_WALL
+SYNCD_VERDICT=$(sed -n 's/^verdict: //p' "${LAST_OUT:-/dev/null}" 2>/dev/null | tail -n 1)
+run_mbsync "mbsync full" "$SRC_MSGS" "$FLOOR_BYTES"
+MBSYNC_FULL=$LAST_WALL
+
+say "bench: no-op delta (three runs each, the median shown)"
+if [ "$WITH_SYNCD" = 1 ]; then
+	for i in 1 2 3; do run_syncd "ferry-syncd no-op delta" 0 0; done
+	median3
+else
+	run_syncd "ferry-syncd no-op delta" 0 0
+fi
+SYNCD_NOOP=$LAST_WALL
+for i in 1 2 3; do run_mbsync "mbsync no-op delta" 0 0; done
+median3
+MBSYNC_NOOP=$LAST_WALL
+
+say "bench: 100 new messages"
+"$LIB_PYTHON" "$GEN" --seed "$SEED" --start 10000000 --count 100 \
+	--scale "$SCALE" --maildir "$MAILDIR_SRC/alice/Maildir" \
+	--manifest "$T/new.manifest" >&2 || exit 1
+own_mail
+NEW_BYTES=$(awk -F'\t' '{ s += $3 } END { print s + 0 }' "$T/new.manifest")
+run_syncd "ferry-syncd +100 delta" 100 "$NEW_BYTES"
+SYNCD_DELTA=$LAST_WALL
+run_mbsync "mbsync +100 delta" 100 "$NEW_BYTES"
+MBSYNC_DELTA=$LAST_WALL
+
+SRC_NOW=$(doveadm_cmd src mailbox status -u alice messages '*' |
+	awk -F'messages=' '{ s += $2 } END { print s + 0 }')
+BOB=$(dst_messages bob)
+CAROL=$(dst_messages carol)
+
+# --- one 50 MB message ---------------------------------------------------------------
+
+say "bench: one 50 MB message"
+"$LIB_PYTHON" "$GEN" --seed "$SEED" --count 1 --folder INBOX --scale 0.01 \
+	--big 52428800 --maildir "$MAILDIR_SRC/big/Maildir" -q || exit 1
+own_mail
+BIG_SYNCD=skipped
+BIG_BYTES=$(du -sb "$MAILDIR_SRC/big/Maildir" | cut -f1)
+if [ "$WITH_SYNCD" = 1 ]; then
+	LAST_BYTES=$BIG_BYTES
+	timed "ferry-syncd 50 MB message" 2 "$SYNCD" -c "$T/syncd/big.conf" --once
+	BIG_SYNCD="$LAST_RSS MB (exit $LAST_RC)"
+fi
+LAST_BYTES=$BIG_BYTES
+timed "mbsync 50 MB message" 2 mbsync -c "$T/mbsync/big.rc" -q copy
+BIG_MBSYNC="$LAST_RSS MB (exit $LAST_RC)"
+
+# --- the table ------------------------------------------------------------------------
+
+echo
+echo "ferry-syncd vs mbsync on loopback: $SRC_MSGS messages, $(echo "scale=1; $SRC_BYTES / 1000000" | bc) MB on disk, $(nproc) CPUs"
+printf '%-30s %7s %8s %8s %8s %7s %7s %9s %s\n' run msgs MB "wall s" "msgs/s" "MB/s" "CPU s" "RSS MB" exit
+for r in "${ROWS[@]}"; do
+	IFS='|' read -r name msgs bytes wall cpu rss rc <<<"$r"
+	if [ "$msgs" = skipped ]; then
+		printf '%-30s %7s\n' "$name" "(skipped)"
+		continue
+	fi
+	awk -v n="$name" -v m="$msgs" -v b="$bytes" -v w="$wall" -v c="$cpu" \
+		-v r="$rss" -v rc="$rc" 'BEGIN {
+		mb = b / 1e6
+		printf "%-30s %7d %8.1f %8.2f %8s %7s %7.2f %9.1f %s\n", n, m, mb, w,
+			(w > 0 && m > 0) ? sprintf("%.0f", m / w) : "-",
+			(w > 0 && b > 0) ? sprintf("%.1f", mb / w) : "-", c, r,
+			rc == 0 ? "0" : rc
+	}'
+done
+if [ "$WITH_SYNCD" = 1 ]; then
+	awk -v a="$SYNCD_FULL" -v b="$MBSYNC_FULL" -v c="$SYNCD_NOOP" \
+		-v d="$MBSYNC_NOOP" -v e="$SYNCD_DELTA" -v f="$MBSYNC_DELTA" 'BEGIN {
+		printf "\nwall time ferry-syncd / mbsync: full %.2f, no-op delta %.2f, +100 delta %.2f\n",
+			a / b, c / d, e / f
+		printf "(goals: full <= 0.50, no-op delta <= 0.50)\n"
+	}'
+fi
+echo
+echo "messages: source $SRC_NOW, ferry-syncd's destination $BOB, mbsync's destination $CAROL"
+[ -z "${SYNCD_VERDICT:-}" ] || echo "ferry-syncd's verdict after the full pass: $SYNCD_VERDICT"
+[ "$WITH_SYNCD" = 0 ] || [ "$BOB" = "$SRC_NOW" ] ||
+	echo "WARNING: ferry-syncd's destination does not hold every source message"
+[ "$CAROL" = "$SRC_NOW" ] ||
+	echo "WARNING: mbsync's destination does not hold every source message"
+echo "peak RSS copying one 50 MB message: ferry-syncd $BIG_SYNCD, mbsync $BIG_MBSYNC (goal: ferry-syncd < 50 MB)"
+exit 0

@@ -1,0 +1,993 @@
+/*
+ * state.c - ferry-syncd's sync state in LMDB: folder records, the
+ * source-UID to destination-UID map and the APPEND intents.  The on-disk
+ * format is documented in state.h.
+ *
+ * SECURITY: folder names and Message-IDs come from the IMAP servers;
+ * every key is built with its length checked (long parts are hashed),
+ * and every value read back is checked against its length before a
+ * field is taken from it, so a corrupt record is an error, not a read
+ * past the end.
+ *
+ * Ownership and threads: no global state.  Every function runs one
+ * transaction through store_txn_run(), which may be called from any
+ * thread; the transaction functions only fill caller memory that they
+ * reset first (store_txn_run may call them twice).
+ */
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <openssl/evp.h>
+
+#include "state.h"
+#include "util.h"
+
+/* ---- encoding helpers ------------------------------------------------------ */
+
+struct wbuf {
+	unsigned char	*p;
+	size_t		 len, cap;
+	int		 failed;
+};
+
+static void
+w_bytes(struct wbuf *w, const void *d, size_t n)
+{
+	if (w->failed || w->len + n > w->cap) {
+		w->failed = 1;
+		return;
+	}
+	memcpy(w->p + w->len, d, n);
+	w->len += n;
+}
+
+static void
+w_u8(struct wbuf *w, unsigned v)
+{
+	unsigned char b = (unsigned char)v;
+
+	w_bytes(w, &b, 1);
+}
+
+static void
+w_u64(struct wbuf *w, uint64_t v)
+{
+	unsigned char b[8];
+	int i;
+
+	for (i = 7; i >= 0; i--) {
+		b[i] = (unsigned char)(v & 0xff);
+		v >>= 8;
+	}
+	w_bytes(w, b, 8);
+}
+
+static void
+w_u32(struct wbuf *w, uint32_t v)
+{
+	unsigned char b[4] = { (unsigned char)(v >> 24),
+	    (unsigned char)(v >> 16), (unsigned char)(v >> 8),
+	    (unsigned char)v };
+
+	w_bytes(w, b, 4);
+}
+
+static void
+w_str(struct wbuf *w, const char *s)
+{
+	size_t n = s ? strlen(s) : 0;
+	unsigned char b[2];
+
+	if (n > 0xffff) {
+		w->failed = 1;
+		return;
+	}
+	b[0] = (unsigned char)(n >> 8);
+	b[1] = (unsigned char)n;
+	w_bytes(w, b, 2);
+	if (n)
+		w_bytes(w, s, n);
+}
+
+struct rbuf {
+	const unsigned char *p;
+	size_t		 len, off;
+	int		 failed;
+};
+
+static const unsigned char *
+r_bytes(struct rbuf *r, size_t n)
+{
+	const unsigned char *p;
+
+	if (r->failed || r->len - r->off < n) {
+		r->failed = 1;
+		return (NULL);
+	}
+	p = r->p + r->off;
+	r->off += n;
+	return (p);
+}
+
+static unsigned
+r_u8(struct rbuf *r)
+{
+	const unsigned char *p = r_bytes(r, 1);
+
+	return (p ? p[0] : 0);
+}
+
+static uint64_t
+r_u64(struct rbuf *r)
+{
+	const unsigned char *p = r_bytes(r, 8);
+	uint64_t v = 0;
+	int i;
+
+	if (p == NULL)
+		return (0);
+	for (i = 0; i < 8; i++)
+		v = (v << 8) | p[i];
+	return (v);
+}
+
+static uint32_t
+r_u32(struct rbuf *r)
+{
+	const unsigned char *p = r_bytes(r, 4);
+
+	if (p == NULL)
+		return (0);
+	return ((uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 |
+	    (uint32_t)p[2] << 8 | p[3]);
+}
+
+/* r_str - a u16-prefixed string into out (NUL-terminated); -1 if long */
+static int
+r_str(struct rbuf *r, char *out, size_t outlen)
+{
+	const unsigned char *p;
+	size_t n;
+
+	if ((p = r_bytes(r, 2)) == NULL)
+		return (-1);
+	n = (size_t)p[0] << 8 | p[1];
+	if ((p = r_bytes(r, n)) == NULL || n >= outlen) {
+		r->failed = 1;
+		return (-1);
+	}
+	memcpy(out, p, n);
+	out[n] = '\0';
+	return (0);
+}
+
+/* r_strdup - a u16-prefixed string, allocated */
+static char *
+r_strdup(struct rbuf *r)
+{
+	const unsigned char *p;
+	size_t n;
+	char *s;
+
+	if ((p = r_bytes(r, 2)) == NULL)
+		return (NULL);
+	n = (size_t)p[0] << 8 | p[1];
+	if ((p = r_bytes(r, n)) == NULL)
+		return (NULL);
+	if ((s = malloc(n + 1)) == NULL) {
+		r->failed = 1;
+		return (NULL);
+	}
+	memcpy(s, p, n);
+	s[n] = '\0';
+	return (s);
+}
+
+/* ---- keys ------------------------------------------------------------------- */
+
+static void
+sha256_hex(const void *d, size_t n, char out[65])
+{
+	unsigned char md[32];
+	unsigned int mdlen = 0;
+	size_t i;
+
+	EVP_Digest(d, n, md, &mdlen, EVP_sha256(), NULL);
+	for (i = 0; i < 32; i++)
+		snprintf(out + 2 * i, 3, "%02x", md[i]);
+}
+
+/* key_part - append s (or "#" + its hash when longer than max) */
+static void
+key_part(struct wbuf *w, const char *s, size_t max, int lower)
+{
+	size_t n = strlen(s), i;
+	char hex[66];
+
+	if (n > max) {
+		hex[0] = '#';
+		sha256_hex(s, n, hex + 1);
+		w_bytes(w, hex, 65);
+		return;
+	}
+	for (i = 0; i < n; i++) {
+		unsigned char c = (unsigned char)s[i];
+
+		if (lower && c >= 'A' && c <= 'Z')
+			c = (unsigned char)(c - 'A' + 'a');
+		w_bytes(w, &c, 1);
+	}
+}
+
+int
+state_folder_key(struct state_key *k, const char *account,
+    const char *folder, char *err, size_t errlen)
+{
+	struct wbuf w = { k->buf, 0, sizeof(k->buf), 0 };
+
+	k->len = 0;
+	if (account == NULL || folder == NULL || *account == '\0') {
+		errbuf_set(err, errlen, "state key: empty account");
+		return (-1);
+	}
+	key_part(&w, account, STATE_ACCOUNT_MAX, 1);
+	w_u8(&w, 0);
+	key_part(&w, folder, STATE_FOLDER_MAX, 0);
+	if (w.failed) {
+		errbuf_set(err, errlen, "state key: too long");
+		return (-1);
+	}
+	k->len = w.len;
+	return (0);
+}
+
+size_t
+state_uid_key(const struct state_key *fk, uint64_t uid, unsigned char *out)
+{
+	struct wbuf w = { out, 0, STATE_KEY_MAX + 9, 0 };
+
+	w_bytes(&w, fk->buf, fk->len);
+	w_u8(&w, 0);
+	w_u64(&w, uid);
+	return (w.len);
+}
+
+void
+state_content_key(const char *msgid, uint64_t size, int64_t internaldate,
+    unsigned char out[STATE_CKEY_LEN])
+{
+	EVP_MD_CTX *ctx;
+	char num[64];
+	unsigned int len = 0;
+
+	memset(out, 0, STATE_CKEY_LEN);
+	if ((ctx = EVP_MD_CTX_new()) == NULL)
+		return;
+	EVP_DigestInit_ex(ctx, EVP_sha256(), NULL);
+	EVP_DigestUpdate(ctx, "mailferry-content-v1", 21);	/* with NUL */
+	if (msgid != NULL)
+		EVP_DigestUpdate(ctx, msgid, strlen(msgid));
+	EVP_DigestUpdate(ctx, "", 1);
+	snprintf(num, sizeof(num), "%llu", (unsigned long long)size);
+	EVP_DigestUpdate(ctx, num, strlen(num) + 1);
+	snprintf(num, sizeof(num), "%lld", (long long)internaldate);
+	EVP_DigestUpdate(ctx, num, strlen(num));
+	EVP_DigestFinal_ex(ctx, out, &len);
+	EVP_MD_CTX_free(ctx);
+}
+
+/* ---- folders ---------------------------------------------------------------- */
+
+int
+state_folder_decode(const void *v, size_t len, struct state_folder *f)
+{
+	struct rbuf r = { v, len, 0, 0 };
+
+	memset(f, 0, sizeof(*f));
+	if (r_u8(&r) != STATE_VERSION)
+		return (-1);
+	f->flags = r_u8(&r);
+	f->src_uidvalidity = r_u64(&r);
+	f->src_uidnext = r_u64(&r);
+	f->src_last_uid = r_u64(&r);
+	f->src_highestmodseq = r_u64(&r);
+	f->src_messages = r_u64(&r);
+	f->dst_uidvalidity = r_u64(&r);
+	f->dst_highestmodseq = r_u64(&r);
+	f->updated = (int64_t)r_u64(&r);
+	r_str(&r, f->dst_name, sizeof(f->dst_name));
+	return (r.failed ? -1 : 0);
+}
+
+struct folder_get {
+	const struct state_key *k;
+	struct state_folder *f;
+	int corrupt;
+};
+
+static int
+folder_get_fn(struct store_txn *tx, void *arg)
+{
+	struct folder_get *g = arg;
+	const void *v;
+	size_t vlen;
+	int rc;
+
+	g->corrupt = 0;
+	rc = store_get(tx, STORE_DB_SYNC_FOLDER, g->k->buf, g->k->len, &v,
+	    &vlen);
+	if (rc != 0)
+		return (rc == STORE_NOTFOUND ? STATE_NOTFOUND : -1);
+	if (state_folder_decode(v, vlen, g->f) == -1) {
+		g->corrupt = 1;
+		return (-1);
+	}
+	return (0);
+}
+
+int
+state_folder_get(struct store *st, const struct state_key *k,
+    struct state_folder *f, char *err, size_t errlen)
+{
+	struct folder_get g = { k, f, 0 };
+	int rc;
+
+	memset(f, 0, sizeof(*f));
+	rc = store_txn_run(st, 1, folder_get_fn, &g, err, errlen);
+	if (rc == -1 && g.corrupt)
+		errbuf_set(err, errlen, "sync_folder: corrupt record");
+	return (rc);
+}
+
+struct blob_put {
+	enum store_db db;
+	const void *key;
+	size_t klen;
+	const void *val;
+	size_t vlen;
+};
+
+static int
+blob_put_fn(struct store_txn *tx, void *arg)
+{
+	struct blob_put *b = arg;
+
+	return (store_put(tx, b->db, b->key, b->klen, b->val, b->vlen, 0) ==
+	    0 ? 0 : -1);
+}
+
+int
+state_folder_put(struct store *st, const struct state_key *k,
+    const struct state_folder *f, char *err, size_t errlen)
+{
+	unsigned char buf[128 + STATE_NAME_MAX];
+	struct wbuf w = { buf, 0, sizeof(buf), 0 };
+	struct blob_put b;
+
+	w_u8(&w, STATE_VERSION);
+	w_u8(&w, f->flags);
+	w_u64(&w, f->src_uidvalidity);
+	w_u64(&w, f->src_uidnext);
+	w_u64(&w, f->src_last_uid);
+	w_u64(&w, f->src_highestmodseq);
+	w_u64(&w, f->src_messages);
+	w_u64(&w, f->dst_uidvalidity);
+	w_u64(&w, f->dst_highestmodseq);
+	w_u64(&w, (uint64_t)f->updated);
+	w_str(&w, f->dst_name);
+	if (w.failed) {
+		errbuf_set(err, errlen, "sync_folder: record too long");
+		return (-1);
+	}
+	b = (struct blob_put){ STORE_DB_SYNC_FOLDER, k->buf, k->len, buf,
+	    w.len };
+	return (store_txn_run(st, 0, blob_put_fn, &b, err, errlen));
+}
+
+/* Collect keys under a prefix, then delete them (no write while walking). */
+struct keylist {
+	unsigned char (*v)[STATE_KEY_MAX + 9];
+	size_t		*len;
+	size_t		 n, alloc;
+	int		 oom;
+};
+
+static int
+collect_fn(const void *key, size_t klen, const void *val, size_t vlen,
+    void *arg)
+{
+	struct keylist *l = arg;
+	void *p, *q;
+
+	(void)val;
+	(void)vlen;
+	if (klen > STATE_KEY_MAX + 9)
+		return (0);
+	if (l->n == l->alloc) {
+		size_t na = l->alloc ? l->alloc * 2 : 64;
+
+		p = reallocarray(l->v, na, sizeof(*l->v));
+		if (p == NULL) {
+			l->oom = 1;
+			return (-1);
+		}
+		l->v = p;
+		q = reallocarray(l->len, na, sizeof(*l->len));
+		if (q == NULL) {
+			l->oom = 1;
+			return (-1);
+		}
+		l->len = q;
+		l->alloc = na;
+	}
+	memcpy(l->v[l->n], key, klen);
+	l->len[l->n++] = klen;
+	return (0);
+}
+
+static int
+reset_fn(struct store_txn *tx, void *arg)
+{
+	const struct state_key *k = arg;
+	static const enum store_db dbs[2] = { STORE_DB_SYNC_MAP,
+	    STORE_DB_SYNC_INTENT };
+	unsigned char prefix[STATE_KEY_MAX + 1];
+	struct keylist l;
+	size_t i, d;
+	int rc;
+
+	memcpy(prefix, k->buf, k->len);
+	prefix[k->len] = 0;
+	for (d = 0; d < 2; d++) {
+		memset(&l, 0, sizeof(l));
+		rc = store_foreach(tx, dbs[d], prefix, k->len + 1, collect_fn,
+		    &l);
+		for (i = 0; rc == 0 && i < l.n; i++)
+			if (store_del(tx, dbs[d], l.v[i], l.len[i]) == -1)
+				rc = -1;
+		free(l.v);
+		free(l.len);
+		if (rc != 0)
+			return (-1);
+	}
+	rc = store_del(tx, STORE_DB_SYNC_FOLDER, k->buf, k->len);
+	return (rc == -1 ? -1 : 0);
+}
+
+int
+state_folder_reset(struct store *st, const struct state_key *k, char *err,
+    size_t errlen)
+{
+	return (store_txn_run(st, 0, reset_fn, (void *)(uintptr_t)k, err,
+	    errlen));
+}
+
+/* ---- map ---------------------------------------------------------------------- */
+
+static size_t
+map_encode(const struct state_map_entry *e, unsigned char *buf, size_t cap)
+{
+	struct wbuf w = { buf, 0, cap, 0 };
+	const char *fl = e->flags ? e->flags : "";
+	char tmp[STATE_FLAGS_MAX];
+
+	/* flags beyond the limit are cut at a space: a flags scan then
+	 * sees a difference and applies them again, harmless */
+	if (strlen(fl) >= sizeof(tmp)) {
+		char *sp;
+
+		memcpy(tmp, fl, sizeof(tmp) - 1);
+		tmp[sizeof(tmp) - 1] = '\0';
+		if ((sp = strrchr(tmp, ' ')) != NULL)
+			*sp = '\0';
+		fl = tmp;
+	}
+	w_u8(&w, STATE_VERSION);
+	w_u8(&w, (unsigned)e->origin);
+	w_u64(&w, e->dst_uid);
+	w_u64(&w, e->dst_uidvalidity);
+	w_u64(&w, e->size);
+	w_u64(&w, (uint64_t)e->internaldate);
+	w_bytes(&w, e->ckey, STATE_CKEY_LEN);
+	w_str(&w, fl);
+	return (w.failed ? 0 : w.len);
+}
+
+int
+state_map_decode(const void *v, size_t len, struct state_map_entry *e)
+{
+	struct rbuf r = { v, len, 0, 0 };
+	const unsigned char *ck;
+
+	memset(e, 0, sizeof(*e));
+	if (r_u8(&r) != STATE_VERSION)
+		return (-1);
+	e->origin = (enum state_origin)r_u8(&r);
+	e->dst_uid = r_u64(&r);
+	e->dst_uidvalidity = r_u64(&r);
+	e->size = r_u64(&r);
+	e->internaldate = (int64_t)r_u64(&r);
+	if ((ck = r_bytes(&r, STATE_CKEY_LEN)) != NULL)
+		memcpy(e->ckey, ck, STATE_CKEY_LEN);
+	e->flags = r_strdup(&r);
+	if (r.failed || e->flags == NULL || r.off != r.len ||
+	    e->origin < STATE_ORIGIN_COPIED ||
+	    e->origin > STATE_ORIGIN_LEDGER) {
+		free(e->flags);
+		e->flags = NULL;
+		return (-1);
+	}
+	return (0);
+}
+
+static uint64_t
+key_uid(const unsigned char *key, size_t klen)
+{
+	uint64_t v = 0;
+	size_t i;
+
+	for (i = klen - 8; i < klen; i++)
+		v = (v << 8) | key[i];
+	return (v);
+}
+
+struct map_load {
+	struct state_map *m;
+	size_t prefixlen;
+	int corrupt;
+};
+
+static int
+map_load_cb(const void *key, size_t klen, const void *val, size_t vlen,
+    void *arg)
+{
+	struct map_load *ml = arg;
+	struct state_map *m = ml->m;
+	struct state_map_entry e;
+
+	if (klen != ml->prefixlen + 8)
+		return (0);	/* not ours: a longer folder name */
+	if (state_map_decode(val, vlen, &e) == -1) {
+		ml->corrupt = 1;
+		return (-1);
+	}
+	e.src_uid = key_uid(key, klen);
+	if (m->n == m->alloc) {
+		size_t na = m->alloc ? m->alloc * 2 : 256;
+		void *p = reallocarray(m->v, na, sizeof(*m->v));
+
+		if (p == NULL) {
+			free(e.flags);
+			return (-1);
+		}
+		m->v = p;
+		m->alloc = na;
+	}
+	m->v[m->n++] = e;	/* keys come sorted: BE uid after prefix */
+	return (0);
+}
+
+static void
+map_clear(struct state_map *m)
+{
+	size_t i;
+
+	for (i = 0; i < m->n; i++)
+		free(m->v[i].flags);
+	m->n = 0;
+}
+
+struct map_load_arg {
+	struct map_load ml;
+	const struct state_key *k;
+};
+
+static int
+map_load_fn2(struct store_txn *tx, void *arg)
+{
+	struct map_load_arg *a = arg;
+	unsigned char prefix[STATE_KEY_MAX + 1];
+
+	map_clear(a->ml.m);
+	a->ml.corrupt = 0;
+	memcpy(prefix, a->k->buf, a->k->len);
+	prefix[a->k->len] = 0;
+	a->ml.prefixlen = a->k->len + 1;
+	return (store_foreach(tx, STORE_DB_SYNC_MAP, prefix, a->k->len + 1,
+	    map_load_cb, &a->ml) == 0 ? 0 : -1);
+}
+
+int
+state_map_load(struct store *st, const struct state_key *k,
+    struct state_map *m, char *err, size_t errlen)
+{
+	struct map_load_arg a;
+	int rc;
+
+	memset(&a, 0, sizeof(a));
+	a.ml.m = m;
+	a.k = k;
+	rc = store_txn_run(st, 1, map_load_fn2, &a, err, errlen);
+	if (rc != 0) {
+		if (a.ml.corrupt)
+			errbuf_set(err, errlen, "sync_map: corrupt record");
+		else if (err != NULL && errlen > 0 && err[0] == '\0')
+			errbuf_set(err, errlen, "sync_map: out of memory");
+		map_clear(m);
+	}
+	return (rc == 0 ? 0 : -1);
+}
+
+struct state_map_entry *
+state_map_find(const struct state_map *m, uint64_t src_uid)
+{
+	size_t lo = 0, hi = m->n;
+
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+
+		if (m->v[mid].src_uid == src_uid)
+			return (&m->v[mid]);
+		if (m->v[mid].src_uid < src_uid)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return (NULL);
+}
+
+int
+state_map_set(struct state_map *m, const struct state_map_entry *e)
+{
+	struct state_map_entry *x;
+	char *fl;
+	size_t lo = 0, hi = m->n;
+
+	if ((fl = strdup(e->flags ? e->flags : "")) == NULL)
+		return (-1);
+	if ((x = state_map_find(m, e->src_uid)) != NULL) {
+		free(x->flags);
+		*x = *e;
+		x->flags = fl;
+		return (0);
+	}
+	if (m->n == m->alloc) {
+		size_t na = m->alloc ? m->alloc * 2 : 256;
+		void *p = reallocarray(m->v, na, sizeof(*m->v));
+
+		if (p == NULL) {
+			free(fl);
+			return (-1);
+		}
+		m->v = p;
+		m->alloc = na;
+	}
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+
+		if (m->v[mid].src_uid < e->src_uid)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	memmove(&m->v[lo + 1], &m->v[lo], (m->n - lo) * sizeof(*m->v));
+	m->v[lo] = *e;
+	m->v[lo].flags = fl;
+	m->n++;
+	return (0);
+}
+
+void
+state_map_free(struct state_map *m)
+{
+	if (m == NULL)
+		return;
+	map_clear(m);
+	free(m->v);
+	memset(m, 0, sizeof(*m));
+}
+
+struct map_commit {
+	const struct state_key *k;
+	const struct state_map_entry *e;
+	size_t n;
+	const uint64_t *del;
+	size_t del_n;
+};
+
+static int
+map_commit_fn(struct store_txn *tx, void *arg)
+{
+	struct map_commit *c = arg;
+	unsigned char key[STATE_KEY_MAX + 9];
+	unsigned char val[64 + STATE_FLAGS_MAX];
+	size_t i, klen, vlen;
+
+	for (i = 0; i < c->n; i++) {
+		klen = state_uid_key(c->k, c->e[i].src_uid, key);
+		if ((vlen = map_encode(&c->e[i], val, sizeof(val))) == 0) {
+			store_txn_seterr(tx, "sync_map: record too long");
+			return (-1);
+		}
+		if (store_put(tx, STORE_DB_SYNC_MAP, key, klen, val, vlen,
+		    0) != 0)
+			return (-1);
+		if (store_del(tx, STORE_DB_SYNC_INTENT, key, klen) == -1)
+			return (-1);
+	}
+	for (i = 0; i < c->del_n; i++) {
+		klen = state_uid_key(c->k, c->del[i], key);
+		if (store_del(tx, STORE_DB_SYNC_MAP, key, klen) == -1)
+			return (-1);
+	}
+	return (0);
+}
+
+int
+state_map_commit(struct store *st, const struct state_key *k,
+    const struct state_map_entry *e, size_t n, const uint64_t *del_uids,
+    size_t del_n, char *err, size_t errlen)
+{
+	struct map_commit c = { k, e, n, del_uids, del_n };
+
+	if (n == 0 && del_n == 0)
+		return (0);
+	return (store_txn_run(st, 0, map_commit_fn, &c, err, errlen));
+}
+
+/* ---- intents -------------------------------------------------------------------- */
+
+struct intent_put {
+	const struct state_key *k;
+	const struct state_intent *in;
+	size_t n;
+};
+
+static int
+intent_put_fn(struct store_txn *tx, void *arg)
+{
+	struct intent_put *p = arg;
+	unsigned char key[STATE_KEY_MAX + 9];
+	unsigned char val[128 + MSGID_BUFSIZE + STATE_NAME_MAX];
+	size_t i, klen;
+
+	for (i = 0; i < p->n; i++) {
+		const struct state_intent *in = &p->in[i];
+		struct wbuf w = { val, 0, sizeof(val), 0 };
+
+		w_u8(&w, STATE_VERSION);
+		w_u64(&w, in->size);
+		w_u64(&w, (uint64_t)in->internaldate);
+		w_u32(&w, (uint32_t)(int32_t)in->tz);
+		w_u64(&w, (uint64_t)in->created);
+		w_bytes(&w, in->ckey, STATE_CKEY_LEN);
+		w_str(&w, in->msgid ? in->msgid : "");
+		w_str(&w, in->dst_name ? in->dst_name : "");
+		if (w.failed) {
+			store_txn_seterr(tx, "sync_intent: record too long");
+			return (-1);
+		}
+		klen = state_uid_key(p->k, in->src_uid, key);
+		if (store_put(tx, STORE_DB_SYNC_INTENT, key, klen, val, w.len,
+		    0) != 0)
+			return (-1);
+	}
+	return (0);
+}
+
+int
+state_intent_put(struct store *st, const struct state_key *k,
+    const struct state_intent *in, size_t n, char *err, size_t errlen)
+{
+	struct intent_put p = { k, in, n };
+
+	if (n == 0)
+		return (0);
+	return (store_txn_run(st, 0, intent_put_fn, &p, err, errlen));
+}
+
+static void
+intents_clear(struct state_intents *l)
+{
+	size_t i;
+
+	for (i = 0; i < l->n; i++) {
+		free(l->v[i].msgid);
+		free(l->v[i].dst_name);
+	}
+	l->n = 0;
+}
+
+struct intent_load {
+	struct state_intents *l;
+	const struct state_key *k;
+	size_t prefixlen;
+	int corrupt;
+};
+
+static int
+intent_load_cb(const void *key, size_t klen, const void *val, size_t vlen,
+    void *arg)
+{
+	struct intent_load *il = arg;
+	struct state_intents *l = il->l;
+	struct state_intent in;
+	struct rbuf r = { val, vlen, 0, 0 };
+	const unsigned char *ck;
+
+	if (klen != il->prefixlen + 8)
+		return (0);
+	memset(&in, 0, sizeof(in));
+	if (r_u8(&r) != STATE_VERSION) {
+		il->corrupt = 1;
+		return (-1);
+	}
+	in.src_uid = key_uid(key, klen);
+	in.size = r_u64(&r);
+	in.internaldate = (int64_t)r_u64(&r);
+	in.tz = (int)(int32_t)r_u32(&r);
+	in.created = (int64_t)r_u64(&r);
+	if ((ck = r_bytes(&r, STATE_CKEY_LEN)) != NULL)
+		memcpy(in.ckey, ck, STATE_CKEY_LEN);
+	in.msgid = r_strdup(&r);
+	in.dst_name = r_strdup(&r);
+	if (r.failed || in.msgid == NULL || in.dst_name == NULL ||
+	    r.off != r.len) {
+		free(in.msgid);
+		free(in.dst_name);
+		il->corrupt = 1;
+		return (-1);
+	}
+	if (l->n == l->alloc) {
+		size_t na = l->alloc ? l->alloc * 2 : 16;
+		void *p = reallocarray(l->v, na, sizeof(*l->v));
+
+		if (p == NULL) {
+			free(in.msgid);
+			free(in.dst_name);
+			return (-1);
+		}
+		l->v = p;
+		l->alloc = na;
+	}
+	l->v[l->n++] = in;
+	return (0);
+}
+
+static int
+intent_load_fn(struct store_txn *tx, void *arg)
+{
+	struct intent_load *il = arg;
+	unsigned char prefix[STATE_KEY_MAX + 1];
+
+	intents_clear(il->l);
+	il->corrupt = 0;
+	memcpy(prefix, il->k->buf, il->k->len);
+	prefix[il->k->len] = 0;
+	il->prefixlen = il->k->len + 1;
+	return (store_foreach(tx, STORE_DB_SYNC_INTENT, prefix,
+	    il->k->len + 1, intent_load_cb, il) == 0 ? 0 : -1);
+}
+
+int
+state_intent_load(struct store *st, const struct state_key *k,
+    struct state_intents *out, char *err, size_t errlen)
+{
+	struct intent_load il;
+	int rc;
+
+	memset(&il, 0, sizeof(il));
+	il.l = out;
+	il.k = k;
+	rc = store_txn_run(st, 1, intent_load_fn, &il, err, errlen);
+	if (rc != 0) {
+		if (il.corrupt)
+			errbuf_set(err, errlen, "sync_intent: corrupt record");
+		intents_clear(out);
+		return (-1);
+	}
+	return (0);
+}
+
+struct blob_del {
+	enum store_db db;
+	const void *key;
+	size_t klen;
+};
+
+static int
+blob_del_fn(struct store_txn *tx, void *arg)
+{
+	struct blob_del *b = arg;
+
+	return (store_del(tx, b->db, b->key, b->klen) == -1 ? -1 : 0);
+}
+
+int
+state_intent_del(struct store *st, const struct state_key *k,
+    uint64_t src_uid, char *err, size_t errlen)
+{
+	unsigned char key[STATE_KEY_MAX + 9];
+	struct blob_del b = { STORE_DB_SYNC_INTENT, key, 0 };
+
+	b.klen = state_uid_key(k, src_uid, key);
+	return (store_txn_run(st, 0, blob_del_fn, &b, err, errlen));
+}
+
+void
+state_intents_free(struct state_intents *in)
+{
+	if (in == NULL)
+		return;
+	intents_clear(in);
+	free(in->v);
+	memset(in, 0, sizeof(*in));
+}
+
+/* ---- ledger and meta ---------------------------------------------------------- */
+
+struct ledger_get {
+	const unsigned char *key;
+};
+
+static int
+ledger_get_fn(struct store_txn *tx, void *arg)
+{
+	struct ledger_get *g = arg;
+	int rc;
+
+	rc = store_get(tx, STORE_DB_LEDGER, g->key, MSGKEY_LEN, NULL, NULL);
+	if (rc == 0)
+		return (1);
+	return (rc == STORE_NOTFOUND ? 0 : -1);
+}
+
+int
+state_ledger_hit(struct store *st, const char *mailbox,
+    const struct msg_ident *id, const unsigned char sha[BODY_HASH_LEN],
+    char *err, size_t errlen)
+{
+	unsigned char key[MSGKEY_LEN];
+	struct ledger_get g = { key };
+	int rc;
+
+	if (msgkey_ledger(mailbox, id, sha, key) != 0) {
+		errbuf_set(err, errlen, "ledger key: cannot compute");
+		return (-1);
+	}
+	rc = store_txn_run(st, 1, ledger_get_fn, &g, err, errlen);
+	if (rc == 1)
+		return (1);
+	return (rc == 0 ? 0 : -1);
+}
+
+static int
+ledger_empty_fn(struct store_txn *tx, void *arg)
+{
+	size_t *n = arg;
+
+	*n = 0;
+	return (store_count(tx, STORE_DB_LEDGER, n) == 0 ? 0 : -1);
+}
+
+int
+state_ledger_empty(struct store *st, char *err, size_t errlen)
+{
+	size_t n = 0;
+
+	if (store_txn_run(st, 1, ledger_empty_fn, &n, err, errlen) != 0)
+		return (-1);
+	return (n == 0);
+}
+
+int
+state_meta_put(struct store *st, const char *key, const void *val,
+    size_t len, char *err, size_t errlen)
+{
+	struct blob_put b = { STORE_DB_META, key, strlen(key), val, len };
+
+	return (store_txn_run(st, 0, blob_put_fn, &b, err, errlen));
+}

@@ -1,0 +1,360 @@
+/*
+ * test_state.c - syncd/state.c: keys, folder records, the UID map,
+ * intents, the ledger look-up and the stability of the on-disk format.
+ */
+
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "msgid.h"
+#include "state.h"
+#include "store.h"
+
+struct fx {
+	char		 dir[64];
+	struct store	*st;
+};
+
+static int
+setup(void **state)
+{
+	struct fx *fx = calloc(1, sizeof(*fx));
+	char err[256];
+
+	assert_non_null(fx);
+	snprintf(fx->dir, sizeof(fx->dir), "/tmp/test_state.XXXXXX");
+	assert_non_null(mkdtemp(fx->dir));
+	assert_int_equal(store_open(&fx->st, fx->dir, 0, err, sizeof(err)), 0);
+	*state = fx;
+	return (0);
+}
+
+static int
+teardown(void **state)
+{
+	struct fx *fx = *state;
+	char cmd[128];
+
+	store_close(&fx->st);
+	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", fx->dir);
+	if (system(cmd) != 0)
+		return (-1);
+	free(fx);
+	return (0);
+}
+
+static void
+test_folder_key(void **state)
+{
+	struct state_key k, k2;
+	char big[600];
+	char err[128];
+
+	(void)state;
+	assert_int_equal(state_folder_key(&k, "Alice@Example.COM", "INBOX",
+	    err, sizeof(err)), 0);
+	assert_int_equal(k.len, strlen("alice@example.com") + 1 + 5);
+	assert_memory_equal(k.buf, "alice@example.com\0INBOX", k.len);
+	/* the folder part keeps its case */
+	assert_int_equal(state_folder_key(&k2, "alice@example.com", "inbox",
+	    err, sizeof(err)), 0);
+	assert_memory_not_equal(k.buf, k2.buf, k.len);
+	/* long parts are hashed, deterministically */
+	memset(big, 'x', sizeof(big) - 1);
+	big[sizeof(big) - 1] = '\0';
+	assert_int_equal(state_folder_key(&k, "a", big, err, sizeof(err)), 0);
+	assert_int_equal(k.len, 1 + 1 + 65);
+	assert_int_equal(k.buf[2], '#');
+	assert_int_equal(state_folder_key(&k2, "a", big, err, sizeof(err)), 0);
+	assert_memory_equal(k.buf, k2.buf, k.len);
+	assert_int_equal(state_folder_key(&k, "", "x", err, sizeof(err)), -1);
+}
+
+static void
+test_uid_key(void **state)
+{
+	struct state_key k;
+	unsigned char out[STATE_KEY_MAX + 9];
+	static const unsigned char want[] = { 'a', 0, 'B', 0, 0, 0, 0, 0, 0,
+	    0, 0x01, 0x02 };
+
+	(void)state;
+	assert_int_equal(state_folder_key(&k, "a", "B", NULL, 0), 0);
+	assert_int_equal(state_uid_key(&k, 0x102, out), sizeof(want));
+	assert_memory_equal(out, want, sizeof(want));
+}
+
+static void
+test_content_key(void **state)
+{
+	unsigned char a[32], b[32], c[32], d[32];
+
+	(void)state;
+	state_content_key("<x@y>", 100, 1700000000, a);
+	state_content_key("<x@y>", 100, 1700000000, b);
+	state_content_key("<x@y>", 101, 1700000000, c);
+	state_content_key("", 100, 1700000000, d);
+	assert_memory_equal(a, b, 32);
+	assert_memory_not_equal(a, c, 32);
+	assert_memory_not_equal(a, d, 32);
+	state_content_key(NULL, 100, 1700000000, b);
+	assert_memory_equal(b, d, 32);
+}
+
+static void
+test_folder_roundtrip(void **state)
+{
+	struct fx *fx = *state;
+	struct state_key k;
+	struct state_folder f, g;
+	char err[256];
+
+	assert_int_equal(state_folder_key(&k, "alice", "Sent Items", err,
+	    sizeof(err)), 0);
+	assert_int_equal(state_folder_get(fx->st, &k, &g, err, sizeof(err)),
+	    STATE_NOTFOUND);
+	memset(&f, 0, sizeof(f));
+	f.flags = STATE_F_COMPLETE;
+	f.src_uidvalidity = 1234567890;
+	f.src_uidnext = 101;
+	f.src_last_uid = 100;
+	f.src_highestmodseq = 5000000000ULL;
+	f.src_messages = 99;
+	f.dst_uidvalidity = 42;
+	f.dst_highestmodseq = 7;
+	f.updated = 1700000000;
+	snprintf(f.dst_name, sizeof(f.dst_name), "Sent");
+	assert_int_equal(state_folder_put(fx->st, &k, &f, err, sizeof(err)),
+	    0);
+	assert_int_equal(state_folder_get(fx->st, &k, &g, err, sizeof(err)),
+	    0);
+	assert_memory_equal(&f, &g, sizeof(f));
+}
+
+/* The bytes of a folder record are the documented format. */
+static void
+test_folder_format(void **state)
+{
+	static const unsigned char rec[] = {
+		1, 1,
+		0, 0, 0, 0, 0, 0, 0, 5,		/* uidvalidity */
+		0, 0, 0, 0, 0, 0, 0, 11,	/* uidnext */
+		0, 0, 0, 0, 0, 0, 0, 10,	/* last uid */
+		0, 0, 0, 0, 0, 0, 0, 0,		/* hms */
+		0, 0, 0, 0, 0, 0, 0, 9,		/* messages */
+		0, 0, 0, 0, 0, 0, 0, 3,		/* dst uidvalidity */
+		0, 0, 0, 0, 0, 0, 0, 0,		/* dst hms */
+		0, 0, 0, 0, 0x65, 0x53, 0xf1, 0x00, /* updated */
+		0, 4, 'S', 'e', 'n', 't',
+	};
+	struct state_folder f;
+
+	(void)state;
+	assert_int_equal(state_folder_decode(rec, sizeof(rec), &f), 0);
+	assert_int_equal(f.flags, STATE_F_COMPLETE);
+	assert_int_equal(f.src_uidvalidity, 5);
+	assert_int_equal(f.src_uidnext, 11);
+	assert_int_equal(f.src_last_uid, 10);
+	assert_int_equal(f.src_messages, 9);
+	assert_int_equal(f.dst_uidvalidity, 3);
+	assert_int_equal(f.updated, 0x6553f100);
+	assert_string_equal(f.dst_name, "Sent");
+	/* truncated, bad version */
+	assert_int_equal(state_folder_decode(rec, sizeof(rec) - 1, &f), -1);
+	assert_int_equal(state_folder_decode("\2", 1, &f), -1);
+}
+
+static void
+test_map(void **state)
+{
+	struct fx *fx = *state;
+	struct state_key k, k2;
+	struct state_map m = { 0 };
+	struct state_map_entry e[3];
+	struct state_intent in;
+	struct state_intents il = { 0 };
+	char err[256];
+	uint64_t del = 7;
+	size_t i;
+
+	assert_int_equal(state_folder_key(&k, "alice", "A", err,
+	    sizeof(err)), 0);
+	/* "A.B" must not show up in the map of "A" */
+	assert_int_equal(state_folder_key(&k2, "alice", "A.B", err,
+	    sizeof(err)), 0);
+	memset(e, 0, sizeof(e));
+	for (i = 0; i < 3; i++) {
+		e[i].src_uid = (i == 0) ? 300 : (i == 1 ? 7 : 256);
+		e[i].dst_uid = 1000 + i;
+		e[i].dst_uidvalidity = 9;
+		e[i].size = 10 * i;
+		e[i].internaldate = -5 + (int64_t)i;
+		e[i].origin = STATE_ORIGIN_COPIED;
+		e[i].ckey[0] = (unsigned char)i;
+		e[i].flags = (char *)(i == 0 ? "\\Seen $Label1" : "");
+	}
+	/* an intent for uid 300, replaced by the commit */
+	memset(&in, 0, sizeof(in));
+	in.src_uid = 300;
+	in.size = 1234;
+	in.internaldate = 1700000000;
+	in.tz = -420;
+	in.msgid = (char *)"<a@b>";
+	in.dst_name = (char *)"A";
+	assert_int_equal(state_intent_put(fx->st, &k, &in, 1, err,
+	    sizeof(err)), 0);
+	assert_int_equal(state_intent_load(fx->st, &k, &il, err,
+	    sizeof(err)), 0);
+	assert_int_equal(il.n, 1);
+	assert_int_equal(il.v[0].src_uid, 300);
+	assert_int_equal(il.v[0].size, 1234);
+	assert_int_equal(il.v[0].tz, -420);
+	assert_string_equal(il.v[0].msgid, "<a@b>");
+	assert_string_equal(il.v[0].dst_name, "A");
+
+	assert_int_equal(state_map_commit(fx->st, &k, e, 3, NULL, 0, err,
+	    sizeof(err)), 0);
+	assert_int_equal(state_map_commit(fx->st, &k2, e, 1, NULL, 0, err,
+	    sizeof(err)), 0);
+	assert_int_equal(state_intent_load(fx->st, &k, &il, err,
+	    sizeof(err)), 0);
+	assert_int_equal(il.n, 0);
+
+	assert_int_equal(state_map_load(fx->st, &k, &m, err, sizeof(err)), 0);
+	assert_int_equal(m.n, 3);
+	assert_int_equal(m.v[0].src_uid, 7);	/* sorted by uid */
+	assert_int_equal(m.v[1].src_uid, 256);
+	assert_int_equal(m.v[2].src_uid, 300);
+	assert_string_equal(m.v[2].flags, "\\Seen $Label1");
+	assert_int_equal(m.v[2].internaldate, -5);
+	assert_non_null(state_map_find(&m, 256));
+	assert_null(state_map_find(&m, 255));
+
+	/* in-memory set keeps the order */
+	e[0].src_uid = 100;
+	assert_int_equal(state_map_set(&m, &e[0]), 0);
+	assert_int_equal(m.n, 4);
+	assert_int_equal(m.v[1].src_uid, 100);
+	e[0].dst_uid = 77;
+	assert_int_equal(state_map_set(&m, &e[0]), 0);
+	assert_int_equal(m.n, 4);
+	assert_int_equal(state_map_find(&m, 100)->dst_uid, 77);
+	state_map_free(&m);
+
+	/* delete one */
+	assert_int_equal(state_map_commit(fx->st, &k, NULL, 0, &del, 1, err,
+	    sizeof(err)), 0);
+	assert_int_equal(state_map_load(fx->st, &k, &m, err, sizeof(err)), 0);
+	assert_int_equal(m.n, 2);
+	state_map_free(&m);
+
+	/* reset drops map, intents and the folder record */
+	assert_int_equal(state_intent_put(fx->st, &k, &in, 1, err,
+	    sizeof(err)), 0);
+	assert_int_equal(state_folder_reset(fx->st, &k, err, sizeof(err)), 0);
+	assert_int_equal(state_map_load(fx->st, &k, &m, err, sizeof(err)), 0);
+	assert_int_equal(m.n, 0);
+	assert_int_equal(state_intent_load(fx->st, &k, &il, err,
+	    sizeof(err)), 0);
+	assert_int_equal(il.n, 0);
+	/* the other folder is untouched */
+	assert_int_equal(state_map_load(fx->st, &k2, &m, err, sizeof(err)), 0);
+	assert_int_equal(m.n, 1);
+	state_map_free(&m);
+	state_intents_free(&il);
+
+	assert_int_equal(state_intent_put(fx->st, &k, &in, 1, err,
+	    sizeof(err)), 0);
+	assert_int_equal(state_intent_del(fx->st, &k, 300, err, sizeof(err)),
+	    0);
+	assert_int_equal(state_intent_load(fx->st, &k, &il, err,
+	    sizeof(err)), 0);
+	assert_int_equal(il.n, 0);
+	state_intents_free(&il);
+}
+
+static void
+test_map_decode_bad(void **state)
+{
+	struct state_map_entry e;
+	unsigned char v[64 + 2];
+
+	(void)state;
+	memset(v, 0, sizeof(v));
+	v[0] = 1;
+	v[1] = STATE_ORIGIN_COPIED;
+	/* header 2 + 4*8 + 32 = 66, then the u16 length is missing */
+	assert_int_equal(state_map_decode(v, sizeof(v), &e), -1);
+	v[1] = 9;	/* bad origin */
+	assert_int_equal(state_map_decode(v, sizeof(v), &e), -1);
+}
+
+struct ledger_put {
+	unsigned char key[MSGKEY_LEN];
+};
+
+static int
+ledger_put_fn(struct store_txn *tx, void *arg)
+{
+	struct ledger_put *p = arg;
+	unsigned char val[24] = { 0 };
+
+	return (store_put_expiring(tx, STORE_DB_LEDGER, p->key, MSGKEY_LEN,
+	    val, sizeof(val), time(NULL) + 3600, 0));
+}
+
+static void
+test_ledger(void **state)
+{
+	struct fx *fx = *state;
+	struct msg_ident id;
+	struct ledger_put p;
+	unsigned char sha[BODY_HASH_LEN];
+	char err[256];
+
+	memset(&id, 0, sizeof(id));
+	memset(sha, 0xab, sizeof(sha));
+	snprintf(id.msgid, sizeof(id.msgid), "<m1@example.com>");
+	id.has_msgid = 1;
+	assert_int_equal(state_ledger_empty(fx->st, err, sizeof(err)), 1);
+	assert_int_equal(state_ledger_hit(fx->st, "bob@example.com", &id, sha,
+	    err, sizeof(err)), 0);
+	assert_int_equal(msgkey_ledger("bob@example.com", &id, sha, p.key), 0);
+	assert_int_equal(store_txn_run(fx->st, 0, ledger_put_fn, &p, err,
+	    sizeof(err)), 0);
+	assert_int_equal(state_ledger_empty(fx->st, err, sizeof(err)), 0);
+	/* the mailbox is case-folded by the key */
+	assert_int_equal(state_ledger_hit(fx->st, "Bob@Example.com", &id, sha,
+	    err, sizeof(err)), 1);
+	assert_int_equal(state_ledger_hit(fx->st, "carol@example.com", &id,
+	    sha, err, sizeof(err)), 0);
+	assert_int_equal(state_meta_put(fx->st, "syncd.progress", "{}", 2,
+	    err, sizeof(err)), 0);
+}
+
+int
+main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_folder_key),
+		cmocka_unit_test(test_uid_key),
+		cmocka_unit_test(test_content_key),
+		cmocka_unit_test(test_folder_format),
+		cmocka_unit_test(test_map_decode_bad),
+		cmocka_unit_test_setup_teardown(test_folder_roundtrip, setup,
+		    teardown),
+		cmocka_unit_test_setup_teardown(test_map, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_ledger, setup, teardown),
+	};
+
+	return (cmocka_run_group_tests(tests, NULL, NULL));
+}
