@@ -8,7 +8,7 @@
  * (a pass, then one every [syncd] interval until SIGTERM).  The engine
  * is sync.c.  While a pass runs, this thread publishes the progress:
  * the "syncd.progress" META record for `ferryctl sync` (every 2 s and at
- * the end of a pass), a progress line in the log every 10 s, and a live
+ * the end of a pass), a progress line in the log every 5 s, and a live
  * line on a terminal (--once on a TTY).
  *
  * SECURITY: the accounts file holds passwords: it is read once, warned
@@ -48,7 +48,7 @@
 
 #define PROGRESS_KEY		"syncd.progress"
 #define PROGRESS_META_SECS	2
-#define PROGRESS_LOG_SECS	10
+#define PROGRESS_LOG_SECS	5
 
 static volatile sig_atomic_t stop_flag;
 

@@ -219,7 +219,7 @@ report_problem(struct report_folder *f, enum report_problem_kind kind,
 
 	if (kind == REPORT_POLICY)
 		f->policy++;
-	else
+	else if (kind == REPORT_FAILED)
 		f->failed++;
 	if (f->nproblems >= REPORT_MAX_PROBLEMS) {
 		f->problems_omitted++;
@@ -238,6 +238,20 @@ report_problem(struct report_folder *f, enum report_problem_kind kind,
 	p->size = size;
 	p->subject = sdup(f->report, subject);
 	p->reason = sdup(f->report, reason != NULL ? reason : "unknown");
+}
+
+/* report_kind_text - how the text report names a problem's kind */
+static const char *
+report_kind_text(enum report_problem_kind kind)
+{
+	switch (kind) {
+	case REPORT_POLICY:
+		return ("skipped by policy");
+	case REPORT_NOTE:
+		return ("copied, note");
+	default:
+		return ("failed");
+	}
 }
 
 /* ---- counting -------------------------------------------------------- */
@@ -975,8 +989,8 @@ write_problems(const struct report_account *a, FILE *fp)
 			}
 			if (subj != NULL)
 				fprintf(fp, " \"%s\"", subj);
-			fprintf(fp, ": %s: %s\n", p->kind == REPORT_POLICY ?
-			    "skipped by policy" : "failed", why ? why : "?");
+			fprintf(fp, ": %s: %s\n", report_kind_text(p->kind),
+			    why ? why : "?");
 			free(name);
 			free(subj);
 			free(why);
@@ -1167,7 +1181,7 @@ json_folder(struct json *j, const struct report_folder *f)
 		p = &f->problems[i];
 		json_object_begin(j);
 		json_kv_str(j, "kind", p->kind == REPORT_POLICY ? "policy" :
-		    "failed");
+		    p->kind == REPORT_NOTE ? "note" : "failed");
 		json_kv_u64(j, "uid", p->uid);
 		json_key(j, "size");
 		if (p->size > 0)

@@ -70,6 +70,9 @@
 enum report_problem_kind {
 	REPORT_FAILED = 0,	/* tried, refused or broken */
 	REPORT_POLICY,		/* not tried: size, APPENDLIMIT, rules */
+	REPORT_NOTE,		/* copied, but not quite as it was (a
+				   keyword the destination refused): listed
+				   for the admin, counts as nothing */
 };
 
 struct report_problem {

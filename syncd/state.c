@@ -359,13 +359,10 @@ blob_put_fn(struct store_txn *tx, void *arg)
 	    0 ? 0 : -1);
 }
 
-int
-state_folder_put(struct store *st, const struct state_key *k,
-    const struct state_folder *f, char *err, size_t errlen)
+static size_t
+folder_encode(const struct state_folder *f, unsigned char *buf, size_t cap)
 {
-	unsigned char buf[128 + STATE_NAME_MAX];
-	struct wbuf w = { buf, 0, sizeof(buf), 0 };
-	struct blob_put b;
+	struct wbuf w = { buf, 0, cap, 0 };
 
 	w_u8(&w, STATE_VERSION);
 	w_u8(&w, f->flags);
@@ -378,12 +375,23 @@ state_folder_put(struct store *st, const struct state_key *k,
 	w_u64(&w, f->dst_highestmodseq);
 	w_u64(&w, (uint64_t)f->updated);
 	w_str(&w, f->dst_name);
-	if (w.failed) {
+	return (w.failed ? 0 : w.len);
+}
+
+int
+state_folder_put(struct store *st, const struct state_key *k,
+    const struct state_folder *f, char *err, size_t errlen)
+{
+	unsigned char buf[128 + STATE_NAME_MAX];
+	struct blob_put b;
+	size_t len;
+
+	if ((len = folder_encode(f, buf, sizeof(buf))) == 0) {
 		errbuf_set(err, errlen, "sync_folder: record too long");
 		return (-1);
 	}
 	b = (struct blob_put){ STORE_DB_SYNC_FOLDER, k->buf, k->len, buf,
-	    w.len };
+	    len };
 	return (store_txn_run(st, 0, blob_put_fn, &b, err, errlen));
 }
 
@@ -787,6 +795,53 @@ state_intent_put(struct store *st, const struct state_key *k,
 	if (n == 0)
 		return (0);
 	return (store_txn_run(st, 0, intent_put_fn, &p, err, errlen));
+}
+
+struct commit {
+	const struct state_key *k;
+	const struct state_map_entry *e;
+	size_t n;
+	const struct state_intent *in;
+	size_t nin;
+	const struct state_folder *f;
+};
+
+static int
+commit_fn(struct store_txn *tx, void *arg)
+{
+	struct commit *c = arg;
+	struct map_commit mc = { c->k, c->e, c->n, NULL, 0 };
+	struct intent_put ip = { c->k, c->in, c->nin };
+	unsigned char buf[128 + STATE_NAME_MAX];
+	size_t len;
+
+	if (c->n > 0 && map_commit_fn(tx, &mc) != 0)
+		return (-1);
+	if (c->nin > 0 && intent_put_fn(tx, &ip) != 0)
+		return (-1);
+	if (c->f != NULL) {
+		if ((len = folder_encode(c->f, buf, sizeof(buf))) == 0) {
+			store_txn_seterr(tx, "sync_folder: record too long");
+			return (-1);
+		}
+		if (store_put(tx, STORE_DB_SYNC_FOLDER, c->k->buf, c->k->len,
+		    buf, len, 0) != 0)
+			return (-1);
+	}
+	return (0);
+}
+
+int
+state_commit(struct store *st, const struct state_key *k,
+    const struct state_map_entry *e, size_t n,
+    const struct state_intent *in, size_t nin,
+    const struct state_folder *f, char *err, size_t errlen)
+{
+	struct commit c = { k, e, n, in, nin, f };
+
+	if (n == 0 && nin == 0 && f == NULL)
+		return (0);
+	return (store_txn_run(st, 0, commit_fn, &c, err, errlen));
 }
 
 static void

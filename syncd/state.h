@@ -181,6 +181,20 @@ int	state_map_commit(struct store *st, const struct state_key *k,
 	    const struct state_map_entry *e, size_t n, const uint64_t *del_uids,
 	    size_t del_n, char *err, size_t errlen);
 
+/*
+ * state_commit - ONE transaction for the copy loop: write the n map
+ * entries and delete their intents, write the nin new intents, and the
+ * folder record when f is not NULL.  The engine commits a batch's map
+ * entries together with the next batch's intents (or the folder record
+ * at the end), so a batch costs one fsync.  Until then the finished
+ * batch's intents stay on disk, which is safe: an intent found at start
+ * is looked up on the destination.
+ */
+int	state_commit(struct store *st, const struct state_key *k,
+	    const struct state_map_entry *e, size_t n,
+	    const struct state_intent *in, size_t nin,
+	    const struct state_folder *f, char *err, size_t errlen);
+
 /* Intents. */
 int	state_intent_put(struct store *st, const struct state_key *k,
 	    const struct state_intent *in, size_t n, char *err, size_t errlen);

@@ -59,11 +59,11 @@
 #define SRC	0
 #define DST	1
 
-#define BATCH_MSGS	50		/* messages per APPEND batch */
+#define BATCH_MSGS	100		/* messages per APPEND batch */
 #define BATCH_BYTES	((uint64_t)8 << 20)	/* bytes per batch */
 #define HASH_CHUNK	100		/* UIDs per hashing FETCH */
 #define HDR_MAX		16384		/* header fields kept for ident */
-#define MAX_WORKERS	4		/* connection pairs per account */
+#define MAX_WORKERS	6		/* connection pairs per account */
 #define RECONNECT_TRIES	5
 #define TEMP_TRIES	3		/* a message's temp failures */
 #define WIRE_MAX	1024
@@ -200,6 +200,8 @@ struct fjob {
 	char		 dst_wire[WIRE_MAX];
 	struct imap_status_info sst, dst;	/* LIST-STATUS / STATUS */
 	int		 have_sst, have_dst;
+	int		 skip;		/* CREATE failed: reported */
+	const char	*special;	/* CREATE ... (USE (flag)) */
 };
 
 struct side {
@@ -216,6 +218,8 @@ struct side {
 struct worker {
 	struct acct	*a;
 	struct event_base *base;
+	struct event	*tick;		/* 1 s: notices a stop request */
+	double		 stop_seen;
 	struct side	 s[2];
 	int		 holds_slot;
 };
@@ -302,13 +306,16 @@ rate_wait(struct acct *a, uint64_t msgs, uint64_t bytes)
 
 	if (mps == 0 && bps == 0)
 		return;
+	/* a batch goes out once the time its messages and bytes are worth
+	 * has passed since the pass began (counting every batch before
+	 * it, of every thread): the rates are never exceeded */
 	pthread_mutex_lock(&p->rmu);
+	p->rmsgs += msgs;
+	p->rbytes += bytes;
 	if (mps)
 		need = (double)p->rmsgs / (double)mps;
 	if (bps && (double)p->rbytes / (double)bps > need)
 		need = (double)p->rbytes / (double)bps;
-	p->rmsgs += msgs;
-	p->rbytes += bytes;
 	t = now_mono() - p->rstart;
 	pthread_mutex_unlock(&p->rmu);
 	wait = need - t;
@@ -329,10 +336,27 @@ prog_add(struct acct *a, uint64_t copied, uint64_t dups, uint64_t policy,
 	pr->duplicates += dups;
 	pr->policy += policy;
 	pr->failed += failed;
+	/* streamed messages were counted as they went (prog_stream); a
+	 * dry run streams nothing */
 	pr->bytes += bytes;
-	pr->messages_done += copied + dups + policy + failed;
+	pr->messages_done += dups + policy + (bytes ? copied : 0);
+	if (pr->messages_done > pr->messages_total)
+		pr->messages_done = pr->messages_total;
 	ap->copied += copied;
 	ap->failed += failed;
+	pthread_mutex_unlock(&pr->mu);
+}
+
+/* prog_stream - one message body went through to the destination */
+static void
+prog_stream(struct acct *a, uint64_t bytes)
+{
+	struct sync_progress *pr = a->p->pr;
+
+	pthread_mutex_lock(&pr->mu);
+	pr->bytes += bytes;
+	if (pr->messages_done < pr->messages_total)
+		pr->messages_done++;
 	pthread_mutex_unlock(&pr->mu);
 }
 
@@ -389,9 +413,9 @@ side_close(struct side *s)
 	s->selected[0] = '\0';
 }
 
-/* side_connect - one connection attempt; 0 when ready */
+/* side_start - begin one connection attempt (READY comes later) */
 static int
-side_connect(struct worker *w, int i, char *err, size_t errlen)
+side_start(struct worker *w, int i, char *err, size_t errlen)
 {
 	struct acct *a = w->a;
 	const struct config *cfg = a->p->o->cfg;
@@ -402,7 +426,6 @@ side_connect(struct worker *w, int i, char *err, size_t errlen)
 	struct imap_client_opts o;
 	struct side *s = &w->s[i];
 	char secret[ACCOUNTS_SECRET_MAX + 1], logid[128], e[256];
-	int flag;
 
 	side_close(s);
 	memset(&o, 0, sizeof(o));
@@ -436,6 +459,19 @@ side_connect(struct worker *w, int i, char *err, size_t errlen)
 		errbuf_set(err, errlen, "%s: %s", side_name[i], e);
 		return (-1);
 	}
+	return (0);
+}
+
+/* side_finish - wait for a started connection; 0 ready, -1, -2 (auth
+ * or permanent: no retry) */
+static int
+side_finish(struct worker *w, int i, char *err, size_t errlen)
+{
+	struct acct *a = w->a;
+	const struct config *cfg = a->p->o->cfg;
+	struct side *s = &w->s[i];
+	int flag;
+
 	for (;;) {
 		flag = state_nonzero(s);
 		if (flag)
@@ -447,12 +483,41 @@ side_connect(struct worker *w, int i, char *err, size_t errlen)
 		char why[400];
 
 		wres_reason(&s->closed, why, sizeof(why));
-		errbuf_set(err, errlen, "%s %s@%s: %s", side_name[i], o.user,
-		    o.host, why);
+		errbuf_set(err, errlen, "%s %s@%s: %s", side_name[i],
+		    i == SRC ? a->acc->src_user : a->acc->dst_user,
+		    i == SRC ? cfg->syncd.source.addr.host :
+		    cfg->syncd.destination.addr.host, why);
 		return (s->closed.cls == IMAP_ERR_AUTH ||
 		    s->closed.cls == IMAP_ERR_PERM ? -2 : -1);
 	}
 	return (0);
+}
+
+/* side_connect - one connection attempt; 0 when ready */
+static int
+side_connect(struct worker *w, int i, char *err, size_t errlen)
+{
+	if (side_start(w, i, err, errlen) == -1)
+		return (-1);
+	return (side_finish(w, i, err, errlen));
+}
+
+/*
+ * sides_connect - both connections at once (logins overlap); a side
+ * that fails is left to side_ensure()'s retries.
+ */
+static void
+sides_connect(struct worker *w)
+{
+	char err[400];
+	int i, started[2] = { 0, 0 };
+
+	for (i = 0; i < 2; i++)
+		if (w->s[i].c == NULL || w->s[i].state != 1)
+			started[i] = side_start(w, i, err, sizeof(err)) == 0;
+	for (i = 0; i < 2; i++)
+		if (started[i])
+			side_finish(w, i, err, sizeof(err));
 }
 
 /*
@@ -514,16 +579,23 @@ cmd_wait(struct worker *w, struct imap_cmd *cmd, struct wres *r)
 }
 
 /* side_select - EXAMINE (or SELECT when rw) unless already there */
+/*
+ * side_select_begin - queue EXAMINE (SELECT when rw, never on the
+ * source) unless that mailbox is selected already: 1 = already there
+ * (r filled), 0 = queued (finish with side_select_end), -1 = not
+ * queued.  Split so that both sides' selects can overlap.
+ */
 static int
-side_select(struct worker *w, int i, const char *wire, int rw,
+side_select_begin(struct worker *w, int i, const char *wire, int rw,
     struct wres *r)
 {
 	struct side *s = &w->s[i];
 	const struct imap_mailbox *mb;
-	unsigned flags = rw ? 0 : IMAP_SELECT_READONLY;
-	size_t k;
+	unsigned flags;
 
 	memset(r, 0, sizeof(*r));
+	if (i == SRC)
+		rw = 0;		/* never SELECT the source */
 	if (s->c != NULL && s->state == 1 && strcmp(s->selected, wire) == 0 &&
 	    (s->selected_rw || !rw) && (mb = imap_client_mailbox(s->c)) !=
 	    NULL) {
@@ -531,15 +603,34 @@ side_select(struct worker *w, int i, const char *wire, int rw,
 		r->status = IMAP_OK;
 		r->mb = *mb;
 		r->have_mb = 1;
-		return (0);
+		return (1);
 	}
-	if (i == SRC)
-		rw = 0;		/* never SELECT the source */
+	flags = rw ? 0 : IMAP_SELECT_READONLY;
 	if (i == SRC && w->a->src_condstore)
 		flags |= IMAP_SELECT_CONDSTORE;
 	s->selected[0] = '\0';
-	if (cmd_wait(w, imap_client_select(s->c, wire, flags, NULL, NULL,
-	    done_cb, r), r) == -1)
+	if (s->c == NULL || imap_client_select(s->c, wire, flags, NULL, NULL,
+	    done_cb, r) == NULL) {
+		r->done = 1;
+		r->status = IMAP_ERROR;
+		r->cls = IMAP_ERR_TEMP;
+		snprintf(r->text, sizeof(r->text), "not connected");
+		return (-1);
+	}
+	return (0);
+}
+
+static int
+side_select_end(struct worker *w, int i, const char *wire, int rw,
+    struct wres *r)
+{
+	struct side *s = &w->s[i];
+	const struct imap_mailbox *mb;
+	size_t k;
+
+	if (i == SRC)
+		rw = 0;
+	if (loop_until(w, &r->done) == -1 || r->status != IMAP_OK)
 		return (-1);
 	snprintf(s->selected, sizeof(s->selected), "%s", wire);
 	s->selected_rw = rw;
@@ -552,6 +643,17 @@ side_select(struct worker *w, int i, const char *wire, int rw,
 			    strlen(mb->permflags.v[k]));
 	}
 	return (0);
+}
+
+static int
+side_select(struct worker *w, int i, const char *wire, int rw,
+    struct wres *r)
+{
+	int rc = side_select_begin(w, i, wire, rw, r);
+
+	if (rc != 0)
+		return (rc == 1 ? 0 : -1);
+	return (side_select_end(w, i, wire, rw, r));
 }
 
 /* ---- source messages -------------------------------------------------------- */
@@ -986,9 +1088,30 @@ struct fctx {
 	int		 problems;	/* failures: not complete */
 	uint64_t	 flags_dropped;	/* copies without some flags (the
 					   destination's PERMANENTFLAGS) */
+	/* map entries of finished APPENDs, committed with the next batch's
+	 * intents or the folder record (state_commit): one fsync a batch */
+	struct state_map_entry *pend;
+	size_t		 npend, apend;
+	/* set while the folder is copied by several connections */
+	pthread_mutex_t	*rmu;		/* guards rf */
+	const struct smsgv *own;	/* this part's messages (sorted) */
 	uint64_t	 max_uid;
 	char		 err[512];
 };
+
+static void
+rf_lock(struct fctx *fc)
+{
+	if (fc->rmu != NULL)
+		pthread_mutex_lock(fc->rmu);
+}
+
+static void
+rf_unlock(struct fctx *fc)
+{
+	if (fc->rmu != NULL)
+		pthread_mutex_unlock(fc->rmu);
+}
 
 static void
 fc_fail(struct fctx *fc, const char *what, const struct wres *r)
@@ -1021,20 +1144,80 @@ map_put(struct fctx *fc, const struct state_map_entry *e, size_t n)
 	return (0);
 }
 
+/* pend_add - finished copies: in memory now, in the store with the
+ * next commit */
+static int
+pend_add(struct fctx *fc, const struct state_map_entry *e, size_t n)
+{
+	size_t i;
+
+	for (i = 0; i < n; i++)
+		if (state_map_set(&fc->map, &e[i]) == -1)
+			goto oom;
+	if (fc->st == NULL || fc->dry)
+		return (0);
+	if (fc->npend + n > fc->apend) {
+		size_t na = (fc->npend + n) * 2;
+		void *p = reallocarray(fc->pend, na, sizeof(*fc->pend));
+
+		if (p == NULL)
+			goto oom;
+		fc->pend = p;
+		fc->apend = na;
+	}
+	memcpy(fc->pend + fc->npend, e, n * sizeof(*e));
+	fc->npend += n;
+	return (0);
+oom:
+	snprintf(fc->err, sizeof(fc->err), "out of memory");
+	return (-1);
+}
+
+/* fc_commit - pending map entries, new intents, the folder record: one
+ * transaction */
+static int
+fc_commit(struct fctx *fc, const struct state_intent *in, size_t nin,
+    const struct state_folder *f)
+{
+	char err[256];
+
+	if (fc->st == NULL || fc->dry)
+		return (0);
+	if (state_commit(fc->st, &fc->key, fc->pend, fc->npend, in, nin, f,
+	    err, sizeof(err)) == -1) {
+		snprintf(fc->err, sizeof(fc->err), "state: %s", err);
+		return (-1);
+	}
+	fc->npend = 0;
+	return (0);
+}
+
 /* ensure both connections and the folder selected on each side */
 static int
 fc_ready(struct fctx *fc, int dst_rw)
 {
 	struct worker *w = fc->w;
-	struct wres r;
+	struct wres r, rd;
 	char err[400];
+	int qd;
 
+	if (fc->dst_exists && (w->s[SRC].c == NULL || w->s[SRC].state != 1) &&
+	    (w->s[DST].c == NULL || w->s[DST].state != 1))
+		sides_connect(w);
 	if (side_ensure(w, SRC, err, sizeof(err)) == -1 ||
 	    (fc->dst_exists && side_ensure(w, DST, err, sizeof(err)) == -1)) {
 		snprintf(fc->err, sizeof(fc->err), "%s", err);
 		return (-1);
 	}
+	/* both sides' selects overlap; always SELECT the destination: an
+	 * EXAMINEd mailbox reports PERMANENTFLAGS (), which would filter
+	 * away every flag */
+	(void)dst_rw;
+	qd = fc->dst_exists ? side_select_begin(w, DST, fc->j->dst_wire, 1,
+	    &rd) : 1;
 	if (side_select(w, SRC, fc->j->src_wire, 0, &r) == -1) {
+		if (qd == 0)
+			loop_until(w, &rd.done);
 		fc_fail(fc, "EXAMINE source", &r);
 		return (-1);
 	}
@@ -1046,20 +1229,17 @@ fc_ready(struct fctx *fc, int dst_rw)
 	fc->smb = r.mb;
 	if (!fc->dst_exists)
 		return (0);
-	/* always SELECT: an EXAMINEd mailbox reports PERMANENTFLAGS (),
-	 * which would filter away every flag */
-	dst_rw = 1;
-	if (side_select(w, DST, fc->j->dst_wire, dst_rw, &r) == -1) {
-		fc_fail(fc, dst_rw ? "SELECT destination" :
-		    "EXAMINE destination", &r);
+	if (qd == -1 || (qd == 0 && side_select_end(w, DST, fc->j->dst_wire,
+	    1, &rd) == -1)) {
+		fc_fail(fc, "SELECT destination", &rd);
 		return (-1);
 	}
-	if (fc->dmb.uidvalidity && r.mb.uidvalidity != fc->dmb.uidvalidity) {
+	if (fc->dmb.uidvalidity && rd.mb.uidvalidity != fc->dmb.uidvalidity) {
 		snprintf(fc->err, sizeof(fc->err), "destination UIDVALIDITY "
 		    "changed during the pass");
 		return (-1);
 	}
-	fc->dmb = r.mb;
+	fc->dmb = rd.mb;
 	return (0);
 }
 
@@ -1076,6 +1256,9 @@ resolve_intents(struct fctx *fc)
 
 	if (fc->st == NULL || fc->dry)
 		return (0);
+	/* finished copies first: their intents must not look unsettled */
+	if (fc_commit(fc, NULL, 0, NULL) == -1)
+		return (-1);
 	memset(&il, 0, sizeof(il));
 	if (state_intent_load(fc->st, &fc->key, &il, err, sizeof(err)) ==
 	    -1) {
@@ -1084,7 +1267,14 @@ resolve_intents(struct fctx *fc)
 	}
 	for (i = 0; i < il.n; i++) {
 		struct state_intent *in = &il.v[i];
+		struct smsg key;
 
+		/* while the folder is split, another connection's intents
+		 * may be in flight: settle only this part's */
+		key.uid = in->src_uid;
+		if (fc->own != NULL && find_n(&key, fc->own->v, fc->own->n,
+		    sizeof(key), smsg_cmp) == NULL)
+			continue;
 		if (state_map_find(&fc->map, in->src_uid) != NULL) {
 			state_intent_del(fc->st, &fc->key, in->src_uid, err,
 			    sizeof(err));
@@ -1809,6 +1999,7 @@ c_body_end(struct imap_client *c, void *arg)
 	if (cm == NULL)
 		return;
 	cm->body_done = 1;
+	prog_stream(b->fc->a, cm->s->size);
 	if (!b->multi && cm->declared && cm->app != NULL && !b->dst_dead)
 		imap_client_append_end(b->w->s[DST].c, cm->app);
 	b->cur = NULL;
@@ -1962,10 +2153,9 @@ copy_batch(struct fctx *fc, struct smsg **msgs, size_t n, int multi)
 		bytes += msgs[i]->size;
 	}
 	rate_wait(fc->a, n, bytes);
-	/* the intents: committed before any byte of the APPEND is sent */
-	if (fc->st != NULL && state_intent_put(fc->st, &fc->key, in, n, err,
-	    sizeof(err)) == -1) {
-		snprintf(fc->err, sizeof(fc->err), "state: %s", err);
+	/* the intents: committed before any byte of the APPEND is sent
+	 * (with the previous batch's map entries, one transaction) */
+	if (fc_commit(fc, in, n, NULL) == -1) {
 		rc = -1;
 		goto out;
 	}
@@ -2030,6 +2220,7 @@ copy_batch(struct fctx *fc, struct smsg **msgs, size_t n, int multi)
 			dst_find(w, &fc->map, cm->s->msgid, cm->s->size,
 			    cm->s->idate, &cm->dst_uid, &r);
 	}
+	rf_lock(fc);
 	for (i = 0; i < n; i++) {
 		struct cmsg *cm = &b.v[i];
 		struct smsg *s = cm->s;
@@ -2051,7 +2242,7 @@ copy_batch(struct fctx *fc, struct smsg **msgs, size_t n, int multi)
 				fc->flags_dropped++;
 			fc->rf->copied++;
 			fc->rf->bytes += s->size;
-			prog_add(fc->a, 1, 0, 0, 0, s->size);
+			prog_add(fc->a, 1, 0, 0, 0, 0);
 			if (s->no_keywords) {
 				char why[400];
 
@@ -2059,14 +2250,9 @@ copy_batch(struct fctx *fc, struct smsg **msgs, size_t n, int multi)
 				    "its keywords (%s): the destination "
 				    "refused them", cm->dropped);
 				/* listed for the admin, but not missing: the
-				 * message itself is on the destination.
-				 * report.h has no "note" kind, so the policy
-				 * count report_problem() raised is taken
-				 * back (the entry stays in the list). */
-				report_problem(fc->rf, REPORT_POLICY, s->uid,
+				 * message itself is on the destination */
+				report_problem(fc->rf, REPORT_NOTE, s->uid,
 				    NULL, s->size, why);
-				if (fc->rf->policy > 0)
-					fc->rf->policy--;
 			}
 			break;
 		case CM_GONE:
@@ -2117,7 +2303,8 @@ copy_batch(struct fctx *fc, struct smsg **msgs, size_t n, int multi)
 			break;
 		}
 	}
-	if (ne > 0 && map_put(fc, ev, ne) == -1)
+	rf_unlock(fc);
+	if (ne > 0 && pend_add(fc, ev, ne) == -1)
 		rc = -2;
 	for (i = 0; i < n; i++)
 		if (b.v[i].state == CM_RETRY_ONE)
@@ -2146,8 +2333,8 @@ static int
 copy_all(struct fctx *fc, struct smsgv *todo)
 {
 	struct smsg **bv;
-	uint64_t limit = fc->a->dst_appendlimit;
-	size_t i, nb;
+	uint64_t limit = fc->a->dst_appendlimit, maxbytes = BATCH_BYTES;
+	size_t i, nb, maxmsgs = BATCH_MSGS;
 	int rounds = 0, one = 0, rc;
 
 	if ((bv = calloc(BATCH_MSGS, sizeof(*bv))) == NULL) {
@@ -2155,6 +2342,7 @@ copy_all(struct fctx *fc, struct smsgv *todo)
 		return (-1);
 	}
 	/* policy first: nothing is fetched that cannot be appended */
+	rf_lock(fc);
 	for (i = 0; i < todo->n; i++) {
 		struct smsg *s = &todo->v[i];
 		char why[128];
@@ -2169,16 +2357,28 @@ copy_all(struct fctx *fc, struct smsgv *todo)
 		fc->problems++;
 		s->done = 1;
 	}
+	rf_unlock(fc);
+	/* with rate limits, a batch is at most one second's worth */
+	{
+		const struct config *cfg = fc->a->p->o->cfg;
+
+		if (cfg->syncd.max_messages_per_second > 0 &&
+		    (uint64_t)cfg->syncd.max_messages_per_second < maxmsgs)
+			maxmsgs = (size_t)cfg->syncd.max_messages_per_second;
+		if (cfg->syncd.max_bytes_per_second > 0 &&
+		    cfg->syncd.max_bytes_per_second < maxbytes)
+			maxbytes = cfg->syncd.max_bytes_per_second;
+	}
 	while (!stopping(fc->a)) {
 		uint64_t bytes = 0;
 
 		nb = 0;
-		for (i = 0; i < todo->n && nb < (one ? 1u : BATCH_MSGS); i++) {
+		for (i = 0; i < todo->n && nb < (one ? 1u : maxmsgs); i++) {
 			struct smsg *s = &todo->v[i];
 
 			if (s->done || s->in_map)
 				continue;
-			if (nb > 0 && bytes + s->size > BATCH_BYTES)
+			if (nb > 0 && bytes + s->size > maxbytes)
 				break;
 			bv[nb++] = s;
 			bytes += s->size;
@@ -2226,6 +2426,7 @@ copy_all(struct fctx *fc, struct smsgv *todo)
 				free(bv);
 				return (-1);
 			}
+			rf_lock(fc);
 			for (i = 0; i < todo->n; i++)
 				if (!todo->v[i].in_map &&
 				    state_map_find(&fc->map, todo->v[i].uid)) {
@@ -2233,9 +2434,9 @@ copy_all(struct fctx *fc, struct smsgv *todo)
 					todo->v[i].done = 1;
 					fc->rf->copied++;
 					fc->rf->bytes += todo->v[i].size;
-					prog_add(fc->a, 1, 0, 0, 0,
-					    todo->v[i].size);
+					prog_add(fc->a, 1, 0, 0, 0, 0);
 				}
+			rf_unlock(fc);
 			continue;
 		}
 		one = 0;
@@ -2246,6 +2447,143 @@ copy_all(struct fctx *fc, struct smsgv *todo)
 		return (-1);
 	}
 	return (0);
+}
+
+/*
+ * copy_split - copy a big folder over several connection pairs: the
+ * destination's APPEND is the bottleneck, and a server works one
+ * connection's commands in turn.  The messages are cut into contiguous
+ * UID ranges; this thread copies the first, helper threads (each with
+ * its own event loop and connections, while the per-server limit
+ * leaves slots) the others.  Shared: the report row (under a mutex),
+ * the store; each part settles only its own intents.  Without UIDPLUS
+ * (copies found again by Message-ID) the folder is not split.
+ *
+ * OFF (SPLIT_MAX 1): against Dovecot/maildir, parallel APPENDs into one
+ * mailbox were measured slower than one stream (they queue on the
+ * mailbox's uidlist lock); folders run in parallel instead, biggest
+ * first.  Raise SPLIT_MAX for servers that append in parallel.
+ */
+#define SPLIT_MIN	60	/* messages per part, at least */
+#define SPLIT_MAX	1	/* parts; 1 = never split */
+
+struct helper {
+	struct fctx	 fc;
+	struct smsgv	 part;		/* a view: strings belong to todo */
+	pthread_t	 tid;
+	int		 started;
+	int		 rc;
+};
+
+static struct worker *worker_new(struct acct *a);
+static void	 worker_free(struct worker **wp);
+
+static void *
+helper_thread(void *arg)
+{
+	struct helper *h = arg;
+
+	h->rc = copy_all(&h->fc, &h->part);
+	if (fc_commit(&h->fc, NULL, 0, NULL) == -1)
+		h->rc = -1;
+	return (NULL);
+}
+
+static int
+copy_split(struct fctx *fc, struct smsgv *todo)
+{
+	struct helper h[SPLIT_MAX];
+	struct smsgv first;
+	pthread_mutex_t mu;
+	size_t k, nparts, nh = 0, lo, hi;
+	int rc;
+
+	nparts = todo->n / SPLIT_MIN;
+	if (nparts > SPLIT_MAX)
+		nparts = SPLIT_MAX;
+	if (fc->dry || nparts < 2 || !fc->a->dst_uidplus)
+		return (copy_all(fc, todo));
+	memset(h, 0, sizeof(h));
+	pthread_mutex_init(&mu, NULL);
+	for (k = 1; k < nparts; k++) {
+		struct worker *w;
+
+		if (!slot_take(fc->a->p, 0))
+			break;
+		if ((w = worker_new(fc->a)) == NULL) {
+			slot_give(fc->a->p);
+			break;
+		}
+		w->holds_slot = 1;
+		h[nh].fc = *fc;
+		memset(&h[nh].fc.map, 0, sizeof(h[nh].fc.map));
+		h[nh].fc.pend = NULL;
+		h[nh].fc.npend = h[nh].fc.apend = 0;
+		h[nh].fc.w = w;
+		h[nh].fc.err[0] = '\0';
+		h[nh].fc.problems = 0;
+		h[nh].fc.flags_dropped = 0;
+		h[nh].fc.rmu = &mu;
+		nh++;
+	}
+	if (nh == 0) {
+		pthread_mutex_destroy(&mu);
+		return (copy_all(fc, todo));
+	}
+	nparts = nh + 1;
+	/* part 0 here, part k+1 on helper k */
+	lo = 0;
+	hi = todo->n / nparts;
+	first.v = todo->v;
+	first.n = hi;
+	first.alloc = hi;
+	for (k = 0; k < nh; k++) {
+		lo = todo->n * (k + 1) / nparts;
+		hi = todo->n * (k + 2) / nparts;
+		h[k].part.v = todo->v + lo;
+		h[k].part.n = hi - lo;
+		h[k].part.alloc = hi - lo;
+		h[k].fc.own = &h[k].part;
+	}
+	fc->rmu = &mu;
+	fc->own = &first;
+	for (k = 0; k < nh; k++)
+		h[k].started = pthread_create(&h[k].tid, NULL, helper_thread,
+		    &h[k]) == 0;
+	log_info("%s: %s: %zu messages to copy over %zu connections",
+	    fc->a->acc->src_user, fc->j->m->src_path, todo->n, nparts);
+	rc = copy_all(fc, &first);
+	for (k = 0; k < nh; k++) {
+		if (h[k].started)
+			pthread_join(h[k].tid, NULL);
+		else {
+			h[k].rc = copy_all(&h[k].fc, &h[k].part);
+			if (fc_commit(&h[k].fc, NULL, 0, NULL) == -1)
+				h[k].rc = -1;
+		}
+		free(h[k].fc.pend);
+		fc->problems += h[k].fc.problems;
+		fc->flags_dropped += h[k].fc.flags_dropped;
+		if (h[k].rc == -1 && rc == 0) {
+			snprintf(fc->err, sizeof(fc->err), "%s",
+			    h[k].fc.err[0] ? h[k].fc.err : "copy failed");
+			rc = -1;
+		}
+		/* the part's map entries are in the store; keep them in
+		 * memory too for what follows (deletions) */
+		{
+			size_t q;
+
+			for (q = 0; q < h[k].fc.map.n; q++)
+				state_map_set(&fc->map, &h[k].fc.map.v[q]);
+		}
+		state_map_free(&h[k].fc.map);
+		worker_free(&h[k].fc.w);
+	}
+	fc->rmu = NULL;
+	fc->own = NULL;
+	pthread_mutex_destroy(&mu);
+	return (rc);
 }
 
 /* ---- one folder -------------------------------------------------------------------- */
@@ -2362,11 +2700,13 @@ sync_folder(struct worker *w, struct fjob *j)
 			snprintf(fc.err, sizeof(fc.err), "state: %s", err);
 			goto out;
 		}
+	} else if ((fc.sf.flags & STATE_F_COMPLETE) && fc.sf.src_last_uid > 0)
+		delta = 1;
+	if (!delta) {
 		pthread_mutex_lock(&a->p->pr->mu);
 		a->p->pr->full = 1;
 		pthread_mutex_unlock(&a->p->pr->mu);
-	} else if ((fc.sf.flags & STATE_F_COMPLETE) && fc.sf.src_last_uid > 0)
-		delta = 1;
+	}
 
 	if (fc.dst_exists && resolve_intents(&fc) == -1)
 		goto out;
@@ -2473,7 +2813,7 @@ sync_folder(struct worker *w, struct fjob *j)
 	if (todo.n > 0 && a->ledger && fc.st != NULL && !fc.dry &&
 	    ledger_check(&fc, &todo) == -1)
 		goto out;
-	if (todo.n > 0 && copy_all(&fc, &todo) == -1)
+	if (todo.n > 0 && copy_split(&fc, &todo) == -1)
 		goto out;
 
 	/* deletions: only with delete = yes, only syncd's own copies */
@@ -2498,7 +2838,13 @@ sync_folder(struct worker *w, struct fjob *j)
 	}
 
 	/* destination count and the new state */
-	if (fc.dst_exists) {
+	if (fc.dst_exists && w->s[DST].c != NULL && w->s[DST].state == 1 &&
+	    strcmp(w->s[DST].selected, j->dst_wire) == 0 &&
+	    imap_client_mailbox(w->s[DST].c) != NULL && fc.rmu == NULL &&
+	    todo.n == 0) {
+		/* nothing appended: the SELECT's EXISTS is current */
+		rf->dst_count = imap_client_mailbox(w->s[DST].c)->exists;
+	} else if (fc.dst_exists) {
 		if (side_ensure(w, DST, err, sizeof(err)) == 0) {
 			memset(&r, 0, sizeof(r));
 			if (cmd_wait(w, imap_client_status(w->s[DST].c,
@@ -2528,14 +2874,19 @@ sync_folder(struct worker *w, struct fjob *j)
 		    (j->sst.have & IMAP_STATUS_HIGHESTMODSEQ) &&
 		    fc.smb.highestmodseq == 0)
 			fc.sf.src_highestmodseq = j->sst.highestmodseq;
-		if (state_folder_put(fc.st, &fc.key, &fc.sf, err,
-		    sizeof(err)) == -1) {
-			snprintf(fc.err, sizeof(fc.err), "state: %s", err);
+		if (fc_commit(&fc, NULL, 0, &fc.sf) == -1)
 			goto out;
-		}
 	}
 	rc = 0;
 out:
+	if (fc.npend > 0 && fc.st != NULL && !fc.dry) {
+		/* what was copied is recorded even when the folder failed */
+		char e2[256];
+
+		state_commit(fc.st, &fc.key, fc.pend, fc.npend, NULL, 0, NULL,
+		    e2, sizeof(e2));
+	}
+	free(fc.pend);
 	if (rc == -1) {
 		report_folder_error(rf, "%s", fc.err[0] ? fc.err : "failed");
 		log_warnx("%s: %s: %s", a->acc->src_user, j->m->src_path,
@@ -2564,6 +2915,7 @@ out:
 
 struct listing {
 	struct wres	 r;		/* first: done_cb fills it */
+	struct imap_cmd	*queued;	/* the LIST, until done */
 	struct folder_info *v;
 	size_t		 n, alloc;
 	char		 sep;
@@ -2675,6 +3027,32 @@ listing_status(const struct listing *l, const char *wire)
 #define STATUS_ITEMS	(IMAP_STATUS_MESSAGES | IMAP_STATUS_UIDNEXT | \
 	IMAP_STATUS_UIDVALIDITY | IMAP_STATUS_HIGHESTMODSEQ)
 
+static const struct imap_list_cbs list_cbs = { list_mailbox, list_status };
+
+static unsigned
+list_opts(struct imap_client *c)
+{
+	unsigned opts = IMAP_LIST_SPECIAL_USE | IMAP_LIST_RETURN_SUBSCRIBED;
+
+	if (!imap_client_has_cap(c, IMAP_CAP_LIST_EXTENDED))
+		opts &= ~(unsigned)IMAP_LIST_RETURN_SUBSCRIBED;
+	if (imap_client_has_cap(c, IMAP_CAP_LIST_STATUS))
+		opts |= IMAP_LIST_STATUS;
+	return (opts);
+}
+
+/* list_start - queue the LIST (both sides' LISTs then overlap) */
+static void
+list_start(struct worker *w, int i, struct listing *l)
+{
+	struct imap_client *c = w->s[i].c;
+	unsigned opts = list_opts(c);
+
+	l->queued = imap_client_list(c, "", "*", opts,
+	    (opts & IMAP_LIST_STATUS) ? STATUS_ITEMS : 0, &list_cbs, done_cb,
+	    l);
+}
+
 /* list_side - LIST (with statuses when LIST-STATUS), subscriptions */
 static int
 list_side(struct worker *w, int i, struct listing *l, char *err,
@@ -2682,16 +3060,10 @@ list_side(struct worker *w, int i, struct listing *l, char *err,
 {
 	static const struct imap_list_cbs cbs = { list_mailbox, list_status };
 	struct imap_client *c = w->s[i].c;
-	unsigned opts = IMAP_LIST_SPECIAL_USE | IMAP_LIST_RETURN_SUBSCRIBED;
+	unsigned opts = list_opts(c);
 	char why[400];
 
-	if (!imap_client_has_cap(c, IMAP_CAP_LIST_EXTENDED))
-		opts &= ~(unsigned)IMAP_LIST_RETURN_SUBSCRIBED;
-	if (imap_client_has_cap(c, IMAP_CAP_LIST_STATUS))
-		opts |= IMAP_LIST_STATUS;
-	if (cmd_wait(w, imap_client_list(c, "", "*", opts,
-	    (opts & IMAP_LIST_STATUS) ? STATUS_ITEMS : 0, &cbs, done_cb, l),
-	    &l->r) == -1 || l->oom) {
+	if (cmd_wait(w, l->queued, &l->r) == -1 || l->oom) {
 		wres_reason(&l->r, why, sizeof(why));
 		errbuf_set(err, errlen, "%s LIST: %s", side_name[i],
 		    l->oom ? "out of memory" : why);
@@ -2773,15 +3145,52 @@ special_flag(unsigned bits)
 	return (NULL);
 }
 
+#define STOP_GRACE	5.0	/* seconds a command may finish after SIGTERM */
+
+/*
+ * worker_tick - once a second: after a stop request, give the command
+ * in progress STOP_GRACE seconds, then hang up both connections.  Every
+ * pending command then completes (cancelled), the blocking loops return
+ * and the folder ends "interrupted"; an APPEND cut this way is settled
+ * by its intent record on the next start.
+ */
+static void
+worker_tick(evutil_socket_t fd, short what, void *arg)
+{
+	struct worker *w = arg;
+
+	(void)fd;
+	(void)what;
+	if (!stopping(w->a))
+		return;
+	if (w->stop_seen == 0) {
+		w->stop_seen = now_mono();
+		return;
+	}
+	if (now_mono() - w->stop_seen >= STOP_GRACE) {
+		side_close(&w->s[SRC]);
+		side_close(&w->s[DST]);
+	}
+}
+
 static struct worker *
 worker_new(struct acct *a)
 {
 	struct worker *w = calloc(1, sizeof(*w));
+	struct timeval tv = { 1, 0 };
 
 	if (w == NULL)
 		return (NULL);
 	w->a = a;
 	if ((w->base = event_base_new()) == NULL) {
+		free(w);
+		return (NULL);
+	}
+	if ((w->tick = event_new(w->base, -1, EV_PERSIST, worker_tick, w)) ==
+	    NULL || event_add(w->tick, &tv) == -1) {
+		if (w->tick != NULL)
+			event_free(w->tick);
+		event_base_free(w->base);
 		free(w);
 		return (NULL);
 	}
@@ -2808,6 +3217,7 @@ worker_free(struct worker **wp)
 		imap_client_free(&w->s[i].c);
 		strlist_clear(&w->s[i].permflags);
 	}
+	event_free(w->tick);
 	event_base_free(w->base);
 	if (w->holds_slot)
 		slot_give(w->a->p);
@@ -2841,7 +3251,8 @@ worker_loop(struct worker *w)
 		pthread_mutex_unlock(&a->mu);
 		if (j == NULL)
 			break;
-		sync_folder(w, j);
+		if (!j->skip)
+			sync_folder(w, j);
 		folder_done_progress(a);
 	}
 }
@@ -2856,6 +3267,18 @@ worker_thread(void *arg)
 	return (NULL);
 }
 
+static int
+fjob_cmp(const void *x, const void *y)
+{
+	const struct fjob *a = x, *b = y;
+	uint64_t na = a->have_sst ? a->sst.messages : 0;
+	uint64_t nb = b->have_sst ? b->sst.messages : 0;
+
+	if (na != nb)
+		return (na > nb ? -1 : 1);
+	return (strcmp(a->src_wire, b->src_wire));
+}
+
 /* acct_setup - connect, list, plan, create, subscribe; jobs made */
 static int
 acct_setup(struct worker *w, char *err, size_t errlen)
@@ -2864,12 +3287,14 @@ acct_setup(struct worker *w, char *err, size_t errlen)
 	const struct sync_pass_opts *o = a->p->o;
 	struct listing ls, ld;
 	struct folder_list fs, fd;
+	struct wres *cr = NULL, *sr = NULL;
 	char sprefix[256], dprefix[256], sdelim = 0, ddelim = 0, why[400];
 	size_t i, k;
 	int rc = -1;
 
 	memset(&ls, 0, sizeof(ls));
 	memset(&ld, 0, sizeof(ld));
+	sides_connect(w);
 	if (side_ensure(w, SRC, err, errlen) == -1 ||
 	    side_ensure(w, DST, err, errlen) == -1)
 		return (-1);
@@ -2882,6 +3307,8 @@ acct_setup(struct worker *w, char *err, size_t errlen)
 	a->dst_appendlimit = imap_client_appendlimit(w->s[DST].c);
 	get_namespace(w, SRC, sprefix, sizeof(sprefix), &sdelim);
 	get_namespace(w, DST, dprefix, sizeof(dprefix), &ddelim);
+	list_start(w, SRC, &ls);
+	list_start(w, DST, &ld);
 	if (list_side(w, SRC, &ls, err, errlen) == -1 ||
 	    list_side(w, DST, &ld, err, errlen) == -1)
 		goto out;
@@ -2900,11 +3327,15 @@ acct_setup(struct worker *w, char *err, size_t errlen)
 		errbuf_set(err, errlen, "folder plan: %s", why);
 		goto out;
 	}
-	if ((a->jobs = calloc(a->plan->n ? a->plan->n : 1,
-	    sizeof(*a->jobs))) == NULL) {
+	cr = calloc(a->plan->n + 1, sizeof(*cr));
+	sr = calloc(a->plan->n + 1, sizeof(*sr));
+	if (cr == NULL || sr == NULL || (a->jobs = calloc(a->plan->n ?
+	    a->plan->n : 1, sizeof(*a->jobs))) == NULL) {
 		errbuf_set(err, errlen, "out of memory");
 		goto out;
 	}
+	for (i = 0; i <= a->plan->n; i++)
+		cr[i].done = sr[i].done = 1;	/* nothing queued yet */
 	for (i = 0; i < a->plan->n; i++) {
 		const struct folder_map *m = &a->plan->maps[i];
 		struct report_folder *rf = report_folder_add_map(a->ra, m);
@@ -2961,29 +3392,19 @@ acct_setup(struct worker *w, char *err, size_t errlen)
 				j->have_dst = 1;
 			}
 		}
-		/* CREATE (and subscribe) on the destination */
+		/* CREATE (and subscribe) on the destination: queued here,
+		 * pipelined, checked below */
 		if (m->create) {
-			if (o->dry_run) {
+			if (o->dry_run)
 				rf->created = 1;
-			} else {
-				struct wres r;
-				const char *su = special_flag(
-				    m->create_special);
-				memset(&r, 0, sizeof(r));
-				if (cmd_wait(w, imap_client_create(w->s[DST].c,
-				    j->dst_wire, su, done_cb, &r), &r) == -1 &&
-				    strcasecmp(r.code, "ALREADYEXISTS") != 0) {
-					wres_reason(&r, why, sizeof(why));
-					rf->created = 0;
-					report_folder_error(rf, "CREATE %s: %s",
-					    m->dst_path, why);
-					log_warnx("%s: CREATE %s: %s",
-					    a->acc->src_user, m->dst_path, why);
-					continue;
+			else {
+				j->special = special_flag(m->create_special);
+				cr[a->njobs].done = 0;
+				if (imap_client_create(w->s[DST].c, j->dst_wire,
+				    j->special, done_cb, &cr[a->njobs]) == NULL) {
+					cr[a->njobs].done = 1;
+					cr[a->njobs].status = IMAP_ERROR;
 				}
-				rf->created = 1;
-				log_info("%s: created %s%s%s", a->acc->src_user,
-				    m->dst_path, su ? " " : "", su ? su : "");
 			}
 		}
 		if (m->subscribed && !o->dry_run) {
@@ -2995,17 +3416,47 @@ acct_setup(struct worker *w, char *err, size_t errlen)
 				    (ld.v[k].attrs & IMAP_MBOX_SUBSCRIBED))
 					dsub = 1;
 			if (!dsub) {
-				struct wres r;
-
-				memset(&r, 0, sizeof(r));
-				cmd_wait(w, imap_client_subscribe(w->s[DST].c,
-				    j->dst_wire, 1, done_cb, &r), &r);
+				sr[a->njobs].done = 0;
+				if (imap_client_subscribe(w->s[DST].c,
+				    j->dst_wire, 1, done_cb, &sr[a->njobs]) ==
+				    NULL)
+					sr[a->njobs].done = 1;
 			}
 		}
 		a->njobs++;
 	}
+	for (i = 0; i < a->njobs; i++) {
+		struct fjob *j = &a->jobs[i];
+
+		if (j->m->create && !o->dry_run) {
+			struct wres *r = &cr[i];
+
+			loop_until(w, &r->done);
+			if (r->status != IMAP_OK &&
+			    strcasecmp(r->code, "ALREADYEXISTS") != 0) {
+				wres_reason(r, why, sizeof(why));
+				j->rf->created = 0;
+				j->skip = 1;
+				report_folder_error(j->rf, "CREATE %s: %s",
+				    j->m->dst_path, why);
+				log_warnx("%s: CREATE %s: %s", a->acc->src_user,
+				    j->m->dst_path, why);
+			} else {
+				j->rf->created = 1;
+				log_info("%s: created %s%s%s", a->acc->src_user,
+				    j->m->dst_path, j->special ? " " : "",
+				    j->special ? j->special : "");
+			}
+		}
+		loop_until(w, &sr[i].done);
+	}
+	/* biggest folders first: the pass ends when its longest folder
+	 * does, so that one must not start last */
+	sort_n(a->jobs, a->njobs, sizeof(*a->jobs), fjob_cmp);
 	rc = 0;
 out:
+	free(cr);
+	free(sr);
 	listing_free(&ls);
 	listing_free(&ld);
 	return (rc);

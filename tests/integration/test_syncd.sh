@@ -139,6 +139,13 @@ def uvchange(m, folder):
     typ, _ = m.rename(q(tmp), q(folder))
     assert typ == "OK", typ
 
+def expunge(m, folder, n):
+    m.select(q(folder))
+    typ, data = m.uid("SEARCH", None, "ALL")
+    for u in data[0].split()[:n]:
+        m.uid("STORE", u, "+FLAGS.SILENT", "(\\Deleted)")
+    m.expunge()
+
 def count(m, folder):
     typ, data = m.select(q(folder), readonly=True)
     return int(data[0])
@@ -155,6 +162,8 @@ elif cmd == "setflags":
     setflags(m, sys.argv[5], int(sys.argv[6]), int(sys.argv[7]))
 elif cmd == "uvchange":
     uvchange(m, sys.argv[5])
+elif cmd == "expunge":
+    expunge(m, sys.argv[5], int(sys.argv[6]))
 elif cmd == "count":
     print(count(m, sys.argv[5]))
 elif cmd == "folders":
@@ -385,6 +394,26 @@ else
 	not_ok "the progress record (META syncd.progress) names the daemon and its last pass" \
 		"$(mdb_dump -p -s meta "$T/state/db" 2>&1 | head -c 800)"
 fi
+mkconf ""
+
+# --- rate limit, deletions ----------------------------------------------------------------------
+check "20 new messages in Archive.2020" msrc gen Archive.2020 20 31 rate
+mkconf "max_messages_per_second = 10"
+t0=$(date +%s%N)
+check "--once with max_messages_per_second = 10 exits 0" syncd --once
+t1=$(date +%s%N)
+ms=$(((t1 - t0) / 1000000))
+if [ "$ms" -ge 1500 ] && [ "$(mdst count Archive/2020)" = 20 ]; then
+	ok "the message rate limit holds (20 messages in ${ms} ms)"
+else
+	not_ok "the message rate limit holds" "20 messages in ${ms} ms, $(mdst count Archive/2020) on the destination"
+fi
+check "a message of the destination's own in Archive/2020" mdst gen Archive/2020 1 32 dstonly
+check "5 messages deleted on the source" msrc expunge Archive.2020 5
+mkconf "delete = yes"
+check "--once with delete = yes exits 0" syncd --once
+check_output "delete = yes: the 5 copies go, the destination's own message stays" 16 \
+	mdst count Archive/2020
 mkconf ""
 
 # --- --account with an unknown user: usage error --------------------------------------------------

@@ -423,6 +423,35 @@ test_missing(void **state)
 		report_free(&r);
 	}
 
+	/* A note (copied without a refused keyword) is listed, in the text
+	 * and the JSON, but counts as neither missing nor failed. */
+	{
+		char *buf = NULL;
+		size_t len = 0;
+		FILE *fp;
+
+		r = report_new(0);
+		a = report_account_add(r, "u", "v");
+		f = report_folder_add(a, "F", "F");
+		f->src_count = 3;
+		f->already = 2;
+		f->copied = 1;
+		report_problem(f, REPORT_NOTE, 5, NULL, 0,
+		    "copied without its keywords");
+		assert_int_equal(f->policy, 0);
+		assert_int_equal(f->failed, 0);
+		assert_int_equal(report_missing(r), 0);
+		assert_non_null(fp = open_memstream(&buf, &len));
+		assert_int_equal(report_write_text(r, fp), 0);
+		assert_int_equal(report_write_json(r, fp, 0), 0);
+		fclose(fp);
+		assert_non_null(strstr(buf, "uid 5: copied, note: copied "
+		    "without its keywords"));
+		assert_non_null(strstr(buf, "\"kind\":\"note\""));
+		free(buf);
+		report_free(&r);
+	}
+
 	/* No accounts: complete, and says so. */
 	r = report_new(0);
 	assert_int_equal(report_missing(r), 0);

@@ -298,6 +298,68 @@ test_map_decode_bad(void **state)
 	assert_int_equal(state_map_decode(v, sizeof(v), &e), -1);
 }
 
+/* state_commit: map entries (their intents deleted), new intents and
+ * the folder record in one transaction */
+static void
+test_commit(void **state)
+{
+	struct fx *fx = *state;
+	struct state_key k;
+	struct state_map_entry e;
+	struct state_intent in[2];
+	struct state_intents il = { 0 };
+	struct state_map m = { 0 };
+	struct state_folder f, g;
+	char err[256];
+
+	assert_int_equal(state_folder_key(&k, "alice", "INBOX", err,
+	    sizeof(err)), 0);
+	memset(in, 0, sizeof(in));
+	in[0].src_uid = 1;
+	in[1].src_uid = 2;
+	in[0].msgid = in[1].msgid = (char *)"";
+	in[0].dst_name = in[1].dst_name = (char *)"INBOX";
+	/* batch 1: intents only */
+	assert_int_equal(state_commit(fx->st, &k, NULL, 0, in, 1, NULL, err,
+	    sizeof(err)), 0);
+	/* batch 2: batch 1's map entry with batch 2's intent */
+	memset(&e, 0, sizeof(e));
+	e.src_uid = 1;
+	e.dst_uid = 10;
+	e.origin = STATE_ORIGIN_COPIED;
+	e.flags = (char *)"\\Seen";
+	assert_int_equal(state_commit(fx->st, &k, &e, 1, &in[1], 1, NULL, err,
+	    sizeof(err)), 0);
+	assert_int_equal(state_intent_load(fx->st, &k, &il, err,
+	    sizeof(err)), 0);
+	assert_int_equal(il.n, 1);
+	assert_int_equal(il.v[0].src_uid, 2);
+	/* the end: last map entry with the folder record */
+	e.src_uid = 2;
+	e.dst_uid = 11;
+	memset(&f, 0, sizeof(f));
+	f.flags = STATE_F_COMPLETE;
+	f.src_uidvalidity = 7;
+	f.src_last_uid = 2;
+	snprintf(f.dst_name, sizeof(f.dst_name), "INBOX");
+	assert_int_equal(state_commit(fx->st, &k, &e, 1, NULL, 0, &f, err,
+	    sizeof(err)), 0);
+	assert_int_equal(state_intent_load(fx->st, &k, &il, err,
+	    sizeof(err)), 0);
+	assert_int_equal(il.n, 0);
+	assert_int_equal(state_map_load(fx->st, &k, &m, err, sizeof(err)), 0);
+	assert_int_equal(m.n, 2);
+	assert_int_equal(m.v[1].dst_uid, 11);
+	assert_int_equal(state_folder_get(fx->st, &k, &g, err, sizeof(err)),
+	    0);
+	assert_memory_equal(&f, &g, sizeof(f));
+	/* nothing to do is no transaction at all */
+	assert_int_equal(state_commit(fx->st, &k, NULL, 0, NULL, 0, NULL, err,
+	    sizeof(err)), 0);
+	state_map_free(&m);
+	state_intents_free(&il);
+}
+
 struct ledger_put {
 	unsigned char key[MSGKEY_LEN];
 };
@@ -353,6 +415,7 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_folder_roundtrip, setup,
 		    teardown),
 		cmocka_unit_test_setup_teardown(test_map, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_commit, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_ledger, setup, teardown),
 	};
 
