@@ -30,41 +30,6 @@ HTTP_PORT=$(free_port)
 mkdir -p "$M" "$STATE"
 RELAY_LOG=$T/log/relay.log
 
-# smtp.py PORT FROM RCPT[,RCPT...] FILE - one session; prints every
-# refusal "STAGE CODE TEXT" and the final "DATA CODE TEXT"
-cat >"$T/smtp.py" <<'EOF'
-import re, smtplib, sys
-port, sender, rcpts, path = int(sys.argv[1]), sys.argv[2], sys.argv[3], sys.argv[4]
-data = re.sub(rb"\r?\n", b"\r\n", open(path, "rb").read())
-def out(stage, code, text):
-    if isinstance(text, bytes):
-        text = text.decode("utf-8", "replace")
-    print("%s %d %s" % (stage, code, " ".join(text.split("\n"))))
-try:
-    s = smtplib.SMTP("127.0.0.1", port, local_hostname="client.test", timeout=60)
-    s.ehlo()
-    code, text = s.mail(sender)
-    if code != 250:
-        out("MAIL", code, text); s.quit(); sys.exit(0)
-    ok = 0
-    for r in rcpts.split(","):
-        code, text = s.rcpt(r)
-        if code in (250, 251):
-            ok += 1
-        else:
-            out("RCPT", code, text)
-    if ok == 0:
-        s.quit(); sys.exit(0)
-    try:
-        code, text = s.data(data)
-        out("DATA", code, text)
-    except smtplib.SMTPDataError as e:
-        out("DATA", e.smtp_code, e.smtp_error)
-    s.quit()
-except (OSError, smtplib.SMTPException) as e:
-    print("session failed: %r" % (e,), file=sys.stderr)
-    sys.exit(2)
-EOF
 
 # mkmsg NAME CASE MSGID WORD - $M/NAME.eml: X-Case: CASE, Message-ID
 # MSGID, a body made of WORD
@@ -84,7 +49,7 @@ EOF
 
 # send FROM RCPTS NAME - the outcome line of one session
 send() {
-	"$LIB_PYTHON" "$T/smtp.py" "$PORT" "$1" "$2" "$M/$3.eml" | tail -n 1
+	"$LIB_PYTHON" "$TEST_DATA/smtp_send.py" "$PORT" "$1" "$2" "$M/$3.eml" | tail -n 1
 }
 
 # queued_id REPLY - the queue id of "DATA 250 2.0.0 Ok: queued as ID"

@@ -29,39 +29,6 @@ mkdir -p "$M" "$STATE" "$STATE2"
 SECRET=srs-test-secret-0123456789abcdef
 SRSDOM=srs.relay.test
 
-cat >"$T/smtp.py" <<'EOF'
-import re, smtplib, sys
-port, sender, rcpts, path = int(sys.argv[1]), sys.argv[2], sys.argv[3], sys.argv[4]
-data = re.sub(rb"\r?\n", b"\r\n", open(path, "rb").read())
-def out(stage, code, text):
-    if isinstance(text, bytes):
-        text = text.decode("utf-8", "replace")
-    print("%s %d %s" % (stage, code, " ".join(text.split("\n"))))
-try:
-    s = smtplib.SMTP("127.0.0.1", port, local_hostname="client.test", timeout=60)
-    s.ehlo()
-    code, text = s.mail(sender)
-    if code != 250:
-        out("MAIL", code, text); s.quit(); sys.exit(0)
-    ok = 0
-    for r in rcpts.split(","):
-        code, text = s.rcpt(r)
-        if code in (250, 251):
-            ok += 1
-        else:
-            out("RCPT", code, text)
-    if ok == 0:
-        s.quit(); sys.exit(0)
-    try:
-        code, text = s.data(data)
-        out("DATA", code, text)
-    except smtplib.SMTPDataError as e:
-        out("DATA", e.smtp_code, e.smtp_error)
-    s.quit()
-except (OSError, smtplib.SMTPException) as e:
-    print("session failed: %r" % (e,), file=sys.stderr)
-    sys.exit(2)
-EOF
 
 # srs.py SECRET SRSDOMAIN ADDRESS [DAYS_AGO] - the SRS0 address of
 # relay/srs.h, computed independently
@@ -95,7 +62,7 @@ send() {
 		port=$2
 		shift 2
 	fi
-	"$LIB_PYTHON" "$T/smtp.py" "$port" "$1" "$2" "$M/$3.eml" | tail -n 1
+	"$LIB_PYTHON" "$TEST_DATA/smtp_send.py" "$port" "$1" "$2" "$M/$3.eml" | tail -n 1
 }
 
 # accepted [-p PORT] FROM RCPTS NAME - 250 at the end of DATA
