@@ -1,9 +1,9 @@
 #!/bin/bash
 # demo.sh - mailferry's main job in one minute, on loopback only.
 #
-# usage: contrib/demo.sh [FERRY_RELAY [FERRYCTL]]
-#        (default: relay/ferry-relay and ctl/ferryctl under the current
-#        directory, i.e. run it from the build directory)
+# usage: contrib/demo.sh [FERRY_RELAY [FERRYCTL [FERRY_SYNCD]]]
+#        (default: relay/ferry-relay, ctl/ferryctl and syncd/ferry-syncd
+#        under the current directory, i.e. run it from the build directory)
 #
 # It plays a cutover's first hours on this machine:
 #   - ferry-relay runs as the "old MX" with the demo configuration
@@ -14,13 +14,17 @@
 # The first message arrives while the new provider is down: it is spooled,
 # deferred, shown in "ferryctl queue", and delivered once the provider is
 # back.  The next ones go straight through.  "ferryctl stats" and
-# /metrics show the counters.  Everything is stopped and removed on exit,
+# /metrics show the counters, "ferryctl drain" what still reaches the old
+# MX.  Then contrib/demo_sync.sh plays the history half: ferry-syncd
+# copies a generated mailbox between two private Dovecots and closes the
+# gap with a delta pass.  Everything is stopped and removed on exit,
 # also on Ctrl-C.  Nothing listens on anything but 127.0.0.1.
 set -u
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 RELAY=${1:-relay/ferry-relay}
 CTL=${2:-ctl/ferryctl}
+SYNCD=${3:-syncd/ferry-syncd}
 EXAMPLE=$here/../conf/mailferry.conf.example
 PY=$(command -v python3 || true)
 
@@ -203,5 +207,10 @@ curl -s "http://127.0.0.1:$HTTP_PORT/metrics" | grep -E '^mailferry_relay_[a-z_]
 
 step "The relay's log, Postfix style"
 grep -E ': (from=|to=|removed|client=)' "$D_TMP/relay.log" | sed 's/^/    /' | head -n 20
+
+step "Is the old MX drained yet? (not while mail still arrives)"
+show "$CTL" -c "$CONF" drain
+
+"$here/demo_sync.sh" "$SYNCD" "$CTL" || die "the history part failed"
 
 printf '\n%sDone.%s Stopping ferry-relay and smtp-sink, removing %s.\n' "$B" "$N" "$D_TMP"
