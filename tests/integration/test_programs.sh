@@ -3,7 +3,13 @@
 # configuration with exit status 2 and "file:line: why".
 . "$top_srcdir/tests/integration/lib.sh"
 
-example="$top_srcdir/conf/mailferry.conf.example"
+# The example as shipped, except that its accounts file (which ferry-syncd
+# -t reads too) is one made here.
+example=$T/mailferry.conf
+printf 'alice@old.example pw1 alice@new.example pw2\n' >"$T/accounts"
+chmod 600 "$T/accounts"
+sed "s|^accounts = .*|accounts = $T/accounts|" \
+	"$top_srcdir/conf/mailferry.conf.example" >"$example"
 
 # expect_exit CODE PATTERN DESC CMD... - exit status and output both match
 expect_exit() {
@@ -24,6 +30,11 @@ for prog in "$FERRY_RELAY" "$FERRY_SYNCD" "$FERRYCTL"; do
 	expect_exit 2 "usage: $name" "$name with a bad option exits 2" "$prog" -Z
 	expect_exit 0 "is valid" "$name -t accepts the example configuration" \
 		"$prog" -t -c "$example"
+	if [ "$prog" = "$FERRY_SYNCD" ]; then
+		sed "s|^accounts = .*|accounts = $T/nosuch|" "$example" >"$T/noacc.conf"
+		expect_exit 2 "$T/nosuch" "$name -t names a missing accounts file" \
+			"$prog" -t -c "$T/noacc.conf"
+	fi
 
 	printf '[relay]\ndomains = example.com\nbogus_key = 1\n' > "$T/unknown.conf"
 	expect_exit 2 "$T/unknown.conf:3: unknown key \"bogus_key\" in [relay]" \
