@@ -134,11 +134,14 @@ print(j["running"], j["mode"], j["messages_done"] > 0, j["accounts"][0]["user"])
 # live_wait PID - poll ferryctl until its record is PID's and running
 live_wait() {
 	local i
-	for ((i = 0; i < 50; i++)); do
+	# The record is rewritten every 2 s: under a sanitizer build the
+	# first one of a run may predate its first copied message.
+	for ((i = 0; i < 100; i++)); do
 		"$FERRYCTL" -c "$T/syncd.conf" sync --json >"$T/live.json" 2>&1 &&
 			"$LIB_PYTHON" -c 'import json, sys
 j = json.load(open(sys.argv[1]))
-sys.exit(0 if j["pid"] == int(sys.argv[2]) and j["running"] else 1)' \
+sys.exit(0 if j["pid"] == int(sys.argv[2]) and j["running"] and
+    j["messages_done"] > 0 else 1)' \
 				"$T/live.json" "$1" 2>/dev/null && return 0
 		_lib_alive "$1" || return 1
 		sleep 0.1
