@@ -162,6 +162,31 @@ control_queue_counts(struct control *ctl, struct queue_counts *qc,
 
 /* ---- the documents ------------------------------------------------------ */
 
+/* control_queue_json - the "queue" object of /status, stats and drain */
+static void
+control_queue_json(const struct queue_counts *qc, time_t now, struct json *j)
+{
+	int i;
+
+	json_object_begin(j);
+	json_key(j, "total");
+	json_uint(j, qc->total);
+	for (i = 0; i < 4; i++) {
+		json_key(j, qr_state_name((enum qr_state)i));
+		json_uint(j, qc->by_state[i]);
+	}
+	json_key(j, "unreadable");
+	json_uint(j, qc->unreadable);
+	json_key(j, "bytes");
+	json_uint(j, qc->bytes);
+	json_key(j, "oldest_age");
+	if (qc->oldest)
+		json_int(j, (int64_t)now - qc->oldest);
+	else
+		json_null(j);
+	json_object_end(j);
+}
+
 /*
  * control_status_json - what /status and "stats" report; with_counters
  * adds relay_stats (ferryctl stats shows both).
@@ -200,23 +225,7 @@ control_status_json(struct control *ctl, const struct queue_counts *qc,
 		json_null(j);
 
 	json_key(j, "queue");
-	json_object_begin(j);
-	json_key(j, "total");
-	json_uint(j, qc->total);
-	for (i = 0; i < 4; i++) {
-		json_key(j, qr_state_name((enum qr_state)i));
-		json_uint(j, qc->by_state[i]);
-	}
-	json_key(j, "unreadable");
-	json_uint(j, qc->unreadable);
-	json_key(j, "bytes");
-	json_uint(j, qc->bytes);
-	json_key(j, "oldest_age");
-	if (qc->oldest)
-		json_int(j, (int64_t)now - qc->oldest);
-	else
-		json_null(j);
-	json_object_end(j);
+	control_queue_json(qc, now, j);
 
 	if (with_counters) {
 		json_key(j, "counters");
@@ -265,28 +274,6 @@ control_status_json(struct control *ctl, const struct queue_counts *qc,
 	json_object_end(j);
 }
 
-/* control_queue_json - the "queue" object of the drain reply */
-static void
-control_queue_json(const struct queue_counts *qc, time_t now, struct json *j)
-{
-	int i;
-
-	json_object_begin(j);
-	json_key(j, "total");
-	json_uint(j, qc->total);
-	for (i = 0; i < 4; i++) {
-		json_key(j, qr_state_name((enum qr_state)i));
-		json_uint(j, qc->by_state[i]);
-	}
-	json_key(j, "bytes");
-	json_uint(j, qc->bytes);
-	json_key(j, "oldest_age");
-	if (qc->oldest)
-		json_int(j, (int64_t)now - qc->oldest);
-	else
-		json_null(j);
-	json_object_end(j);
-}
 
 /*
  * control_drain_json - the "drain" command's document: the drain view
