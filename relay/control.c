@@ -581,35 +581,23 @@ reply_error(struct evbuffer *out, const char *text)
 	evbuffer_add_printf(out, "error %s\n", clean);
 }
 
-/* control_stats_reply - "ok {json}" */
-static void
-control_stats_reply(struct control *ctl, struct evbuffer *out)
-{
-	struct queue_counts qc;
-	struct json j;
-	const char *doc;
-	char err[256];
-	size_t len;
+/* The documents a control-socket command answers with. */
+typedef void control_doc_fn(struct control *, const struct queue_counts *,
+    struct json *);
 
-	if (control_queue_counts(ctl, &qc, err, sizeof(err)) == -1) {
-		reply_error(out, err);
-		return;
-	}
-	json_init(&j, 0);
-	control_status_json(ctl, &qc, &j, 1);
-	if ((doc = json_finish(&j, &len)) == NULL)
-		reply_error(out, "out of memory");
-	else {
-		evbuffer_add(out, "ok ", 3);
-		evbuffer_add(out, doc, len);
-		evbuffer_add(out, "\n", 1);
-	}
-	json_clear(&j);
+static void
+stats_doc(struct control *ctl, const struct queue_counts *qc, struct json *j)
+{
+	control_status_json(ctl, qc, j, 1);
 }
 
-/* control_drain_reply - "ok {json}" for ferryctl drain */
+/*
+ * control_doc_reply - "ok {json}" with the document build() writes from
+ * the queue counts read now, or "error TEXT" ("stats", "drain")
+ */
 static void
-control_drain_reply(struct control *ctl, struct evbuffer *out)
+control_doc_reply(struct control *ctl, struct evbuffer *out,
+    control_doc_fn *build)
 {
 	struct queue_counts qc;
 	struct json j;
@@ -622,7 +610,7 @@ control_drain_reply(struct control *ctl, struct evbuffer *out)
 		return;
 	}
 	json_init(&j, 0);
-	control_drain_json(ctl, &qc, &j);
+	build(ctl, &qc, &j);
 	if ((doc = json_finish(&j, &len)) == NULL)
 		reply_error(out, "out of memory");
 	else {
@@ -676,14 +664,14 @@ control_command(struct control *ctl, char *line, size_t len,
 		if (arg != NULL)
 			reply_error(out, "stats takes no argument");
 		else
-			control_stats_reply(ctl, out);
+			control_doc_reply(ctl, out, stats_doc);
 		return;
 	}
 	if (strcmp(cmd, "drain") == 0) {
 		if (arg != NULL)
 			reply_error(out, "drain takes no argument");
 		else
-			control_drain_reply(ctl, out);
+			control_doc_reply(ctl, out, control_drain_json);
 		return;
 	}
 	for (i = 0; i < sizeof(acts) / sizeof(acts[0]); i++)
