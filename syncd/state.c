@@ -1019,23 +1019,44 @@ state_ledger_hit(struct store *st, const char *mailbox,
 	return (rc == 0 ? 0 : -1);
 }
 
+/* ledger_oldest_one - the relay's value starts with the 8-byte
+ * big-endian time the upstream accepted the message (relay/queue.c);
+ * a value without one counts as "the beginning of time" */
 static int
-ledger_empty_fn(struct store_txn *tx, void *arg)
+ledger_oldest_one(const void *key, size_t klen, const void *val, size_t vlen,
+    void *arg)
 {
-	size_t *n = arg;
+	const unsigned char *v = val;
+	int64_t *oldest = arg, t = 0;
+	int i;
 
-	*n = 0;
-	return (store_count(tx, STORE_DB_LEDGER, n) == 0 ? 0 : -1);
+	(void)key;
+	(void)klen;
+	if (vlen >= 8)
+		for (i = 0; i < 8; i++)
+			t = (int64_t)((uint64_t)t << 8 | v[i]);
+	if (t <= 0)
+		t = 1;
+	if (*oldest == 0 || t < *oldest)
+		*oldest = t;
+	return (0);
+}
+
+static int
+ledger_oldest_fn(struct store_txn *tx, void *arg)
+{
+	*(int64_t *)arg = 0;
+	return (store_foreach(tx, STORE_DB_LEDGER, NULL, 0, ledger_oldest_one,
+	    arg) == 0 ? 0 : -1);
 }
 
 int
-state_ledger_empty(struct store *st, char *err, size_t errlen)
+state_ledger_oldest(struct store *st, int64_t *oldest_r, char *err,
+    size_t errlen)
 {
-	size_t n = 0;
-
-	if (store_txn_run(st, 1, ledger_empty_fn, &n, err, errlen) != 0)
-		return (-1);
-	return (n == 0);
+	*oldest_r = 0;
+	return (store_txn_run(st, 1, ledger_oldest_fn, oldest_r, err,
+	    errlen) != 0 ? -1 : 0);
 }
 
 int

@@ -211,13 +211,17 @@ int	state_folder_decode(const void *v, size_t len, struct state_folder *f);
 /*
  * Ledger (written by the relay, DESIGN.md §4): 1 when msgkey_ledger(
  * mailbox, id, body_sha) is a live key, 0 when not, -1 on error.
- * state_ledger_empty(): 1 when the ledger holds no key at all (the
- * engine then need not hash bodies to look), 0 when it does, -1.
+ * state_ledger_oldest(): the earliest delivery time in the ledger
+ * (unix time; 1 for an entry without a readable time), 0 in *oldest_r
+ * when the ledger is empty.  Source messages whose INTERNALDATE is well
+ * before it cannot be relay deliveries, and need not be hashed to look.
+ * 0, or -1 with err.
  */
 int	state_ledger_hit(struct store *st, const char *mailbox,
 	    const struct msg_ident *id, const unsigned char sha[BODY_HASH_LEN],
 	    char *err, size_t errlen);
-int	state_ledger_empty(struct store *st, char *err, size_t errlen);
+int	state_ledger_oldest(struct store *st, int64_t *oldest_r, char *err,
+	    size_t errlen);
 
 /* META key -> value (e.g. "syncd.progress"). */
 int	state_meta_put(struct store *st, const char *key, const void *val,

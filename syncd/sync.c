@@ -241,6 +241,7 @@ struct acct {
 	int		 src_condstore;
 	uint64_t	 dst_appendlimit;
 	int		 ledger;	/* ledger non-empty: look bodies up */
+	int64_t		 ledger_since;	/* ...of messages dated from then on */
 };
 
 struct pass {
@@ -1632,6 +1633,11 @@ out:
 
 /* ---- ledger ---------------------------------------------------------------------- */
 
+/* How much earlier than its ledger entry the old host's copy of a relayed
+ * message may be dated, beyond the relay's queue lifetime (clock skew,
+ * a sender's own retries). */
+#define LEDGER_SLACK	(2 * 86400)
+
 struct hashfetch {
 	struct wres	 r;		/* first: done_cb fills it */
 	struct smsgv	*msgs;
@@ -1715,14 +1721,21 @@ ledger_check(struct fctx *fc, struct smsgv *todo)
 		snprintf(fc->err, sizeof(fc->err), "out of memory");
 		goto out;
 	}
-	for (start = 0; start < todo->n; start += HASH_CHUNK) {
-		size_t o = 0, end = start + HASH_CHUNK;
+	for (start = 0; start < todo->n; start = i) {
+		size_t o = 0, nset = 0;
 
-		if (end > todo->n)
-			end = todo->n;
-		for (i = start; i < end; i++)
+		/* Only messages the relay could have delivered: dated no
+		 * earlier than the ledger's oldest entry (less the relay's
+		 * queue lifetime, a copy's longest way to the provider). */
+		for (i = start; i < todo->n && nset < HASH_CHUNK; i++) {
+			if (todo->v[i].idate < fc->a->ledger_since)
+				continue;
 			o += (size_t)snprintf(set + o, sizeof(set) - o,
 			    "%s%" PRIu64, o ? "," : "", todo->v[i].uid);
+			nset++;
+		}
+		if (nset == 0)
+			continue;
 		if (fc_ready(fc, 0) == -1) {
 			rc = -1;
 			goto out;
@@ -3556,6 +3569,7 @@ sync_pass_run(const struct sync_pass_opts *o, struct report *r,
 	pthread_t *tids = NULL;
 	size_t i, n = 0, started = 0, joined = 0;
 	int parallel = (int)o->cfg->syncd.parallel, ledger = 0;
+	int64_t oldest = 0;
 	char e[256];
 
 	memset(pr, 0, sizeof(*pr));
@@ -3569,8 +3583,12 @@ sync_pass_run(const struct sync_pass_opts *o, struct report *r,
 	pthread_mutex_init(&p.mu, NULL);
 	pthread_cond_init(&p.cv, NULL);
 	pthread_mutex_init(&p.rmu, NULL);
-	if (o->store != NULL)
-		ledger = state_ledger_empty(o->store, e, sizeof(e)) == 0;
+	if (o->store != NULL) {
+		/* unreadable: look at every message rather than none */
+		if (state_ledger_oldest(o->store, &oldest, e, sizeof(e)) == -1)
+			oldest = 1;
+		ledger = oldest != 0;
+	}
 
 	for (i = 0; i < o->accounts->count; i++)
 		if (o->only_account == NULL || strcasecmp(o->only_account,
@@ -3603,6 +3621,8 @@ sync_pass_run(const struct sync_pass_opts *o, struct report *r,
 		a->acc = ac;
 		a->idx = n;
 		a->ledger = ledger;
+		a->ledger_since = oldest - o->cfg->forward.queue_lifetime -
+		    LEDGER_SLACK;
 		pthread_mutex_init(&a->mu, NULL);
 		if ((a->ra = report_account_add(r, ac->src_user,
 		    ac->dst_user)) == NULL) {

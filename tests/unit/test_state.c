@@ -362,6 +362,7 @@ test_commit(void **state)
 
 struct ledger_put {
 	unsigned char key[MSGKEY_LEN];
+	int64_t when;
 };
 
 static int
@@ -369,7 +370,10 @@ ledger_put_fn(struct store_txn *tx, void *arg)
 {
 	struct ledger_put *p = arg;
 	unsigned char val[24] = { 0 };
+	int i;
 
+	for (i = 0; i < 8; i++)	/* the relay's accept time, big-endian */
+		val[i] = (unsigned char)((uint64_t)p->when >> (56 - 8 * i));
 	return (store_put_expiring(tx, STORE_DB_LEDGER, p->key, MSGKEY_LEN,
 	    val, sizeof(val), time(NULL) + 3600, 0));
 }
@@ -387,13 +391,28 @@ test_ledger(void **state)
 	memset(sha, 0xab, sizeof(sha));
 	snprintf(id.msgid, sizeof(id.msgid), "<m1@example.com>");
 	id.has_msgid = 1;
-	assert_int_equal(state_ledger_empty(fx->st, err, sizeof(err)), 1);
+	int64_t oldest = -1;
+
+	assert_int_equal(state_ledger_oldest(fx->st, &oldest, err,
+	    sizeof(err)), 0);
+	assert_int_equal(oldest, 0);		/* empty */
 	assert_int_equal(state_ledger_hit(fx->st, "bob@example.com", &id, sha,
 	    err, sizeof(err)), 0);
 	assert_int_equal(msgkey_ledger("bob@example.com", &id, sha, p.key), 0);
+	p.when = 1700000000;
 	assert_int_equal(store_txn_run(fx->st, 0, ledger_put_fn, &p, err,
 	    sizeof(err)), 0);
-	assert_int_equal(state_ledger_empty(fx->st, err, sizeof(err)), 0);
+	assert_int_equal(state_ledger_oldest(fx->st, &oldest, err,
+	    sizeof(err)), 0);
+	assert_int_equal(oldest, 1700000000);
+	/* an earlier one (another recipient) becomes the oldest */
+	assert_int_equal(msgkey_ledger("carol@example.org", &id, sha, p.key), 0);
+	p.when = 1600000000;
+	assert_int_equal(store_txn_run(fx->st, 0, ledger_put_fn, &p, err,
+	    sizeof(err)), 0);
+	assert_int_equal(state_ledger_oldest(fx->st, &oldest, err,
+	    sizeof(err)), 0);
+	assert_int_equal(oldest, 1600000000);
 	/* the mailbox is case-folded by the key */
 	assert_int_equal(state_ledger_hit(fx->st, "Bob@Example.com", &id, sha,
 	    err, sizeof(err)), 1);
