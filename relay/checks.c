@@ -77,7 +77,7 @@ struct msg_checks {
 	char			*line;		/* owned; one header line */
 	size_t			 linelen, linecap, linemax;
 	char			*hdrs;		/* owned; captured fields */
-	size_t			 hdrlen;
+	size_t			 hdrlen, hdrcap;
 	int			 capturing;
 	struct body_hash	 bh;
 	int			 bh_live;
@@ -271,9 +271,23 @@ capture(struct msg_checks *c, const char *line, size_t len)
 {
 	if (len > 0 && line[0] != ' ' && line[0] != '\t')
 		c->capturing = field_wanted(line, len);
-	if (!c->capturing || c->hdrs == NULL ||
-	    c->hdrlen + len > CHECKS_CAPTURE_MAX)
+	if (!c->capturing || c->hdrlen + len > CHECKS_CAPTURE_MAX)
 		return;
+	if (c->hdrlen + len > c->hdrcap) {
+		/* three short fields as a rule: grow from 512 bytes */
+		size_t cap = c->hdrcap ? c->hdrcap : 512;
+		char *n;
+
+		while (cap < c->hdrlen + len)
+			cap *= 2;
+		if (cap > CHECKS_CAPTURE_MAX)
+			cap = CHECKS_CAPTURE_MAX;
+		if ((n = realloc(c->hdrs, cap)) == NULL)
+			return;	/* out of memory: the keys are made
+				   without this field */
+		c->hdrs = n;
+		c->hdrcap = cap;
+	}
 	memcpy(c->hdrs + c->hdrlen, line, len);
 	c->hdrlen += len;
 }
@@ -319,7 +333,7 @@ checks_data_begin(struct msg_checks *c, const char *id,
 	c->in_header = 1;
 	c->linemax = (size_t)cfg->relay.max_line_length + 2;
 	if ((c->filter = authres_filter_new(c->authserv_id, filter_emit,
-	    c)) == NULL || (c->hdrs = malloc(CHECKS_CAPTURE_MAX)) == NULL)
+	    c)) == NULL)
 		return (-1);
 	if (body_hash_init(&c->bh) == -1)
 		return (-1);
