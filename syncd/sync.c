@@ -505,20 +505,39 @@ side_connect(struct worker *w, int i, char *err, size_t errlen)
 
 /*
  * sides_connect - both connections at once (logins overlap); a side
- * that fails is left to side_ensure()'s retries.
+ * that fails is left to side_ensure()'s retries.  ready (may be NULL)
+ * is called for each side as soon as it is ready, so that its first
+ * commands need not wait for the other side's login.
  */
+typedef void (*side_ready_fn)(struct worker *w, int i, void *arg);
+
 static void
-sides_connect(struct worker *w)
+sides_connect(struct worker *w, side_ready_fn ready, void *arg)
 {
 	char err[400];
-	int i, started[2] = { 0, 0 };
+	int i, pending, started[2] = { 0, 0 };
 
 	for (i = 0; i < 2; i++)
 		if (w->s[i].c == NULL || w->s[i].state != 1)
 			started[i] = side_start(w, i, err, sizeof(err)) == 0;
-	for (i = 0; i < 2; i++)
-		if (started[i])
-			side_finish(w, i, err, sizeof(err));
+		else if (ready != NULL)
+			ready(w, i, arg);
+	for (;;) {
+		pending = 0;
+		for (i = 0; i < 2; i++) {
+			if (!started[i])
+				continue;
+			if (w->s[i].state == 0) {
+				pending = 1;
+				continue;
+			}
+			started[i] = 0;
+			if (w->s[i].state == 1 && ready != NULL)
+				ready(w, i, arg);
+		}
+		if (!pending || event_base_loop(w->base, EVLOOP_ONCE) != 0)
+			break;
+	}
 }
 
 /*
@@ -1204,7 +1223,7 @@ fc_ready(struct fctx *fc, int dst_rw)
 
 	if (fc->dst_exists && (w->s[SRC].c == NULL || w->s[SRC].state != 1) &&
 	    (w->s[DST].c == NULL || w->s[DST].state != 1))
-		sides_connect(w);
+		sides_connect(w, NULL, NULL);
 	if (side_ensure(w, SRC, err, sizeof(err)) == -1 ||
 	    (fc->dst_exists && side_ensure(w, DST, err, sizeof(err)) == -1)) {
 		snprintf(fc->err, sizeof(fc->err), "%s", err);
@@ -2601,13 +2620,14 @@ copy_split(struct fctx *fc, struct smsgv *todo)
 
 /* ---- one folder -------------------------------------------------------------------- */
 
+/*
+ * folder_unchanged - the source's status matches the state of a complete
+ * earlier pass (s, NULL when there is none): nothing to do
+ */
 static int
-folder_unchanged(const struct fctx *fc)
+folder_unchanged(const struct fjob *j, const struct state_folder *s)
 {
-	const struct fjob *j = fc->j;
-	const struct state_folder *s = &fc->sf;
-
-	if (!fc->have_state || !(s->flags & STATE_F_COMPLETE) ||
+	if (s == NULL || !(s->flags & STATE_F_COMPLETE) ||
 	    !j->have_sst || !j->have_dst)
 		return (0);
 	if (!(j->sst.have & IMAP_STATUS_UIDVALIDITY) ||
@@ -2624,6 +2644,34 @@ folder_unchanged(const struct fctx *fc)
 	    j->sst.highestmodseq != s->src_highestmodseq)
 		return (0);
 	return (1);
+}
+
+/*
+ * jobs_with_work - how many of the account's folders may have something
+ * to copy (a state error counts as work: sync_folder reports it).  Extra
+ * connections are opened only for these: a no-op delta opens none.
+ */
+static size_t
+jobs_with_work(struct acct *a)
+{
+	struct store *st = a->p->o->store;
+	struct state_folder sf;
+	struct state_key key;
+	char err[256];
+	size_t i, n = 0;
+
+	for (i = 0; i < a->njobs; i++) {
+		const struct fjob *j = &a->jobs[i];
+
+		if (j->skip)
+			continue;
+		if (st == NULL || state_folder_key(&key, a->acc->src_user,
+		    j->m->src_path, err, sizeof(err)) == -1 ||
+		    state_folder_get(st, &key, &sf, err, sizeof(err)) != 0 ||
+		    !folder_unchanged(j, &sf))
+			n++;
+	}
+	return (n);
 }
 
 static int
@@ -2668,7 +2716,7 @@ sync_folder(struct worker *w, struct fjob *j)
 		}
 		fc.have_state = g == 0;
 	}
-	if (folder_unchanged(&fc)) {
+	if (folder_unchanged(j, fc.have_state ? &fc.sf : NULL)) {
 		rf->src_count = j->sst.messages;
 		rf->already = j->sst.messages;
 		rf->dst_count = (j->dst.have & IMAP_STATUS_MESSAGES) ?
@@ -3121,25 +3169,27 @@ ns_done(struct imap_client *c, const struct imap_result *res, void *arg)
 	}
 }
 
+/* ns_start - queue NAMESPACE (when offered); ns_finish takes the answer */
 static void
-get_namespace(struct worker *w, int i, char *prefix, size_t plen,
-    char *delim)
+ns_start(struct worker *w, int i, struct nsres *n)
 {
-	struct nsres n;
+	memset(n, 0, sizeof(*n));
+	if (!imap_client_has_cap(w->s[i].c, IMAP_CAP_NAMESPACE) ||
+	    imap_client_namespace(w->s[i].c, ns_done, n) == NULL)
+		n->done = 1;
+}
 
-	memset(&n, 0, sizeof(n));
+static void
+ns_finish(struct worker *w, int i, struct nsres *n, char *prefix,
+    size_t plen, char *delim)
+{
+	loop_until(w, &n->done);
 	prefix[0] = '\0';
-	*delim = 0;
-	if (!imap_client_has_cap(w->s[i].c, IMAP_CAP_NAMESPACE))
-		return;
-	if (imap_client_namespace(w->s[i].c, ns_done, &n) == NULL)
-		return;
-	loop_until(w, &n.done);
+	*delim = n->delim;
 	/* the prefix is on the wire: decode it to UTF-8 for the planner */
-	if (imap_client_mailbox_decode(w->s[i].c, n.prefix, prefix, plen,
-	    NULL, 0) == -1)
-		snprintf(prefix, plen, "%s", n.prefix);
-	*delim = n.delim;
+	if (n->prefix[0] != '\0' && imap_client_mailbox_decode(w->s[i].c,
+	    n->prefix, prefix, plen, NULL, 0) == -1)
+		snprintf(prefix, plen, "%s", n->prefix);
 }
 
 static const char *
@@ -3215,18 +3265,20 @@ static void
 worker_free(struct worker **wp)
 {
 	struct worker *w = *wp;
+	struct imap_cmd *out[2] = { NULL, NULL };
+	struct wres r[2];
 	int i;
 
 	if (w == NULL)
 		return;
+	/* both LOGOUTs at once: one round trip, not two */
+	memset(r, 0, sizeof(r));
+	for (i = 0; i < 2; i++)
+		if (w->s[i].c != NULL && w->s[i].state == 1)
+			out[i] = imap_client_logout(w->s[i].c, done_cb, &r[i]);
 	for (i = 0; i < 2; i++) {
-		if (w->s[i].c != NULL && w->s[i].state == 1) {
-			struct wres r;
-
-			memset(&r, 0, sizeof(r));
-			cmd_wait(w, imap_client_logout(w->s[i].c, done_cb, &r),
-			    &r);
-		}
+		if (out[i] != NULL)
+			cmd_wait(w, out[i], &r[i]);
 		imap_client_free(&w->s[i].c);
 		strlist_clear(&w->s[i].permflags);
 	}
@@ -3292,25 +3344,44 @@ fjob_cmp(const void *x, const void *y)
 	return (strcmp(a->src_wire, b->src_wire));
 }
 
+/* one side's NAMESPACE and LIST, queued as soon as that side is ready */
+struct side_listing {
+	struct nsres	 ns;
+	struct listing	 l;
+	int		 queued;
+};
+
+static void
+listing_begin(struct worker *w, int i, void *arg)
+{
+	struct side_listing *sl = &((struct side_listing *)arg)[i];
+
+	if (sl->queued || w->s[i].c == NULL || w->s[i].state != 1)
+		return;
+	sl->queued = 1;
+	ns_start(w, i, &sl->ns);
+	list_start(w, i, &sl->l);
+}
+
 /* acct_setup - connect, list, plan, create, subscribe; jobs made */
 static int
 acct_setup(struct worker *w, char *err, size_t errlen)
 {
 	struct acct *a = w->a;
 	const struct sync_pass_opts *o = a->p->o;
-	struct listing ls, ld;
+	struct side_listing sl[2];
+	struct listing *ls = &sl[SRC].l, *ld = &sl[DST].l;
 	struct folder_list fs, fd;
 	struct wres *cr = NULL, *sr = NULL;
 	char sprefix[256], dprefix[256], sdelim = 0, ddelim = 0, why[400];
 	size_t i, k;
 	int rc = -1;
 
-	memset(&ls, 0, sizeof(ls));
-	memset(&ld, 0, sizeof(ld));
-	sides_connect(w);
+	memset(sl, 0, sizeof(sl));
+	sides_connect(w, listing_begin, sl);
 	if (side_ensure(w, SRC, err, errlen) == -1 ||
 	    side_ensure(w, DST, err, errlen) == -1)
-		return (-1);
+		goto out;
 	a->src_condstore = imap_client_has_cap(w->s[SRC].c,
 	    IMAP_CAP_CONDSTORE);
 	a->dst_multi = imap_client_has_cap(w->s[DST].c, IMAP_CAP_MULTIAPPEND);
@@ -3318,22 +3389,23 @@ acct_setup(struct worker *w, char *err, size_t errlen)
 	a->dst_condstore = imap_client_has_cap(w->s[DST].c,
 	    IMAP_CAP_CONDSTORE);
 	a->dst_appendlimit = imap_client_appendlimit(w->s[DST].c);
-	get_namespace(w, SRC, sprefix, sizeof(sprefix), &sdelim);
-	get_namespace(w, DST, dprefix, sizeof(dprefix), &ddelim);
-	list_start(w, SRC, &ls);
-	list_start(w, DST, &ld);
-	if (list_side(w, SRC, &ls, err, errlen) == -1 ||
-	    list_side(w, DST, &ld, err, errlen) == -1)
+	/* a side that needed a reconnect has not listed yet */
+	listing_begin(w, SRC, sl);
+	listing_begin(w, DST, sl);
+	ns_finish(w, SRC, &sl[SRC].ns, sprefix, sizeof(sprefix), &sdelim);
+	ns_finish(w, DST, &sl[DST].ns, dprefix, sizeof(dprefix), &ddelim);
+	if (list_side(w, SRC, ls, err, errlen) == -1 ||
+	    list_side(w, DST, ld, err, errlen) == -1)
 		goto out;
 	memset(&fs, 0, sizeof(fs));
 	memset(&fd, 0, sizeof(fd));
-	fs.v = ls.v;
-	fs.n = ls.n;
-	fs.sep = sdelim ? sdelim : ls.sep;
+	fs.v = ls->v;
+	fs.n = ls->n;
+	fs.sep = sdelim ? sdelim : ls->sep;
 	fs.prefix = sprefix;
-	fd.v = ld.v;
-	fd.n = ld.n;
-	fd.sep = ddelim ? ddelim : ld.sep;
+	fd.v = ld->v;
+	fd.n = ld->n;
+	fd.sep = ddelim ? ddelim : ld->sep;
 	fd.prefix = dprefix;
 	if (folder_plan_build(o->rules, &fs, &fd, 0, &a->plan, why,
 	    sizeof(why)) == -1) {
@@ -3374,11 +3446,11 @@ acct_setup(struct worker *w, char *err, size_t errlen)
 			report_folder_error(rf, "destination name: %s", why);
 			continue;
 		}
-		if ((st = listing_status(&ls, j->src_wire)) != NULL) {
+		if ((st = listing_status(ls, j->src_wire)) != NULL) {
 			j->sst = *st;
 			j->have_sst = 1;
 		}
-		if ((st = listing_status(&ld, j->dst_wire)) != NULL) {
+		if ((st = listing_status(ld, j->dst_wire)) != NULL) {
 			j->dst = *st;
 			j->have_dst = 1;
 		}
@@ -3423,10 +3495,10 @@ acct_setup(struct worker *w, char *err, size_t errlen)
 		if (m->subscribed && !o->dry_run) {
 			int dsub = 0;
 
-			for (k = 0; k < ld.n; k++)
-				if (ld.v[k].wire && strcmp(ld.v[k].wire,
+			for (k = 0; k < ld->n; k++)
+				if (ld->v[k].wire && strcmp(ld->v[k].wire,
 				    j->dst_wire) == 0 &&
-				    (ld.v[k].attrs & IMAP_MBOX_SUBSCRIBED))
+				    (ld->v[k].attrs & IMAP_MBOX_SUBSCRIBED))
 					dsub = 1;
 			if (!dsub) {
 				sr[a->njobs].done = 0;
@@ -3470,8 +3542,15 @@ acct_setup(struct worker *w, char *err, size_t errlen)
 out:
 	free(cr);
 	free(sr);
-	listing_free(&ls);
-	listing_free(&ld);
+	for (i = 0; i < 2; i++) {
+		/* a side that failed: its commands are done (cancelled) */
+		if (sl[i].queued) {
+			loop_until(w, &sl[i].ns.done);
+			if (sl[i].l.queued != NULL)
+				loop_until(w, &sl[i].l.r.done);
+		}
+		listing_free(&sl[i].l);
+	}
 	return (rc);
 }
 
@@ -3509,7 +3588,8 @@ acct_thread(void *arg)
 	pthread_mutex_unlock(&pr->mu);
 
 	/* extra connection pairs for parallel folders */
-	want = a->njobs > 1 ? a->njobs - 1 : 0;
+	want = jobs_with_work(a);
+	want = want > 1 ? want - 1 : 0;
 	if (want > MAX_WORKERS - 1)
 		want = MAX_WORKERS - 1;
 	for (i = 0; i < want && !p->o->dry_run; i++) {
