@@ -349,7 +349,7 @@ run_pass(struct app *ap, const struct sync_pass_opts *o)
 	report_totals(r, &t);
 	missing = report_missing(r);
 	report_verdict(r, verdict, sizeof(verdict));
-	log_info("pass %u: done in %.1f s: %s", ap->pass_number, r->seconds,
+	log_info("pass %u: done in %.3f s: %s", ap->pass_number, r->seconds,
 	    verdict);
 	ap->last.have = 1;
 	ap->last.finished = time(NULL);
@@ -584,6 +584,11 @@ main(int argc, char *argv[])
 			log_notice("interrupted");
 		goto out;
 	}
+	/* between passes the daemon stays logged in (sync.c, "kept") */
+	if ((o.keep = sync_keep_new()) == NULL) {
+		log_errorx("out of memory");
+		goto out;
+	}
 	log_notice("daemon started: %zu account(s), a pass every %" PRId64
 	    " s", accounts->count, ap.cfg.syncd.interval);
 	while (!stop_flag) {
@@ -598,6 +603,7 @@ main(int argc, char *argv[])
 		}
 	}
 	progress_store(&ap, 0);
+	sync_keep_free(&o.keep);
 	log_notice("stopping on signal");
 	exit_code = 0;
 out:

@@ -3410,8 +3410,8 @@ worker_tick(evutil_socket_t fd, short what, void *arg)
 
 	(void)fd;
 	(void)what;
-	if (!stopping(w->a))
-		return;
+	if (w->a == NULL || !stopping(w->a))
+		return;	/* kept between passes, or running */
 	if (w->stop_seen == 0) {
 		w->stop_seen = now_mono();
 		return;
@@ -3740,6 +3740,127 @@ out:
 	return (rc);
 }
 
+/* ---- connections kept between passes (daemon mode) ------------------------------ */
+
+/*
+ * The first connection pair of each account stays logged in between the
+ * daemon's passes: a delta pass then costs one LIST-STATUS a side, not
+ * two logins (each of which costs a server like Dovecot two process
+ * starts).  Only when every account's pair fits in
+ * connections_per_server, so kept connections never exceed it.  A pair
+ * the server closed meanwhile is noticed when the next pass looks at it
+ * (keep_take) and logged in again by side_ensure.
+ */
+struct kept {
+	char		 user[ACCOUNTS_USER_MAX + 1];
+	struct worker	*w;		/* owned; w->a is NULL while kept */
+};
+
+struct sync_keep {
+	pthread_mutex_t	 mu;
+	struct kept	*v;
+	size_t		 n, alloc;
+};
+
+struct sync_keep *
+sync_keep_new(void)
+{
+	struct sync_keep *k = calloc(1, sizeof(*k));
+
+	if (k != NULL)
+		pthread_mutex_init(&k->mu, NULL);
+	return (k);
+}
+
+void
+sync_keep_free(struct sync_keep **kp)
+{
+	struct sync_keep *k = *kp;
+	size_t i;
+
+	if (k == NULL)
+		return;
+	for (i = 0; i < k->n; i++)
+		worker_free(&k->v[i].w);	/* LOGOUT */
+	free(k->v);
+	pthread_mutex_destroy(&k->mu);
+	free(k);
+	*kp = NULL;
+}
+
+/* keep_take - the account's kept pair, made current; NULL if none */
+static struct worker *
+keep_take(struct acct *a)
+{
+	struct sync_keep *k = a->p->o->keep;
+	struct worker *w = NULL;
+	size_t i;
+	int round, side;
+
+	if (k == NULL)
+		return (NULL);
+	pthread_mutex_lock(&k->mu);
+	for (i = 0; i < k->n; i++)
+		if (strcmp(k->v[i].user, a->acc->src_user) == 0) {
+			w = k->v[i].w;
+			k->v[i] = k->v[--k->n];
+			break;
+		}
+	pthread_mutex_unlock(&k->mu);
+	if (w == NULL)
+		return (NULL);
+	w->a = a;
+	w->stop_seen = 0;
+	/* what arrived while nobody listened: a BYE, a close */
+	for (round = 0; round < 4; round++)
+		if (event_base_loop(w->base, EVLOOP_NONBLOCK) != 0)
+			break;
+	for (side = 0; side < 2; side++)
+		w->s[side].selected[0] = '\0';	/* SELECT again: news */
+	return (w);
+}
+
+/* keep_put - keep the account's first pair for the next pass: 1 kept */
+static int
+keep_put(struct acct *a, struct worker *w)
+{
+	struct sync_keep *k = a->p->o->keep;
+	const struct sync_pass_opts *o = a->p->o;
+	int kept = 0;
+
+	if (k == NULL || o->dry_run || stopping(a) ||
+	    o->cfg->syncd.connections_per_server < 0 ||
+	    o->accounts->count >
+	    (size_t)o->cfg->syncd.connections_per_server ||
+	    w->s[SRC].c == NULL || w->s[SRC].state != 1 ||
+	    w->s[DST].c == NULL || w->s[DST].state != 1)
+		return (0);
+	pthread_mutex_lock(&k->mu);
+	if (k->n == k->alloc) {
+		size_t na = k->alloc ? k->alloc * 2 : 8;
+		void *p = reallocarray(k->v, na, sizeof(*k->v));
+
+		if (p != NULL) {
+			k->v = p;
+			k->alloc = na;
+		}
+	}
+	if (k->n < k->alloc) {
+		snprintf(k->v[k->n].user, sizeof(k->v[k->n].user), "%s",
+		    a->acc->src_user);
+		k->v[k->n++].w = w;
+		kept = 1;
+	}
+	pthread_mutex_unlock(&k->mu);
+	if (kept) {
+		if (w->holds_slot)
+			slot_give(a->p);
+		w->holds_slot = 0;
+		w->a = NULL;
+	}
+	return (kept);
+}
+
 static void *
 acct_thread(void *arg)
 {
@@ -3757,7 +3878,7 @@ acct_thread(void *arg)
 	pr->acc[a->idx].state = SYNC_ACCT_RUNNING;
 	pthread_mutex_unlock(&pr->mu);
 	err[0] = '\0';
-	if ((w0 = worker_new(a)) == NULL) {
+	if ((w0 = keep_take(a)) == NULL && (w0 = worker_new(a)) == NULL) {
 		snprintf(err, sizeof(err), "out of memory");
 		goto fail;
 	}
@@ -3796,7 +3917,9 @@ acct_thread(void *arg)
 	worker_loop(w0);
 	for (i = 0; i < nx; i++)
 		pthread_join(tid[i], NULL);
-	worker_free(&w0);
+	if (!keep_put(a, w0))
+		worker_free(&w0);
+	w0 = NULL;
 	a->ra->seconds = now_mono() - a->t0;
 	ok = report_account_complete(a->ra);
 	pthread_mutex_lock(&pr->mu);

@@ -34,6 +34,8 @@
 #include "report.h"
 #include "store.h"
 
+struct sync_keep;
+
 struct sync_pass_opts {
 	const struct config *cfg;
 	struct store	*store;		/* NULL: no state (dry run only) */
@@ -44,6 +46,9 @@ struct sync_pass_opts {
 	SSL_CTX		*dst_ctx;
 	const struct folder_rules *rules;
 	volatile sig_atomic_t *stop;	/* set: finish the batch, stop */
+	struct sync_keep *keep;		/* daemon: connections kept between
+					   passes (sync_keep_new); NULL:
+					   log out after each pass */
 	void		(*tick)(void *arg);
 	void		*tick_arg;
 };
@@ -85,5 +90,9 @@ struct sync_progress {
 int	sync_pass_run(const struct sync_pass_opts *o, struct report *r,
 	    struct sync_progress *p, char *err, size_t errlen);
 void	sync_progress_free(struct sync_progress *p);
+
+/* connections kept between passes; sync_keep_free logs them out */
+struct sync_keep *sync_keep_new(void);
+void	sync_keep_free(struct sync_keep **kp);
 
 #endif

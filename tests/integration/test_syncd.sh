@@ -373,6 +373,41 @@ daemon_caught_up() {
 	return 1
 }
 check "the daemon's delta pass copies them" daemon_caught_up
+# Between passes the daemon stays logged in: later passes log in again
+# only when the server closed the connection meanwhile.
+daemon_passes() {	# daemon_passes N - wait until pass N is done
+	local i
+	for ((i = 0; i < 100; i++)); do
+		grep -q "pass $1: done" "$T/log/daemon.log" && return 0
+		sleep 0.2
+	done
+	return 1
+}
+logins() { grep -c "logged in as" "$T/log/daemon.log"; }
+if daemon_passes 3 && [ "$(logins)" = 2 ]; then
+	ok "passes 2 and 3 reuse the connections of pass 1 (2 logins in all)"
+else
+	not_ok "passes 2 and 3 reuse the connections of pass 1 (2 logins in all)" \
+		"$(grep -E "logged in|pass [0-9]+: done" "$T/log/daemon.log")"
+fi
+doveadm_cmd src kick alice >/dev/null 2>&1
+check "3 more messages after the server closed the kept source connection" \
+	msrc gen INBOX 3 24 kicked
+daemon_caught_up() {
+	local i
+	for ((i = 0; i < 100; i++)); do
+		[ "$(mdst count INBOX)" = 58 ] && return 0
+		sleep 0.2
+	done
+	return 1
+}
+check "the next pass logs in again and copies them" daemon_caught_up
+if [ "$(logins)" = 3 ]; then
+	ok "only the closed source connection was opened again"
+else
+	not_ok "only the closed source connection was opened again" \
+		"$(grep -E "logged in|closed|pass [0-9]+: done" "$T/log/daemon.log")"
+fi
 if [ -s "$T/syncd.pid" ] && [ "$(cat "$T/syncd.pid")" = "$dpid" ]; then
 	ok "the daemon wrote its pid file"
 else
