@@ -3422,6 +3422,18 @@ worker_tick(evutil_socket_t fd, short what, void *arg)
 	}
 }
 
+/* logout_deadline - the LOGOUTs of worker_free took too long: hang up */
+static void
+logout_deadline(evutil_socket_t fd, short what, void *arg)
+{
+	struct worker *w = arg;
+
+	(void)fd;
+	(void)what;
+	side_close(&w->s[SRC]);
+	side_close(&w->s[DST]);
+}
+
 static struct worker *
 worker_new(struct acct *a)
 {
@@ -3452,22 +3464,30 @@ worker_free(struct worker **wp)
 {
 	struct worker *w = *wp;
 	struct imap_cmd *out[2] = { NULL, NULL };
+	struct event *deadline = NULL;
+	struct timeval grace = { (time_t)STOP_GRACE, 0 };
 	struct wres r[2];
 	int i;
 
 	if (w == NULL)
 		return;
-	/* both LOGOUTs at once: one round trip, not two */
+	/* both LOGOUTs at once: one round trip, not two; a server that
+	 * does not answer gets STOP_GRACE seconds (logout_deadline) */
 	memset(r, 0, sizeof(r));
 	for (i = 0; i < 2; i++)
 		if (w->s[i].c != NULL && w->s[i].state == 1)
 			out[i] = imap_client_logout(w->s[i].c, done_cb, &r[i]);
+	if ((out[0] != NULL || out[1] != NULL) &&
+	    (deadline = evtimer_new(w->base, logout_deadline, w)) != NULL)
+		evtimer_add(deadline, &grace);
 	for (i = 0; i < 2; i++) {
 		if (out[i] != NULL)
 			cmd_wait(w, out[i], &r[i]);
 		imap_client_free(&w->s[i].c);
 		strlist_clear(&w->s[i].permflags);
 	}
+	if (deadline != NULL)
+		event_free(deadline);
 	event_free(w->tick);
 	event_base_free(w->base);
 	if (w->holds_slot)
