@@ -3846,7 +3846,7 @@ keep_put(struct acct *a, struct worker *w)
 {
 	struct sync_keep *k = a->p->o->keep;
 	const struct sync_pass_opts *o = a->p->o;
-	int kept = 0;
+	int i, kept = 0;
 
 	if (k == NULL || o->dry_run || stopping(a) ||
 	    o->cfg->syncd.connections_per_server < 0 ||
@@ -3855,6 +3855,30 @@ keep_put(struct acct *a, struct worker *w)
 	    w->s[SRC].c == NULL || w->s[SRC].state != 1 ||
 	    w->s[DST].c == NULL || w->s[DST].state != 1)
 		return (0);
+	/*
+	 * Nothing may stay selected: LIST-STATUS of the selected mailbox
+	 * may give the session's old view (Dovecot does, RFC 3501 6.3.10),
+	 * and the next pass would never see that folder change.
+	 */
+	for (i = 0; i < 2; i++) {
+		struct side *sd = &w->s[i];
+		const char *cmd;
+		struct wres r;
+
+		if (sd->selected[0] == '\0')
+			continue;
+		if (imap_client_has_cap(sd->c, IMAP_CAP_UNSELECT))
+			cmd = "UNSELECT";
+		else if (i == SRC)
+			cmd = "CLOSE";	/* EXAMINEd: CLOSE expunges nothing */
+		else
+			return (0);
+		memset(&r, 0, sizeof(r));
+		if (cmd_wait(w, imap_client_command(sd->c, cmd, done_cb, &r),
+		    &r) == -1)
+			return (0);
+		sd->selected[0] = '\0';
+	}
 	pthread_mutex_lock(&k->mu);
 	if (k->n == k->alloc) {
 		size_t na = k->alloc ? k->alloc * 2 : 8;
