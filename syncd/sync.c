@@ -2773,7 +2773,9 @@ folder_unchanged(const struct fjob *j, const struct state_folder *s)
 	    j->sst.messages != s->src_messages ||
 	    j->dst.uidvalidity != s->dst_uidvalidity)
 		return (0);
-	if ((j->sst.have & IMAP_STATUS_HIGHESTMODSEQ) &&
+	/* without HIGHESTMODSEQ (no CONDSTORE) a flag change shows nowhere
+	 * in the status: only a flags scan can tell */
+	if (!(j->sst.have & IMAP_STATUS_HIGHESTMODSEQ) ||
 	    j->sst.highestmodseq != s->src_highestmodseq)
 		return (0);
 	return (1);
@@ -3979,8 +3981,8 @@ fail:
 	pthread_mutex_lock(&pr->mu);
 	pr->accounts_done++;
 	pr->acc[a->idx].state = SYNC_ACCT_FAILED;
-	snprintf(pr->acc[a->idx].error, sizeof(pr->acc[a->idx].error), "%s",
-	    err);
+	(void)str_copy(pr->acc[a->idx].error, err,
+	    sizeof(pr->acc[a->idx].error));	/* cut to fit */
 	pthread_mutex_unlock(&pr->mu);
 done:
 	pthread_mutex_lock(&p->mu);
