@@ -1,0 +1,88 @@
+/*
+ * cutover.h - the cutover of DESIGN.md §6/§8 inside ferry-syncd: the MX
+ * watcher, the phases per domain, when catch-up passes run, and the
+ * "safe to retire" verdict.  The record kept per domain, the verdict's
+ * evaluation and the status rendering live in common/cutover_state.h,
+ * because ferryctl and the relay's HTTP listener show them too.
+ *
+ * The daemon (syncd/main.c) owns the pass schedule; this module tells it
+ * when a pass is wanted (request_pass: at once, after the first `new`
+ * answer) and how long to wait between passes (cutover_pass_interval:
+ * [cutover] catchup_interval from the switch until the domain closes),
+ * and is told when a pass starts and what it found.
+ *
+ * Threading: loop thread only; the pass runs on its own thread, and the
+ * daemon calls cutover_pass_started/done from the loop thread.
+ */
+#ifndef FERRY_CUTOVER_H
+#define FERRY_CUTOVER_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <time.h>
+
+#include "accounts.h"
+#include "config.h"
+#include "relay_view.h"
+#include "store.h"
+
+struct event_base;
+struct cutover;
+
+/* One account's outcome in one pass, as the verdict needs it. */
+struct cutover_acct_result {
+	const char	*user;		/* source user, borrowed */
+	uint64_t	 copied;	/* messages APPENDed in this pass */
+	uint64_t	 missing;	/* on the source, not on the
+					   destination after the pass */
+	uint64_t	 failed;	/* failures (folders or messages) */
+	int		 error;		/* the account could not be synced */
+	char		 reason[256];	/* first failure in words, "" */
+};
+
+struct cutover_pass_result {
+	time_t		 started, finished;
+	int		 full;		/* some folder had no state */
+	const struct cutover_acct_result *acc;	/* borrowed, nacc rows */
+	size_t		 nacc;
+};
+
+struct cutover_hooks {
+	/* A pass is wanted now (the running one does not count: it may
+	 * have started before the evidence); why goes to the log. */
+	void	(*request_pass)(void *arg, const char *why);
+	/* The relay's evidence for a domain; NULL: relay_view_domain()
+	 * on the store (tests put their own here). */
+	int	(*relay_view)(void *arg, const char *domain, time_t now,
+		    struct relay_domain_view *v, char *err, size_t errlen);
+	void	*arg;
+};
+
+/*
+ * cutover_new - NULL in *cp (and 0) when [cutover] domains is empty.
+ * Loads the persisted phases, maps every account to its domain (the
+ * domain of dst_user, else of src_user, else the only [cutover] domain)
+ * and starts the watcher: the first MX check at once, then one every
+ * [cutover] check_interval.  -1 with err on a bad set-up (a resolver that
+ * cannot be created, no memory).
+ */
+int	cutover_new(struct cutover **cp, struct event_base *base,
+	    struct store *st, const struct config *cfg,
+	    const struct accounts *acc, const struct cutover_hooks *h,
+	    char *err, size_t errlen);
+void	cutover_free(struct cutover **cp);
+
+/* Seconds from the end of a pass to the next one: catchup_interval while
+ * any domain is switching or in dual reception, else interval. */
+int64_t	cutover_pass_interval(const struct cutover *c, int64_t interval);
+
+/* The account's domain is past `synced`: users work on the destination
+ * now, so a pass never deletes there and never changes flags of
+ * messages already there. */
+int	cutover_dest_live(const struct cutover *c, const struct account *a);
+
+void	cutover_pass_started(struct cutover *c, time_t started);
+void	cutover_pass_done(struct cutover *c,
+	    const struct cutover_pass_result *r);
+
+#endif
