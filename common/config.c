@@ -720,3 +720,79 @@ config_free(struct config *cfg)
 	free(cfg->path);
 	memset(cfg, 0, sizeof(*cfg));
 }
+
+/* key_equal - do a and b hold the same value for k? */
+static int
+key_equal(const struct config *a, const struct config *b,
+    const struct cfg_key *k)
+{
+	const char *sa, *sb;
+	const struct strlist *la, *lb;
+	const struct hostport_list *ha, *hb;
+	const struct imap_url *ua, *ub;
+	size_t i;
+
+	switch (k->type) {
+	case CT_STRING:
+		sa = *FIELD(a, k, char *);
+		sb = *FIELD(b, k, char *);
+		return (strcmp(sa ? sa : "", sb ? sb : "") == 0);
+	case CT_INT:
+	case CT_DURATION:
+		return (*FIELD(a, k, int64_t) == *FIELD(b, k, int64_t));
+	case CT_SIZE:
+		return (*FIELD(a, k, uint64_t) == *FIELD(b, k, uint64_t));
+	case CT_BOOL:
+	case CT_ENUM:
+	case CT_FACILITY:
+		return (*FIELD(a, k, int) == *FIELD(b, k, int));
+	case CT_LIST:
+		la = FIELD(a, k, struct strlist);
+		lb = FIELD(b, k, struct strlist);
+		if (la->count != lb->count)
+			return (0);
+		for (i = 0; i < la->count; i++)
+			if (strcmp(la->items[i], lb->items[i]) != 0)
+				return (0);
+		return (1);
+	case CT_HOSTPORTS:
+		ha = FIELD(a, k, struct hostport_list);
+		hb = FIELD(b, k, struct hostport_list);
+		if (ha->count != hb->count)
+			return (0);
+		for (i = 0; i < ha->count; i++)
+			if (strcmp(ha->items[i].host, hb->items[i].host) != 0 ||
+			    ha->items[i].port != hb->items[i].port)
+				return (0);
+		return (1);
+	case CT_IMAP_URL:
+		ua = FIELD(a, k, struct imap_url);
+		ub = FIELD(b, k, struct imap_url);
+		return (ua->set == ub->set && ua->tls == ub->tls &&
+		    strcmp(ua->addr.host, ub->addr.host) == 0 &&
+		    ua->addr.port == ub->addr.port);
+	}
+	return (0);
+}
+
+/*
+ * config_diff - call changed(section, key) for every key whose value
+ * differs between a and b (a reload's old and new configuration); returns
+ * how many differ.
+ */
+size_t
+config_diff(const struct config *a, const struct config *b,
+    void (*changed)(const char *section, const char *key, void *arg),
+    void *arg)
+{
+	size_t i, n = 0;
+
+	for (i = 0; i < NKEYS; i++) {
+		if (key_equal(a, b, &keys[i]))
+			continue;
+		n++;
+		if (changed != NULL)
+			changed(keys[i].section, keys[i].name, arg);
+	}
+	return (n);
+}

@@ -137,6 +137,9 @@ int	config_load_defaults(struct config *cfg, char *err, size_t errlen);
 int	config_require(const struct config *cfg, enum config_user who,
 	    char *err, size_t errlen);
 void	config_free(struct config *cfg);
+size_t	config_diff(const struct config *a, const struct config *b,
+	    void (*changed)(const char *section, const char *key, void *arg),
+	    void *arg);
 int	config_state_path(const struct config *cfg, const char *name,
 	    char *buf, size_t len);
 

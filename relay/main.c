@@ -2,7 +2,7 @@
  * main.c - ferry-relay: the SMTP relay that runs on the old MX during a
  * cutover (DESIGN.md §5).
  *
- * Start-up order, and why:
+ * Start-up order (common/daemon.h has the why of each step):
  *   1. command line, configuration (-t stops here; exit 2 on errors)
  *   2. logging; detach unless -d (before any thread exists: the spool
  *      starts one); the parent waits until the child is ready, so a
@@ -35,13 +35,10 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
-#include <grp.h>
-#include <pwd.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/file.h>
 #include <sys/stat.h>
 #include <sys/types.h>
 #include <syslog.h>
@@ -52,6 +49,7 @@
 
 #include "cli.h"
 #include "config.h"
+#include "daemon.h"
 #include "log.h"
 #include "dkim_verify.h"
 #include "dns.h"
@@ -65,13 +63,8 @@
 
 struct daemon_ctx {
 	struct relay	 relay;
-	struct event	*ev_term;
-	struct event	*ev_int;
-	struct event	*ev_hup;
+	struct daemon	 d;
 	struct event	*ev_sweep;
-	int		 stopping;
-	int		 pidfd;
-	const char	*pidfile;
 };
 
 static void
@@ -85,158 +78,6 @@ usage(FILE *fp)
 	    "  -h               show this help\n"
 	    "  --rebuild-index  rebuild the queue index from the spool files "
 	    "and exit\n", CLI_DEFAULT_CONFIG);
-}
-
-/* ---- daemon plumbing -------------------------------------------------------- */
-
-/*
- * daemonize - fork; the parent waits for the child's "ready" byte on a
- * pipe and exits 0, or 1 when the child dies first.  Returns the write
- * end of the pipe in the child.
- */
-static int
-daemonize(void)
-{
-	int fds[2];
-	pid_t pid;
-	char c;
-	ssize_t n;
-
-	if (pipe2(fds, O_CLOEXEC) == -1) {
-		fprintf(stderr, "ferry-relay: pipe: %s\n", strerror(errno));
-		exit(EXIT_RUNTIME);
-	}
-	if ((pid = fork()) == -1) {
-		fprintf(stderr, "ferry-relay: fork: %s\n", strerror(errno));
-		exit(EXIT_RUNTIME);
-	}
-	if (pid > 0) {
-		close(fds[1]);
-		do
-			n = read(fds[0], &c, 1);
-		while (n == -1 && errno == EINTR);
-		_exit(n == 1 ? 0 : EXIT_RUNTIME);
-	}
-	close(fds[0]);
-	if (setsid() == -1) {
-		fprintf(stderr, "ferry-relay: setsid: %s\n", strerror(errno));
-		exit(EXIT_RUNTIME);
-	}
-	return (fds[1]);
-}
-
-/* detach_finish - tell the parent we are up; drop the terminal */
-static void
-detach_finish(int readyfd)
-{
-	int fd;
-
-	if (chdir("/") == -1)
-		log_warn("chdir /");
-	if ((fd = open("/dev/null", O_RDWR)) != -1) {
-		(void)dup2(fd, STDIN_FILENO);
-		(void)dup2(fd, STDOUT_FILENO);
-		(void)dup2(fd, STDERR_FILENO);
-		if (fd > STDERR_FILENO)
-			close(fd);
-	}
-	(void)write(readyfd, "", 1);
-	close(readyfd);
-}
-
-/* pidfile_open - create, lock and fill the pid file; -1 if locked */
-static int
-pidfile_open(const char *path)
-{
-	char buf[32];
-	int fd, n;
-
-	fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
-	if (fd == -1) {
-		log_errorx("pid file %s: %s", path, strerror(errno));
-		return (-1);
-	}
-	if (flock(fd, LOCK_EX | LOCK_NB) == -1) {
-		n = (int)read(fd, buf, sizeof(buf) - 1);
-		buf[n > 0 ? n : 0] = '\0';
-		buf[strcspn(buf, "\n")] = '\0';
-		log_errorx("pid file %s is locked: ferry-relay already running"
-		    " (pid %s)", path, buf[0] ? buf : "?");
-		close(fd);
-		return (-1);
-	}
-	n = snprintf(buf, sizeof(buf), "%ld\n", (long)getpid());
-	if (ftruncate(fd, 0) == -1 || pwrite(fd, buf, (size_t)n, 0) != n) {
-		log_errorx("pid file %s: %s", path, strerror(errno));
-		close(fd);
-		return (-1);
-	}
-	return (fd);
-}
-
-/*
- * state_dir_create - make state_dir before the pid file goes into it; when
- * root creates it for a [global] user, that user must own it, or the
- * store and spool could not be created after the privilege drop.
- */
-static int
-state_dir_create(const char *dir, const char *user)
-{
-	struct passwd *pw;
-
-	if (mkdir(dir, 0700) == -1) {
-		if (errno == EEXIST)
-			return (0);
-		log_errorx("state_dir %s: %s", dir, strerror(errno));
-		return (-1);
-	}
-	if (user == NULL || user[0] == '\0' || geteuid() != 0)
-		return (0);
-	if ((pw = getpwnam(user)) == NULL) {
-		log_errorx("[global] user %s: no such user", user);
-		return (-1);
-	}
-	if (chown(dir, pw->pw_uid, pw->pw_gid) == -1) {
-		log_errorx("state_dir %s: chown to %s: %s", dir, user,
-		    strerror(errno));
-		return (-1);
-	}
-	return (0);
-}
-
-/* drop_privileges - become [global] user; refuse to stay root */
-static int
-drop_privileges(const char *user)
-{
-	struct passwd *pw;
-
-	if (user == NULL || user[0] == '\0') {
-		if (geteuid() == 0)
-			log_warnx("running as root: set [global] user");
-		return (0);
-	}
-	if ((pw = getpwnam(user)) == NULL) {
-		log_errorx("[global] user %s: no such user", user);
-		return (-1);
-	}
-	if (geteuid() != 0) {
-		if (geteuid() == pw->pw_uid)
-			return (0);
-		log_errorx("cannot become user %s: not started as root", user);
-		return (-1);
-	}
-	if (setgroups(1, &pw->pw_gid) == -1 || setgid(pw->pw_gid) == -1 ||
-	    setuid(pw->pw_uid) == -1) {
-		log_errorx("cannot become user %s: %s", user, strerror(errno));
-		return (-1);
-	}
-	if (pw->pw_uid != 0 && (setuid(0) != -1 || geteuid() == 0 ||
-	    getuid() == 0)) {
-		log_errorx("still root after dropping privileges; refusing");
-		return (-1);
-	}
-	log_info("running as user %s", user);
-	return (0);
 }
 
 /* ---- signals and timers ------------------------------------------------------ */
@@ -262,28 +103,25 @@ server_done(void *arg)
 }
 
 static void
-on_term(evutil_socket_t sig, short what, void *arg)
+on_term(void *arg, int sig, int again)
 {
 	struct daemon_ctx *ctx = arg;
 
-	if (ctx->stopping) {
-		log_notice("signal %d again: exiting now", (int)sig);
+	(void)sig;
+	if (again) {
 		event_base_loopbreak(ctx->relay.base);
 		return;
 	}
-	ctx->stopping = 1;
-	log_info("signal %d: shutting down", (int)sig);
 	smtp_server_shutdown(ctx->relay.server, server_done, ctx);
 }
 
 static void
-on_hup(evutil_socket_t sig, short what, void *arg)
+on_hup(void *arg)
 {
 	struct daemon_ctx *ctx = arg;
 	struct config fresh;
 	char err[1024];
 
-	log_reopen();
 	log_info("SIGHUP: reloading the log level and the recipient list");
 	if (config_load(&fresh, ctx->relay.cfg->path, err, sizeof(err)) == 0) {
 		log_set_level((enum log_level)fresh.global.log_level);
@@ -323,7 +161,7 @@ on_sweep(evutil_socket_t fd, short what, void *arg)
 #define SPF_WORKERS	4	/* SPF checks at once (each waits on DNS) */
 
 /*
- * checks_init - what every message's checks share (issue 4): the one
+ * checks_init - what every message's checks share: the one
  * resolver ([checks] dns, dns_timeout) that SPF, DKIM keys and the
  * queue's MX look-ups all use, the SPF worker pool, the DKIM library,
  * SRS and the drain view.
@@ -398,20 +236,11 @@ ctx_free(struct daemon_ctx *ctx)
 	dns_resolver_free(&r->resolver);
 	spool_close(&r->spool);
 	store_close(&r->store);
-	if (ctx->ev_term)
-		event_free(ctx->ev_term);
-	if (ctx->ev_int)
-		event_free(ctx->ev_int);
-	if (ctx->ev_hup)
-		event_free(ctx->ev_hup);
 	if (ctx->ev_sweep)
 		event_free(ctx->ev_sweep);
+	daemon_close(&ctx->d);
 	if (r->base)
 		event_base_free(r->base);
-	if (ctx->pidfd != -1) {
-		(void)unlink(ctx->pidfile);	/* may fail after the drop */
-		close(ctx->pidfd);
-	}
 }
 
 int
@@ -428,7 +257,7 @@ main(int argc, char *argv[])
 	struct config cfg;
 	struct timeval sweep = { SWEEP_INTERVAL, 0 };
 	char err[1024], path[4096];
-	int c, rc, test_only = 0, foreground = 0, rebuild = 0, readyfd = -1;
+	int c, rc, test_only = 0, foreground = 0, rebuild = 0;
 	size_t count;
 
 	while ((c = getopt_long(argc, argv, "c:dht", longopts, NULL)) != -1) {
@@ -466,7 +295,7 @@ main(int argc, char *argv[])
 	}
 
 	memset(&ctx, 0, sizeof(ctx));
-	ctx.pidfd = -1;
+	daemon_init(&ctx.d, "ferry-relay");
 	r->cfg = &cfg;
 	r->started = time(NULL);
 	if (foreground || rebuild || cfg.global.log == CFG_LOG_STDERR)
@@ -477,15 +306,10 @@ main(int argc, char *argv[])
 		    (enum log_level)cfg.global.log_level);
 	signal(SIGPIPE, SIG_IGN);
 
-	if (!foreground && !rebuild)
-		readyfd = daemonize();
-	if (state_dir_create(cfg.global.state_dir, cfg.global.user) == -1)
+	daemon_detach(&ctx.d, foreground || rebuild);
+	if (daemon_state_dir(cfg.global.state_dir, cfg.global.user) == -1 ||
+	    daemon_pidfile(&ctx.d, cfg.relay.pid_file) == -1)
 		goto fail;
-	if (cfg.relay.pid_file && cfg.relay.pid_file[0] != '\0') {
-		ctx.pidfile = cfg.relay.pid_file;
-		if ((ctx.pidfd = pidfile_open(ctx.pidfile)) == -1)
-			goto fail;
-	}
 	if ((r->base = event_base_new()) == NULL) {
 		log_errorx("cannot create the event loop");
 		goto fail;
@@ -494,7 +318,7 @@ main(int argc, char *argv[])
 		log_errorx("%s", err);
 		goto fail;
 	}
-	if (drop_privileges(cfg.global.user) == -1)
+	if (daemon_drop_privileges(cfg.global.user) == -1)
 		goto fail;
 
 	if (config_state_path(&cfg, "db", path, sizeof(path)) == -1 ||
@@ -530,16 +354,11 @@ main(int argc, char *argv[])
 		log_errorx("control: %s", err);
 		goto fail;
 	}
-	ctx.ev_term = evsignal_new(r->base, SIGTERM, on_term, &ctx);
-	ctx.ev_int = evsignal_new(r->base, SIGINT, on_term, &ctx);
-	ctx.ev_hup = evsignal_new(r->base, SIGHUP, on_hup, &ctx);
+	if (daemon_signals(&ctx.d, r->base, on_term, on_hup, &ctx) == -1)
+		goto fail;
 	ctx.ev_sweep = event_new(r->base, -1, EV_PERSIST, on_sweep, &ctx);
-	if (ctx.ev_term == NULL || ctx.ev_int == NULL || ctx.ev_hup == NULL ||
-	    ctx.ev_sweep == NULL || event_add(ctx.ev_term, NULL) == -1 ||
-	    event_add(ctx.ev_int, NULL) == -1 ||
-	    event_add(ctx.ev_hup, NULL) == -1 ||
-	    event_add(ctx.ev_sweep, &sweep) == -1) {
-		log_errorx("cannot set up signals and timers");
+	if (ctx.ev_sweep == NULL || event_add(ctx.ev_sweep, &sweep) == -1) {
+		log_errorx("cannot set up the sweep timer");
 		goto fail;
 	}
 	if (smtp_server_start(r->server, err, sizeof(err)) == -1) {
@@ -547,10 +366,7 @@ main(int argc, char *argv[])
 		goto fail;
 	}
 	log_info("started (pid %ld)", (long)getpid());
-	if (readyfd != -1) {
-		detach_finish(readyfd);
-		readyfd = -1;
-	}
+	daemon_ready(&ctx.d);
 
 	if (event_base_dispatch(r->base) == -1)
 		log_errorx("event loop failed");

@@ -1,0 +1,338 @@
+/*
+ * scheduler.c - the ferry-syncd daemon's event loop: when passes run, on
+ * which thread, and what signals do.
+ *
+ * Passes.  The first pass starts at once; after each, the next one is
+ * due [syncd] interval later - or [cutover] catchup_interval while a
+ * cutover domain is switching or in dual reception (cutover.c) - and
+ * cutover.c may ask for one at once (the first `new` MX answer).  A pass
+ * runs on a thread of its own, so the loop keeps answering the MX
+ * watcher's DNS, the timers and the signals meanwhile; the pass thread
+ * tells the loop it is done through a pipe.  One pass at a time: a pass
+ * asked for while one runs starts right after it (the running one may
+ * have started before the evidence that asked for it).
+ *
+ * Signals.  SIGTERM/SIGINT set the stop flag the engine polls (it
+ * finishes the batch in flight and logs out within its grace time), then
+ * the loop ends.  SIGHUP reloads the configuration: the keys below can
+ * change under a running daemon and are applied before the next pass
+ * (never under a running one, whose threads read them); every other
+ * changed key is logged as needing a restart (paths, servers,
+ * credentials and connection limits are held by open connections, the
+ * store and the cutover's resolvers).  A configuration that does not
+ * load is logged and the running one kept.
+ */
+
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <event2/event.h>
+
+#include "cli.h"
+#include "log.h"
+#include "syncd.h"
+
+#define IDLE_PUBLISH_SECS	2	/* "syncd.progress" between passes */
+
+/* The keys a reload applies (scalars read afresh by every pass). */
+static const struct {
+	const char	*section, *key;
+} reloadable[] = {
+	{ "global", "log_level" },
+	{ "syncd", "interval" },
+	{ "syncd", "parallel" },
+	{ "syncd", "delete" },
+	{ "syncd", "max_bytes_per_second" },
+	{ "syncd", "max_messages_per_second" },
+	{ "cutover", "check_interval" },
+	{ "cutover", "quiet_period" },
+};
+
+static void	pass_start(struct syncd *sd, const char *why);
+
+static int
+key_reloadable(const char *section, const char *key)
+{
+	size_t i;
+
+	for (i = 0; i < sizeof(reloadable) / sizeof(reloadable[0]); i++)
+		if (strcmp(reloadable[i].section, section) == 0 &&
+		    strcmp(reloadable[i].key, key) == 0)
+			return (1);
+	return (0);
+}
+
+static void
+reload_changed(const char *section, const char *key, void *arg)
+{
+	unsigned *restart = arg;
+
+	if (key_reloadable(section, key))
+		log_info("reload: [%s] %s applied", section, key);
+	else {
+		log_warnx("reload: [%s] %s changed: restart ferry-syncd to "
+		    "apply it", section, key);
+		(*restart)++;
+	}
+}
+
+/* reload_apply - take the reloadable keys of fresh; fresh is freed */
+static void
+reload_apply(struct syncd *sd, struct config *fresh)
+{
+	struct config *c = &sd->cfg;
+	unsigned restart = 0;
+
+	if (config_diff(c, fresh, reload_changed, &restart) == 0)
+		log_info("reload: configuration unchanged");
+	c->global.log_level = fresh->global.log_level;
+	c->syncd.interval = fresh->syncd.interval;
+	c->syncd.parallel = fresh->syncd.parallel;
+	c->syncd.delete = fresh->syncd.delete;
+	c->syncd.max_bytes_per_second = fresh->syncd.max_bytes_per_second;
+	c->syncd.max_messages_per_second =
+	    fresh->syncd.max_messages_per_second;
+	c->cutover.check_interval = fresh->cutover.check_interval;
+	c->cutover.quiet_period = fresh->cutover.quiet_period;
+	log_set_level((enum log_level)c->global.log_level);
+	if (restart > 0)
+		log_warnx("reload: %u changed key(s) wait for a restart",
+		    restart);
+	config_free(fresh);
+	free(fresh);
+}
+
+static void
+reload_pending(struct syncd *sd)
+{
+	struct config *fresh = sd->reload;
+
+	if (fresh == NULL || sd->running)
+		return;
+	sd->reload = NULL;
+	reload_apply(sd, fresh);
+}
+
+static void
+on_reload(void *arg)
+{
+	struct syncd *sd = arg;
+	struct config *fresh;
+	char err[1024];
+
+	log_info("SIGHUP: reloading %s", sd->cfg.path);
+	if ((fresh = calloc(1, sizeof(*fresh))) == NULL) {
+		log_warnx("reload: out of memory; keeping the running "
+		    "configuration");
+		return;
+	}
+	if (config_load(fresh, sd->cfg.path, err, sizeof(err)) == -1 ||
+	    config_require(fresh, CONFIG_FOR_SYNCD, err, sizeof(err)) == -1) {
+		log_warnx("reload: %s; keeping the running configuration",
+		    err);
+		config_free(fresh);
+		free(fresh);
+		return;
+	}
+	if (sd->reload != NULL) {
+		config_free(sd->reload);
+		free(sd->reload);
+	}
+	sd->reload = fresh;
+	if (sd->running)
+		log_info("reload: applied when the running pass ends");
+	reload_pending(sd);
+}
+
+static void
+on_stop(void *arg, int sig, int again)
+{
+	struct syncd *sd = arg;
+
+	(void)sig;
+	sd->stop = 1;
+	if (!sd->running)
+		event_base_loopexit(sd->base, NULL);
+	else if (again)
+		log_notice("the pass is finishing its batch; it logs out "
+		    "within its grace time");
+}
+
+static void
+schedule_next(struct syncd *sd)
+{
+	struct timeval tv = { 0, 0 };
+	int64_t secs = sd->cfg.syncd.interval;
+
+	tv.tv_sec = (time_t)secs;
+	if (evtimer_add(sd->ev_next, &tv) == -1)
+		log_warnx("cannot schedule the next pass");
+}
+
+static void *
+pass_thread(void *arg)
+{
+	struct syncd *sd = arg;
+	ssize_t n;
+
+	(void)syncd_pass_run(sd, sd->why_run);
+	do
+		n = write(sd->wake[1], "", 1);
+	while (n == -1 && errno == EINTR);
+	return (NULL);
+}
+
+/* on_pass_done - the pass thread has finished (loop thread) */
+static void
+on_pass_done(evutil_socket_t fd, short what, void *arg)
+{
+	struct syncd *sd = arg;
+	char buf[16];
+	int rc;
+
+	(void)what;
+	while (read(fd, buf, sizeof(buf)) > 0)
+		;
+	if (!sd->running)
+		return;
+	if ((rc = pthread_join(sd->thread, NULL)) != 0)
+		log_warnx("pass thread: %s", strerror(rc));
+	sd->running = 0;
+	if (sd->stop) {
+		event_base_loopexit(sd->base, NULL);
+		return;
+	}
+	reload_pending(sd);
+	if (sd->wanted) {
+		sd->wanted = 0;
+		pass_start(sd, sd->why);
+		return;
+	}
+	schedule_next(sd);
+}
+
+/* pass_start - start a pass now, or right after the running one */
+static void
+pass_start(struct syncd *sd, const char *why)
+{
+	int rc;
+
+	if (sd->running) {
+		if (why != sd->why)
+			snprintf(sd->why, sizeof(sd->why), "%s", why);
+		sd->wanted = 1;
+		return;
+	}
+	if (sd->stop)
+		return;
+	snprintf(sd->why_run, sizeof(sd->why_run), "%s", why);
+	evtimer_del(sd->ev_next);
+	sd->running = 1;
+	if ((rc = pthread_create(&sd->thread, NULL, pass_thread, sd)) != 0) {
+		sd->running = 0;
+		log_warnx("cannot start a pass: %s; trying again in %" PRId64
+		    " s", strerror(rc), sd->cfg.syncd.interval);
+		schedule_next(sd);
+	}
+}
+
+static void
+on_next(evutil_socket_t fd, short what, void *arg)
+{
+	struct syncd *sd = arg;
+
+	(void)fd;
+	(void)what;
+	pass_start(sd, "[syncd] interval");
+}
+
+static void
+on_idle(evutil_socket_t fd, short what, void *arg)
+{
+	struct syncd *sd = arg;
+
+	(void)fd;
+	(void)what;
+	if (!sd->running)
+		syncd_progress_store(sd, 1);
+}
+
+static void
+loop_free(struct syncd *sd)
+{
+	if (sd->ev_wake != NULL)
+		event_free(sd->ev_wake);
+	if (sd->ev_next != NULL)
+		event_free(sd->ev_next);
+	if (sd->ev_idle != NULL)
+		event_free(sd->ev_idle);
+	sd->ev_wake = sd->ev_next = sd->ev_idle = NULL;
+	if (sd->wake[0] != -1)
+		close(sd->wake[0]);
+	if (sd->wake[1] != -1)
+		close(sd->wake[1]);
+	sd->wake[0] = sd->wake[1] = -1;
+	if (sd->reload != NULL) {
+		config_free(sd->reload);
+		free(sd->reload);
+		sd->reload = NULL;
+	}
+}
+
+/*
+ * syncd_daemon_run - signals, timers, readiness, then the loop until a
+ * SIGTERM/SIGINT has stopped the running pass.  sd->base exists.
+ */
+int
+syncd_daemon_run(struct syncd *sd)
+{
+	struct timeval idle = { IDLE_PUBLISH_SECS, 0 };
+	int rc = EXIT_RUNTIME;
+
+	sd->wake[0] = sd->wake[1] = -1;
+	if (pipe2(sd->wake, O_CLOEXEC | O_NONBLOCK) == -1) {
+		log_warn("pipe");
+		goto out;
+	}
+	sd->ev_wake = event_new(sd->base, sd->wake[0], EV_READ | EV_PERSIST,
+	    on_pass_done, sd);
+	sd->ev_next = evtimer_new(sd->base, on_next, sd);
+	sd->ev_idle = event_new(sd->base, -1, EV_PERSIST, on_idle, sd);
+	if (sd->ev_wake == NULL || sd->ev_next == NULL ||
+	    sd->ev_idle == NULL || event_add(sd->ev_wake, NULL) == -1 ||
+	    event_add(sd->ev_idle, &idle) == -1) {
+		log_errorx("cannot set up the loop's events");
+		goto out;
+	}
+	if (daemon_signals(&sd->d, sd->base, on_stop, on_reload, sd) == -1)
+		goto out;
+	/* between passes the daemon stays logged in (sync.c, "kept") */
+	if ((sd->o.keep = sync_keep_new()) == NULL) {
+		log_errorx("out of memory");
+		goto out;
+	}
+	log_notice("daemon started: %zu account(s), a pass every %" PRId64
+	    " s", sd->accounts->count, sd->cfg.syncd.interval);
+	daemon_ready(&sd->d);
+	pass_start(sd, "start-up");
+	if (event_base_dispatch(sd->base) == -1)
+		log_errorx("event loop failed");
+	if (sd->running) {		/* the loop failed under a pass */
+		sd->stop = 1;
+		(void)pthread_join(sd->thread, NULL);
+		sd->running = 0;
+	}
+	syncd_progress_store(sd, 0);
+	sync_keep_free(&sd->o.keep);
+	log_notice("stopping on signal");
+	rc = 0;
+out:
+	loop_free(sd);
+	return (rc);
+}
