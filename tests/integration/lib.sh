@@ -109,10 +109,22 @@
 #   update_dns <<EOF ... EOF  replace all records: restart dnsmasq with the
 #                   new ones on the same DNS_PORT (e.g. the MX switched).
 #   stop_dns                stop it.
+#   start_dns_named NAME <<EOF ... EOF
+#                   one more dnsmasq beside it (several resolvers that
+#                   disagree, e.g. during an MX switch): the same record
+#                   syntax and behaviour, instance NAME ([A-Za-z0-9_]+) in
+#                   $T/dns-NAME on its own port; exports DNS_PORT_NAME and
+#                   DNS_LOG_NAME.  start_dns is instance "main" (DNS_PORT
+#                   = DNS_PORT_main).
+#   update_dns_named NAME <<EOF ... EOF  replace NAME's records, same port.
+#   stop_dns_named NAME     stop that instance.
 #   dns_query NAME TYPE     print the answer data (dig +short) from our
-#                   dnsmasq; exit non-zero when dig fails (timeout).
+#                   dnsmasq on $DNS_PORT (another instance:
+#                   DNS_PORT=$DNS_PORT_b dns_query ...); exit non-zero
+#                   when dig fails (timeout).
 #   dns_status NAME TYPE [SECS]  print the response code (NOERROR,
-#                   NXDOMAIN, SERVFAIL...) or TIMEOUT after SECS (default 2).
+#                   NXDOMAIN, SERVFAIL...) or TIMEOUT after SECS (default
+#                   2), from $DNS_PORT too.
 #
 # IMAP (Dovecot)
 #   start_dovecot [USER:PASS...]
@@ -274,7 +286,8 @@ at_exit() {
 # test's .log file, which CI prints for a failed test).
 _lib_dump_logs() {
 	local f
-	for f in "$T"/log/*.log "$T"/dns/dnsmasq.log "$T"/dovecot/*/dovecot.log; do
+	for f in "$T"/log/*.log "$T"/dns/dnsmasq.log "$T"/dns-*/dnsmasq.log \
+		"$T"/dovecot/*/dovecot.log; do
 		[ -f "$f" ] || continue
 		case $f in */check.*.log) continue ;; esac
 		echo "===== ${f#"$T"/} (last 30 lines)" >&2
@@ -600,9 +613,26 @@ while True:
 ' "$1"
 }
 
-# _lib_dns_run - start dnsmasq for the records on stdin on $DNS_PORT.
+# _lib_dns_name_ok NAME - an instance name is [A-Za-z0-9_]+.
+_lib_dns_name_ok() {
+	case $1 in
+	*[!A-Za-z0-9_]* | "")
+		echo "dns: bad instance name '$1'" >&2
+		return 1
+		;;
+	esac
+}
+
+# _lib_dns_run NAME PORT - start dnsmasq instance NAME for the records on
+# stdin on 127.0.0.1:PORT.  Instance "main" (start_dns) lives in $T/dns and
+# is spawned as "dnsmasq"; any other in $T/dns-NAME as "dnsmasq-NAME".
+# Sets _lib_dns_pid_NAME and exports DNS_PORT_NAME and DNS_LOG_NAME.
 _lib_dns_run() {
-	local d=$T/dns hole=none i
+	local name=$1 port=$2 d=$T/dns hole=none i log pid tag=dnsmasq
+	if [ "$name" != main ]; then
+		d=$T/dns-$name
+		tag=dnsmasq-$name
+	fi
 	mkdir -p "$d"
 	_lib_dns_n=$((_lib_dns_n + 1))
 	cat >"$d/records.$_lib_dns_n"
@@ -621,34 +651,72 @@ _lib_dns_run() {
 		_lib_dns_conf "$hole" <"$d/records.$_lib_dns_n" || return 1
 	} >"$d/dnsmasq.conf.$_lib_dns_n" || return 1
 	cp "$d/dnsmasq.conf.$_lib_dns_n" "$d/dnsmasq.conf"
-	DNS_LOG=$d/dnsmasq.log
-	export DNS_LOG DNS_PORT
+	log=$d/dnsmasq.log
 	# --user: as root dnsmasq would drop to nobody, who cannot write the
 	# log in $T; as a normal user it changes nothing.
-	spawn dnsmasq dnsmasq --keep-in-foreground \
+	spawn "$tag" dnsmasq --keep-in-foreground \
 		--conf-file="$d/dnsmasq.conf" --no-resolv --no-hosts --no-poll \
-		--listen-address=127.0.0.1 --bind-interfaces --port="$DNS_PORT" \
+		--listen-address=127.0.0.1 --bind-interfaces --port="$port" \
 		--pid-file="$d/dnsmasq.pid" --user="$(id -un)" \
-		--log-facility="$DNS_LOG" --log-queries --cache-size=0 \
+		--log-facility="$log" --log-queries --cache-size=0 \
 		--local-ttl="${DNS_TTL:-0}" --no-negcache
-	_lib_dns_pid=$SPAWN_PID
+	pid=$SPAWN_PID
+	eval "_lib_dns_pid_$name=\$pid DNS_PORT_$name=\$port DNS_LOG_$name=\$log"
+	export "DNS_PORT_$name" "DNS_LOG_$name"
 	# dnsmasq binds UDP and TCP together, so a TCP connect means ready.
 	for ((i = 0; i < 200; i++)); do
-		if ! _lib_alive "$_lib_dns_pid"; then
-			echo "start_dns: dnsmasq exited:" >&2
-			cat "$T/log/dnsmasq.log" >&2
+		if ! _lib_alive "$pid"; then
+			echo "start_dns: dnsmasq $name exited:" >&2
+			cat "$T/log/$tag.log" >&2
 			return 1
 		fi
-		(exec 3<>"/dev/tcp/127.0.0.1/$DNS_PORT") 2>/dev/null && return 0
+		(exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && return 0
 		sleep 0.05
 	done
-	echo "start_dns: dnsmasq did not start" >&2
+	echo "start_dns: dnsmasq $name did not start" >&2
 	return 1
 }
 
+start_dns_named() {
+	local name=$1 v port
+	_lib_dns_name_ok "$name" || return 1
+	v=_lib_dns_pid_$name
+	if [ -n "${!v:-}" ]; then
+		echo "start_dns_named: instance $name already runs (update_dns_named)" >&2
+		return 1
+	fi
+	port=$(free_port) || return 1
+	_lib_dns_run "$name" "$port"
+}
+
+update_dns_named() {
+	local name=$1 v
+	_lib_dns_name_ok "$name" || return 1
+	v=DNS_PORT_$name
+	[ -n "${!v:-}" ] || {
+		echo "update_dns_named: start_dns_named $name first" >&2
+		return 1
+	}
+	stop_dns_named "$name"
+	_lib_dns_run "$name" "${!v}"
+}
+
+stop_dns_named() {
+	local v
+	_lib_dns_name_ok "$1" || return 1
+	v=_lib_dns_pid_$1
+	[ -n "${!v:-}" ] && stop_pid "${!v}"
+	eval "$v="
+	return 0
+}
+
+# The single instance of the older tests is instance "main", with the
+# unsuffixed names as well.
 start_dns() {
-	DNS_PORT=$(free_port) || return 1
-	_lib_dns_run
+	start_dns_named main || return 1
+	DNS_PORT=$DNS_PORT_main
+	DNS_LOG=$DNS_LOG_main
+	export DNS_PORT DNS_LOG
 }
 
 update_dns() {
@@ -656,13 +724,11 @@ update_dns() {
 		echo "update_dns: start_dns first" >&2
 		return 1
 	}
-	stop_dns
-	_lib_dns_run
+	update_dns_named main
 }
 
 stop_dns() {
-	[ -n "${_lib_dns_pid:-}" ] && stop_pid "$_lib_dns_pid"
-	_lib_dns_pid=
+	stop_dns_named main
 }
 
 dns_query() {
