@@ -26,6 +26,11 @@
  * the key up before committing (spool_dedupe_lookup()); the put here
  * settles the race of two copies finishing DATA at the same time.
  *
+ * The ledger (common/ledger.h).  Every recipient the ledger tracks
+ * (queue_ledger_tracked(): a ledger key, the upstream route) gets a
+ * pending STORE_DB_LEDGER entry in the same transaction as the record:
+ * from the 250 on, a delta pass knows the relay holds that copy.
+ *
  * DEDUPE VALUE FORMAT (stable; STORE_DB_DEDUPE, key = the 32-byte relay
  * key, the store adds its expiry header in front):
  *   byte  1                  version
@@ -82,6 +87,7 @@
 
 #include <event2/event.h>
 
+#include "ledger.h"
 #include "log.h"
 #include "relay.h"
 #include "store.h"
@@ -120,6 +126,10 @@ struct spool_msg {
 	int64_t		 arrived;
 	int		 dup;		/* round_put: key already there */
 	char		 first_id[QUEUE_ID_LEN + 1];
+	/* the ledger: one pending entry per key, put with the record */
+	unsigned char	(*lkey)[MSGKEY_LEN];
+	size_t		 nlkey;
+	time_t		 lexpires;
 };
 TAILQ_HEAD(msgq, spool_msg);
 
@@ -232,6 +242,7 @@ msg_free(struct spool_msg *m)
 	free(m->buf);
 	free(m->env);
 	free(m->enc);
+	free(m->lkey);
 	free(m);
 }
 
@@ -631,6 +642,52 @@ dedupe_first_id(const void *val, size_t vlen, char id[QUEUE_ID_LEN + 1])
 }
 
 /*
+ * ledger_pending - the pending ledger entries of a message whose record
+ * is put in this transaction (common/ledger.h): from now on the relay
+ * holds its copy for these recipients, and a delta pass must not copy
+ * the old host's.
+ */
+static int
+ledger_pending(struct store_txn *tx, const char *id, int64_t arrived,
+    const unsigned char (*keys)[MSGKEY_LEN], size_t nkeys, time_t expires)
+{
+	struct ledger_entry e;
+	size_t i;
+
+	memset(&e, 0, sizeof(e));
+	e.when = arrived;
+	e.status = LEDGER_PENDING;
+	memcpy(e.queue_id, id, QUEUE_ID_LEN + 1);
+	for (i = 0; i < nkeys; i++)
+		if (ledger_put(tx, keys[i], &e, expires) == -1)
+			return (-1);
+	return (0);
+}
+
+/* ledger_keys - the keys of rec's deliveries the ledger tracks */
+static int
+ledger_keys(const struct relay *relay, const struct queue_record *rec,
+    unsigned char (**keys_r)[MSGKEY_LEN], size_t *n_r)
+{
+	size_t i, n = 0;
+
+	*keys_r = NULL;
+	*n_r = 0;
+	for (i = 0; i < rec->ndlv; i++)
+		if (queue_ledger_tracked(relay, rec, &rec->dlv[i]))
+			n++;
+	if (n == 0)
+		return (0);
+	if ((*keys_r = calloc(n, sizeof(**keys_r))) == NULL)
+		return (-1);
+	for (i = 0; i < rec->ndlv; i++)
+		if (queue_ledger_tracked(relay, rec, &rec->dlv[i]))
+			memcpy((*keys_r)[(*n_r)++], rec->dlv[i].ledger_key,
+			    MSGKEY_LEN);
+	return (0);
+}
+
+/*
  * round_put - every message's dedupe key and queue record, one write
  * transaction.  May run more than once (store.h): per-message results
  * are reset first.
@@ -671,6 +728,9 @@ round_put(struct store_txn *tx, void *arg)
 		}
 		if (store_put(tx, STORE_DB_QUEUE, m->id, QUEUE_ID_LEN, m->enc,
 		    m->enclen, 0) != 0)
+			return (-1);
+		if (ledger_pending(tx, m->id, m->arrived, m->lkey, m->nlkey,
+		    m->lexpires) == -1)
 			return (-1);
 	}
 	return (0);
@@ -912,8 +972,12 @@ spool_msg_commit(struct spool_msg **msgp, struct queue_record *rec,
 	m->arrived = rec->arrived;
 	if ((m->has_key = rec->has_relay_key != 0))
 		memcpy(m->key, rec->relay_key, sizeof(m->key));
+	m->lexpires = queue_ledger_expiry(sp->relay->cfg, m->arrived,
+	    LEDGER_PENDING);
 	if (m->werr)
 		msg_fail(m, "write", m->werr);
+	else if (ledger_keys(sp->relay, rec, &m->lkey, &m->nlkey) == -1)
+		msg_fail(m, "out of memory", 0);
 	else if (!m->env_written &&
 	    env_build(rec, m->id, &m->env, &m->envlen) == -1)
 		msg_fail(m, "out of memory", 0);
