@@ -39,11 +39,16 @@
  *
  * Start-up (spool_open): files left in spool/tmp are removed (their
  * sessions got no 250); a queue/ID file without a record gets one rebuilt
- * from its header (a crash between rename and commit: the client got no
+ * from the file (a crash between rename and commit: the client got no
  * 250 and may send again - a duplicate, never a loss); a record without
  * a file is dropped with a log line.  spool_rebuild_index() rebuilds the
  * whole index from the files with every delivery pending: a message that
- * was already delivered may be sent again, none is lost.
+ * was already delivered may be sent again, none is lost.  A rebuilt
+ * record is what the SMTP server made at reception (spool_file_record():
+ * the envelope, and the relay and ledger keys computed again from the
+ * message), and the same transaction puts what round_put() would have:
+ * its dedupe key (unless one is there) and its pending ledger entries.
+ * A record that goes removes the pending ledger entries it wrote.
  *
  * SPOOL FILE FORMAT (stable; spool/queue/ID, mode 0600)
  *   An envelope header of text lines, each ending in LF:
@@ -87,6 +92,7 @@
 
 #include <event2/event.h>
 
+#include "checks.h"
 #include "ledger.h"
 #include "log.h"
 #include "relay.h"
@@ -1221,25 +1227,93 @@ txn_collect_keys(struct store_txn *tx, void *arg)
 	return (store_foreach(tx, STORE_DB_QUEUE, NULL, 0, collect_key, l));
 }
 
+/* What a record rebuilt from its file puts besides itself. */
+struct fixup_keys {
+	int64_t		 arrived;
+	int		 has_rkey;
+	unsigned char	 rkey[MSGKEY_LEN];	/* the relay key: dedupe */
+	unsigned char	(*lkey)[MSGKEY_LEN];	/* pending ledger entries */
+	size_t		 nlkey;
+};
+
 /* Records to put and keys to delete in one write transaction. */
 struct fixup {
 	struct idlist	 del;		/* ids whose record goes */
 	struct idlist	 put;		/* ids whose record comes */
 	unsigned char	**enc;		/* put[i]'s encoded record */
 	size_t		*enclen;
+	struct fixup_keys *keys;	/* put[i]'s keys */
 	int		 wipe;		/* delete every record first */
 	struct store	*store;
+	struct relay	*relay;
 	size_t		 deleted;
 };
+
+/*
+ * release_one - a record that goes takes its pending ledger entries with
+ * it: nobody will deliver those copies (a record rebuilt from its file
+ * puts its own again).  A damaged record has nothing to release.
+ */
+static int
+release_one(struct store_txn *tx, struct relay *relay, const void *val,
+    size_t vlen)
+{
+	struct queue_record rec;
+	char err[128];
+	size_t i;
+	int rc = 0;
+
+	if (queue_record_decode(val, vlen, &rec, err, sizeof(err)) == -1)
+		return (0);
+	for (i = 0; rc == 0 && i < rec.ndlv; i++)
+		if (rec.dlv[i].state == DLV_PENDING &&
+		    queue_ledger_tracked(relay, &rec, &rec.dlv[i]) &&
+		    ledger_del(tx, rec.dlv[i].ledger_key, rec.id) == -1)
+			rc = -1;
+	queue_record_clear(&rec);
+	return (rc);
+}
+
+struct release_all {
+	struct store_txn	*tx;
+	struct relay		*relay;
+};
+
+static int
+release_all_one(const void *key, size_t klen, const void *val, size_t vlen,
+    void *arg)
+{
+	struct release_all *ra = arg;
+
+	(void)key;
+	(void)klen;
+	/* Writes STORE_DB_LEDGER only, not the database being walked. */
+	return (release_one(ra->tx, ra->relay, val, vlen));
+}
 
 static int
 txn_fixup(struct store_txn *tx, void *arg)
 {
 	struct fixup *f = arg;
-	size_t i;
+	struct release_all ra = { tx, f->relay };
+	const void *val;
+	unsigned char dval[DEDUPE_VALUE_LEN];
+	int64_t ttl = f->relay->cfg->dedupe.ttl;
+	size_t i, vlen;
 	int rc;
 
 	f->deleted = 0;
+	if (f->wipe && store_foreach(tx, STORE_DB_QUEUE, NULL, 0,
+	    release_all_one, &ra) != 0)
+		return (-1);
+	for (i = 0; !f->wipe && i < f->del.count; i++) {
+		rc = store_get(tx, STORE_DB_QUEUE, f->del.ids[i], QUEUE_ID_LEN,
+		    &val, &vlen);
+		if (rc == -1)
+			return (-1);
+		if (rc == 0 && release_one(tx, f->relay, val, vlen) == -1)
+			return (-1);
+	}
 	if (f->wipe) {
 		/* Everything goes, malformed keys included. */
 		if (store_count(tx, STORE_DB_QUEUE, &f->deleted) == -1)
@@ -1256,10 +1330,29 @@ txn_fixup(struct store_txn *tx, void *arg)
 		if (rc == 0)
 			f->deleted++;
 	}
-	for (i = 0; i < f->put.count; i++)
+	for (i = 0; i < f->put.count; i++) {
+		const struct fixup_keys *k = &f->keys[i];
+
 		if (store_put(tx, STORE_DB_QUEUE, f->put.ids[i], QUEUE_ID_LEN,
 		    f->enc[i], f->enclen[i], 0) != 0)
 			return (-1);
+		/* As at reception (round_put): the relay key, so a copy the
+		 * client sends again is a duplicate; an existing key (this
+		 * very message, when the index is rebuilt) stays. */
+		if (k->has_rkey && ttl > 0) {
+			dedupe_value(dval, k->arrived, f->put.ids[i]);
+			rc = store_put_expiring(tx, STORE_DB_DEDUPE, k->rkey,
+			    sizeof(k->rkey), dval, sizeof(dval),
+			    store_txn_now(tx) + (time_t)ttl, MDB_NOOVERWRITE);
+			if (rc == -1)
+				return (-1);
+		}
+		if (ledger_pending(tx, f->put.ids[i], k->arrived,
+		    (const unsigned char (*)[MSGKEY_LEN])k->lkey, k->nlkey,
+		    queue_ledger_expiry(f->relay->cfg, k->arrived,
+		    LEDGER_PENDING)) == -1)
+			return (-1);
+	}
 	return (0);
 }
 
@@ -1268,52 +1361,103 @@ fixup_free(struct fixup *f)
 {
 	size_t i;
 
-	for (i = 0; i < f->put.count; i++)
+	for (i = 0; i < f->put.count; i++) {
 		free(f->enc[i]);
+		free(f->keys[i].lkey);
+	}
 	free(f->enc);
 	free(f->enclen);
+	free(f->keys);
 	free(f->put.ids);
 	free(f->del.ids);
 	memset(f, 0, sizeof(*f));
 }
 
-/* fixup_add_file - read queue/ID's header and plan to put its record */
+/*
+ * spool_file_record - the queue record of queue/ID rebuilt from the file
+ * alone, as the SMTP server made it at reception: the envelope from the
+ * header, every delivery pending and due at now, and the keys computed
+ * from the message (checks_spooled_keys(): the relay key, a ledger key
+ * per upstream recipient).  What cannot come back: delivery progress
+ * and our Authentication-Results (known only after DATA, kept in the
+ * record alone).  -1 with err when the file cannot be read.
+ */
+static int
+spool_file_record(struct spool *sp, const char *id, time_t now,
+    struct queue_record *rec, char *err, size_t errlen)
+{
+	uint64_t off, size;
+	size_t i;
+	int fd;
+
+	if (spool_file_read(sp, id, rec, &fd, &off, &size, err, errlen) == -1)
+		return (-1);
+	for (i = 0; i < rec->ndlv; i++)
+		rec->dlv[i].next_try = now;
+	if (checks_spooled_keys(fd, size, rec, err, errlen) == -1) {
+		close(fd);
+		queue_record_clear(rec);
+		return (-1);
+	}
+	close(fd);
+	return (0);
+}
+
+/* fixup_add_file - read queue/ID and plan to put its record and keys */
 static int
 fixup_add_file(struct spool *sp, struct fixup *f, const char *id, time_t now)
 {
 	struct queue_record rec;
+	struct fixup_keys k, *nkeys;
 	unsigned char *enc, **nenc;
-	size_t enclen, *nlen, i;
+	size_t enclen, *nlen;
 	char err[256];
 
-	if (spool_file_read(sp, id, &rec, NULL, NULL, NULL, err,
-	    sizeof(err)) == -1) {
+	if (spool_file_record(sp, id, now, &rec, err, sizeof(err)) == -1) {
 		log_warnx("%s: spool file unreadable, left in spool/queue: %s",
 		    id, err);
 		return (0);
 	}
-	for (i = 0; i < rec.ndlv; i++)
-		rec.dlv[i].next_try = now;
+	memset(&k, 0, sizeof(k));
+	k.arrived = rec.arrived;
+	if ((k.has_rkey = rec.has_relay_key))
+		memcpy(k.rkey, rec.relay_key, sizeof(k.rkey));
+	if (ledger_keys(sp->relay, &rec, &k.lkey, &k.nlkey) == -1) {
+		queue_record_clear(&rec);
+		return (-1);
+	}
 	if (queue_record_encode(&rec, &enc, &enclen) == -1) {
 		log_warnx("%s: spool file: cannot encode its record", id);
 		queue_record_clear(&rec);
+		free(k.lkey);
 		return (0);
 	}
 	queue_record_clear(&rec);
+	nkeys = reallocarray(f->keys, f->put.count + 1, sizeof(*nkeys));
+	if (nkeys == NULL) {
+		free(enc);
+		free(k.lkey);
+		return (-1);
+	}
+	f->keys = nkeys;
+	f->keys[f->put.count] = k;	/* f frees it once put counts it */
 	nenc = reallocarray(f->enc, f->put.count + 1, sizeof(*nenc));
 	if (nenc == NULL) {
 		free(enc);
+		free(k.lkey);
 		return (-1);
 	}
 	f->enc = nenc;
 	nlen = reallocarray(f->enclen, f->put.count + 1, sizeof(*nlen));
 	if (nlen == NULL) {
 		free(enc);
+		free(k.lkey);
 		return (-1);
 	}
 	f->enclen = nlen;
 	if (idlist_add(&f->put, id, QUEUE_ID_LEN) == -1) {
 		free(enc);
+		free(k.lkey);
 		return (-1);
 	}
 	f->enc[f->put.count - 1] = enc;
@@ -1336,6 +1480,7 @@ spool_reconcile(struct spool *sp, char *err, size_t errlen)
 	int rc = -1;
 
 	memset(&f, 0, sizeof(f));
+	f.relay = sp->relay;
 	if (dir_list(sp->queuefd, &files, &others, err, errlen) == -1)
 		goto out;
 	if (others > 0)
@@ -1394,6 +1539,7 @@ spool_rebuild_index(struct spool *sp, size_t *count_r, char *err,
 	int rc = -1;
 
 	memset(&f, 0, sizeof(f));
+	f.relay = sp->relay;
 	if (count_r)
 		*count_r = 0;
 	if (dir_list(sp->queuefd, &files, &others, err, errlen) == -1)
