@@ -95,10 +95,11 @@ struct delivery {
 	uint32_t	 attempts;
 	int64_t		 next_try;	/* unix time */
 	char		*last_reply;	/* last answer or error; owned, may be NULL */
-	/* Issue 4: the ledger key (msgkey_ledger of this recipient, the
-	 * message's identity and body hash) written to STORE_DB_LEDGER when
-	 * the upstream accepts this delivery, so ferry-syncd's delta pass
-	 * skips the copy the old host also kept.  Encoded only when set. */
+	/* The ledger key (msgkey_ledger of this recipient, the message's
+	 * identity and body hash): its STORE_DB_LEDGER entry is pending
+	 * from the spool commit and delivered on the upstream's 250, so
+	 * ferry-syncd's delta pass skips the copy the old host also kept
+	 * (common/ledger.h).  Encoded only when set. */
 	uint8_t		 has_ledger_key;
 	unsigned char	 ledger_key[32];
 };
@@ -253,6 +254,20 @@ void	queue_shutdown(struct queue *queue, void (*done)(void *), void *arg);
  */
 int	srs_rcpt_check(const struct relay *relay, const char *rcpt,
 	    char *orig, size_t origlen);
+/*
+ * queue_ledger_tracked (queue.c) - the ledger (common/ledger.h) follows
+ * delivery d of rec: it has a ledger key and goes to the upstream route
+ * (not a DSN of ours, not one of our SRS addresses: those go back to an
+ * original sender, never into a new mailbox).  Safe on any thread.
+ * queue_ledger_expiry: when an entry of that status written at now
+ * expires (0: never): [dedupe] ttl, for a pending one at least the
+ * queue lifetime, so it cannot vanish while the relay still holds the
+ * message (a held one may outlive it: then a pass may copy it).
+ */
+int	queue_ledger_tracked(const struct relay *relay,
+	    const struct queue_record *rec, const struct delivery *d);
+time_t	queue_ledger_expiry(const struct config *cfg, int64_t now,
+	    int status);
 
 /* ---- the SMTP server (smtp_server.c) ----------------------------------- */
 
