@@ -652,7 +652,10 @@ verdict_sync(const struct cutover_record *r,
 	char d1[32];
 	size_t i;
 
-	if (s->clean_started != 0 && s->clean_started > last_in)
+	/* The clean pass must also be the latest: a later pass that copied
+	 * or missed something shows mail still reaching the old host. */
+	if (s->clean_started != 0 && s->clean_started > last_in &&
+	    s->clean_started == s->last_started)
 		return;
 	if (s->full_done_at == 0 && s->last_finished == 0 &&
 	    s->running_since == 0) {

@@ -17,7 +17,8 @@
  *      or held);
  *   4. a pass that started after the relay's last inbound message
  *      finished with 0 copied, 0 missing and 0 failed for every account
- *      of the domain.
+ *      of the domain, and it is the latest finished pass (a later one
+ *      that copied something shows mail still reaching the old host).
  * Otherwise it lists what is outstanding, one sentence per item, in
  * words an admin acts on.  It is a pure function: no I/O, no clock.
  *

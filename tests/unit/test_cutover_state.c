@@ -339,6 +339,13 @@ test_verdict_conditions(void **state)
 	r->sync.last_started = rv.last_inbound;
 	cutover_verdict_eval(r, &rv, NOW, QUIET, &v);
 	assert_false(v.safe);
+	/* ... a clean pass after it, then a later one that copied */
+	safe_case(r, &rv);
+	r->sync.clean_started = NOW - 900;
+	r->sync.copied = 2;
+	cutover_verdict_eval(r, &rv, NOW, QUIET, &v);
+	assert_false(v.safe);
+	assert_true(has(&v, "copied 2"));
 	/* ... no pass at all */
 	safe_case(r, &rv);
 	memset(&r->sync, 0, sizeof(r->sync));
