@@ -553,7 +553,7 @@ verdict_dns(const struct cutover_record *r, time_t now, int64_t quiet,
 {
 	const struct cutover_answer *a;
 	char d1[32], d2[32], hosts[200];
-	size_t i;
+	size_t i, before = v->n;
 
 	if (r->nanswers == 0) {
 		say(v, "no resolver has answered for %s yet", r->domain);
@@ -588,6 +588,15 @@ verdict_dns(const struct cutover_record *r, time_t now, int64_t quiet,
 			break;
 		}
 	}
+	/* The watcher knows how many resolvers are configured and sets
+	 * all_new_since only when every one answers new. */
+	if (v->n == before && r->all_new_since == 0)
+		say(v, "not every resolver has answered new for %s yet",
+		    r->domain);
+	else if (v->n == before && now - r->all_new_since < quiet)
+		say(v, "every resolver has answered new only for %s (quiet "
+		    "period %s)", fmt_dur(d1, sizeof(d1), now -
+		    r->all_new_since), fmt_dur(d2, sizeof(d2), quiet));
 }
 
 /* verdict_relay - conditions 2 and 3: no recent inbound, empty queue */
@@ -1103,14 +1112,17 @@ cutover_status_render(struct store *st, const struct config *cfg,
 		errbuf_set(err, errlen, "out of memory");
 		goto out;
 	}
-	if (n > 0 && store_txn_run(st, 1, status_txn, &sr, err, errlen) != 0)
+	if (n > 0 && st != NULL &&
+	    store_txn_run(st, 1, status_txn, &sr, err, errlen) != 0)
 		goto out;
 	for (i = 0; i < n; i++) {
 		ds[i].domain = cfg->cutover.domains.items[i];
 		ds[i].rec = sr.have[i] ? &sr.recs[i] : NULL;
 		ds[i].relay_running = relay_running;
-		if (relay_view_domain(st, ds[i].domain, now, &rv[i], rverr[i],
-		    sizeof(rverr[i])) == 0)
+		if (st == NULL)
+			ds[i].relay = &rv[i];	/* no store: nothing seen */
+		else if (relay_view_domain(st, ds[i].domain, now, &rv[i],
+		    rverr[i], sizeof(rverr[i])) == 0)
 			ds[i].relay = &rv[i];
 		else
 			ds[i].relay_error = rverr[i];

@@ -238,7 +238,8 @@ int	cutover_status_text(FILE *fp, const struct cutover_domain_status *d,
  * cutover_status_render - for ferryctl and the relay: every [cutover]
  * domain's record and relay evidence (relay_view_domain()) from st,
  * rendered as JSON into j (when not NULL) and/or as text into fp (when
- * not NULL).  relay_running as above.  0, or -1
+ * not NULL).  st NULL: no store exists yet (neither daemon has run):
+ * every domain without a record, the relay's evidence all zero.  relay_running as above.  0, or -1
  * with err when the store cannot be read.
  */
 struct config;
