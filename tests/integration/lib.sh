@@ -101,6 +101,8 @@
 #                     PTR     name target   (e.g. 1.0.0.127.in-addr.arpa)
 #                     TIMEOUT name          (queries for name and every name
 #                             below it are never answered)
+#                     SERVFAIL name         (queries for name and every
+#                             name below it get SERVFAIL at once)
 #                   Every other name gets NXDOMAIN; nothing is forwarded
 #                   anywhere.  Answers carry TTL $DNS_TTL (default 0, so a
 #                   resolver never caches).  dnsmasq listens on
@@ -584,12 +586,13 @@ make_cert() {
 
 # --- DNS --------------------------------------------------------------------
 
-# _lib_dns_conf BLACKHOLE_PORT - records on stdin to dnsmasq.conf lines on
-# stdout.  dnsmasq splits TXT strings longer than 255 bytes by itself.
+# _lib_dns_conf BLACKHOLE_PORT SERVFAIL_PORT - records on stdin to
+# dnsmasq.conf lines on stdout.  dnsmasq splits TXT strings longer than
+# 255 bytes by itself.
 _lib_dns_conf() {
 	"$LIB_PYTHON" -c '
 import shlex, sys
-hole = sys.argv[1]
+hole, fail = sys.argv[1], sys.argv[2]
 def q(s):
     return "\"" + s.replace("\\", "\\\\").replace("\"", "\\\"") + "\""
 for n, line in enumerate(sys.stdin, 1):
@@ -615,9 +618,11 @@ for n, line in enumerate(sys.stdin, 1):
         need(3); print("ptr-record=%s,%s" % (f[1], f[2]))
     elif t == "TIMEOUT":
         need(2); print("server=/%s/127.0.0.1#%s" % (f[1], hole))
+    elif t == "SERVFAIL":
+        need(2); print("server=/%s/127.0.0.1#%s" % (f[1], fail))
     else:
         sys.exit("start_dns: line %d: unknown record type %s" % (n, f[0]))
-' "$1"
+' "$1" "$2"
 }
 
 # _lib_blackhole PORT - bind UDP and TCP 127.0.0.1:PORT and never answer.
@@ -643,6 +648,23 @@ while True:
 ' "$1"
 }
 
+# _lib_servfail PORT - answer every UDP query on 127.0.0.1:PORT with
+# SERVFAIL (same id and question, RA set); dnsmasq passes it on.
+_lib_servfail() {
+	spawn dns-servfail "$LIB_PYTHON" -c '
+import socket, sys
+u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+u.bind(("127.0.0.1", int(sys.argv[1])))
+while True:
+    q, a = u.recvfrom(65535)
+    if len(q) < 12:
+        continue
+    # QR, the query opcode and RD; RA; RCODE 2; no records.
+    u.sendto(q[:2] + bytes([0x80 | (q[2] & 0x79), 0x82]) + q[4:6] +
+             bytes(6) + q[12:], a)
+' "$1"
+}
+
 # _lib_dns_name_ok NAME - an instance name is [A-Za-z0-9_]+.
 _lib_dns_name_ok() {
 	case $1 in
@@ -658,7 +680,7 @@ _lib_dns_name_ok() {
 # is spawned as "dnsmasq"; any other in $T/dns-NAME as "dnsmasq-NAME".
 # Sets _lib_dns_pid_NAME and exports DNS_PORT_NAME and DNS_LOG_NAME.
 _lib_dns_run() {
-	local name=$1 port=$2 d=$T/dns hole=none i log pid tag=dnsmasq
+	local name=$1 port=$2 d=$T/dns hole=none fail=none i log pid tag=dnsmasq
 	if [ "$name" != main ]; then
 		d=$T/dns-$name
 		tag=dnsmasq-$name
@@ -674,11 +696,18 @@ _lib_dns_run() {
 		fi
 		hole=$_lib_dns_hole
 	fi
+	if grep -qi '^[[:space:]]*SERVFAIL[[:space:]]' "$d/records.$_lib_dns_n"; then
+		if [ -z "${_lib_dns_fail:-}" ]; then
+			_lib_dns_fail=$(free_port) || return 1
+			_lib_servfail "$_lib_dns_fail"
+		fi
+		fail=$_lib_dns_fail
+	fi
 	{
 		# Everything not configured here is answered locally (NXDOMAIN),
 		# never forwarded: there is no upstream at all.
 		echo "local=/#/"
-		_lib_dns_conf "$hole" <"$d/records.$_lib_dns_n" || return 1
+		_lib_dns_conf "$hole" "$fail" <"$d/records.$_lib_dns_n" || return 1
 	} >"$d/dnsmasq.conf.$_lib_dns_n" || return 1
 	cp "$d/dnsmasq.conf.$_lib_dns_n" "$d/dnsmasq.conf"
 	log=$d/dnsmasq.log

@@ -119,6 +119,7 @@ EOF
 check "start_dns_named b: a third one" start_dns_named b <<EOF
 MX example.test 10 new-mx.example.test
 TIMEOUT slow.test
+SERVFAIL broken.test
 EOF
 mx_at() { DNS_PORT=$1 dns_query example.test MX; }
 if [ -n "${DNS_PORT_a:-}" ] && [ -n "${DNS_PORT_b:-}" ] &&
@@ -136,6 +137,10 @@ check_output "the main instance still answers its own" "5 new-mx.example.test." 
 status_at() { DNS_PORT=$1 dns_status "$2" MX 1; }
 check_output "a TIMEOUT name of b stays silent" TIMEOUT \
 	status_at "$DNS_PORT_b" x.slow.test
+check_output "a SERVFAIL name of b answers SERVFAIL" SERVFAIL \
+	status_at "$DNS_PORT_b" x.broken.test
+check_output "its neighbours are not affected" NXDOMAIN \
+	status_at "$DNS_PORT_b" notbroken.test
 check "update_dns_named a: a flips its MX" update_dns_named a <<EOF
 MX example.test 10 new-mx.example.test
 EOF
