@@ -283,25 +283,24 @@ listing_begin(struct worker *w, int i, void *arg)
 	list_start(w, i, &sl->l);
 }
 
-/* acct_setup - connect, list, plan, create, subscribe; jobs made */
-int
-acct_setup(struct worker *w, char *err, size_t errlen)
+/*
+ * acct_list - both sides connected (each side's NAMESPACE and LIST
+ * queued as soon as it is ready), the destination's capabilities noted,
+ * and the folder plan made from both listings
+ */
+static int
+acct_list(struct worker *w, struct side_listing *sl, char *err,
+    size_t errlen)
 {
 	struct acct *a = w->a;
-	const struct sync_pass_opts *o = a->p->o;
-	struct side_listing sl[2];
 	struct listing *ls = &sl[SRC].l, *ld = &sl[DST].l;
 	struct folder_list fs, fd;
-	struct wres *cr = NULL, *sr = NULL;
 	char sprefix[256], dprefix[256], sdelim = 0, ddelim = 0, why[400];
-	size_t i, k;
-	int rc = -1;
 
-	memset(sl, 0, sizeof(sl));
 	sides_connect(w, listing_begin, sl);
 	if (side_ensure(w, SRC, err, errlen) == -1 ||
 	    side_ensure(w, DST, err, errlen) == -1)
-		goto out;
+		return (-1);
 	a->src_condstore = imap_client_has_cap(w->s[SRC].c,
 	    IMAP_CAP_CONDSTORE);
 	a->dst_multi = imap_client_has_cap(w->s[DST].c, IMAP_CAP_MULTIAPPEND);
@@ -316,7 +315,7 @@ acct_setup(struct worker *w, char *err, size_t errlen)
 	ns_finish(w, DST, &sl[DST].ns, dprefix, sizeof(dprefix), &ddelim);
 	if (list_side(w, SRC, ls, err, errlen) == -1 ||
 	    list_side(w, DST, ld, err, errlen) == -1)
-		goto out;
+		return (-1);
 	memset(&fs, 0, sizeof(fs));
 	memset(&fd, 0, sizeof(fd));
 	fs.v = ls->v;
@@ -327,30 +326,119 @@ acct_setup(struct worker *w, char *err, size_t errlen)
 	fd.n = ld->n;
 	fd.sep = ddelim ? ddelim : ld->sep;
 	fd.prefix = dprefix;
-	if (folder_plan_build(o->rules, &fs, &fd, 0, &a->plan, why,
+	if (folder_plan_build(a->p->o->rules, &fs, &fd, 0, &a->plan, why,
 	    sizeof(why)) == -1) {
 		errbuf_set(err, errlen, "folder plan: %s", why);
-		goto out;
+		return (-1);
 	}
-	cr = calloc(a->plan->n + 1, sizeof(*cr));
-	sr = calloc(a->plan->n + 1, sizeof(*sr));
-	if (cr == NULL || sr == NULL || (a->jobs = calloc(a->plan->n ?
-	    a->plan->n : 1, sizeof(*a->jobs))) == NULL) {
-		errbuf_set(err, errlen, "out of memory");
-		goto out;
+	return (0);
+}
+
+/*
+ * job_status - the folder's status on side i: from LIST-STATUS, else
+ * one STATUS (on the destination only when the folder exists there)
+ */
+static void
+job_status(struct worker *w, struct fjob *j, const struct side_listing *sl)
+{
+	const struct imap_status_info *st;
+
+	if ((st = listing_status(&sl[SRC].l, j->src_wire)) != NULL) {
+		j->sst = *st;
+		j->have_sst = 1;
 	}
-	for (i = 0; i <= a->plan->n; i++)
-		cr[i].done = sr[i].done = 1;	/* nothing queued yet */
+	if ((st = listing_status(&sl[DST].l, j->dst_wire)) != NULL) {
+		j->dst = *st;
+		j->have_dst = 1;
+	}
+	/* without LIST-STATUS: one STATUS per folder */
+	if (!j->have_sst) {
+		struct wres r;
+
+		memset(&r, 0, sizeof(r));
+		if (side_wait(w, imap_client_status(w->s[SRC].c,
+		    j->src_wire, STATUS_ITEMS, wres_done, &r), &r) == 0 &&
+		    r.have_st) {
+			j->sst = r.st;
+			j->have_sst = 1;
+		}
+	}
+	if (!j->have_dst && j->m->dst_exists) {
+		struct wres r;
+
+		memset(&r, 0, sizeof(r));
+		if (side_wait(w, imap_client_status(w->s[DST].c,
+		    j->dst_wire, STATUS_ITEMS, wres_done, &r), &r) == 0 &&
+		    r.have_st) {
+			j->dst = r.st;
+			j->have_dst = 1;
+		}
+	}
+}
+
+/*
+ * job_queue - CREATE (and subscribe) on the destination: queued here,
+ * pipelined, checked by acct_created; cr, sr: the job's results
+ */
+static void
+job_queue(struct worker *w, struct fjob *j, const struct listing *ld,
+    struct wres *cr, struct wres *sr)
+{
+	const struct sync_pass_opts *o = w->a->p->o;
+	const struct folder_map *m = j->m;
+	size_t k;
+
+	if (m->create) {
+		if (o->dry_run)
+			j->rf->created = 1;
+		else {
+			j->special = special_flag(m->create_special);
+			cr->done = 0;
+			if (imap_client_create(w->s[DST].c, j->dst_wire,
+			    j->special, wres_done, cr) == NULL) {
+				cr->done = 1;
+				cr->status = IMAP_ERROR;
+			}
+		}
+	}
+	if (m->subscribed && !o->dry_run) {
+		int dsub = 0;
+
+		for (k = 0; k < ld->n; k++)
+			if (ld->v[k].wire && strcmp(ld->v[k].wire,
+			    j->dst_wire) == 0 &&
+			    (ld->v[k].attrs & IMAP_MBOX_SUBSCRIBED))
+				dsub = 1;
+		if (!dsub) {
+			sr->done = 0;
+			if (imap_client_subscribe(w->s[DST].c, j->dst_wire, 1,
+			    wres_done, sr) == NULL)
+				sr->done = 1;
+		}
+	}
+}
+
+/*
+ * acct_jobs - a report row for every folder of the plan, and a job for
+ * each one to copy, with its status and its CREATE/SUBSCRIBE queued
+ */
+static int
+acct_jobs(struct worker *w, struct side_listing *sl, struct wres *cr,
+    struct wres *sr, char *err, size_t errlen)
+{
+	struct acct *a = w->a;
+	char why[400];
+	size_t i;
+
 	for (i = 0; i < a->plan->n; i++) {
 		const struct folder_map *m = &a->plan->maps[i];
 		struct report_folder *rf = report_folder_add_map(a->ra, m);
 		struct fjob *j;
-		const struct imap_status_info *st;
 		char line[512];
 
 		if (rf == NULL) {
 			errbuf_set(err, errlen, "out of memory");
-			goto out;
+			return (-1);
 		}
 		folder_map_describe(m, line, sizeof(line));
 		log_info("%s: plan: %s", a->acc->src_user, line);
@@ -366,74 +454,25 @@ acct_setup(struct worker *w, char *err, size_t errlen)
 			report_folder_error(rf, "destination name: %s", why);
 			continue;
 		}
-		if ((st = listing_status(ls, j->src_wire)) != NULL) {
-			j->sst = *st;
-			j->have_sst = 1;
-		}
-		if ((st = listing_status(ld, j->dst_wire)) != NULL) {
-			j->dst = *st;
-			j->have_dst = 1;
-		}
-		/* without LIST-STATUS: one STATUS per folder */
-		if (!j->have_sst) {
-			struct wres r;
-
-			memset(&r, 0, sizeof(r));
-			if (side_wait(w, imap_client_status(w->s[SRC].c,
-			    j->src_wire, STATUS_ITEMS, wres_done, &r), &r) == 0 &&
-			    r.have_st) {
-				j->sst = r.st;
-				j->have_sst = 1;
-			}
-		}
-		if (!j->have_dst && m->dst_exists) {
-			struct wres r;
-
-			memset(&r, 0, sizeof(r));
-			if (side_wait(w, imap_client_status(w->s[DST].c,
-			    j->dst_wire, STATUS_ITEMS, wres_done, &r), &r) == 0 &&
-			    r.have_st) {
-				j->dst = r.st;
-				j->have_dst = 1;
-			}
-		}
-		/* CREATE (and subscribe) on the destination: queued here,
-		 * pipelined, checked below */
-		if (m->create) {
-			if (o->dry_run)
-				rf->created = 1;
-			else {
-				j->special = special_flag(m->create_special);
-				cr[a->njobs].done = 0;
-				if (imap_client_create(w->s[DST].c, j->dst_wire,
-				    j->special, wres_done, &cr[a->njobs]) == NULL) {
-					cr[a->njobs].done = 1;
-					cr[a->njobs].status = IMAP_ERROR;
-				}
-			}
-		}
-		if (m->subscribed && !o->dry_run) {
-			int dsub = 0;
-
-			for (k = 0; k < ld->n; k++)
-				if (ld->v[k].wire && strcmp(ld->v[k].wire,
-				    j->dst_wire) == 0 &&
-				    (ld->v[k].attrs & IMAP_MBOX_SUBSCRIBED))
-					dsub = 1;
-			if (!dsub) {
-				sr[a->njobs].done = 0;
-				if (imap_client_subscribe(w->s[DST].c,
-				    j->dst_wire, 1, wres_done, &sr[a->njobs]) ==
-				    NULL)
-					sr[a->njobs].done = 1;
-			}
-		}
+		job_status(w, j, sl);
+		job_queue(w, j, &sl[DST].l, &cr[a->njobs], &sr[a->njobs]);
 		a->njobs++;
 	}
+	return (0);
+}
+
+/* acct_created - the CREATEs and SUBSCRIBEs answered; failed: skipped */
+static void
+acct_created(struct worker *w, struct wres *cr, struct wres *sr)
+{
+	struct acct *a = w->a;
+	char why[400];
+	size_t i;
+
 	for (i = 0; i < a->njobs; i++) {
 		struct fjob *j = &a->jobs[i];
 
-		if (j->m->create && !o->dry_run) {
+		if (j->m->create && !a->p->o->dry_run) {
 			struct wres *r = &cr[i];
 
 			side_loop_until(w, &r->done);
@@ -455,6 +494,33 @@ acct_setup(struct worker *w, char *err, size_t errlen)
 		}
 		side_loop_until(w, &sr[i].done);
 	}
+}
+
+/* acct_setup - connect, list, plan, create, subscribe; jobs made */
+int
+acct_setup(struct worker *w, char *err, size_t errlen)
+{
+	struct acct *a = w->a;
+	struct side_listing sl[2];
+	struct wres *cr = NULL, *sr = NULL;
+	size_t i;
+	int rc = -1;
+
+	memset(sl, 0, sizeof(sl));
+	if (acct_list(w, sl, err, errlen) == -1)
+		goto out;
+	cr = calloc(a->plan->n + 1, sizeof(*cr));
+	sr = calloc(a->plan->n + 1, sizeof(*sr));
+	if (cr == NULL || sr == NULL || (a->jobs = calloc(a->plan->n ?
+	    a->plan->n : 1, sizeof(*a->jobs))) == NULL) {
+		errbuf_set(err, errlen, "out of memory");
+		goto out;
+	}
+	for (i = 0; i <= a->plan->n; i++)
+		cr[i].done = sr[i].done = 1;	/* nothing queued yet */
+	if (acct_jobs(w, sl, cr, sr, err, errlen) == -1)
+		goto out;
+	acct_created(w, cr, sr);
 	/* biggest folders first: the pass ends when its longest folder
 	 * does, so that one must not start last */
 	sort_n(a->jobs, a->njobs, sizeof(*a->jobs), fjob_cmp);

@@ -323,55 +323,28 @@ assign_uids(struct batch *b, const struct wres *r)
 }
 
 /*
- * copy_batch - copy n messages in one go: intents committed, FETCHes
- * pipelined on the source, each body streamed into the APPEND
- * (MULTIAPPEND when multi), outcome per message in cm->state.
+ * batch_prepare - each message's flags filtered for the destination and
+ * its intent record filled; *bytes_r gets the batch's size.  -1: out of
+ * memory (fc->err).
  */
 static int
-copy_batch(struct fctx *fc, struct smsg **msgs, size_t n, int multi)
+batch_prepare(struct fctx *fc, struct batch *b, struct smsg **msgs,
+    struct state_intent *in, uint64_t *bytes_r)
 {
-	static const struct imap_fetch_cbs fcbs = { c_body_begin, c_body_data,
-	    c_body_end, NULL, NULL };
 	struct worker *w = fc->w;
-	struct batch b;
-	struct state_intent *in = NULL;
-	struct state_map_entry *ev = NULL;
-	char err[256], set[BATCH_MSGS * 22];
-	size_t i, ne = 0, nbody, so;
 	uint64_t bytes = 0;
-	int rc = 0;
+	size_t i;
 
-	memset(&b, 0, sizeof(b));
-	b.w = w;
-	b.fc = fc;
-	b.n = n;
-	b.multi = multi && n > 1;
-	b.v = calloc(n, sizeof(*b.v));
-	b.order = calloc(n, sizeof(*b.order));
-	in = calloc(n, sizeof(*in));
-	ev = calloc(n, sizeof(*ev));
-	if (b.v == NULL || b.order == NULL || in == NULL || ev == NULL) {
-		snprintf(fc->err, sizeof(fc->err), "out of memory");
-		rc = -1;
-		goto out;
-	}
-	if (fc_ready(fc, 0) == -1) {
-		for (i = 0; i < n; i++)
-			msgs[i]->temp_fails++;
-		rc = -1;
-		goto out;
-	}
-	for (i = 0; i < n; i++) {
-		struct cmsg *cm = &b.v[i];
+	for (i = 0; i < b->n; i++) {
+		struct cmsg *cm = &b->v[i];
 
 		cm->s = msgs[i];
-		cm->b = &b;
+		cm->b = b;
 		cm->flags = scan_flags_filter(&w->s[DST], msgs[i]->flags,
 		    msgs[i]->no_keywords, cm->dropped, sizeof(cm->dropped));
 		if (cm->flags == NULL) {
 			snprintf(fc->err, sizeof(fc->err), "out of memory");
-			rc = -1;
-			goto out;
+			return (-1);
 		}
 		in[i].src_uid = msgs[i]->uid;
 		in[i].size = msgs[i]->size;
@@ -383,43 +356,30 @@ copy_batch(struct fctx *fc, struct smsg **msgs, size_t n, int multi)
 		in[i].dst_name = fc->j->dst_wire;
 		bytes += msgs[i]->size;
 	}
-	pace_rate_wait(fc->a, n, bytes);
-	/* the intents: committed before any byte of the APPEND is sent
-	 * (with the previous batch's map entries, one transaction) */
-	if (fc_commit(fc, in, n, NULL) == -1) {
-		rc = -1;
-		goto out;
-	}
-	for (i = 0, so = 0; i < n; i++)
-		so += (size_t)snprintf(set + so, sizeof(set) - so, "%s%" PRIu64,
-		    i ? "," : "", msgs[i]->uid);
-	if (imap_client_uid_fetch(w->s[SRC].c, set, "(UID BODY.PEEK[])", 0,
-	    0, &fcbs, c_fetch_done, &b) == NULL) {
-		b.fres.done = 1;
-		b.fres.status = IMAP_ERROR;
-		b.fres.cls = IMAP_ERR_TEMP;
-		snprintf(b.fres.text, sizeof(b.fres.text), "FETCH not queued");
-	}
-	batch_loop(&b);
-	if (b.multi && b.ares.status == IMAP_OK && b.ares.done && !b.dst_dead)
-		assign_uids(&b, &b.ares);
+	*bytes_r = bytes;
+	return (0);
+}
 
-	/* outcome per message */
-	nbody = 0;
-	for (i = 0; i < n; i++)
-		if (b.v[i].got_body)
+/* batch_outcome - each message's state once the FETCH and APPENDs ended */
+static void
+batch_outcome(struct batch *b)
+{
+	size_t i, nbody = 0;
+
+	for (i = 0; i < b->n; i++)
+		if (b->v[i].got_body)
 			nbody++;
-	for (i = 0; i < n; i++) {
-		struct cmsg *cm = &b.v[i];
-		const struct wres *ar = b.multi ? &b.ares : &cm->ares;
+	for (i = 0; i < b->n; i++) {
+		struct cmsg *cm = &b->v[i];
+		const struct wres *ar = b->multi ? &b->ares : &cm->ares;
 
-		if (b.fres.status != IMAP_OK && !(cm->body_done &&
+		if (b->fres.status != IMAP_OK && !(cm->body_done &&
 		    cm->declared && ar->done && ar->status == IMAP_OK)) {
-			cm->state = wres_temp(&b.fres) ? CM_TEMP : CM_FAIL;
-			wres_reason(&b.fres, cm->reason, sizeof(cm->reason));
+			cm->state = wres_temp(&b->fres) ? CM_TEMP : CM_FAIL;
+			wres_reason(&b->fres, cm->reason, sizeof(cm->reason));
 		} else if (!cm->got_body) {
 			cm->state = CM_GONE;
-		} else if (b.dst_dead || !ar->done || wres_temp(ar)) {
+		} else if (b->dst_dead || !ar->done || wres_temp(ar)) {
 			cm->state = CM_TEMP;
 			if (ar->done && ar->status != IMAP_OK)
 				wres_reason(ar, cm->reason, sizeof(cm->reason));
@@ -428,9 +388,9 @@ copy_batch(struct fctx *fc, struct smsg **msgs, size_t n, int multi)
 				    "connection lost during APPEND");
 		} else if (ar->status == IMAP_OK && cm->declared) {
 			cm->state = CM_OK;
-			if (!b.multi && ar->appenduid_validity)
+			if (!b->multi && ar->appenduid_validity)
 				cm->dst_uid = ar->appenduid_first;
-		} else if (b.multi && nbody > 1) {
+		} else if (b->multi && nbody > 1) {
 			/* MULTIAPPEND is all or nothing: find the culprit */
 			cm->state = CM_RETRY_ONE;
 		} else {
@@ -440,9 +400,17 @@ copy_batch(struct fctx *fc, struct smsg **msgs, size_t n, int multi)
 				wres_reason(ar, cm->reason, sizeof(cm->reason));
 		}
 	}
-	/* without UIDPLUS: look the copies up by Message-ID */
-	for (i = 0; i < n; i++) {
-		struct cmsg *cm = &b.v[i];
+}
+
+/* batch_lookup - without UIDPLUS: look the copies up by Message-ID */
+static void
+batch_lookup(struct fctx *fc, struct batch *b)
+{
+	struct worker *w = fc->w;
+	size_t i;
+
+	for (i = 0; i < b->n; i++) {
+		struct cmsg *cm = &b->v[i];
 		struct wres r;
 
 		if (cm->state != CM_OK || cm->dst_uid != 0 || fc->dry)
@@ -451,40 +419,63 @@ copy_batch(struct fctx *fc, struct smsg **msgs, size_t n, int multi)
 			scan_dst_find(w, &fc->map, cm->s->msgid, cm->s->size,
 			    cm->s->idate, &cm->dst_uid, &r);
 	}
+}
+
+/* batch_copied - a message on the destination: its map entry into ev */
+static void
+batch_copied(struct fctx *fc, struct cmsg *cm, struct state_map_entry *ev)
+{
+	struct smsg *s = cm->s;
+
+	ev->src_uid = s->uid;
+	ev->dst_uid = cm->dst_uid;
+	ev->dst_uidvalidity = fc->dmb.uidvalidity;
+	ev->size = s->size;
+	ev->internaldate = s->idate;
+	ev->origin = STATE_ORIGIN_COPIED;
+	memcpy(ev->ckey, s->ckey, STATE_CKEY_LEN);
+	ev->flags = s->flags;
+	s->done = 1;
+	s->in_map = 1;
+	if (cm->dropped[0] && !s->no_keywords)
+		fc->flags_dropped++;
+	fc->rf->copied++;
+	fc->rf->bytes += s->size;
+	prog_add(fc->a, 1, 0, 0, 0, 0);
+	if (s->no_keywords) {
+		char why[400];
+
+		snprintf(why, sizeof(why), "copied without its keywords "
+		    "(%s): the destination refused them", cm->dropped);
+		/* listed for the admin, but not missing: the message
+		 * itself is on the destination */
+		report_problem(fc->rf, REPORT_NOTE, s->uid, NULL, s->size,
+		    why);
+	}
+}
+
+/*
+ * batch_settle - each message's outcome into the report, the progress
+ * and the state: map entries of the copies into ev (*ne_r of them),
+ * intents of the rest dropped.  -1 when a temporary failure wants a
+ * reconnect (the caller then resolves the intents), else 0.
+ */
+static int
+batch_settle(struct fctx *fc, struct batch *b, struct state_map_entry *ev,
+    size_t *ne_r)
+{
+	char err[256];
+	size_t i, ne = 0;
+	int rc = 0;
+
 	fc_rf_lock(fc);
-	for (i = 0; i < n; i++) {
-		struct cmsg *cm = &b.v[i];
+	for (i = 0; i < b->n; i++) {
+		struct cmsg *cm = &b->v[i];
 		struct smsg *s = cm->s;
 
 		switch (cm->state) {
 		case CM_OK:
-			ev[ne].src_uid = s->uid;
-			ev[ne].dst_uid = cm->dst_uid;
-			ev[ne].dst_uidvalidity = fc->dmb.uidvalidity;
-			ev[ne].size = s->size;
-			ev[ne].internaldate = s->idate;
-			ev[ne].origin = STATE_ORIGIN_COPIED;
-			memcpy(ev[ne].ckey, s->ckey, STATE_CKEY_LEN);
-			ev[ne].flags = s->flags;
-			ne++;
-			s->done = 1;
-			s->in_map = 1;
-			if (cm->dropped[0] && !s->no_keywords)
-				fc->flags_dropped++;
-			fc->rf->copied++;
-			fc->rf->bytes += s->size;
-			prog_add(fc->a, 1, 0, 0, 0, 0);
-			if (s->no_keywords) {
-				char why[400];
-
-				snprintf(why, sizeof(why), "copied without "
-				    "its keywords (%s): the destination "
-				    "refused them", cm->dropped);
-				/* listed for the admin, but not missing: the
-				 * message itself is on the destination */
-				report_problem(fc->rf, REPORT_NOTE, s->uid,
-				    NULL, s->size, why);
-			}
+			batch_copied(fc, cm, &ev[ne++]);
 			break;
 		case CM_GONE:
 			s->done = 1;
@@ -535,6 +526,76 @@ copy_batch(struct fctx *fc, struct smsg **msgs, size_t n, int multi)
 		}
 	}
 	fc_rf_unlock(fc);
+	*ne_r = ne;
+	return (rc);
+}
+
+/*
+ * copy_batch - copy n messages in one go: intents committed, FETCHes
+ * pipelined on the source, each body streamed into the APPEND
+ * (MULTIAPPEND when multi), outcome per message in cm->state.
+ */
+static int
+copy_batch(struct fctx *fc, struct smsg **msgs, size_t n, int multi)
+{
+	static const struct imap_fetch_cbs fcbs = { c_body_begin, c_body_data,
+	    c_body_end, NULL, NULL };
+	struct worker *w = fc->w;
+	struct batch b;
+	struct state_intent *in = NULL;
+	struct state_map_entry *ev = NULL;
+	char set[BATCH_MSGS * 22];
+	size_t i, ne = 0, so;
+	uint64_t bytes = 0;
+	int rc = 0;
+
+	memset(&b, 0, sizeof(b));
+	b.w = w;
+	b.fc = fc;
+	b.n = n;
+	b.multi = multi && n > 1;
+	b.v = calloc(n, sizeof(*b.v));
+	b.order = calloc(n, sizeof(*b.order));
+	in = calloc(n, sizeof(*in));
+	ev = calloc(n, sizeof(*ev));
+	if (b.v == NULL || b.order == NULL || in == NULL || ev == NULL) {
+		snprintf(fc->err, sizeof(fc->err), "out of memory");
+		rc = -1;
+		goto out;
+	}
+	if (fc_ready(fc, 0) == -1) {
+		for (i = 0; i < n; i++)
+			msgs[i]->temp_fails++;
+		rc = -1;
+		goto out;
+	}
+	if (batch_prepare(fc, &b, msgs, in, &bytes) == -1) {
+		rc = -1;
+		goto out;
+	}
+	pace_rate_wait(fc->a, n, bytes);
+	/* the intents: committed before any byte of the APPEND is sent
+	 * (with the previous batch's map entries, one transaction) */
+	if (fc_commit(fc, in, n, NULL) == -1) {
+		rc = -1;
+		goto out;
+	}
+	for (i = 0, so = 0; i < n; i++)
+		so += (size_t)snprintf(set + so, sizeof(set) - so, "%s%" PRIu64,
+		    i ? "," : "", msgs[i]->uid);
+	if (imap_client_uid_fetch(w->s[SRC].c, set, "(UID BODY.PEEK[])", 0,
+	    0, &fcbs, c_fetch_done, &b) == NULL) {
+		b.fres.done = 1;
+		b.fres.status = IMAP_ERROR;
+		b.fres.cls = IMAP_ERR_TEMP;
+		snprintf(b.fres.text, sizeof(b.fres.text), "FETCH not queued");
+	}
+	batch_loop(&b);
+	if (b.multi && b.ares.status == IMAP_OK && b.ares.done && !b.dst_dead)
+		assign_uids(&b, &b.ares);
+	batch_outcome(&b);
+	batch_lookup(fc, &b);
+	rc = batch_settle(fc, &b, ev, &ne);
 	if (ne > 0 && fc_pend_add(fc, ev, ne) == -1)
 		rc = -2;
 	for (i = 0; i < n; i++)

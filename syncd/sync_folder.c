@@ -226,266 +226,340 @@ out:
 	return (rc);
 }
 
-int
-sync_folder(struct worker *w, struct fjob *j)
-{
-	struct acct *a = w->a;
-	struct fctx fc;
-	struct report_folder *rf = j->rf;
-	struct smsgv msgs, todo, flags;
-	struct state_map old;
-	struct wres r;
-	char err[256], set[64];
-	double t0 = pace_now();
-	int delta = 0, rebuild = 0, rc = -1;
-	uint64_t already = 0;
-	size_t i;
+/* one folder's pass: its context and what one phase hands the next */
+struct frun {
+	struct fctx	 fc;
+	struct fjob	*j;
+	struct smsgv	 msgs;		/* the source messages looked at */
+	struct smsgv	 todo;		/* ...of which not in the map */
+	struct smsgv	 flags;		/* a delta's flag look */
+	struct state_map old;		/* the map before a UIDVALIDITY reset */
+	int		 delta;		/* only what is new since the state */
+	int		 rebuild;	/* UIDVALIDITY changed */
+	double		 t0;
+};
 
-	memset(&fc, 0, sizeof(fc));
-	memset(&msgs, 0, sizeof(msgs));
-	memset(&todo, 0, sizeof(todo));
-	memset(&flags, 0, sizeof(flags));
-	memset(&old, 0, sizeof(old));
-	fc.w = w;
-	fc.a = a;
-	fc.j = j;
-	fc.rf = rf;
-	fc.dry = a->p->o->dry_run;
-	fc.st = a->p->o->store;
-	fc.dst_exists = j->m->dst_exists || (rf->created && !fc.dry);
-	if (state_folder_key(&fc.key, a->acc->src_user, j->m->src_path, err,
-	    sizeof(err)) == -1) {
-		snprintf(fc.err, sizeof(fc.err), "%s", err);
-		goto out;
+/*
+ * phase_load - the folder's state record, then both mailboxes selected
+ * (for a complete state whose UIDVALIDITY LIST-STATUS confirms, a
+ * delta's FETCH queued behind the EXAMINE): 0 go on, 1 nothing to do
+ * (the status matches a complete earlier pass), -1 failed (fc->err)
+ */
+static int
+phase_load(struct frun *fr)
+{
+	struct fctx *fc = &fr->fc;
+	struct fjob *j = fr->j;
+	struct report_folder *rf = j->rf;
+	char err[256];
+
+	if (state_folder_key(&fc->key, fc->a->acc->src_user, j->m->src_path,
+	    err, sizeof(err)) == -1) {
+		snprintf(fc->err, sizeof(fc->err), "%s", err);
+		return (-1);
 	}
-	if (fc.st != NULL) {
-		int g = state_folder_get(fc.st, &fc.key, &fc.sf, err,
+	if (fc->st != NULL) {
+		int g = state_folder_get(fc->st, &fc->key, &fc->sf, err,
 		    sizeof(err));
 
 		if (g == -1) {
-			snprintf(fc.err, sizeof(fc.err), "state: %s", err);
-			goto out;
+			snprintf(fc->err, sizeof(fc->err), "state: %s", err);
+			return (-1);
 		}
-		fc.have_state = g == 0;
+		fc->have_state = g == 0;
 	}
-	if (sync_folder_unchanged(j, fc.have_state ? &fc.sf : NULL)) {
+	if (sync_folder_unchanged(j, fc->have_state ? &fc->sf : NULL)) {
 		rf->src_count = j->sst.messages;
 		rf->already = j->sst.messages;
 		rf->dst_count = (j->dst.have & IMAP_STATUS_MESSAGES) ?
 		    j->dst.messages : REPORT_UNKNOWN;
-		rc = 0;
-		goto out;
+		return (1);
 	}
-	if (fc_ready_then(&fc, 0, fc.have_state &&
-	    (fc.sf.flags & STATE_F_COMPLETE) && fc.sf.src_last_uid > 0 &&
+	if (fc_ready_then(fc, 0, fc->have_state &&
+	    (fc->sf.flags & STATE_F_COMPLETE) && fc->sf.src_last_uid > 0 &&
 	    j->have_sst && (j->sst.have & IMAP_STATUS_UIDVALIDITY) &&
-	    j->sst.uidvalidity == fc.sf.src_uidvalidity ? fc_delta_prefetch :
-	    NULL) == -1)
-		goto out;
-	rf->src_count = fc.smb.exists;
-	if (fc.st != NULL && state_map_load(fc.st, &fc.key, &fc.map, err,
+	    j->sst.uidvalidity == fc->sf.src_uidvalidity ?
+	    fc_delta_prefetch : NULL) == -1)
+		return (-1);
+	rf->src_count = fc->smb.exists;
+	return (0);
+}
+
+/*
+ * phase_validity - the map loaded; a UIDVALIDITY change on either side
+ * resets the state (the old map kept in fr->old for content matching),
+ * a folder without state gets its record; a complete state with a last
+ * UID makes a delta, anything else a full look (and the prefetch,
+ * predicted as a delta, is dropped)
+ */
+static int
+phase_validity(struct frun *fr)
+{
+	struct fctx *fc = &fr->fc;
+	struct fjob *j = fr->j;
+	struct acct *a = fc->a;
+	char err[256];
+
+	if (fc->st != NULL && state_map_load(fc->st, &fc->key, &fc->map, err,
 	    sizeof(err)) == -1) {
-		snprintf(fc.err, sizeof(fc.err), "state: %s", err);
-		goto out;
+		snprintf(fc->err, sizeof(fc->err), "state: %s", err);
+		return (-1);
 	}
-	if (fc.have_state && (fc.sf.src_uidvalidity != fc.smb.uidvalidity ||
-	    (fc.dst_exists && fc.sf.dst_uidvalidity != fc.dmb.uidvalidity))) {
+	if (fc->have_state && (fc->sf.src_uidvalidity !=
+	    fc->smb.uidvalidity || (fc->dst_exists &&
+	    fc->sf.dst_uidvalidity != fc->dmb.uidvalidity))) {
 		log_notice("%s: %s: UIDVALIDITY changed (source %" PRIu64
 		    " -> %" PRIu64 ", destination %" PRIu64 " -> %" PRIu64
 		    "): rebuilding the map by content", a->acc->src_user,
-		    j->m->src_path, fc.sf.src_uidvalidity, fc.smb.uidvalidity,
-		    fc.sf.dst_uidvalidity, fc.dmb.uidvalidity);
-		rebuild = 1;
-		old = fc.map;
-		memset(&fc.map, 0, sizeof(fc.map));
-		if (!fc.dry && state_folder_reset(fc.st, &fc.key, err,
+		    j->m->src_path, fc->sf.src_uidvalidity,
+		    fc->smb.uidvalidity, fc->sf.dst_uidvalidity,
+		    fc->dmb.uidvalidity);
+		fr->rebuild = 1;
+		fr->old = fc->map;
+		memset(&fc->map, 0, sizeof(fc->map));
+		if (!fc->dry && state_folder_reset(fc->st, &fc->key, err,
 		    sizeof(err)) == -1) {
-			snprintf(fc.err, sizeof(fc.err), "state: %s", err);
-			goto out;
+			snprintf(fc->err, sizeof(fc->err), "state: %s", err);
+			return (-1);
 		}
-		fc.have_state = 0;
+		fc->have_state = 0;
 	}
-	if (!fc.have_state) {
-		memset(&fc.sf, 0, sizeof(fc.sf));
-		fc.sf.src_uidvalidity = fc.smb.uidvalidity;
-		fc.sf.dst_uidvalidity = fc.dmb.uidvalidity;
-		snprintf(fc.sf.dst_name, sizeof(fc.sf.dst_name), "%s",
+	if (!fc->have_state) {
+		memset(&fc->sf, 0, sizeof(fc->sf));
+		fc->sf.src_uidvalidity = fc->smb.uidvalidity;
+		fc->sf.dst_uidvalidity = fc->dmb.uidvalidity;
+		snprintf(fc->sf.dst_name, sizeof(fc->sf.dst_name), "%s",
 		    j->dst_wire);
-		fc.sf.updated = (int64_t)time(NULL);
-		if (fc.st != NULL && !fc.dry && state_folder_put(fc.st,
-		    &fc.key, &fc.sf, err, sizeof(err)) == -1) {
-			snprintf(fc.err, sizeof(fc.err), "state: %s", err);
-			goto out;
+		fc->sf.updated = (int64_t)time(NULL);
+		if (fc->st != NULL && !fc->dry && state_folder_put(fc->st,
+		    &fc->key, &fc->sf, err, sizeof(err)) == -1) {
+			snprintf(fc->err, sizeof(fc->err), "state: %s", err);
+			return (-1);
 		}
-	} else if ((fc.sf.flags & STATE_F_COMPLETE) && fc.sf.src_last_uid > 0)
-		delta = 1;
-	if (!delta)
-		fc_prefetch_drop(&fc);	/* the prediction was wrong */
-	if (!delta) {
+	} else if ((fc->sf.flags & STATE_F_COMPLETE) &&
+	    fc->sf.src_last_uid > 0)
+		fr->delta = 1;
+	if (!fr->delta)
+		fc_prefetch_drop(fc);	/* the prediction was wrong */
+	if (!fr->delta) {
 		pthread_mutex_lock(&a->p->pr->mu);
 		a->p->pr->full = 1;
 		pthread_mutex_unlock(&a->p->pr->mu);
 	}
+	return (0);
+}
 
-	if (fc.dst_exists && fc_resolve_intents(&fc) == -1)
-		goto out;
-	if (fc_ready(&fc, 0) == -1)
-		goto out;
+/*
+ * phase_scan - intents left over settled, then the source messages to
+ * look at (a delta's from its prefetch or above the last UID, else all)
+ * marked when the map has them; a destination holding messages the map
+ * does not know is matched by content
+ */
+static int
+phase_scan(struct frun *fr)
+{
+	struct fctx *fc = &fr->fc;
+	struct worker *w = fc->w;
+	struct wres r;
+	char set[64];
+	size_t i;
 
-	/* the source messages to look at */
-	if (delta && fc.pf_new_q) {
+	if (fc->dst_exists && fc_resolve_intents(fc) == -1)
+		return (-1);
+	if (fc_ready(fc, 0) == -1)
+		return (-1);
+	if (fr->delta && fc->pf_new_q) {
 		/* queued behind the EXAMINE: "n:*" covers whatever arrived
 		 * since the LIST-STATUS too */
 		int frc;
 
-		fc.pf_new_q = 0;
-		frc = scan_meta_end(w, &fc.pf_new, &r);
-		msgs = fc.pf_newv;
-		memset(&fc.pf_newv, 0, sizeof(fc.pf_newv));
+		fc->pf_new_q = 0;
+		frc = scan_meta_end(w, &fc->pf_new, &r);
+		fr->msgs = fc->pf_newv;
+		memset(&fc->pf_newv, 0, sizeof(fc->pf_newv));
 		if (frc == -1) {
-			fc_fail(&fc, "FETCH source", &r);
-			goto out;
+			fc_fail(fc, "FETCH source", &r);
+			return (-1);
 		}
-	} else if (delta) {
+	} else if (fr->delta) {
 		snprintf(set, sizeof(set), "%" PRIu64 ":*",
-		    fc.sf.src_last_uid + 1);
-		if (fc.smb.uidnext > fc.sf.src_last_uid + 1 &&
-		    scan_meta(w, SRC, set, fc.sf.src_last_uid + 1, 1, &msgs,
-		    &r) == -1) {
-			fc_fail(&fc, "FETCH source", &r);
-			goto out;
+		    fc->sf.src_last_uid + 1);
+		if (fc->smb.uidnext > fc->sf.src_last_uid + 1 &&
+		    scan_meta(w, SRC, set, fc->sf.src_last_uid + 1, 1,
+		    &fr->msgs, &r) == -1) {
+			fc_fail(fc, "FETCH source", &r);
+			return (-1);
 		}
-	} else if (fc.smb.exists > 0 && scan_meta(w, SRC, "1:*", 0, 1,
-	    &msgs, &r) == -1) {
-		fc_fail(&fc, "FETCH source", &r);
-		goto out;
+	} else if (fc->smb.exists > 0 && scan_meta(w, SRC, "1:*", 0, 1,
+	    &fr->msgs, &r) == -1) {
+		fc_fail(fc, "FETCH source", &r);
+		return (-1);
 	}
-	fc.max_uid = fc.sf.src_last_uid;
-	for (i = 0; i < msgs.n; i++) {
-		if (msgs.v[i].uid > fc.max_uid)
-			fc.max_uid = msgs.v[i].uid;
-		msgs.v[i].in_map = state_map_find(&fc.map, msgs.v[i].uid) !=
-		    NULL;
+	fc->max_uid = fc->sf.src_last_uid;
+	for (i = 0; i < fr->msgs.n; i++) {
+		struct smsg *s = &fr->msgs.v[i];
+
+		if (s->uid > fc->max_uid)
+			fc->max_uid = s->uid;
+		s->in_map = state_map_find(&fc->map, s->uid) != NULL;
 	}
 	/* a destination with messages we know nothing of */
-	if (!delta && fc.dst_exists && fc.dmb.exists > 0 &&
-	    fc.map.n < fc.dmb.exists && fc_match_content(&fc, &msgs,
-	    rebuild ? &old : NULL) == -1)
-		goto out;
+	if (!fr->delta && fc->dst_exists && fc->dmb.exists > 0 &&
+	    fc->map.n < fc->dmb.exists && fc_match_content(fc, &fr->msgs,
+	    fr->rebuild ? &fr->old : NULL) == -1)
+		return (-1);
+	return (0);
+}
 
-	/* flags */
-	if (fc.dst_exists) {
-		if (delta) {
-			uint64_t since = fc_flags_since(&fc,
-			    fc.smb.highestmodseq);
-			int need = since == 0 || fc.smb.highestmodseq != since;
-			struct metafetch mf;
+/*
+ * phase_flags - flag changes to the destination: a full look compares
+ * the messages just fetched; a delta looks at the flags of the messages
+ * known already (CHANGEDSINCE with CONDSTORE, from its prefetch when
+ * that asked what would be asked now)
+ */
+static int
+phase_flags(struct frun *fr)
+{
+	struct fctx *fc = &fr->fc;
+	struct worker *w = fc->w;
+	uint64_t since;
+	struct metafetch mf;
+	char set[64];
+	int need;
 
-			if (fc.pf_flags_q) {
-				/* queued behind the EXAMINE: used when it
-				 * asked what would be asked now */
-				fc.pf_flags_q = 0;
-				if (side_wait(w, fc.pf_flags.queued,
-				    &fc.pf_flags.r) == -1 || fc.pf_flags.oom) {
-					fc_fail(&fc, "FETCH flags",
-					    &fc.pf_flags.r);
-					goto out;
-				}
-				if (fc.pf_since == since) {
-					flags = fc.pf_flagsv;
-					memset(&fc.pf_flagsv, 0,
-					    sizeof(fc.pf_flagsv));
-					need = 0;
-				} else
-					smsgv_free(&fc.pf_flagsv);
-			}
-			if (need) {
-				snprintf(set, sizeof(set), "1:%" PRIu64,
-				    fc.sf.src_last_uid);
-				if (fc_ready(&fc, 0) == -1)
-					goto out;
-				(void)scan_flags_begin(w, set, since, &flags,
-				    &mf);
-				if (side_wait(w, mf.queued, &mf.r) == -1 ||
-				    mf.oom) {
-					fc_fail(&fc, "FETCH flags", &mf.r);
-					goto out;
-				}
-			}
-			sort_n(flags.v, flags.n, sizeof(*flags.v), smsg_cmp);
-			if (apply_flags(&fc, &flags) == -1)
-				goto out;
-		} else if (apply_flags(&fc, &msgs) == -1)
-			goto out;
+	if (!fc->dst_exists)
+		return (0);
+	if (!fr->delta)
+		return (apply_flags(fc, &fr->msgs));
+	since = fc_flags_since(fc, fc->smb.highestmodseq);
+	need = since == 0 || fc->smb.highestmodseq != since;
+	if (fc->pf_flags_q) {
+		/* queued behind the EXAMINE: used when it asked what would
+		 * be asked now */
+		fc->pf_flags_q = 0;
+		if (side_wait(w, fc->pf_flags.queued, &fc->pf_flags.r) ==
+		    -1 || fc->pf_flags.oom) {
+			fc_fail(fc, "FETCH flags", &fc->pf_flags.r);
+			return (-1);
+		}
+		if (fc->pf_since == since) {
+			fr->flags = fc->pf_flagsv;
+			memset(&fc->pf_flagsv, 0, sizeof(fc->pf_flagsv));
+			need = 0;
+		} else
+			smsgv_free(&fc->pf_flagsv);
 	}
+	if (need) {
+		snprintf(set, sizeof(set), "1:%" PRIu64, fc->sf.src_last_uid);
+		if (fc_ready(fc, 0) == -1)
+			return (-1);
+		(void)scan_flags_begin(w, set, since, &fr->flags, &mf);
+		if (side_wait(w, mf.queued, &mf.r) == -1 || mf.oom) {
+			fc_fail(fc, "FETCH flags", &mf.r);
+			return (-1);
+		}
+	}
+	sort_n(fr->flags.v, fr->flags.n, sizeof(*fr->flags.v), smsg_cmp);
+	return (apply_flags(fc, &fr->flags));
+}
 
-	/* what to copy */
-	for (i = 0; i < msgs.n; i++) {
-		struct smsg *s = &msgs.v[i];
+/*
+ * phase_todo - the messages not in the map move to fr->todo (their
+ * strings with them); the ledger's hits are skipped, the rest copied
+ */
+static int
+phase_todo(struct frun *fr)
+{
+	struct fctx *fc = &fr->fc;
+	struct acct *a = fc->a;
+	struct report_folder *rf = fr->j->rf;
+	struct smsgv *todo = &fr->todo;
+	uint64_t already = 0;
+	size_t i;
+
+	for (i = 0; i < fr->msgs.n; i++) {
+		struct smsg *s = &fr->msgs.v[i];
 
 		if (s->in_map) {
 			already++;
 			continue;
 		}
-		if (todo.n == todo.alloc) {
-			size_t na = todo.alloc ? todo.alloc * 2 : 64;
-			void *p = reallocarray(todo.v, na, sizeof(*todo.v));
+		if (todo->n == todo->alloc) {
+			size_t na = todo->alloc ? todo->alloc * 2 : 64;
+			void *p = reallocarray(todo->v, na, sizeof(*todo->v));
 
 			if (p == NULL) {
-				snprintf(fc.err, sizeof(fc.err),
+				snprintf(fc->err, sizeof(fc->err),
 				    "out of memory");
-				goto out;
+				return (-1);
 			}
-			todo.v = p;
-			todo.alloc = na;
+			todo->v = p;
+			todo->alloc = na;
 		}
-		todo.v[todo.n++] = *s;
+		todo->v[todo->n++] = *s;
 		/* ownership of the strings moves to todo */
 		s->flags = s->msgid = s->date = s->from = NULL;
 	}
-	if (delta)
-		rf->already = fc.smb.exists > todo.n ? fc.smb.exists - todo.n :
-		    0;
+	if (fr->delta)
+		rf->already = fc->smb.exists > todo->n ?
+		    fc->smb.exists - todo->n : 0;
 	else
 		rf->already = already;
-	prog_total(a, todo.n);
-	if (todo.n > 0 && a->ledger && fc.st != NULL && !fc.dry &&
-	    ledger_check(&fc, &todo) == -1)
-		goto out;
-	if (todo.n > 0 && copy_split(&fc, &todo) == -1)
-		goto out;
+	prog_total(a, todo->n);
+	if (todo->n > 0 && a->ledger && fc->st != NULL && !fc->dry &&
+	    ledger_check(fc, todo) == -1)
+		return (-1);
+	if (todo->n > 0 && copy_split(fc, todo) == -1)
+		return (-1);
+	return (0);
+}
 
-	/* deletions: only with delete = yes, only syncd's own copies */
-	if (a->p->o->cfg->syncd.delete && fc.dst_exists) {
-		struct uidlist live;
+/* phase_deletions - only with delete = yes, only syncd's own copies */
+static int
+phase_deletions(struct frun *fr)
+{
+	struct fctx *fc = &fr->fc;
+	struct worker *w = fc->w;
+	struct uidlist live;
+	int rc;
 
-		memset(&live, 0, sizeof(live));
-		if (fc_ready(&fc, 0) == -1)
-			goto out;
-		if (side_wait(w, imap_client_uid_search(w->s[SRC].c, "ALL",
-		    scan_uid_cb, wres_done, &live), &live.r) == -1 || live.oom) {
-			free(live.v);
-			fc_fail(&fc, "SEARCH source", &live.r);
-			goto out;
-		}
-		sort_n(live.v, live.n, sizeof(*live.v), scan_uid_cmp);
-		rc = apply_deletions(&fc, live.v, live.n);
+	if (!(fc->a->p->o->cfg->syncd.delete && fc->dst_exists))
+		return (0);
+	memset(&live, 0, sizeof(live));
+	if (fc_ready(fc, 0) == -1)
+		return (-1);
+	if (side_wait(w, imap_client_uid_search(w->s[SRC].c, "ALL",
+	    scan_uid_cb, wres_done, &live), &live.r) == -1 || live.oom) {
 		free(live.v);
-		if (rc == -1)
-			goto out;
-		rc = -1;
+		fc_fail(fc, "SEARCH source", &live.r);
+		return (-1);
 	}
+	sort_n(live.v, live.n, sizeof(*live.v), scan_uid_cmp);
+	rc = apply_deletions(fc, live.v, live.n);
+	free(live.v);
+	return (rc);
+}
 
-	/* destination count and the new state */
-	if (fc.dst_exists && w->s[DST].c != NULL && w->s[DST].state == 1 &&
+/* phase_finish - the destination's message count and the new state */
+static int
+phase_finish(struct frun *fr)
+{
+	struct fctx *fc = &fr->fc;
+	struct worker *w = fc->w;
+	struct fjob *j = fr->j;
+	struct report_folder *rf = j->rf;
+	struct wres r;
+	char err[256];
+
+	if (fc->dst_exists && w->s[DST].c != NULL && w->s[DST].state == 1 &&
 	    strcmp(w->s[DST].selected, j->dst_wire) == 0 &&
-	    imap_client_mailbox(w->s[DST].c) != NULL && fc.rmu == NULL &&
-	    imap_client_mailbox(w->s[DST].c)->exists >= fc.dmb.exists +
+	    imap_client_mailbox(w->s[DST].c) != NULL && fc->rmu == NULL &&
+	    imap_client_mailbox(w->s[DST].c)->exists >= fc->dmb.exists +
 	    rf->copied) {
 		/* nothing appended, or the server announced our APPENDs
 		 * with EXISTS (RFC 3501 6.3.11 SHOULD): it is current */
 		rf->dst_count = imap_client_mailbox(w->s[DST].c)->exists;
-	} else if (fc.dst_exists) {
+	} else if (fc->dst_exists) {
 		if (side_ensure(w, DST, err, sizeof(err)) == 0) {
 			memset(&r, 0, sizeof(r));
 			if (side_wait(w, imap_client_status(w->s[DST].c,
@@ -496,59 +570,98 @@ sync_folder(struct worker *w, struct fjob *j)
 		}
 	} else
 		rf->dst_count = 0;
-	if (fc.st != NULL && !fc.dry) {
-		fc.sf.flags = fc.problems == 0 ? STATE_F_COMPLETE : 0;
-		fc.sf.src_uidvalidity = fc.smb.uidvalidity;
-		fc.sf.src_uidnext = fc.smb.uidnext;
-		fc.sf.src_last_uid = fc.max_uid;
-		fc.sf.src_highestmodseq = fc.smb.highestmodseq;
-		fc.sf.src_messages = fc.smb.exists;
-		fc.sf.dst_uidvalidity = fc.dmb.uidvalidity;
-		fc.sf.dst_highestmodseq = fc.dmb.highestmodseq;
-		fc.sf.updated = (int64_t)time(NULL);
-		snprintf(fc.sf.dst_name, sizeof(fc.sf.dst_name), "%s",
-		    j->dst_wire);
-		/* the pass's own flag STOREs and APPENDs moved the source
-		 * not at all; a new STATUS next pass compares with this */
-		if (j->have_sst && fc.smb.uidnext == j->sst.uidnext &&
-		    fc.smb.exists == j->sst.messages &&
-		    (j->sst.have & IMAP_STATUS_HIGHESTMODSEQ) &&
-		    fc.smb.highestmodseq == 0)
-			fc.sf.src_highestmodseq = j->sst.highestmodseq;
-		if (fc_commit(&fc, NULL, 0, &fc.sf) == -1)
-			goto out;
-	}
-	rc = 0;
-out:
-	if (fc.npend > 0 && fc.st != NULL && !fc.dry) {
-		/* what was copied is recorded even when the folder failed */
+	if (fc->st == NULL || fc->dry)
+		return (0);
+	fc->sf.flags = fc->problems == 0 ? STATE_F_COMPLETE : 0;
+	fc->sf.src_uidvalidity = fc->smb.uidvalidity;
+	fc->sf.src_uidnext = fc->smb.uidnext;
+	fc->sf.src_last_uid = fc->max_uid;
+	fc->sf.src_highestmodseq = fc->smb.highestmodseq;
+	fc->sf.src_messages = fc->smb.exists;
+	fc->sf.dst_uidvalidity = fc->dmb.uidvalidity;
+	fc->sf.dst_highestmodseq = fc->dmb.highestmodseq;
+	fc->sf.updated = (int64_t)time(NULL);
+	snprintf(fc->sf.dst_name, sizeof(fc->sf.dst_name), "%s", j->dst_wire);
+	/* the pass's own flag STOREs and APPENDs moved the source not at
+	 * all; a new STATUS next pass compares with this */
+	if (j->have_sst && fc->smb.uidnext == j->sst.uidnext &&
+	    fc->smb.exists == j->sst.messages &&
+	    (j->sst.have & IMAP_STATUS_HIGHESTMODSEQ) &&
+	    fc->smb.highestmodseq == 0)
+		fc->sf.src_highestmodseq = j->sst.highestmodseq;
+	return (fc_commit(fc, NULL, 0, &fc->sf));
+}
+
+/*
+ * phase_end - after the folder, failed (rc -1) or not: what was copied
+ * is recorded even when the folder failed; the report row, the log
+ * line, and everything the phases held freed
+ */
+static void
+phase_end(struct frun *fr, int rc)
+{
+	struct fctx *fc = &fr->fc;
+	struct acct *a = fc->a;
+	struct fjob *j = fr->j;
+	struct report_folder *rf = j->rf;
+
+	if (fc->npend > 0 && fc->st != NULL && !fc->dry) {
 		char e2[256];
 
-		state_commit(fc.st, &fc.key, fc.pend, fc.npend, NULL, 0, NULL,
-		    e2, sizeof(e2));
+		state_commit(fc->st, &fc->key, fc->pend, fc->npend, NULL, 0,
+		    NULL, e2, sizeof(e2));
 	}
-	free(fc.pend);
+	free(fc->pend);
 	if (rc == -1) {
-		report_folder_error(rf, "%s", fc.err[0] ? fc.err : "failed");
+		report_folder_error(rf, "%s", fc->err[0] ? fc->err : "failed");
 		log_warnx("%s: %s: %s", a->acc->src_user, j->m->src_path,
-		    fc.err[0] ? fc.err : "failed");
+		    fc->err[0] ? fc->err : "failed");
 	}
-	rf->seconds = pace_now() - t0;
-	if (fc.flags_dropped > 0)
+	rf->seconds = pace_now() - fr->t0;
+	if (fc->flags_dropped > 0)
 		log_warnx("%s: %s: %" PRIu64 " message(s) copied without some "
 		    "of their flags: the destination's PERMANENTFLAGS lack "
-		    "them", a->acc->src_user, j->m->src_path, fc.flags_dropped);
+		    "them", a->acc->src_user, j->m->src_path,
+		    fc->flags_dropped);
 	log_info("%s: %s -> %s: source=%" PRIu64 " copied=%" PRIu64
 	    " already=%" PRIu64 " duplicates=%" PRIu64 " failed=%" PRIu64
 	    " policy=%" PRIu64 "%s", a->acc->src_user, j->m->src_path,
 	    j->m->dst_path, rf->src_count == REPORT_UNKNOWN ? 0 :
 	    rf->src_count, rf->copied, rf->already, rf->duplicates,
-	    rf->failed, rf->policy, delta ? " (delta)" : "");
-	fc_prefetch_drop(&fc);
-	smsgv_free(&msgs);
-	smsgv_free(&todo);
-	smsgv_free(&flags);
-	state_map_free(&fc.map);
-	state_map_free(&old);
+	    rf->failed, rf->policy, fr->delta ? " (delta)" : "");
+	fc_prefetch_drop(fc);
+	smsgv_free(&fr->msgs);
+	smsgv_free(&fr->todo);
+	smsgv_free(&fr->flags);
+	state_map_free(&fc->map);
+	state_map_free(&fr->old);
+}
+
+/* sync_folder - one folder's pass, phase by phase: 0, or -1 (reported) */
+int
+sync_folder(struct worker *w, struct fjob *j)
+{
+	struct frun fr;
+	struct fctx *fc = &fr.fc;
+	int rc;
+
+	memset(&fr, 0, sizeof(fr));
+	fr.j = j;
+	fr.t0 = pace_now();
+	fc->w = w;
+	fc->a = w->a;
+	fc->j = j;
+	fc->rf = j->rf;
+	fc->dry = w->a->p->o->dry_run;
+	fc->st = w->a->p->o->store;
+	fc->dst_exists = j->m->dst_exists || (j->rf->created && !fc->dry);
+	rc = phase_load(&fr);
+	if (rc == 0 && (phase_validity(&fr) == -1 || phase_scan(&fr) == -1 ||
+	    phase_flags(&fr) == -1 || phase_todo(&fr) == -1 ||
+	    phase_deletions(&fr) == -1 || phase_finish(&fr) == -1))
+		rc = -1;
+	if (rc == 1)
+		rc = 0;		/* unchanged: nothing to do */
+	phase_end(&fr, rc);
 	return (rc);
 }
