@@ -312,7 +312,6 @@ side_wait(struct worker *w, struct imap_cmd *cmd, struct wres *r)
 	return (r->status == IMAP_OK ? 0 : -1);
 }
 
-/* side_select - EXAMINE (or SELECT when rw) unless already there */
 /*
  * side_select_begin - queue EXAMINE (SELECT when rw, never on the
  * source) unless that mailbox is selected already: 1 = already there
@@ -379,6 +378,7 @@ side_select_end(struct worker *w, int i, const char *wire, int rw,
 	return (0);
 }
 
+/* side_select - EXAMINE (or SELECT when rw) unless already there */
 int
 side_select(struct worker *w, int i, const char *wire, int rw,
     struct wres *r)
