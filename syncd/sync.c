@@ -6,25 +6,24 @@
  * MULTIAPPEND batches), apply flag changes and optional deletions.
  *
  * The operations of a pass, in order, and the file that holds each:
- *   sync_pass_run       accounts started, [syncd] parallel at a time   sync.c
- *   acct_thread         a kept connection pair taken, or a new one;
- *                       a connection slot (pace_slot_take)      sync.c, sync_pace.c
- *   acct_setup          connect, NAMESPACE, LIST(-STATUS), plan,
- *                       CREATE, SUBSCRIBE, jobs sorted            sync_acct.c
- *   extra pairs         worker threads for parallel folders         sync.c
- *   worker_loop         folders taken off the account's list        sync.c
- *   sync_folder         per folder:                               sync_folder.c
- *     load, validity      state record, SELECT/EXAMINE, UIDVALIDITY
- *                         (fc_ready_then, fc_delta_prefetch)       sync_fctx.c
- *     scan                intents settled (fc_resolve_intents),
- *                         source metadata (scan_meta), content
- *                         matching (fc_match_content)   sync_fctx.c, sync_scan.c
- *     flags               flag scan (scan_flags_begin), STOREs     sync_folder.c
- *     todo                ledger (ledger_check), copying
- *                         (copy_split)                sync_ledger.c, sync_copy.c
- *     deletions, finish   UID EXPUNGE, the folder record           sync_folder.c
- *   keep_put / worker_free  the first pair kept for the next pass, or
- *                       LOGOUT                              sync.c, sync_side.c
+ *   sync.c          sync_pass_run: accounts started, [syncd] parallel at
+ *                   a time; acct_thread: the account's kept connection
+ *                   pair taken (keep_take) or a new one, and a slot
+ *   sync_acct.c     acct_setup: connect, NAMESPACE, LIST(-STATUS), plan,
+ *                   CREATE, SUBSCRIBE, the jobs, biggest first
+ *   sync.c          extra connection pairs (extra_pairs_wanted), one
+ *                   worker thread each; worker_loop takes the folders
+ *   sync_folder.c   sync_folder, per folder:
+ *     load, validity  the state record, both mailboxes selected and
+ *                     their UIDVALIDITY checked (sync_fctx.c)
+ *     scan            intents settled (sync_fctx.c), source metadata
+ *                     (sync_scan.c), content matching (sync_fctx.c)
+ *     flags           a flag scan (sync_scan.c), STOREs
+ *     todo            the ledger (sync_ledger.c), copying (sync_copy.c)
+ *     deletions       UID EXPUNGE of syncd's own copies
+ *     finish, end     the folder record, the report row
+ *   sync.c          keep_put: the first pair kept for the next pass, or
+ *                   worker_free (sync_side.c): LOGOUT
  * Under all of them: commands run to their end through the blocking
  * facade (sync_side.c), pacing and progress (sync_pace.c).  The private
  * interface between these files is sync_p.h.

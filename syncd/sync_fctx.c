@@ -354,7 +354,8 @@ dkey_cmp(const void *x, const void *y)
  * map before a UIDVALIDITY reset, so syncd's own copies stay deletable.
  */
 int
-fc_match_content(struct fctx *fc, struct smsgv *src, const struct state_map *old)
+fc_match_content(struct fctx *fc, struct smsgv *src,
+    const struct state_map *old)
 {
 	struct smsgv dm;
 	struct dkey *dk = NULL;

@@ -99,7 +99,8 @@ apply_flags(struct fctx *fc, struct smsgv *changed)
 		if (e == NULL || e->dst_uid == 0 ||
 		    strcmp(e->flags, changed->v[i].flags) == 0)
 			continue;
-		na = scan_flags_filter(&w->s[DST], changed->v[i].flags, 0, NULL, 0);
+		na = scan_flags_filter(&w->s[DST], changed->v[i].flags, 0, NULL,
+		    0);
 		oa = scan_flags_filter(&w->s[DST], e->flags, 0, NULL, 0);
 		if (na == NULL || oa == NULL) {
 			free(na);
@@ -113,12 +114,14 @@ apply_flags(struct fctx *fc, struct smsgv *changed)
 		snprintf(set, sizeof(set), "%" PRIu64, e->dst_uid);
 		if (add[0])
 			imap_client_uid_store(w->s[DST].c, set,
-			    "+FLAGS.SILENT", add, 0, NULL, wres_done, &rs[nrs++])
-			    == NULL ? (void)(rs[nrs - 1].done = 1) : (void)0;
+			    "+FLAGS.SILENT", add, 0, NULL, wres_done,
+			    &rs[nrs++]) == NULL ?
+			    (void)(rs[nrs - 1].done = 1) : (void)0;
 		if (del[0])
 			imap_client_uid_store(w->s[DST].c, set,
-			    "-FLAGS.SILENT", del, 0, NULL, wres_done, &rs[nrs++])
-			    == NULL ? (void)(rs[nrs - 1].done = 1) : (void)0;
+			    "-FLAGS.SILENT", del, 0, NULL, wres_done,
+			    &rs[nrs++]) == NULL ?
+			    (void)(rs[nrs - 1].done = 1) : (void)0;
 		ev[ne] = *e;
 		ev[ne].flags = changed->v[i].flags;
 		ne++;

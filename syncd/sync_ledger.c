@@ -121,7 +121,8 @@ ledger_check(struct fctx *fc, struct smsgv *todo)
 		}
 		memset(&h.r, 0, sizeof(h.r));
 		if (side_wait(fc->w, imap_client_uid_fetch(fc->w->s[SRC].c, set,
-		    "(UID BODY.PEEK[])", 0, 0, &cbs, wres_done, &h), &h.r) == -1) {
+		    "(UID BODY.PEEK[])", 0, 0, &cbs, wres_done, &h), &h.r) ==
+		    -1) {
 			if (h.open)
 				body_hash_free(&h.bh);
 			h.open = 0;

@@ -76,7 +76,7 @@ find_n(const void *key, const void *base, size_t n, size_t size,
 	return (bsearch(key, base, n, size, cmp));
 }
 
-/* ---- results, pass, account, worker ---------------------------------------- */
+/* ---- results, pass, account, worker -------------------------------------- */
 
 /* A command's outcome, copied out of the callback. */
 struct wres {
@@ -164,7 +164,7 @@ struct pass {
 	uint64_t	 rmsgs, rbytes;
 };
 
-/* ---- source messages -------------------------------------------------------- */
+/* ---- source messages ----------------------------------------------------- */
 
 struct smsg {
 	uint64_t	 uid, size;
@@ -206,7 +206,7 @@ struct uidlist {
 	int		 oom;
 };
 
-/* ---- the folder ------------------------------------------------------------- */
+/* ---- the folder ---------------------------------------------------------- */
 
 struct fctx {
 	struct worker	*w;
@@ -252,8 +252,8 @@ int	pace_stopping(const struct acct *a);
 int	pace_slot_take(struct pass *p, int wait);
 void	pace_slot_give(struct pass *p);
 void	pace_rate_wait(struct acct *a, uint64_t msgs, uint64_t bytes);
-void	prog_add(struct acct *a, uint64_t copied, uint64_t dups, uint64_t policy,
-	    uint64_t failed, uint64_t bytes);
+void	prog_add(struct acct *a, uint64_t copied, uint64_t dups,
+	    uint64_t policy, uint64_t failed, uint64_t bytes);
 void	prog_stream(struct acct *a, uint64_t bytes);
 void	prog_total(struct acct *a, uint64_t msgs);
 void	prog_folder_done(struct acct *a);
@@ -262,7 +262,8 @@ void	prog_folder_done(struct acct *a);
 void	wres_fill(struct wres *r, const struct imap_result *res);
 void	wres_reason(const struct wres *r, char *buf, size_t len);
 int	wres_temp(const struct wres *r);
-void	wres_done(struct imap_client *c, const struct imap_result *res, void *arg);
+void	wres_done(struct imap_client *c, const struct imap_result *res,
+	    void *arg);
 int	side_loop_until(struct worker *w, const int *flag);
 void	side_close(struct side *s);
 void	sides_connect(struct worker *w, side_ready_fn ready, void *arg);
@@ -293,8 +294,9 @@ char *scan_flags_filter(const struct side *d, const char *src, int no_kw,
 void	scan_flags_diff(const char *a, const char *b, char *out, size_t len);
 void	scan_uid_cb(struct imap_client *c, uint64_t uid, void *arg);
 int	scan_uid_cmp(const void *x, const void *y);
-int	scan_dst_find(struct worker *w, const struct state_map *map, const char *msgid,
-	    uint64_t size, int64_t idate, uint64_t *uid_r, struct wres *r);
+int	scan_dst_find(struct worker *w, const struct state_map *map,
+	    const char *msgid, uint64_t size, int64_t idate, uint64_t *uid_r,
+	    struct wres *r);
 
 /* sync_fctx.c */
 void	fc_rf_lock(struct fctx *fc);
@@ -310,7 +312,8 @@ uint64_t	fc_flags_since(const struct fctx *fc, uint64_t highestmodseq);
 void	fc_delta_prefetch(struct fctx *fc);
 void	fc_prefetch_drop(struct fctx *fc);
 int	fc_resolve_intents(struct fctx *fc);
-int	fc_match_content(struct fctx *fc, struct smsgv *src, const struct state_map *old);
+int	fc_match_content(struct fctx *fc, struct smsgv *src,
+	    const struct state_map *old);
 
 /* sync_ledger.c */
 int	ledger_check(struct fctx *fc, struct smsgv *todo);
@@ -319,7 +322,8 @@ int	ledger_check(struct fctx *fc, struct smsgv *todo);
 int	copy_split(struct fctx *fc, struct smsgv *todo);
 
 /* sync_folder.c */
-int	sync_folder_unchanged(const struct fjob *j, const struct state_folder *s);
+int	sync_folder_unchanged(const struct fjob *j,
+	    const struct state_folder *s);
 int	sync_folder(struct worker *w, struct fjob *j);
 
 /* sync_acct.c */

@@ -472,7 +472,8 @@ worker_free(struct worker **wp)
 	memset(r, 0, sizeof(r));
 	for (i = 0; i < 2; i++)
 		if (w->s[i].c != NULL && w->s[i].state == 1)
-			out[i] = imap_client_logout(w->s[i].c, wres_done, &r[i]);
+			out[i] = imap_client_logout(w->s[i].c, wres_done,
+			    &r[i]);
 	if ((out[0] != NULL || out[1] != NULL) &&
 	    (deadline = evtimer_new(w->base, logout_deadline, w)) != NULL)
 		evtimer_add(deadline, &grace);
