@@ -143,8 +143,10 @@ static const struct cfg_key keys[] = {
 	KLIST("cutover", "domains", cutover.domains),
 	KHOST("cutover", "resolvers", "", cutover.resolvers, 53, 0),
 	KLIST("cutover", "new_mx", cutover.new_mx),
+	KLIST("cutover", "old_mx", cutover.old_mx),
 	KEY("cutover", "check_interval", CT_DURATION, "5m", cutover.check_interval),
 	KEY("cutover", "quiet_period", CT_DURATION, "24h", cutover.quiet_period),
+	KEY("cutover", "catchup_interval", CT_DURATION, "2m", cutover.catchup_interval),
 
 	KEY("control", "socket", CT_STRING, "", control.socket),
 	KHOST("control", "http", "127.0.0.1:8025", control.http, 0, CK_SINGLE),
@@ -171,6 +173,7 @@ struct cfg_parse {
 	unsigned	 err_line;	/* first error's line, 0 = none */
 	char		 err[512];
 	unsigned char	 seen[NKEYS];
+	unsigned	 key_line[NKEYS]; /* line each key was first set on */
 	int		 overlong;	/* the current line did not fit */
 };
 
@@ -450,6 +453,8 @@ cfg_ini_handler(void *user, const char *section, const char *name,
 		parse_error(p, "[%s] %s is set twice", section, name);
 		return (0);
 	}
+	if (!p->seen[idx])
+		p->key_line[idx] = p->line ? p->line : 1;
 	p->seen[idx] = 1;
 	why[0] = '\0';
 	if (key_set(p->cfg, k, value, why, sizeof(why)) == -1) {
@@ -528,6 +533,10 @@ set_derived(struct config *cfg, char *err, size_t errlen)
 		if ((cfg->forward.helo_name = strdup(cfg->relay.hostname)) == NULL)
 			goto nomem;
 	}
+	if (cfg->cutover.old_mx.count == 0 &&
+	    strlist_add(&cfg->cutover.old_mx, cfg->relay.hostname,
+	    strlen(cfg->relay.hostname)) == -1)
+		goto nomem;
 	if (cfg->checks.authserv_id[0] == '\0') {
 		free(cfg->checks.authserv_id);
 		if ((cfg->checks.authserv_id = strdup(cfg->relay.hostname)) == NULL)
@@ -550,11 +559,32 @@ nomem:
 	return (-1);
 }
 
-/* check_consistency - rules that span keys, checked after the whole file */
+/* key_line - the line [section] name was first set on, 0: not in the file */
+static unsigned
+key_line(const unsigned *lines, const char *section, const char *name)
+{
+	size_t i;
+
+	if (lines == NULL)
+		return (0);
+	for (i = 0; i < NKEYS; i++)
+		if (strcmp(keys[i].section, section) == 0 &&
+		    strcmp(keys[i].name, name) == 0)
+			return (lines[i]);
+	return (0);
+}
+
+/*
+ * check_consistency - rules that span keys, checked after the whole
+ * file; lines (NULL for defaults) gives each key's line for the errors
+ * that can name one.
+ */
 static int
-check_consistency(const struct config *cfg, char *err, size_t errlen)
+check_consistency(const struct config *cfg, const unsigned *lines,
+    char *err, size_t errlen)
 {
 	const char *path = cfg->path ? cfg->path : "(defaults)";
+	unsigned line;
 
 	if (cfg->global.state_dir[0] == '\0') {
 		snprintf(err, errlen, "%s: [global] state_dir must not be empty", path);
@@ -585,6 +615,24 @@ check_consistency(const struct config *cfg, char *err, size_t errlen)
 	if (cfg->relay.max_line_length < 1000) {
 		snprintf(err, errlen,
 		    "%s: [relay] max_line_length must be at least 1000 (RFC 5321)", path);
+		return (-1);
+	}
+	if (cfg->cutover.domains.count > 0 && cfg->cutover.new_mx.count == 0) {
+		/* Without it no answer can ever read as the switch. */
+		line = key_line(lines, "cutover", "domains");
+		snprintf(err, errlen, "%s:%u: [cutover] domains: needs new_mx "
+		    "(the new provider's MX host patterns), or no answer can "
+		    "ever count as the switch", path, line ? line : 1);
+		return (-1);
+	}
+	if (cfg->cutover.domains.count > 0 &&
+	    (cfg->cutover.check_interval <= 0 ||
+	    cfg->cutover.catchup_interval <= 0)) {
+		line = key_line(lines, "cutover", cfg->cutover.check_interval <= 0 ?
+		    "check_interval" : "catchup_interval");
+		snprintf(err, errlen, "%s:%u: [cutover] %s: must be more than 0",
+		    path, line ? line : 1, cfg->cutover.check_interval <= 0 ?
+		    "check_interval" : "catchup_interval");
 		return (-1);
 	}
 	return (0);
@@ -650,7 +698,7 @@ config_load(struct config *cfg, const char *path, char *err, size_t errlen)
 		snprintf(err, errlen, "%s: %s", path, why);
 		goto fail;
 	}
-	if (check_consistency(cfg, err, errlen) == -1)
+	if (check_consistency(cfg, p.key_line, err, errlen) == -1)
 		goto fail;
 	return (0);
 fail:

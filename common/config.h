@@ -117,9 +117,13 @@ struct config {
 	struct {
 		struct strlist	 domains;
 		struct hostport_list resolvers;
-		struct strlist	 new_mx;
+		struct strlist	 new_mx;	/* patterns: the new MX hosts */
+		struct strlist	 old_mx;	/* patterns; default: [relay]
+						   hostname */
 		int64_t		 check_interval;
 		int64_t		 quiet_period;
+		int64_t		 catchup_interval; /* between passes from the
+						      switch until closed */
 	} cutover;
 
 	struct {

@@ -10,6 +10,11 @@
  *   sync               ferry-syncd's progress ("syncd.progress" in the
  *                      META database, written by the running syncd),
  *                      read from LMDB directly
+ *   status             the cutover per [cutover] domain: phase, the
+ *                      resolvers' answers, the relay's and the passes'
+ *                      evidence, and the verdict evaluated now
+ *                      (common/cutover_state.h); LMDB read directly, so
+ *                      it works with both daemons stopped
  *
  * Every command prints a table by default and JSON with --json.  Exit
  * status: 0 ok, 1 runtime failure (relay not running, unknown ID,
@@ -30,6 +35,7 @@
  */
 
 #include <sys/types.h>
+#include <sys/file.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -48,6 +54,7 @@
 
 #include "cli.h"
 #include "config.h"
+#include "cutover_state.h"
 #include "json.h"
 #include "relay.h"
 #include "store.h"
@@ -82,7 +89,8 @@ usage(FILE *fp)
 	    "  delete ID         remove a message without delivering it\n"
 	    "  stats             the relay's counters\n"
 	    "  drain             what still reaches the old MX; is it drained?\n"
-	    "  sync              ferry-syncd's progress and last pass\n",
+	    "  sync              ferry-syncd's progress and last pass\n"
+	    "  status            the cutover per domain: phase, evidence, verdict\n",
 	    CLI_DEFAULT_CONFIG);
 }
 
@@ -1500,6 +1508,80 @@ cmd_sync(struct ctl *ctl, const char *arg)
 	return (0);
 }
 
+/* ---- the cutover ------------------------------------------------------------ */
+
+/*
+ * relay_running - whether a ferry-relay holds its pid file's lock (it
+ * keeps an exclusive flock for its life): 1 yes, 0 no, -1 unknown.
+ */
+static int
+relay_running(const struct ctl *ctl)
+{
+	const char *path = ctl->cfg.relay.pid_file;
+	int fd, rc;
+
+	if (path == NULL || *path == '\0')
+		return (-1);
+	if ((fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW)) == -1)
+		return (errno == ENOENT ? 0 : -1);
+	if (flock(fd, LOCK_SH | LOCK_NB) == 0) {
+		(void)flock(fd, LOCK_UN);
+		rc = 0;
+	} else
+		rc = errno == EWOULDBLOCK ? 1 : -1;
+	close(fd);
+	return (rc);
+}
+
+/*
+ * cmd_status - the cutover of every [cutover] domain, from LMDB: the
+ * record ferry-syncd keeps, the relay's evidence and the verdict
+ * evaluated now.  Works with both daemons stopped.
+ */
+static int
+cmd_status(struct ctl *ctl, const char *arg)
+{
+	struct store *store = NULL;
+	struct json j;
+	char path[4096], err[512];
+	int rc;
+
+	(void)arg;
+	if (config_state_path(&ctl->cfg, RELAY_DB_DIR, path, sizeof(path)) ==
+	    -1) {
+		fprintf(stderr, "ferryctl: [global] state_dir is too long\n");
+		return (EXIT_USAGE);
+	}
+	if (access(path, F_OK) == -1 && errno == ENOENT)
+		store = NULL;	/* neither daemon has run: nothing recorded */
+	else if (store_open(&store, path, STORE_RDONLY, err,
+	    sizeof(err)) == -1) {
+		fprintf(stderr, "ferryctl: cannot open the database %s: %s\n",
+		    path, err);
+		return (EXIT_RUNTIME);
+	}
+	if (ctl->json) {
+		json_init(&j, JSON_PRETTY);
+		rc = cutover_status_render(store, &ctl->cfg, time(NULL),
+		    relay_running(ctl), &j, NULL, err, sizeof(err));
+		store_close(&store);
+		if (rc == -1) {
+			json_clear(&j);
+			fprintf(stderr, "ferryctl: status: %s\n", err);
+			return (EXIT_RUNTIME);
+		}
+		return (json_print(&j) == 0 ? 0 : EXIT_RUNTIME);
+	}
+	rc = cutover_status_render(store, &ctl->cfg, time(NULL),
+	    relay_running(ctl), NULL, stdout, err, sizeof(err));
+	store_close(&store);
+	if (rc == -1) {
+		fprintf(stderr, "ferryctl: status: %s\n", err);
+		return (EXIT_RUNTIME);
+	}
+	return (0);
+}
+
 /* ---- main ----------------------------------------------------------------- */
 
 static const struct command {
@@ -1516,6 +1598,7 @@ static const struct command {
 	{ "stats", 0, cmd_stats },
 	{ "sync", 0, cmd_sync },
 	{ "drain", 0, cmd_drain },
+	{ "status", 0, cmd_status },
 };
 
 int

@@ -1,7 +1,11 @@
 /*
  * control.c - the relay's admin interfaces: HTTP GET /metrics
- * (Prometheus text format) and GET /status (JSON) on [control] http, and
- * the UNIX control socket ferryctl uses to act on the queue.
+ * (Prometheus text format), GET /status (JSON) and GET /cutover (the
+ * cutover document of `ferryctl status --json`, common/cutover_state.h:
+ * the one HTTP endpoint for the cutover, since ferry-syncd has no HTTP
+ * listener; read from the shared LMDB, so it shows syncd's record even
+ * while syncd is stopped) on [control] http, and the UNIX control socket
+ * ferryctl uses to act on the queue.
  *
  * Control socket protocol: one request line per connection, one reply
  * line, then the relay closes.
@@ -14,7 +18,7 @@
  *
  * SECURITY: both listeners take input from other local processes.  HTTP
  * binds only where [control] http says (loopback by default); it is
- * read-only, serves two fixed paths, reads no body and caps header sizes
+ * read-only, serves three fixed paths, reads no body and caps header sizes
  * and time.  The socket is created mode 0600 (umask around bind(), since
  * fchmod() on a socket does not restrict connect()), peers must be root
  * or our own user (SO_PEERCRED), and request lines are hostile: at most
@@ -53,6 +57,7 @@
 #include <event2/keyvalq_struct.h>
 #include <event2/listener.h>
 
+#include "cutover_state.h"
 #include "json.h"
 #include "log.h"
 #include "relay.h"
@@ -444,7 +449,44 @@ http_reply(struct evhttp_request *req, int code, const char *reason,
 		evbuffer_free(b);
 }
 
-/* control_http_cb - every request: two paths, GET only */
+/* control_cutover_reply - GET /cutover: the cutover per [cutover] domain */
+static void
+control_cutover_reply(struct control *ctl, struct evhttp_request *req)
+{
+	struct evkeyvalq *hdr = evhttp_request_get_output_headers(req);
+	struct evbuffer *b;
+	struct json j;
+	const char *doc;
+	char err[256], msg[300];
+	size_t len;
+
+	json_init(&j, JSON_PRETTY);
+	if (cutover_status_render(ctl->relay->store, ctl->relay->cfg,
+	    time(NULL), 1, &j, NULL, err, sizeof(err)) == -1) {
+		json_clear(&j);
+		log_warnx("control: reading the cutover records: %s", err);
+		snprintf(msg, sizeof(msg), "reading the cutover records: %s",
+		    err);
+		http_reply(req, HTTP_INTERNAL, "Internal Server Error", msg);
+		return;
+	}
+	if ((doc = json_finish(&j, &len)) == NULL ||
+	    (b = evbuffer_new()) == NULL) {
+		json_clear(&j);
+		http_reply(req, HTTP_INTERNAL, "Internal Server Error",
+		    "out of memory");
+		return;
+	}
+	evhttp_add_header(hdr, "Cache-Control", "no-store");
+	evhttp_add_header(hdr, "Content-Type", "application/json");
+	evbuffer_add(b, doc, len);
+	evbuffer_add(b, "\n", 1);
+	json_clear(&j);
+	evhttp_send_reply(req, HTTP_OK, "OK", b);
+	evbuffer_free(b);
+}
+
+/* control_http_cb - every request: three paths, GET only */
 static void
 control_http_cb(struct evhttp_request *req, void *arg)
 {
@@ -462,9 +504,9 @@ control_http_cb(struct evhttp_request *req, void *arg)
 	int is_metrics;
 
 	if (path == NULL || (strcmp(path, "/metrics") != 0 &&
-	    strcmp(path, "/status") != 0)) {
+	    strcmp(path, "/status") != 0 && strcmp(path, "/cutover") != 0)) {
 		http_reply(req, HTTP_NOTFOUND, "Not Found",
-		    "not found: try /metrics or /status");
+		    "not found: try /metrics, /status or /cutover");
 		return;
 	}
 	/* Not even HEAD: libevent 2.1 would send the body after it. */
@@ -472,6 +514,10 @@ control_http_cb(struct evhttp_request *req, void *arg)
 		evhttp_add_header(hdr, "Allow", "GET");
 		http_reply(req, 405, "Method Not Allowed",
 		    "method not allowed: GET only");
+		return;
+	}
+	if (strcmp(path, "/cutover") == 0) {
+		control_cutover_reply(ctl, req);
 		return;
 	}
 	is_metrics = strcmp(path, "/metrics") == 0;
@@ -538,7 +584,7 @@ control_http_open(struct control *ctl, const struct hostport *hp, char *err,
 		    where, errno ? strerror(errno) : "bind failed");
 		return (-1);
 	}
-	log_info("control: HTTP /metrics and /status on %s", where);
+	log_info("control: HTTP /metrics, /status and /cutover on %s", where);
 	return (0);
 }
 

@@ -64,7 +64,11 @@ struct cutover_hooks {
  * domain of dst_user, else of src_user, else the only [cutover] domain)
  * and starts the watcher: the first MX check at once, then one every
  * [cutover] check_interval.  -1 with err on a bad set-up (a resolver that
- * cannot be created, no memory).
+ * cannot be created, more than CUTOVER_RESOLVERS_MAX resolvers, no
+ * memory).  base NULL: no watcher (no resolver, no timer) - the unit
+ * tests feed answers through cutover_p.h.  st, cfg and acc are borrowed
+ * and must outlive the struct; *h is copied.  Records are saved to st
+ * after every change, so the store must be writable.
  */
 int	cutover_new(struct cutover **cp, struct event_base *base,
 	    struct store *st, const struct config *cfg,
@@ -73,15 +77,23 @@ int	cutover_new(struct cutover **cp, struct event_base *base,
 void	cutover_free(struct cutover **cp);
 
 /* Seconds from the end of a pass to the next one: catchup_interval while
- * any domain is switching or in dual reception, else interval. */
+ * any domain is switching or in dual reception (or has seen a `new`
+ * answer and is not closed, e.g. still in presync), else interval; never
+ * more than interval.  c NULL: interval. */
 int64_t	cutover_pass_interval(const struct cutover *c, int64_t interval);
 
-/* The account's domain is past `synced`: users work on the destination
- * now, so a pass never deletes there and never changes flags of
- * messages already there. */
+/* The account's domain is past `synced` (or a resolver has answered
+ * `new` for it): users work on the destination now, so a pass never
+ * deletes there and never changes flags of messages already there.
+ * 0 for c NULL or an account in no [cutover] domain. */
 int	cutover_dest_live(const struct cutover *c, const struct account *a);
 
+/* A pass began (every domain: "a pass is running since"); saved. */
 void	cutover_pass_started(struct cutover *c, time_t started);
+/* A pass ended: per-domain evidence from r (rows matched to accounts by
+ * source user through accounts_find(); a domain none of whose accounts
+ * is in r, e.g. --account, keeps its evidence), the verdict evaluated at
+ * r->finished, the phase moved, saved.  Both NULL-safe on c. */
 void	cutover_pass_done(struct cutover *c,
 	    const struct cutover_pass_result *r);
 

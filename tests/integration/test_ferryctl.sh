@@ -43,6 +43,10 @@ retry_max = 30m
 ; no DNS server in this test: nothing may leave loopback
 spf = off
 dkim = off
+[cutover]
+domains = example.com
+new_mx = *.new.example
+quiet_period = 1h
 [control]
 socket = $STATE/control.sock
 http = 127.0.0.1:$HPORT
@@ -130,6 +134,32 @@ check "the control socket appears" wait_for 10 test -S "$STATE/control.sock"
 check "control socket is mode 0600" \
 	bash -c "[ \"\$(stat -c %a '$STATE/control.sock')\" = 600 ]"
 check_output "ferryctl queue on an empty queue" "The queue is empty." ctl queue
+
+# status_json PY - run a python check over "ferryctl status --json"
+# (dom: its first domain)
+status_json() {
+	ctl status --json | "$LIB_PYTHON" -c "
+import json, sys
+d = json.load(sys.stdin)
+dom = d['domains'][0]
+$1"
+}
+check "ferryctl status before any pass: presync, no pass yet, not-yet" \
+	status_json "assert dom['domain'] == 'example.com', dom
+assert dom['phase'] == 'presync', dom
+assert dom['verdict'] == 'not-yet', dom
+assert any('no pass yet' in o for o in dom['outstanding']), dom
+assert dom['relay']['running'] is True, dom
+assert dom['history'] == [] and dom['resolvers'] == [], dom"
+check "ferryctl status (table) names the phase and the verdict" \
+	bash -c "\"\$0\" -c '$CONF' status | grep -q '^example.com: presync' &&
+	\"\$0\" -c '$CONF' status | grep -q 'verdict: not-yet'" "$FERRYCTL"
+check "GET /cutover serves the same document" \
+	bash -c "curl -sf http://127.0.0.1:$HPORT/cutover | '$LIB_PYTHON' -c '
+import json, sys
+d = json.load(sys.stdin)
+assert d[\"domains\"][0][\"phase\"] == \"presync\", d
+assert d[\"domains\"][0][\"verdict\"] == \"not-yet\", d'"
 
 IDS=()
 for n in 1 2 3; do
@@ -239,6 +269,15 @@ check "the control socket is removed when the relay stops" \
 check "ferryctl stats with the relay stopped: exit 1, says it is not running" \
 	bash -c "out=\$(\"\$0\" -c '$CONF' stats 2>&1); rc=\$?; echo \"\$out\";
 	[ \$rc -eq 1 ] && echo \"\$out\" | grep -q 'relay is not running'" \
+	"$FERRYCTL"
+check "ferryctl status with both daemons stopped: exit 0, relay not running" \
+	status_json "assert dom['relay']['running'] is False, dom
+assert dom['phase'] == 'presync', dom"
+printf '[cutover]\ndomains = example.com\n' >"$T/bad.conf"
+check "ferryctl status: [cutover] domains without new_mx exits 2" \
+	expect_rc 2 "$FERRYCTL" -c "$T/bad.conf" status
+check "ferryctl status names the file and line of the bad key" \
+	bash -c "\"\$0\" -c '$T/bad.conf' status 2>&1 | grep -q 'bad.conf:2: \\[cutover\\] domains'" \
 	"$FERRYCTL"
 
 done_testing

@@ -94,6 +94,58 @@ test_defaults(void **state)
 	assert_string_equal(cfg.relay.pid_file, "/var/lib/mailferry/ferry-relay.pid");
 	assert_true(cfg.relay.hostname[0] != '\0');
 	assert_string_equal(cfg.forward.helo_name, cfg.relay.hostname);
+	assert_int_equal(cfg.cutover.catchup_interval, 120);
+	assert_int_equal(cfg.cutover.old_mx.count, 1);
+	assert_string_equal(cfg.cutover.old_mx.items[0], cfg.relay.hostname);
+	config_free(&cfg);
+}
+
+/* [cutover]: old_mx, catchup_interval, and domains without new_mx */
+static void
+test_cutover(void **state)
+{
+	struct config cfg;
+	char err[512];
+
+	(void)state;
+	write_conf("[relay]\nhostname = old-mx.example.com\n[cutover]\n"
+	    "domains = example.com\nnew_mx = *.new.example\n");
+	if (config_load(&cfg, path, err, sizeof(err)) == -1)
+		fail_msg("%s", err);
+	assert_int_equal(cfg.cutover.old_mx.count, 1);
+	assert_string_equal(cfg.cutover.old_mx.items[0], "old-mx.example.com");
+	assert_int_equal(cfg.cutover.catchup_interval, 120);
+	config_free(&cfg);
+
+	write_conf("[cutover]\ndomains = example.com\nnew_mx = *.new.example\n"
+	    "old_mx = mx1.example.com mx2.example.com\nold_mx = *.old.example\n"
+	    "catchup_interval = 30s\n");
+	if (config_load(&cfg, path, err, sizeof(err)) == -1)
+		fail_msg("%s", err);
+	assert_int_equal(cfg.cutover.old_mx.count, 3);
+	assert_string_equal(cfg.cutover.old_mx.items[2], "*.old.example");
+	assert_int_equal(cfg.cutover.catchup_interval, 30);
+	config_free(&cfg);
+
+	/* domains but no new_mx: refused, naming the domains line */
+	write_conf("[relay]\nhostname = x\n\n[cutover]\n; comment\n"
+	    "domains = example.com\n");
+	assert_int_equal(config_load(&cfg, path, err, sizeof(err)), -1);
+	assert_non_null(strstr(err, "mailferry.conf:6: [cutover] domains: needs new_mx"));
+
+	write_conf("[cutover]\ndomains = example.com\nnew_mx = a.example\n"
+	    "catchup_interval = 0s\n");
+	assert_int_equal(config_load(&cfg, path, err, sizeof(err)), -1);
+	assert_non_null(strstr(err, ":4: [cutover] catchup_interval"));
+
+	write_conf("[cutover]\ncatchup_interval = soon\n");
+	assert_int_equal(config_load(&cfg, path, err, sizeof(err)), -1);
+	assert_non_null(strstr(err, ":2: [cutover] catchup_interval"));
+
+	/* no domains: new_mx is not needed */
+	write_conf("[cutover]\nresolvers = 127.0.0.1:5353\n");
+	if (config_load(&cfg, path, err, sizeof(err)) == -1)
+		fail_msg("%s", err);
 	config_free(&cfg);
 }
 
@@ -256,6 +308,7 @@ main(void)
 		cmocka_unit_test(test_errors),
 		cmocka_unit_test(test_cross_key_and_required),
 		cmocka_unit_test(test_long_line),
+		cmocka_unit_test(test_cutover),
 	};
 	return (cmocka_run_group_tests(tests, setup, teardown));
 }
