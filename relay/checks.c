@@ -554,3 +554,107 @@ checks_ledger_key(const struct msg_checks *c, const char *rcpt,
 		return (-1);
 	return (msgkey_ledger(rcpt, &c->ident, c->body_sha, key));
 }
+
+/* ---- keys of a spooled message ------------------------------------------- */
+
+#define SPOOLED_READ	8192
+
+/* spooled_line - one header line read back: captured as during DATA */
+static void
+spooled_line(struct msg_checks *c, const char *line, size_t len)
+{
+	capture(c, line, len);
+}
+
+int
+checks_spooled_keys(int fd, uint64_t size, struct queue_record *rec,
+    char *err, size_t errlen)
+{
+	struct msg_checks c;
+	char *buf = NULL, *line = NULL;
+	const char **rcpts = NULL;
+	size_t linelen = 0, nrcpt = 0, i;
+	uint64_t left = size;
+	int in_header = 1, rc = -1;
+
+	memset(&c, 0, sizeof(c));
+	if ((buf = malloc(SPOOLED_READ)) == NULL ||
+	    (line = malloc(CHECKS_CAPTURE_MAX)) == NULL ||
+	    body_hash_init(&c.bh) == -1) {
+		snprintf(err, errlen, "out of memory");
+		goto out;
+	}
+	c.bh_live = 1;
+	while (left > 0) {
+		size_t want = left < SPOOLED_READ ? (size_t)left : SPOOLED_READ;
+		const char *p = buf, *nl;
+		ssize_t n = read(fd, buf, want);
+
+		if (n == -1 && errno == EINTR)
+			continue;
+		if (n <= 0) {
+			snprintf(err, errlen, "spool file: %s", n == 0 ?
+			    "shorter than its size" : strerror(errno));
+			goto out;
+		}
+		left -= (uint64_t)n;
+		if (body_hash_update(&c.bh, buf, (size_t)n) == -1) {
+			snprintf(err, errlen, "body hash failed");
+			goto out;
+		}
+		/* Header lines, whole, to capture(); a line longer than the
+		 * capture limit is not captured during DATA either. */
+		while (in_header && p < buf + n) {
+			size_t k;
+
+			nl = memchr(p, '\n', (size_t)(buf + n - p));
+			k = nl ? (size_t)(nl - p) + 1 : (size_t)(buf + n - p);
+			if (linelen + k <= CHECKS_CAPTURE_MAX) {
+				memcpy(line + linelen, p, k);
+				linelen += k;
+			} else
+				linelen = CHECKS_CAPTURE_MAX + 1;
+			p += k;
+			if (nl == NULL)
+				break;
+			if (linelen <= CHECKS_CAPTURE_MAX) {
+				if ((linelen == 2 && line[0] == '\r') ||
+				    linelen == 1)
+					in_header = 0;
+				else
+					spooled_line(&c, line, linelen);
+			}
+			linelen = 0;
+		}
+	}
+	c.bh_live = 0;
+	c.body_ok = body_hash_final(&c.bh, c.body_sha) == 0;
+	c.ident_ok = msg_ident_from_headers(c.hdrs ? c.hdrs : "", c.hdrlen,
+	    &c.ident) == 0;
+	c.finished = 1;
+	if (rec->ndlv > 0 && (rcpts = calloc(rec->ndlv,
+	    sizeof(*rcpts))) == NULL) {
+		snprintf(err, errlen, "out of memory");
+		goto out;
+	}
+	for (i = 0; i < rec->ndlv; i++)
+		if (rec->dlv[i].dest == DLV_UPSTREAM)
+			rcpts[nrcpt++] = rec->dlv[i].rcpt;
+	rec->has_relay_key = checks_relay_key(&c, rec->sender, rcpts, nrcpt,
+	    rec->relay_key) == 0;
+	for (i = 0; i < rec->ndlv; i++) {
+		struct delivery *d = &rec->dlv[i];
+
+		d->has_ledger_key = d->dest == DLV_UPSTREAM &&
+		    checks_ledger_key(&c, d->rcpt, d->ledger_key) == 0;
+	}
+	rc = 0;
+out:
+	if (c.bh_live)
+		body_hash_free(&c.bh);
+	free(c.hdrs);
+	free(rcpts);
+	free(line);
+	free(buf);
+	return (rc);
+}

@@ -81,4 +81,20 @@ int	checks_relay_key(const struct msg_checks *c, const char *sender,
 int	checks_ledger_key(const struct msg_checks *c, const char *rcpt,
 	    unsigned char key[MSGKEY_LEN]);
 
+/*
+ * checks_spooled_keys - the keys of a message read back from its spool
+ * file (fd at its first byte, size bytes: our Received: header, then the
+ * client's message as checks_data() passed it on), made exactly as
+ * during DATA: the same captured fields (our Received: carries none of
+ * them), the same body hash.  Sets rec->relay_key (sender and the
+ * DLV_UPSTREAM recipients, as tx_keys() does) and the ledger key of
+ * every DLV_UPSTREAM delivery; a key that cannot be made (no
+ * Message-ID, Date nor From) is left unset, as at reception.  Reads fd
+ * (its offset moves); 0, or -1 with err on a read error or no memory.
+ * Safe on any thread: it touches nothing but its arguments.
+ */
+struct queue_record;
+int	checks_spooled_keys(int fd, uint64_t size, struct queue_record *rec,
+	    char *err, size_t errlen);
+
 #endif

@@ -49,10 +49,15 @@
  * recipient due first.  One that no longer reverses (expired since it
  * was accepted) bounces with 5.1.1.
  *
- * The ledger.  When the upstream accepts a delivery that carries a
- * ledger key, the same LMDB transaction that marks it DLV_SENT writes
- * STORE_DB_LEDGER (see ledger_put()), so ferry-syncd's delta pass never
- * copies that message into the mailbox again.
+ * The ledger (common/ledger.h).  The spool commit writes a pending
+ * entry per recipient with a ledger key on the upstream route.  When
+ * the upstream accepts it, the same LMDB transaction that marks it
+ * DLV_SENT makes the entry delivered (ledger_settle()), so ferry-syncd's
+ * delta pass never copies the old host's copy into the mailbox; when
+ * the relay gives up on it (5xx, expiry, ferryctl delete) the pending
+ * entry goes, so the next pass copies the old host's copy instead.  A
+ * message held (ferryctl hold, on_expire = hold) stays pending: the
+ * relay still holds it.
  *
  * Results.  Per recipient: 2xx -> DLV_SENT; 4xx or a failed connection
  * -> attempts + 1, next_try = now + retry_initial * 2^(attempts-1)
@@ -95,6 +100,7 @@
 
 #include "bounce.h"
 #include "dns.h"
+#include "ledger.h"
 #include "log.h"
 #include "relay.h"
 #include "smtp_client.h"
@@ -776,41 +782,79 @@ struct flush_arg {
 };
 
 /*
- * ledger_put - inside the write txn that marks d DLV_SENT at the
- * upstream: the ledger entry ferry-syncd's delta pass looks up.
- *
- * FORMAT of a STORE_DB_LEDGER entry (read by ferry-syncd; stable):
- *   key    the 32-byte ledger key of DESIGN.md §4 (msgkey_ledger(): the
- *          recipient mailbox, the normalised Message-ID, or Date + From
- *          when there is none, and the body's SHA-256), exactly as
- *          computed at reception and kept in delivery.ledger_key
- *   value  8 bytes: the time the upstream accepted the delivery, unix
- *          seconds, unsigned big-endian; then the relay's queue id,
- *          QUEUE_ID_LEN (16) lower-case hex digits, no NUL
- *          (24 bytes in all; a reader must accept longer values and
- *          ignore what follows, for later additions)
- *   expiry now + [dedupe] ttl (store_put_expiring; the store adds and
- *          strips its own 8-byte expiry header)
- * A later acceptance of the same key (the same message sent again
- * under another queue id, or re-sent after a crash) overwrites it: the
- * entry says "the new mailbox has it", which stays true.
+ * queue_ledger_tracked - see relay.h.  The same test as the routing
+ * (dlv_slot(), m->dsn): what the spool commit marks pending is exactly
+ * what a DK_UPSTREAM transaction later settles.
+ */
+int
+queue_ledger_tracked(const struct relay *relay, const struct queue_record *rec,
+    const struct delivery *d)
+{
+	return (d->has_ledger_key && d->dest == DLV_UPSTREAM &&
+	    !(rec->flags & QR_DSN) &&
+	    !(relay->srs != NULL && srs_is_srs(relay->srs, d->rcpt)));
+}
+
+time_t
+queue_ledger_expiry(const struct config *cfg, int64_t now, int status)
+{
+	int64_t ttl = cfg->dedupe.ttl;
+
+	if (ttl <= 0)
+		return (0);
+	if (status == LEDGER_PENDING && ttl < cfg->forward.queue_lifetime)
+		ttl = cfg->forward.queue_lifetime;
+	return ((time_t)(now + ttl));
+}
+
+/*
+ * ledger_settle - inside the write txn that records the upstream's
+ * answer for d: a 250 makes its ledger entry delivered (so ferry-syncd's
+ * delta pass never copies the old host's copy), a bounce removes the
+ * pending one this message wrote (so the next pass does copy it).  The
+ * entry's layout is common/ledger.c's.  A later acceptance of the same
+ * key (the message sent again under another queue id, or re-sent after
+ * a crash) overwrites it: "the new mailbox has it" stays true.
  */
 static int
-ledger_put(struct store_txn *tx, struct queue *q, const struct delivery *d,
-    const char *id, int64_t now)
+ledger_settle(struct store_txn *tx, struct queue *q, const struct delivery *d,
+    const char *id, int action, int64_t now)
 {
-	unsigned char val[8 + QUEUE_ID_LEN];
-	uint64_t t = now > 0 ? (uint64_t)now : 0;
-	int64_t ttl = q->cfg->dedupe.ttl;
-	int i, rc;
+	struct ledger_entry e;
 
-	for (i = 0; i < 8; i++)
-		val[i] = (unsigned char)(t >> (56 - 8 * i));
-	memcpy(val + 8, id, QUEUE_ID_LEN);
-	rc = store_put_expiring(tx, STORE_DB_LEDGER, d->ledger_key,
-	    sizeof(d->ledger_key), val, sizeof(val),
-	    (time_t)(ttl > 0 ? now + ttl : 0), 0);
-	return (rc == 0 ? 0 : -1);
+	if (action == A_BOUNCE)
+		return (ledger_del(tx, d->ledger_key, id) == -1 ? -1 : 0);
+	if (action != A_SENT)
+		return (0);
+	memset(&e, 0, sizeof(e));
+	e.when = now;
+	e.status = LEDGER_DELIVERED;
+	memcpy(e.queue_id, id, QUEUE_ID_LEN + 1);
+	return (ledger_put(tx, d->ledger_key, &e, queue_ledger_expiry(q->cfg,
+	    now, LEDGER_DELIVERED)) == -1 ? -1 : 0);
+}
+
+/*
+ * work_gone - the record was deleted (ferryctl delete) while w was in
+ * flight: whatever the upstream accepted is in the new mailbox all the
+ * same, and the ledger must say so.
+ */
+static int
+work_gone(struct store_txn *tx, struct queue *q, struct qwork *w, int64_t now)
+{
+	size_t i;
+
+	for (i = 0; w->ledger && i < w->n; i++) {
+		const struct delivery *d;
+
+		if (w->action[i] != A_SENT || w->idx[i] >= w->rec.ndlv)
+			continue;
+		d = &w->rec.dlv[w->idx[i]];
+		if (d->has_ledger_key &&
+		    ledger_settle(tx, q, d, w->m->id, A_SENT, now) == -1)
+			return (-1);
+	}
+	return (0);
 }
 
 /* work_apply - inside the write txn: apply w's results to its record */
@@ -831,7 +875,7 @@ work_apply(struct store_txn *tx, struct queue *q, struct qwork *w, int64_t now)
 	w->slot_rcpt = NULL;
 	rc = store_get(tx, STORE_DB_QUEUE, w->m->id, QUEUE_ID_LEN, &val, &vlen);
 	if (rc == STORE_NOTFOUND)
-		return (0);		/* deleted meanwhile */
+		return (work_gone(tx, q, w, now));	/* deleted meanwhile */
 	if (rc != 0)
 		return (-1);
 	if (queue_record_decode(val, vlen, &rec, err, sizeof(err)) == -1) {
@@ -849,14 +893,14 @@ work_apply(struct store_txn *tx, struct queue *q, struct qwork *w, int64_t now)
 		if (d->dest != w->dlv_dest || d->state != DLV_PENDING ||
 		    strcmp(d->rcpt, w->rcpt[i]) != 0)
 			continue;
+		if (w->ledger && d->has_ledger_key && ledger_settle(tx, q, d,
+		    w->m->id, w->action[i], now) == -1) {
+			queue_record_clear(&rec);
+			return (-1);
+		}
 		switch (w->action[i]) {
 		case A_SENT:
 			d->state = DLV_SENT;
-			if (w->ledger && d->has_ledger_key &&
-			    ledger_put(tx, q, d, w->m->id, now) == -1) {
-				queue_record_clear(&rec);
-				return (-1);
-			}
 			break;
 		case A_BOUNCE:
 			d->state = DLV_BOUNCED;
@@ -2657,11 +2701,43 @@ queue_release(struct queue *q, const char *id, char *err, size_t errlen)
 	return (0);
 }
 
+/*
+ * txn_delete - the record goes, and with it the pending ledger entries
+ * it wrote: the relay gives up on those recipients, so the next delta
+ * pass copies the old host's copy (common/ledger.h).
+ */
+struct delete_arg {
+	struct queue	*q;
+	const char	*id;
+};
+
 static int
 txn_delete(struct store_txn *tx, void *arg)
 {
-	int rc = store_del(tx, STORE_DB_QUEUE, arg, QUEUE_ID_LEN);
+	struct delete_arg *da = arg;
+	struct queue_record rec;
+	const void *val;
+	size_t vlen, i;
+	char err[128];
+	int rc;
 
+	rc = store_get(tx, STORE_DB_QUEUE, da->id, QUEUE_ID_LEN, &val, &vlen);
+	if (rc == STORE_NOTFOUND)
+		return (1);
+	if (rc != 0)
+		return (-1);
+	if (queue_record_decode(val, vlen, &rec, err, sizeof(err)) == 0) {
+		for (i = 0; i < rec.ndlv; i++)
+			if (rec.dlv[i].state == DLV_PENDING &&
+			    queue_ledger_tracked(da->q->relay, &rec,
+			    &rec.dlv[i]) && ledger_del(tx,
+			    rec.dlv[i].ledger_key, da->id) == -1) {
+				queue_record_clear(&rec);
+				return (-1);
+			}
+		queue_record_clear(&rec);
+	}
+	rc = store_del(tx, STORE_DB_QUEUE, da->id, QUEUE_ID_LEN);
 	return (rc == STORE_NOTFOUND ? 1 : rc);
 }
 
@@ -2669,6 +2745,7 @@ int
 queue_delete(struct queue *q, const char *id, char *err, size_t errlen)
 {
 	struct qmsg *m;
+	struct delete_arg da;
 	char idbuf[QUEUE_ID_LEN + 1];
 	int rc, si;
 
@@ -2677,7 +2754,9 @@ queue_delete(struct queue *q, const char *id, char *err, size_t errlen)
 		return (-1);
 	}
 	snprintf(idbuf, sizeof(idbuf), "%s", m->id);
-	rc = store_txn_run(q->relay->store, 0, txn_delete, idbuf, err, errlen);
+	da.q = q;
+	da.id = idbuf;
+	rc = store_txn_run(q->relay->store, 0, txn_delete, &da, err, errlen);
 	if (rc < 0)
 		return (-1);
 	/* The record is gone: nothing can send it after a restart.  A

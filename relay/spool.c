@@ -26,6 +26,15 @@
  * the key up before committing (spool_dedupe_lookup()); the put here
  * settles the race of two copies finishing DATA at the same time.
  *
+ * The ledger (common/ledger.h).  Every recipient the ledger tracks
+ * (queue_ledger_tracked(): a ledger key, the upstream route) gets a
+ * pending STORE_DB_LEDGER entry in the same transaction as the record:
+ * from the 250 on, a delta pass knows the relay holds that copy.
+ *
+ * The same transaction counts the message in the inbound record of each
+ * of its recipient domains (common/relay_view.h): the cutover verdict's
+ * "no inbound for the quiet period" reads them.
+ *
  * DEDUPE VALUE FORMAT (stable; STORE_DB_DEDUPE, key = the 32-byte relay
  * key, the store adds its expiry header in front):
  *   byte  1                  version
@@ -34,11 +43,16 @@
  *
  * Start-up (spool_open): files left in spool/tmp are removed (their
  * sessions got no 250); a queue/ID file without a record gets one rebuilt
- * from its header (a crash between rename and commit: the client got no
+ * from the file (a crash between rename and commit: the client got no
  * 250 and may send again - a duplicate, never a loss); a record without
  * a file is dropped with a log line.  spool_rebuild_index() rebuilds the
  * whole index from the files with every delivery pending: a message that
- * was already delivered may be sent again, none is lost.
+ * was already delivered may be sent again, none is lost.  A rebuilt
+ * record is what the SMTP server made at reception (spool_file_record():
+ * the envelope, and the relay and ledger keys computed again from the
+ * message), and the same transaction puts what round_put() would have:
+ * its dedupe key (unless one is there) and its pending ledger entries.
+ * A record that goes removes the pending ledger entries it wrote.
  *
  * SPOOL FILE FORMAT (stable; spool/queue/ID, mode 0600)
  *   An envelope header of text lines, each ending in LF:
@@ -67,6 +81,7 @@
  * never logs and never calls back: the loop does both.
  */
 
+#include <ctype.h>
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -82,8 +97,11 @@
 
 #include <event2/event.h>
 
+#include "checks.h"
+#include "ledger.h"
 #include "log.h"
 #include "relay.h"
+#include "relay_view.h"
 #include "store.h"
 
 #define SPOOL_MAGIC	"mailferry-spool 1"
@@ -120,6 +138,14 @@ struct spool_msg {
 	int64_t		 arrived;
 	int		 dup;		/* round_put: key already there */
 	char		 first_id[QUEUE_ID_LEN + 1];
+	/* the ledger: one pending entry per key, put with the record */
+	unsigned char	(*lkey)[MSGKEY_LEN];
+	size_t		 nlkey;
+	time_t		 lexpires;
+	/* the per-domain inbound records (relay_view.h) */
+	char		*vclient;	/* "helo [addr]" */
+	char		*vdomains;	/* "a.example\0b.example\0" */
+	size_t		 vdomlen;
 };
 TAILQ_HEAD(msgq, spool_msg);
 
@@ -232,6 +258,9 @@ msg_free(struct spool_msg *m)
 	free(m->buf);
 	free(m->env);
 	free(m->enc);
+	free(m->lkey);
+	free(m->vclient);
+	free(m->vdomains);
 	free(m);
 }
 
@@ -631,6 +660,108 @@ dedupe_first_id(const void *val, size_t vlen, char id[QUEUE_ID_LEN + 1])
 }
 
 /*
+ * ledger_pending - the pending ledger entries of a message whose record
+ * is put in this transaction (common/ledger.h): from now on the relay
+ * holds its copy for these recipients, and a delta pass must not copy
+ * the old host's.
+ */
+static int
+ledger_pending(struct store_txn *tx, const char *id, int64_t arrived,
+    const unsigned char (*keys)[MSGKEY_LEN], size_t nkeys, time_t expires)
+{
+	struct ledger_entry e;
+	size_t i;
+
+	memset(&e, 0, sizeof(e));
+	e.when = arrived;
+	e.status = LEDGER_PENDING;
+	memcpy(e.queue_id, id, QUEUE_ID_LEN + 1);
+	for (i = 0; i < nkeys; i++)
+		if (ledger_put(tx, keys[i], &e, expires) == -1)
+			return (-1);
+	return (0);
+}
+
+/* ledger_keys - the keys of rec's deliveries the ledger tracks */
+static int
+ledger_keys(const struct relay *relay, const struct queue_record *rec,
+    unsigned char (**keys_r)[MSGKEY_LEN], size_t *n_r)
+{
+	size_t i, n = 0;
+
+	*keys_r = NULL;
+	*n_r = 0;
+	for (i = 0; i < rec->ndlv; i++)
+		if (queue_ledger_tracked(relay, rec, &rec->dlv[i]))
+			n++;
+	if (n == 0)
+		return (0);
+	if ((*keys_r = calloc(n, sizeof(**keys_r))) == NULL)
+		return (-1);
+	for (i = 0; i < rec->ndlv; i++)
+		if (queue_ledger_tracked(relay, rec, &rec->dlv[i]))
+			memcpy((*keys_r)[(*n_r)++], rec->dlv[i].ledger_key,
+			    MSGKEY_LEN);
+	return (0);
+}
+
+/*
+ * view_domains - the distinct recipient domains (lower case) of rec's
+ * upstream deliveries, for the inbound records; a DSN of ours is not
+ * inbound mail and has none.
+ */
+static int
+view_domains(const struct queue_record *rec, char **list_r, size_t *len_r)
+{
+	char *list = NULL, *p, dom[256];
+	size_t len = 0, i, n;
+	const char *at;
+
+	*list_r = NULL;
+	*len_r = 0;
+	if (rec->flags & QR_DSN)
+		return (0);
+	for (i = 0; i < rec->ndlv; i++) {
+		if (rec->dlv[i].dest != DLV_UPSTREAM ||
+		    (at = strrchr(rec->dlv[i].rcpt, '@')) == NULL ||
+		    (n = strlen(at + 1)) == 0 || n >= sizeof(dom))
+			continue;
+		for (n = 0; at[1 + n] != '\0'; n++)
+			dom[n] = (char)tolower((unsigned char)at[1 + n]);
+		dom[n] = '\0';
+		for (p = list; p != NULL && p < list + len; p += strlen(p) + 1)
+			if (strcmp(p, dom) == 0)
+				break;
+		if (p != NULL && p < list + len)
+			continue;
+		if ((p = realloc(list, len + n + 1)) == NULL) {
+			free(list);
+			return (-1);
+		}
+		list = p;
+		memcpy(list + len, dom, n + 1);
+		len += n + 1;
+	}
+	*list_r = list;
+	*len_r = len;
+	return (0);
+}
+
+/* view_note - the message counts in its domains' inbound records */
+static int
+view_note(struct store_txn *tx, const struct spool_msg *m)
+{
+	const char *p;
+
+	for (p = m->vdomains; p != NULL && p < m->vdomains + m->vdomlen;
+	    p += strlen(p) + 1)
+		if (relay_view_note(tx, p, (time_t)m->arrived, m->vclient) ==
+		    -1)
+			return (-1);
+	return (0);
+}
+
+/*
  * round_put - every message's dedupe key and queue record, one write
  * transaction.  May run more than once (store.h): per-message results
  * are reset first.
@@ -671,6 +802,11 @@ round_put(struct store_txn *tx, void *arg)
 		}
 		if (store_put(tx, STORE_DB_QUEUE, m->id, QUEUE_ID_LEN, m->enc,
 		    m->enclen, 0) != 0)
+			return (-1);
+		if (ledger_pending(tx, m->id, m->arrived, m->lkey, m->nlkey,
+		    m->lexpires) == -1)
+			return (-1);
+		if (view_note(tx, m) == -1)
 			return (-1);
 	}
 	return (0);
@@ -912,8 +1048,14 @@ spool_msg_commit(struct spool_msg **msgp, struct queue_record *rec,
 	m->arrived = rec->arrived;
 	if ((m->has_key = rec->has_relay_key != 0))
 		memcpy(m->key, rec->relay_key, sizeof(m->key));
+	m->lexpires = queue_ledger_expiry(sp->relay->cfg, m->arrived,
+	    LEDGER_PENDING);
 	if (m->werr)
 		msg_fail(m, "write", m->werr);
+	else if (ledger_keys(sp->relay, rec, &m->lkey, &m->nlkey) == -1 ||
+	    view_domains(rec, &m->vdomains, &m->vdomlen) == -1 ||
+	    (m->vclient = strdup(rec->client ? rec->client : "")) == NULL)
+		msg_fail(m, "out of memory", 0);
 	else if (!m->env_written &&
 	    env_build(rec, m->id, &m->env, &m->envlen) == -1)
 		msg_fail(m, "out of memory", 0);
@@ -1157,25 +1299,93 @@ txn_collect_keys(struct store_txn *tx, void *arg)
 	return (store_foreach(tx, STORE_DB_QUEUE, NULL, 0, collect_key, l));
 }
 
+/* What a record rebuilt from its file puts besides itself. */
+struct fixup_keys {
+	int64_t		 arrived;
+	int		 has_rkey;
+	unsigned char	 rkey[MSGKEY_LEN];	/* the relay key: dedupe */
+	unsigned char	(*lkey)[MSGKEY_LEN];	/* pending ledger entries */
+	size_t		 nlkey;
+};
+
 /* Records to put and keys to delete in one write transaction. */
 struct fixup {
 	struct idlist	 del;		/* ids whose record goes */
 	struct idlist	 put;		/* ids whose record comes */
 	unsigned char	**enc;		/* put[i]'s encoded record */
 	size_t		*enclen;
+	struct fixup_keys *keys;	/* put[i]'s keys */
 	int		 wipe;		/* delete every record first */
 	struct store	*store;
+	struct relay	*relay;
 	size_t		 deleted;
 };
+
+/*
+ * release_one - a record that goes takes its pending ledger entries with
+ * it: nobody will deliver those copies (a record rebuilt from its file
+ * puts its own again).  A damaged record has nothing to release.
+ */
+static int
+release_one(struct store_txn *tx, struct relay *relay, const void *val,
+    size_t vlen)
+{
+	struct queue_record rec;
+	char err[128];
+	size_t i;
+	int rc = 0;
+
+	if (queue_record_decode(val, vlen, &rec, err, sizeof(err)) == -1)
+		return (0);
+	for (i = 0; rc == 0 && i < rec.ndlv; i++)
+		if (rec.dlv[i].state == DLV_PENDING &&
+		    queue_ledger_tracked(relay, &rec, &rec.dlv[i]) &&
+		    ledger_del(tx, rec.dlv[i].ledger_key, rec.id) == -1)
+			rc = -1;
+	queue_record_clear(&rec);
+	return (rc);
+}
+
+struct release_all {
+	struct store_txn	*tx;
+	struct relay		*relay;
+};
+
+static int
+release_all_one(const void *key, size_t klen, const void *val, size_t vlen,
+    void *arg)
+{
+	struct release_all *ra = arg;
+
+	(void)key;
+	(void)klen;
+	/* Writes STORE_DB_LEDGER only, not the database being walked. */
+	return (release_one(ra->tx, ra->relay, val, vlen));
+}
 
 static int
 txn_fixup(struct store_txn *tx, void *arg)
 {
 	struct fixup *f = arg;
-	size_t i;
+	struct release_all ra = { tx, f->relay };
+	const void *val;
+	unsigned char dval[DEDUPE_VALUE_LEN];
+	int64_t ttl = f->relay->cfg->dedupe.ttl;
+	size_t i, vlen;
 	int rc;
 
 	f->deleted = 0;
+	if (f->wipe && store_foreach(tx, STORE_DB_QUEUE, NULL, 0,
+	    release_all_one, &ra) != 0)
+		return (-1);
+	for (i = 0; !f->wipe && i < f->del.count; i++) {
+		rc = store_get(tx, STORE_DB_QUEUE, f->del.ids[i], QUEUE_ID_LEN,
+		    &val, &vlen);
+		if (rc == -1)
+			return (-1);
+		if (rc == 0 && release_one(tx, f->relay, val, vlen) == -1)
+			return (-1);
+	}
 	if (f->wipe) {
 		/* Everything goes, malformed keys included. */
 		if (store_count(tx, STORE_DB_QUEUE, &f->deleted) == -1)
@@ -1192,10 +1402,29 @@ txn_fixup(struct store_txn *tx, void *arg)
 		if (rc == 0)
 			f->deleted++;
 	}
-	for (i = 0; i < f->put.count; i++)
+	for (i = 0; i < f->put.count; i++) {
+		const struct fixup_keys *k = &f->keys[i];
+
 		if (store_put(tx, STORE_DB_QUEUE, f->put.ids[i], QUEUE_ID_LEN,
 		    f->enc[i], f->enclen[i], 0) != 0)
 			return (-1);
+		/* As at reception (round_put): the relay key, so a copy the
+		 * client sends again is a duplicate; an existing key (this
+		 * very message, when the index is rebuilt) stays. */
+		if (k->has_rkey && ttl > 0) {
+			dedupe_value(dval, k->arrived, f->put.ids[i]);
+			rc = store_put_expiring(tx, STORE_DB_DEDUPE, k->rkey,
+			    sizeof(k->rkey), dval, sizeof(dval),
+			    store_txn_now(tx) + (time_t)ttl, MDB_NOOVERWRITE);
+			if (rc == -1)
+				return (-1);
+		}
+		if (ledger_pending(tx, f->put.ids[i], k->arrived,
+		    (const unsigned char (*)[MSGKEY_LEN])k->lkey, k->nlkey,
+		    queue_ledger_expiry(f->relay->cfg, k->arrived,
+		    LEDGER_PENDING)) == -1)
+			return (-1);
+	}
 	return (0);
 }
 
@@ -1204,52 +1433,103 @@ fixup_free(struct fixup *f)
 {
 	size_t i;
 
-	for (i = 0; i < f->put.count; i++)
+	for (i = 0; i < f->put.count; i++) {
 		free(f->enc[i]);
+		free(f->keys[i].lkey);
+	}
 	free(f->enc);
 	free(f->enclen);
+	free(f->keys);
 	free(f->put.ids);
 	free(f->del.ids);
 	memset(f, 0, sizeof(*f));
 }
 
-/* fixup_add_file - read queue/ID's header and plan to put its record */
+/*
+ * spool_file_record - the queue record of queue/ID rebuilt from the file
+ * alone, as the SMTP server made it at reception: the envelope from the
+ * header, every delivery pending and due at now, and the keys computed
+ * from the message (checks_spooled_keys(): the relay key, a ledger key
+ * per upstream recipient).  What cannot come back: delivery progress
+ * and our Authentication-Results (known only after DATA, kept in the
+ * record alone).  -1 with err when the file cannot be read.
+ */
+static int
+spool_file_record(struct spool *sp, const char *id, time_t now,
+    struct queue_record *rec, char *err, size_t errlen)
+{
+	uint64_t off, size;
+	size_t i;
+	int fd;
+
+	if (spool_file_read(sp, id, rec, &fd, &off, &size, err, errlen) == -1)
+		return (-1);
+	for (i = 0; i < rec->ndlv; i++)
+		rec->dlv[i].next_try = now;
+	if (checks_spooled_keys(fd, size, rec, err, errlen) == -1) {
+		close(fd);
+		queue_record_clear(rec);
+		return (-1);
+	}
+	close(fd);
+	return (0);
+}
+
+/* fixup_add_file - read queue/ID and plan to put its record and keys */
 static int
 fixup_add_file(struct spool *sp, struct fixup *f, const char *id, time_t now)
 {
 	struct queue_record rec;
+	struct fixup_keys k, *nkeys;
 	unsigned char *enc, **nenc;
-	size_t enclen, *nlen, i;
+	size_t enclen, *nlen;
 	char err[256];
 
-	if (spool_file_read(sp, id, &rec, NULL, NULL, NULL, err,
-	    sizeof(err)) == -1) {
+	if (spool_file_record(sp, id, now, &rec, err, sizeof(err)) == -1) {
 		log_warnx("%s: spool file unreadable, left in spool/queue: %s",
 		    id, err);
 		return (0);
 	}
-	for (i = 0; i < rec.ndlv; i++)
-		rec.dlv[i].next_try = now;
+	memset(&k, 0, sizeof(k));
+	k.arrived = rec.arrived;
+	if ((k.has_rkey = rec.has_relay_key))
+		memcpy(k.rkey, rec.relay_key, sizeof(k.rkey));
+	if (ledger_keys(sp->relay, &rec, &k.lkey, &k.nlkey) == -1) {
+		queue_record_clear(&rec);
+		return (-1);
+	}
 	if (queue_record_encode(&rec, &enc, &enclen) == -1) {
 		log_warnx("%s: spool file: cannot encode its record", id);
 		queue_record_clear(&rec);
+		free(k.lkey);
 		return (0);
 	}
 	queue_record_clear(&rec);
+	nkeys = reallocarray(f->keys, f->put.count + 1, sizeof(*nkeys));
+	if (nkeys == NULL) {
+		free(enc);
+		free(k.lkey);
+		return (-1);
+	}
+	f->keys = nkeys;
+	f->keys[f->put.count] = k;	/* f frees it once put counts it */
 	nenc = reallocarray(f->enc, f->put.count + 1, sizeof(*nenc));
 	if (nenc == NULL) {
 		free(enc);
+		free(k.lkey);
 		return (-1);
 	}
 	f->enc = nenc;
 	nlen = reallocarray(f->enclen, f->put.count + 1, sizeof(*nlen));
 	if (nlen == NULL) {
 		free(enc);
+		free(k.lkey);
 		return (-1);
 	}
 	f->enclen = nlen;
 	if (idlist_add(&f->put, id, QUEUE_ID_LEN) == -1) {
 		free(enc);
+		free(k.lkey);
 		return (-1);
 	}
 	f->enc[f->put.count - 1] = enc;
@@ -1272,6 +1552,7 @@ spool_reconcile(struct spool *sp, char *err, size_t errlen)
 	int rc = -1;
 
 	memset(&f, 0, sizeof(f));
+	f.relay = sp->relay;
 	if (dir_list(sp->queuefd, &files, &others, err, errlen) == -1)
 		goto out;
 	if (others > 0)
@@ -1330,6 +1611,7 @@ spool_rebuild_index(struct spool *sp, size_t *count_r, char *err,
 	int rc = -1;
 
 	memset(&f, 0, sizeof(f));
+	f.relay = sp->relay;
 	if (count_r)
 		*count_r = 0;
 	if (dir_list(sp->queuefd, &files, &others, err, errlen) == -1)

@@ -22,6 +22,7 @@
 
 #include <openssl/evp.h>
 
+#include "ledger.h"
 #include "state.h"
 #include "util.h"
 
@@ -984,20 +985,18 @@ state_intents_free(struct state_intents *in)
 
 /* ---- ledger and meta ---------------------------------------------------------- */
 
-struct ledger_get {
-	const unsigned char *key;
+struct ledger_look {
+	const unsigned char	*key;
+	int			 status;
 };
 
 static int
-ledger_get_fn(struct store_txn *tx, void *arg)
+ledger_look_fn(struct store_txn *tx, void *arg)
 {
-	struct ledger_get *g = arg;
-	int rc;
+	struct ledger_look *g = arg;
 
-	rc = store_get(tx, STORE_DB_LEDGER, g->key, MSGKEY_LEN, NULL, NULL);
-	if (rc == 0)
-		return (1);
-	return (rc == STORE_NOTFOUND ? 0 : -1);
+	g->status = ledger_get(tx, g->key, NULL);
+	return (g->status == -1 ? -1 : 0);
 }
 
 int
@@ -1006,35 +1005,38 @@ state_ledger_hit(struct store *st, const char *mailbox,
     char *err, size_t errlen)
 {
 	unsigned char key[MSGKEY_LEN];
-	struct ledger_get g = { key };
-	int rc;
+	struct ledger_look g = { key, LEDGER_NONE };
 
 	if (msgkey_ledger(mailbox, id, sha, key) != 0) {
 		errbuf_set(err, errlen, "ledger key: cannot compute");
 		return (-1);
 	}
-	rc = store_txn_run(st, 1, ledger_get_fn, &g, err, errlen);
-	if (rc == 1)
-		return (1);
-	return (rc == 0 ? 0 : -1);
+	if (store_txn_run(st, 1, ledger_look_fn, &g, err, errlen) != 0)
+		return (-1);
+	switch (g.status) {
+	case LEDGER_DELIVERED:
+		return (STATE_LEDGER_DELIVERED);
+	case LEDGER_PENDING:
+		return (STATE_LEDGER_PENDING);
+	default:
+		return (STATE_LEDGER_NONE);
+	}
 }
 
-/* ledger_oldest_one - the relay's value starts with the 8-byte
- * big-endian time the upstream accepted the message (relay/queue.c);
- * a value without one counts as "the beginning of time" */
+/* ledger_oldest_one - every value starts with its entry's time
+ * (common/ledger.h: delivered or, for a pending one, arrived); a value
+ * without one counts as "the beginning of time" */
 static int
 ledger_oldest_one(const void *key, size_t klen, const void *val, size_t vlen,
     void *arg)
 {
-	const unsigned char *v = val;
-	int64_t *oldest = arg, t = 0;
-	int i;
+	struct ledger_entry e;
+	int64_t *oldest = arg, t;
 
 	(void)key;
 	(void)klen;
-	if (vlen >= 8)
-		for (i = 0; i < 8; i++)
-			t = (int64_t)((uint64_t)t << 8 | v[i]);
+	(void)ledger_decode(val, vlen, &e);
+	t = e.when;
 	if (t <= 0)
 		t = 1;
 	if (*oldest == 0 || t < *oldest)

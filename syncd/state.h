@@ -209,14 +209,26 @@ int	state_map_decode(const void *v, size_t len, struct state_map_entry *e);
 int	state_folder_decode(const void *v, size_t len, struct state_folder *f);
 
 /*
- * Ledger (written by the relay, DESIGN.md §4): 1 when msgkey_ledger(
- * mailbox, id, body_sha) is a live key, 0 when not, -1 on error.
- * state_ledger_oldest(): the earliest delivery time in the ledger
- * (unix time; 1 for an entry without a readable time), 0 in *oldest_r
- * when the ledger is empty.  Source messages whose INTERNALDATE is well
+ * Ledger (written by the relay, DESIGN.md §4, layout in common/ledger.h):
+ * state_ledger_hit() looks msgkey_ledger(mailbox, id, body_sha) up and
+ * returns
+ *   STATE_LEDGER_NONE (0)       no live entry: copy the message
+ *   STATE_LEDGER_DELIVERED (1)  the relay delivered it to the new
+ *                               mailbox: never copy it
+ *   STATE_LEDGER_PENDING (2)    the relay holds its own copy and will
+ *                               deliver it: do not copy it now, and do
+ *                               not record it as done (the relay may
+ *                               still give up; it then removes the entry)
+ *   -1                          error (err filled)
+ * state_ledger_oldest(): the earliest entry time in the ledger
+ * (delivered, or arrived for a pending entry; unix time; 1 for an entry
+ * without a readable time), 0 in *oldest_r when the ledger is empty.  Source messages whose INTERNALDATE is well
  * before it cannot be relay deliveries, and need not be hashed to look.
  * 0, or -1 with err.
  */
+#define STATE_LEDGER_NONE	0
+#define STATE_LEDGER_DELIVERED	1
+#define STATE_LEDGER_PENDING	2
 int	state_ledger_hit(struct store *st, const char *mailbox,
 	    const struct msg_ident *id, const unsigned char sha[BODY_HASH_LEN],
 	    char *err, size_t errlen);

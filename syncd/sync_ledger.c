@@ -149,14 +149,25 @@ ledger_check(struct fctx *fc, struct smsgv *todo)
 			snprintf(id->from, sizeof(id->from), "%s",
 			    s->from ? s->from : "");
 		}
-		for (k = 0; k < 2 && !hit; k++) {
+		for (k = 0; k < 2 && hit <= 0; k++) {
 			if (k == 1 && strcasecmp(mb[0], mb[1]) == 0)
 				break;
-			if (state_ledger_hit(fc->st, mb[k], id, h.sha[i], err,
-			    sizeof(err)) == 1)
-				hit = 1;
+			hit = state_ledger_hit(fc->st, mb[k], id, h.sha[i], err,
+			    sizeof(err));
 		}
-		if (hit) {
+		if (hit == STATE_LEDGER_PENDING) {
+			/* This pass only, no map entry: the relay drops the
+			 * entry if it gives up, and the folder, left
+			 * incomplete, is looked at again next pass. */
+			s->done = 1;
+			fc->problems++;
+			fc->rf->duplicates++;
+			log_info("%s: %s: uid %" PRIu64 " skipped for this "
+			    "pass: the relay still holds it (ledger)",
+			    fc->a->acc->src_user, fc->j->m->src_path, s->uid);
+			continue;
+		}
+		if (hit == STATE_LEDGER_DELIVERED) {
 			struct state_map_entry e;
 
 			memset(&e, 0, sizeof(e));

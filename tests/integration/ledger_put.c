@@ -2,15 +2,15 @@
  * ledger_put.c - write one ledger entry the way ferry-relay does, for the
  * syncd integration tests.
  *
- *   ledger_put STATE_DIR MAILBOX FILE [TTL_SECONDS]
+ *   ledger_put [-p] STATE_DIR MAILBOX FILE [TTL_SECONDS]
  *
  * Opens the LMDB environment STATE_DIR/db (created if missing), reads the
  * message FILE (LF or CRLF line ends), computes its identity
  * (msg_ident_from_headers), its body hash and the ledger key
  * msgkey_ledger(MAILBOX, ...), and stores the entry in STORE_DB_LEDGER
- * with the relay's value layout (relay/queue.c ledger_put(): 8-byte
- * big-endian acceptance time, then a 16-hex-digit queue id), expiring
- * after TTL_SECONDS (default 14 days).  Prints the key in hex.  Exit 0,
+ * through common/ledger.c, as the relay does: delivered now, or with -p
+ * pending (the relay still holds it), expiring after TTL_SECONDS
+ * (default 14 days).  Prints the key in hex.  Exit 0,
  * 1 on failure, 2 on usage errors.
  *
  * Test tool only: reads a local file and writes a local store; no
@@ -27,16 +27,16 @@
 #include <string.h>
 #include <time.h>
 
+#include "ledger.h"
 #include "msgid.h"
 #include "store.h"
 
-#define LEDGER_QUEUE_ID_LEN	16
 #define LEDGER_TTL_DEFAULT	(14 * 86400)
 #define LEDGER_FILE_MAX		(64 * 1024 * 1024)
 
 struct ledger_arg {
 	unsigned char	key[MSGKEY_LEN];
-	unsigned char	val[8 + LEDGER_QUEUE_ID_LEN];
+	struct ledger_entry e;
 	time_t		expires;
 };
 
@@ -45,9 +45,7 @@ ledger_txn(struct store_txn *tx, void *arg)
 {
 	struct ledger_arg *a = arg;
 
-	return (store_put_expiring(tx, STORE_DB_LEDGER, a->key,
-	    sizeof(a->key), a->val, sizeof(a->val), a->expires, 0) == 0 ?
-	    0 : -1);
+	return (ledger_put(tx, a->key, &a->e, a->expires) == -1 ? -1 : 0);
 }
 
 /* read_file - the whole file into a malloc'd buffer */
@@ -101,10 +99,15 @@ main(int argc, char *argv[])
 	uint64_t now = (uint64_t)time(NULL);
 	size_t len;
 	char *msg;
-	int i;
+	int pending = 0;
 
+	if (argc > 1 && strcmp(argv[1], "-p") == 0) {
+		pending = 1;
+		argc--;
+		argv++;
+	}
 	if (argc < 4 || argc > 5) {
-		fprintf(stderr, "usage: ledger_put STATE_DIR MAILBOX FILE "
+		fprintf(stderr, "usage: ledger_put [-p] STATE_DIR MAILBOX FILE "
 		    "[TTL_SECONDS]\n");
 		return (2);
 	}
@@ -139,10 +142,11 @@ main(int argc, char *argv[])
 		fprintf(stderr, "ledger_put: bad mailbox %s\n", argv[2]);
 		return (1);
 	}
-	for (i = 0; i < 8; i++)
-		a.val[i] = (unsigned char)(now >> (56 - 8 * i));
+	memset(&a.e, 0, sizeof(a.e));
+	a.e.when = (int64_t)now;
+	a.e.status = pending ? LEDGER_PENDING : LEDGER_DELIVERED;
 	/* A queue id of the relay's shape; its value does not matter. */
-	memcpy(a.val + 8, "0123456789abcdef", LEDGER_QUEUE_ID_LEN);
+	memcpy(a.e.queue_id, "0123456789abcdef", LEDGER_ID_LEN + 1);
 	a.expires = ttl > 0 ? (time_t)(now + (uint64_t)ttl) : 0;
 
 	if (mkdir(argv[1], 0700) == -1 && errno != EEXIST) {

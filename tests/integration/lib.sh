@@ -133,9 +133,16 @@
 #                                    folders are created on first login and
 #                                    LIST shows the special-use flag.
 #                     DOVECOT_EXTRA  extra lines appended to dovecot.conf
-#                   Exports IMAP_PORT, IMAPS_PORT, DOVECOT_CONF, DOVECOT_LOG
-#                   and the same with the name appended: IMAP_PORT_src,
-#                   IMAPS_PORT_src, DOVECOT_CONF_src, DOVECOT_LOG_src.
+#                   LMTP (when Dovecot's lmtp is installed: Debian's
+#                   dovecot-lmtpd) on 127.0.0.1:$LMTP_PORT: RCPT TO:<ADDR>
+#                   delivers into the INBOX of the user named ADDR (lower
+#                   case), so name the users by address to deliver to them,
+#                   e.g. start_dovecot alice@example.test:pass, then
+#                   start_postfix NAME lmtp:inet:127.0.0.1:$LMTP_PORT_NAME.
+#                   Exports IMAP_PORT, IMAPS_PORT, LMTP_PORT (empty without
+#                   lmtp), DOVECOT_CONF, DOVECOT_LOG and the same with the
+#                   name appended: IMAP_PORT_src, IMAPS_PORT_src,
+#                   LMTP_PORT_src, DOVECOT_CONF_src, DOVECOT_LOG_src.
 #   stop_dovecot [NAME]     stop that instance (default $DOVECOT_NAME or main).
 #   doveadm_cmd NAME ARG... run doveadm against instance NAME's config,
 #                   e.g. doveadm_cmd src mailbox list -u alice.
@@ -174,6 +181,29 @@
 #                   (without smtp-sink's X-* and Received: lines and its
 #                   final empty line; line ends are LF, as smtp-sink writes).
 #   sink_envelope FILE      print its X-Mail-Args and X-Rcpt-Args lines.
+#
+# MTA (a private Postfix instance)
+#   start_postfix NAME TRANSPORT
+#                   a Postfix (the installed binaries; config_directory,
+#                   queue_directory, data_directory and its log all under
+#                   $T/postfix/NAME) accepting SMTP on 127.0.0.1:PORT for
+#                   the domains $POSTFIX_DOMAINS (default "example.test";
+#                   every local part is accepted) and handing every message
+#                   to TRANSPORT, a Postfix transport such as
+#                   lmtp:inet:127.0.0.1:$LMTP_PORT_dst (virtual_transport).
+#                   No local delivery, no relaying for other domains, no
+#                   DNS (disable_dns_lookups, smtp_dns_support_level), no
+#                   TLS; master runs in the foreground under spawn
+#                   ("master -d"), so it is stopped by pid like the other
+#                   servers.  Calling it again for a stopped NAME starts
+#                   the same instance (same port, same queue) again, e.g.
+#                   "the new MX is back".  Extra main.cf lines from
+#                   $POSTFIX_EXTRA.  Exports POSTFIX_PORT, POSTFIX_DIR,
+#                   POSTFIX_LOG and POSTFIX_PORT_NAME, POSTFIX_DIR_NAME,
+#                   POSTFIX_LOG_NAME, POSTFIX_PID_NAME.
+#   stop_postfix NAME       stop that instance (its port, queue and log
+#                   stay, for a restart).
+#   postfix_queue_count NAME  print how many messages its queue holds.
 # ---------------------------------------------------------------------------
 
 # --- setup ------------------------------------------------------------------
@@ -696,7 +726,7 @@ _lib_dovecot_ids() {
 
 start_dovecot() {
 	local name=${DOVECOT_NAME:-main} sep=${DOVECOT_SEP:-.} d uid gid muser
-	local port sport u spec folder flag i
+	local port sport lport u spec folder flag i
 	case $name in
 	*[!A-Za-z0-9_]* | "")
 		echo "start_dovecot: bad DOVECOT_NAME '$name'" >&2
@@ -717,6 +747,10 @@ start_dovecot() {
 	fi
 	[ -f "$T/pki/localhost.pem" ] || make_cert localhost || return 1
 	port=$(free_port) && sport=$(free_port) || return 1
+	lport=
+	if [ -x /usr/lib/dovecot/lmtp ]; then
+		lport=$(free_port) || return 1
+	fi
 
 	if [ $# -eq 0 ]; then
 		set -- alice:pass bob:pass
@@ -775,6 +809,19 @@ service anvil {
     mode = 0
   }
 }
+EOF
+		if [ -n "$lport" ]; then
+			cat <<EOF
+protocols = imap lmtp
+service lmtp {
+  inet_listener lmtp {
+    address = 127.0.0.1
+    port = $lport
+  }
+}
+EOF
+		fi
+		cat <<EOF
 namespace inbox {
   inbox = yes
   prefix =
@@ -817,7 +864,9 @@ EOF
 			return 1
 		fi
 		if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null &&
-			(exec 3<>"/dev/tcp/127.0.0.1/$sport") 2>/dev/null; then
+			(exec 3<>"/dev/tcp/127.0.0.1/$sport") 2>/dev/null &&
+			{ [ -z "$lport" ] ||
+				(exec 3<>"/dev/tcp/127.0.0.1/$lport") 2>/dev/null; }; then
 			break
 		fi
 		sleep 0.05
@@ -828,13 +877,14 @@ EOF
 	}
 	IMAP_PORT=$port
 	IMAPS_PORT=$sport
+	LMTP_PORT=$lport
 	DOVECOT_CONF=$d/dovecot.conf
 	DOVECOT_LOG=$d/dovecot.log
-	eval "IMAP_PORT_$name=\$port IMAPS_PORT_$name=\$sport"
+	eval "IMAP_PORT_$name=\$port IMAPS_PORT_$name=\$sport LMTP_PORT_$name=\$lport"
 	eval "DOVECOT_CONF_$name=\$DOVECOT_CONF DOVECOT_LOG_$name=\$DOVECOT_LOG"
-	export IMAP_PORT IMAPS_PORT DOVECOT_CONF DOVECOT_LOG \
-		"IMAP_PORT_$name" "IMAPS_PORT_$name" "DOVECOT_CONF_$name" \
-		"DOVECOT_LOG_$name"
+	export IMAP_PORT IMAPS_PORT LMTP_PORT DOVECOT_CONF DOVECOT_LOG \
+		"IMAP_PORT_$name" "IMAPS_PORT_$name" "LMTP_PORT_$name" \
+		"DOVECOT_CONF_$name" "DOVECOT_LOG_$name"
 }
 
 stop_dovecot() {
@@ -954,4 +1004,150 @@ sink_message() {
 
 sink_envelope() {
 	awk '/^Received: / { exit } /^X-(Mail|Rcpt)-Args: / { print }' "$1"
+}
+
+# --- Postfix ------------------------------------------------------------------
+
+start_postfix() {
+	local name=$1 transport=$2 d port i pid
+	case $name in
+	*[!A-Za-z0-9_]* | "")
+		echo "start_postfix: bad NAME '$name'" >&2
+		return 1
+		;;
+	esac
+	d=$T/postfix/$name
+	pid=_lib_postfix_pid_$name
+	if [ -n "${!pid:-}" ] && _lib_alive "${!pid}"; then
+		echo "start_postfix: instance $name is running" >&2
+		return 1
+	fi
+	if [ ! -f "$d/conf/main.cf" ]; then
+		[ -n "$transport" ] || {
+			echo "start_postfix: NAME TRANSPORT" >&2
+			return 1
+		}
+		port=$(free_port) || return 1
+		mkdir -p "$d/conf" "$d/queue" "$d/data" || return 1
+		# Postfix's own processes (user postfix) must reach the
+		# queue under $T; its files stay 0700 inside.
+		chmod 755 "$T" "$T/postfix" "$d" 2>/dev/null
+		cat >"$d/conf/main.cf" <<EOF
+# Private test instance "$name", written by tests/integration/lib.sh.
+compatibility_level = 3.6
+queue_directory = $d/queue
+data_directory = $d/data
+command_directory = $(postconf -dh command_directory)
+daemon_directory = $(postconf -dh daemon_directory)
+meta_directory = $(postconf -dh meta_directory)
+shlib_directory = $(postconf -dh shlib_directory)
+mail_owner = $(postconf -dh mail_owner)
+setgid_group = $(postconf -dh setgid_group)
+myhostname = $name.mta.test
+mydomain = mta.test
+myorigin = \$myhostname
+inet_interfaces = 127.0.0.1
+inet_protocols = ipv4
+mynetworks = 127.0.0.0/8
+mydestination =
+relay_domains =
+relayhost =
+local_transport = error:5.1.1 no local delivery
+alias_maps =
+alias_database =
+virtual_mailbox_domains = ${POSTFIX_DOMAINS:-example.test}
+virtual_mailbox_maps = static:mailbox
+virtual_alias_maps =
+virtual_transport = $transport
+disable_dns_lookups = yes
+smtp_dns_support_level = disabled
+lmtp_dns_support_level = disabled
+smtpd_tls_security_level = none
+smtp_tls_security_level = none
+smtputf8_enable = no
+biff = no
+# Retry soon: a test waits for the queue to drain.
+queue_run_delay = 2s
+minimal_backoff_time = 2s
+maximal_backoff_time = 4s
+maillog_file = $d/maillog
+maillog_file_prefixes = $T
+EOF
+		[ -z "${POSTFIX_EXTRA:-}" ] ||
+			printf '%s\n' "$POSTFIX_EXTRA" >>"$d/conf/main.cf"
+		cat >"$d/conf/master.cf" <<EOF
+127.0.0.1:$port inet n - n - - smtpd
+pickup    unix  n - n 60 1 pickup
+cleanup   unix  n - n -  0 cleanup
+qmgr      unix  n - n 300 1 qmgr
+rewrite   unix  - - n -  - trivial-rewrite
+bounce    unix  - - n -  0 bounce
+defer     unix  - - n -  0 bounce
+trace     unix  - - n -  0 bounce
+verify    unix  - - n -  1 verify
+flush     unix  n - n 1000? 0 flush
+proxymap  unix  - - n -  - proxymap
+smtp      unix  - - n -  - smtp
+relay     unix  - - n -  - smtp
+showq     unix  n - n -  - showq
+error     unix  - - n -  - error
+retry     unix  - - n -  - error
+discard   unix  - - n -  - discard
+lmtp      unix  - - n -  - lmtp
+anvil     unix  - - n -  1 anvil
+scache    unix  - - n -  1 scache
+postlog   unix-dgram n - n - 1 postlogd
+EOF
+		echo "$port" >"$d/port"
+		# Creates the queue's subdirectories with their owners.
+		postfix -c "$d/conf" set-permissions >>"$T/log/postfix-$name.log" 2>&1
+		postfix -c "$d/conf" check >>"$T/log/postfix-$name.log" 2>&1 || {
+			echo "start_postfix: postfix check failed:" >&2
+			tail -n 20 "$T/log/postfix-$name.log" >&2
+			return 1
+		}
+	fi
+	port=$(cat "$d/port")
+	rm -f "$d/queue/pid/master.pid"
+	spawn "postfix-$name" env MAIL_CONFIG="$d/conf" \
+		"$(postconf -dh daemon_directory)/master" -c "$d/conf" -d
+	eval "$pid=\$SPAWN_PID"
+	for ((i = 0; i < 200; i++)); do
+		if ! _lib_alive "$SPAWN_PID"; then
+			echo "start_postfix: postfix $name exited:" >&2
+			tail -n 20 "$T/log/postfix-$name.log" "$d/maillog" >&2 2>/dev/null
+			return 1
+		fi
+		port_open "$port" && break
+		sleep 0.05
+	done
+	[ $i -lt 200 ] || {
+		echo "start_postfix: postfix $name does not listen" >&2
+		return 1
+	}
+	POSTFIX_PORT=$port
+	POSTFIX_DIR=$d
+	POSTFIX_LOG=$d/maillog
+	eval "POSTFIX_PORT_$name=\$port POSTFIX_DIR_$name=\$d"
+	eval "POSTFIX_LOG_$name=\$POSTFIX_LOG POSTFIX_PID_$name=\$SPAWN_PID"
+	export POSTFIX_PORT POSTFIX_DIR POSTFIX_LOG "POSTFIX_PORT_$name" \
+		"POSTFIX_DIR_$name" "POSTFIX_LOG_$name" "POSTFIX_PID_$name"
+}
+
+stop_postfix() {
+	local v=_lib_postfix_pid_$1 i
+	[ -n "${!v:-}" ] && stop_pid "${!v}"
+	eval "$v="
+	# Nothing may linger on the port: a restart binds it again.
+	for ((i = 0; i < 100; i++)); do
+		port_open "$(cat "$T/postfix/$1/port" 2>/dev/null)" || return 0
+		sleep 0.05
+	done
+	return 0
+}
+
+postfix_queue_count() {
+	find "$T/postfix/$1/queue/incoming" "$T/postfix/$1/queue/active" \
+		"$T/postfix/$1/queue/deferred" "$T/postfix/$1/queue/maildrop" \
+		-type f 2>/dev/null | wc -l
 }

@@ -104,6 +104,12 @@ ledger() {
 ledger_keys() {
 	ledger "${1:-$STATE/db}" | cut -d' ' -f1
 }
+# ledger_status KEYHEX - the entry's status byte (common/ledger.h: 01
+# delivered, 02 pending; after the store's 8-byte expiry header, the
+# 8-byte time and the 16-byte queue id)
+ledger_status() {
+	ledger | awk -v k="$1" 'tolower($1) == tolower(k) { print substr($2, 65, 2) }'
+}
 
 # --- servers -----------------------------------------------------------------
 
@@ -245,7 +251,8 @@ for line in sys.stdin:
     # the store strips nothing for mdb_dump: 8-byte expiry header first
     exp, when, qid = int.from_bytes(b[:8], "big"), int.from_bytes(b[8:16], "big"), b[16:32].decode("ascii", "replace")
     print("key %s.. expires +%ds accepted %ds ago id %s" % (k[:8], exp - now, now - when, qid))
-    if len(b) < 32 or qid not in ids or not (0 <= now - when < 120) or not (86400 - 120 < exp - now <= 86400):
+    # then the status: 1 delivered (common/ledger.h)
+    if len(b) < 33 or b[32] != 1 or qid not in ids or not (0 <= now - when < 120) or not (86400 - 120 < exp - now <= 86400):
         print("  bad entry"); sys.exit(1)
     n += 1
 sys.exit(0 if n else 1)' "$ACCEPTED_IDS"
@@ -264,13 +271,21 @@ diag "replies (upstream down): $RC1" "                          $RC2"
 check "upstream down: the message is queued" queued "$RC1"
 check "...and a copy sent meanwhile is a duplicate of it" dup_reply "$RC2" \
 	"$(queued_id "$RC1")"
-no_ledger_yet() {
+pending_ledger() {
 	sleep 2
 	ledger_keys >"$T/have2.keys"
 	wc -l <"$T/have2.keys"
-	cmp -s "$T/have.keys" "$T/have2.keys" && [ "$(queue_count)" = 1 ]
+	[ "$(queue_count)" = 1 ] || return 1
+	[ "$(wc -l <"$T/have2.keys")" -eq $(($(wc -l <"$T/have.keys") + 1)) ] ||
+		return 1
+	[ -x "$LEDGER_PUT" ] || return 0
+	mkdir -p "$T/want2"
+	k=$("$LEDGER_PUT" "$T/want2" r1@example.net "$M/C.eml") || return 1
+	echo "want $k: status $(ledger_status "$k")"
+	[ "$(ledger_status "$k")" = 02 ]
 }
-check "no ledger entry while the upstream has not accepted it" no_ledger_yet
+check "a pending ledger entry while the upstream has not accepted it" \
+	pending_ledger
 start_smtp_sink || exit 1
 delivered_later() {
 	wait_case C 1 30 && wait_queue 0 10 && sleep 1 &&
@@ -283,12 +298,12 @@ ledger_after() {
 	[ "$(wc -l <"$T/have3.keys")" -eq $(($(wc -l <"$T/have.keys") + 1)) ] ||
 		return 1
 	[ -x "$LEDGER_PUT" ] || return 0
-	mkdir -p "$T/want2"
-	k=$("$LEDGER_PUT" "$T/want2" r1@example.net "$M/C.eml") || return 1
-	echo "want $k"
-	grep -qix "$k" "$T/have3.keys"
+	mkdir -p "$T/want3"
+	k=$("$LEDGER_PUT" "$T/want3" r1@example.net "$M/C.eml") || return 1
+	echo "want $k: status $(ledger_status "$k")"
+	grep -qix "$k" "$T/have3.keys" && [ "$(ledger_status "$k")" = 01 ]
 }
-check "then its ledger entry is written" ledger_after
+check "then its ledger entry says delivered" ledger_after
 
 # --- a restart keeps the dedupe keys -------------------------------------------
 

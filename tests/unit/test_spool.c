@@ -30,8 +30,11 @@
 #include <event2/event.h>
 
 #include "config.h"
+#include "ledger.h"
 #include "log.h"
+#include "msgid.h"
 #include "relay.h"
+#include "relay_view.h"
 #include "store.h"
 
 struct fx {
@@ -504,6 +507,205 @@ test_rebuild(void **state)
 	assert_int_equal(get_rec(fx, "zzzz", NULL), 0);	/* wiped */
 }
 
+/* ---- a rebuilt record is the record made at reception ------------------- */
+
+static const char *const rb_msgs[] = {
+	/* 0: with a Message-ID */
+	"Received: from client.test ([192.0.2.1])\r\n\tby relay.test "
+	"(mailferry) with ESMTP id x;\r\n\tMon, 23 Nov 2026 10:00:00 +0000\r\n"
+	"From: Bob <bob@example.org>\r\nTo: alice@example.com\r\n"
+	"Message-ID: <rebuild.1@Example.ORG>\r\nSubject: one\r\n\r\n"
+	"first body\r\n.leading dot\r\n",
+	/* 1: no Message-ID: Date and From (folded) */
+	"Received: from client.test ([192.0.2.1])\r\n\tby relay.test;\r\n"
+	"\tMon, 23 Nov 2026 10:00:00 +0000\r\nDate: Mon, 23 Nov 2026 "
+	"09:59:00 +0000\r\nFrom: Bob\r\n <bob@example.org>\r\n\r\nsecond\r\n",
+	/* 2: no Message-ID, Date nor From (keys of empty fields) */
+	"Received: from client.test ([192.0.2.1])\r\n\tby relay.test;\r\n"
+	"\tMon, 23 Nov 2026 10:00:00 +0000\r\nSubject: three\r\n\r\nthird\r\n",
+};
+
+static const char *const rb_rcpts[] = { "alice@example.com",
+	"Carol@Example.com" };
+
+/* rb_rec - the record of rb_msgs[i] as the SMTP server makes it */
+static void
+rb_rec(int i, struct queue_record *rec, struct delivery dlv[4])
+{
+	const char *msg = rb_msgs[i];
+	struct msg_ident id;
+	struct body_hash bh;
+	unsigned char sha[BODY_HASH_LEN];
+	int k, ident;
+
+	memset(rec, 0, sizeof(*rec));
+	memset(dlv, 0, 4 * sizeof(*dlv));
+	rec->sender = (char *)"bob@example.org";
+	rec->client = (char *)"client.test [192.0.2.1]";
+	rec->flags = 0;
+	rec->arrived = time(NULL) - 60 + i;	/* entries expire from it */
+	rec->ndlv = 4;
+	rec->dlv = dlv;
+	assert_int_equal(body_hash_init(&bh), 0);
+	assert_int_equal(body_hash_update(&bh, msg, strlen(msg)), 0);
+	assert_int_equal(body_hash_final(&bh, sha), 0);
+	ident = msg_ident_from_headers(msg, strlen(msg), &id) == 0;
+	assert_int_equal(msgkey_relay(ident && id.has_msgid ? id.msgid : "",
+	    rec->sender, rb_rcpts, 2, sha, rec->relay_key), 0);
+	rec->has_relay_key = 1;
+	for (k = 0; k < 4; k++) {
+		dlv[k].rcpt = (char *)rb_rcpts[k % 2];
+		dlv[k].dest = k < 2 ? DLV_UPSTREAM : DLV_COPY;
+		dlv[k].state = DLV_PENDING;
+		dlv[k].next_try = rec->arrived;
+		if (k < 2 && ident && msgkey_ledger(dlv[k].rcpt, &id, sha,
+		    dlv[k].ledger_key) == 0)
+			dlv[k].has_ledger_key = 1;
+	}
+}
+
+struct rb_keys {
+	const unsigned char	*key;
+	int			 del;
+	int			 status;	/* ledger_get() */
+};
+
+static int
+txn_rb_ledger(struct store_txn *tx, void *arg)
+{
+	struct rb_keys *k = arg;
+
+	if (k->del) {
+		k->status = store_del(tx, STORE_DB_LEDGER, k->key, MSGKEY_LEN);
+		return (k->status == -1 ? -1 : 0);
+	}
+	k->status = ledger_get(tx, k->key, NULL);
+	return (k->status == -1 ? -1 : 0);
+}
+
+static int
+rb_ledger(struct fx *fx, const unsigned char *key, int del)
+{
+	struct rb_keys k = { key, del, -1 };
+	char err[256];
+
+	assert_int_equal(store_txn_run(fx->relay.store, !del, txn_rb_ledger,
+	    &k, err, sizeof(err)), 0);
+	return (k.status);
+}
+
+static int
+txn_rb_undedupe(struct store_txn *tx, void *arg)
+{
+	return (store_del(tx, STORE_DB_DEDUPE, arg, MSGKEY_LEN) == -1 ? -1 : 0);
+}
+
+static void
+test_rebuild_keys(void **state)
+{
+	struct fx *fx = *state;
+	struct queue_record rec[3], orig[3], got;
+	struct delivery dlv[3][4];
+	struct spool_msg *m;
+	char err[256], ids[3][QUEUE_ID_LEN + 1], first[QUEUE_ID_LEN + 1];
+	size_t count, k;
+	time_t t0;
+	int i;
+
+	for (i = 0; i < 3; i++) {
+		rb_rec(i, &rec[i], dlv[i]);
+		m = spool_msg_new(fx->relay.spool, err, sizeof(err));
+		assert_non_null(m);
+		memcpy(ids[i], spool_msg_id(m), sizeof(ids[i]));
+		assert_int_equal(spool_msg_envelope(m, &rec[i]), 0);
+		assert_int_equal(spool_msg_write(m, rb_msgs[i],
+		    strlen(rb_msgs[i])), 0);
+		assert_int_equal(spool_msg_commit(&m, &rec[i], commit_cb, fx),
+		    0);
+	}
+	wait_callbacks(fx, 3);
+	assert_int_equal(fx->nok, 3);
+	/* the commit counted them in the domain's inbound record */
+	{
+		struct relay_domain_view v;
+
+		assert_int_equal(relay_view_domain(fx->relay.store,
+		    "example.com", time(NULL), &v, err, sizeof(err)), 0);
+		assert_true(v.arrivals_24h == 3);
+		assert_int_equal(v.last_inbound, rec[2].arrived);
+		assert_string_equal(v.last_client, "client.test [192.0.2.1]");
+		assert_true(v.queued == 6 && v.deferred == 0 && v.held == 0);
+		assert_int_equal(v.oldest, rec[0].arrived);
+	}
+	for (i = 0; i < 3; i++) {
+		assert_int_equal(get_rec(fx, ids[i], &orig[i]), 1);
+		/* the commit wrote the pending entries; the rebuild must
+		 * write them again, so take them away */
+		for (k = 0; k < orig[i].ndlv; k++)
+			if (orig[i].dlv[k].has_ledger_key) {
+				assert_int_equal(rb_ledger(fx,
+				    orig[i].dlv[k].ledger_key, 0),
+				    LEDGER_PENDING);
+				assert_int_equal(rb_ledger(fx,
+				    orig[i].dlv[k].ledger_key, 1), 0);
+			}
+		assert_int_equal(store_txn_run(fx->relay.store, 0,
+		    txn_rb_undedupe, rec[i].relay_key, err, sizeof(err)), 0);
+	}
+	/* the test's keys are the relay's at reception */
+	assert_int_equal(orig[0].dlv[0].has_ledger_key, 1);
+	assert_int_equal(orig[1].dlv[1].has_ledger_key, 1);
+	assert_int_equal(orig[0].dlv[2].has_ledger_key, 0);	/* copy_to */
+
+	t0 = time(NULL);
+	assert_int_equal(spool_rebuild_index(fx->relay.spool, &count, err,
+	    sizeof(err)), 0);
+	assert_int_equal(count, 3);
+	for (i = 0; i < 3; i++) {
+		const struct queue_record *a = &orig[i];
+
+		assert_int_equal(get_rec(fx, ids[i], &got), 1);
+		assert_string_equal(got.id, a->id);
+		assert_true(got.arrived == a->arrived);
+		assert_true(got.size == a->size);
+		assert_int_equal(got.flags, a->flags);
+		assert_string_equal(got.sender, a->sender);
+		assert_string_equal(got.client, a->client);
+		assert_null(a->headers);
+		assert_null(got.headers);
+		assert_int_equal(got.ndlv, a->ndlv);
+		for (k = 0; k < a->ndlv; k++) {
+			const struct delivery *x = &a->dlv[k], *y = &got.dlv[k];
+
+			assert_string_equal(y->rcpt, x->rcpt);
+			assert_int_equal(y->dest, x->dest);
+			assert_int_equal(y->state, x->state);
+			assert_int_equal(y->attempts, x->attempts);
+			assert_null(y->last_reply);
+			/* due now: the original was due at its arrival */
+			assert_true(y->next_try >= t0 &&
+			    y->next_try <= time(NULL));
+			if (y->has_ledger_key != x->has_ledger_key)
+				fail_msg("message %d delivery %zu: ledger key "
+				    "%d, at reception %d", i, k,
+				    y->has_ledger_key, x->has_ledger_key);
+			if (x->has_ledger_key) {
+				assert_memory_equal(y->ledger_key,
+				    x->ledger_key, MSGKEY_LEN);
+				/* and its pending entry is back */
+				assert_int_equal(rb_ledger(fx, y->ledger_key,
+				    0), LEDGER_PENDING);
+			}
+		}
+		queue_record_clear(&got);
+		/* the dedupe key is back: the client's retry is a duplicate */
+		assert_int_equal(spool_dedupe_lookup(fx->relay.spool,
+		    rec[i].relay_key, first, err, sizeof(err)), 1);
+		assert_string_equal(first, ids[i]);
+		queue_record_clear(&orig[i]);
+	}
+}
+
 static void
 test_open_refusals(void **state)
 {
@@ -670,6 +872,8 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_write_error, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_recovery, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_rebuild, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_rebuild_keys, setup,
+		    teardown),
 		cmocka_unit_test_setup_teardown(test_open_refusals, setup,
 		    teardown),
 		cmocka_unit_test_setup_teardown(test_dedupe, setup, teardown),

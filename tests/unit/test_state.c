@@ -16,6 +16,7 @@
 #include <cmocka.h>
 
 #include "msgid.h"
+#include "ledger.h"
 #include "state.h"
 #include "store.h"
 
@@ -363,15 +364,25 @@ test_commit(void **state)
 struct ledger_put {
 	unsigned char key[MSGKEY_LEN];
 	int64_t when;
+	int status;		/* 0: the 24-byte value of the first layout */
 };
 
 static int
 ledger_put_fn(struct store_txn *tx, void *arg)
 {
 	struct ledger_put *p = arg;
+	struct ledger_entry e;
 	unsigned char val[24] = { 0 };
 	int i;
 
+	if (p->status != 0) {
+		memset(&e, 0, sizeof(e));
+		e.when = p->when;
+		e.status = (uint8_t)p->status;
+		memcpy(e.queue_id, "0123456789abcdef", LEDGER_ID_LEN + 1);
+		return (ledger_put(tx, p->key, &e, time(NULL) + 3600) == 0 ?
+		    0 : -1);
+	}
 	for (i = 0; i < 8; i++)	/* the relay's accept time, big-endian */
 		val[i] = (unsigned char)((uint64_t)p->when >> (56 - 8 * i));
 	return (store_put_expiring(tx, STORE_DB_LEDGER, p->key, MSGKEY_LEN,
@@ -400,6 +411,7 @@ test_ledger(void **state)
 	    err, sizeof(err)), 0);
 	assert_int_equal(msgkey_ledger("bob@example.com", &id, sha, p.key), 0);
 	p.when = 1700000000;
+	p.status = 0;
 	assert_int_equal(store_txn_run(fx->st, 0, ledger_put_fn, &p, err,
 	    sizeof(err)), 0);
 	assert_int_equal(state_ledger_oldest(fx->st, &oldest, err,
@@ -417,7 +429,28 @@ test_ledger(void **state)
 	assert_int_equal(state_ledger_hit(fx->st, "Bob@Example.com", &id, sha,
 	    err, sizeof(err)), 1);
 	assert_int_equal(state_ledger_hit(fx->st, "carol@example.com", &id,
-	    sha, err, sizeof(err)), 0);
+	    sha, err, sizeof(err)), STATE_LEDGER_NONE);
+	assert_int_equal(state_ledger_hit(fx->st, "carol@example.org", &id,
+	    sha, err, sizeof(err)), STATE_LEDGER_DELIVERED);
+	/* pending (the relay still holds it) is told apart, and a pending
+	 * entry's arrival time counts for the oldest */
+	assert_int_equal(msgkey_ledger("dave@example.org", &id, sha, p.key), 0);
+	p.when = 1500000000;
+	p.status = LEDGER_PENDING;
+	assert_int_equal(store_txn_run(fx->st, 0, ledger_put_fn, &p, err,
+	    sizeof(err)), 0);
+	assert_int_equal(state_ledger_hit(fx->st, "dave@example.org", &id,
+	    sha, err, sizeof(err)), STATE_LEDGER_PENDING);
+	assert_int_equal(state_ledger_oldest(fx->st, &oldest, err,
+	    sizeof(err)), 0);
+	assert_int_equal(oldest, 1500000000);
+	/* then delivered */
+	p.when = 1500000100;
+	p.status = LEDGER_DELIVERED;
+	assert_int_equal(store_txn_run(fx->st, 0, ledger_put_fn, &p, err,
+	    sizeof(err)), 0);
+	assert_int_equal(state_ledger_hit(fx->st, "dave@example.org", &id,
+	    sha, err, sizeof(err)), STATE_LEDGER_DELIVERED);
 	assert_int_equal(state_meta_put(fx->st, "syncd.progress", "{}", 2,
 	    err, sizeof(err)), 0);
 }
