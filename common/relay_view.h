@@ -44,4 +44,21 @@ struct relay_domain_view {
 int	relay_view_domain(struct store *st, const char *domain, time_t now,
 	    struct relay_domain_view *v, char *err, size_t errlen);
 
+/*
+ * The writer's side (ferry-relay, inside its spool commit transaction):
+ * relay_view_note() counts one message accepted at when for a recipient
+ * of domain from client ("helo [addr]", cut to RELAY_VIEW_CLIENT_MAX - 1
+ * bytes) in the domain's inbound record.  0, or -1 (a store error, or a
+ * domain that cannot be a key).  May run more than once per transaction
+ * attempt like any store_txn_fn body: it only reads and writes the store.
+ */
+struct store_txn;
+int	relay_view_note(struct store_txn *tx, const char *domain, time_t when,
+	    const char *client);
+
+/* The inbound record's STORE_DB_META key: RELAY_VIEW_KEY_PREFIX + domain
+ * in lower case. */
+#define RELAY_VIEW_KEY_PREFIX	"inbound:"
+#define RELAY_VIEW_HOURS	24	/* the hourly ring */
+
 #endif

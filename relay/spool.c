@@ -31,6 +31,10 @@
  * pending STORE_DB_LEDGER entry in the same transaction as the record:
  * from the 250 on, a delta pass knows the relay holds that copy.
  *
+ * The same transaction counts the message in the inbound record of each
+ * of its recipient domains (common/relay_view.h): the cutover verdict's
+ * "no inbound for the quiet period" reads them.
+ *
  * DEDUPE VALUE FORMAT (stable; STORE_DB_DEDUPE, key = the 32-byte relay
  * key, the store adds its expiry header in front):
  *   byte  1                  version
@@ -77,6 +81,7 @@
  * never logs and never calls back: the loop does both.
  */
 
+#include <ctype.h>
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -96,6 +101,7 @@
 #include "ledger.h"
 #include "log.h"
 #include "relay.h"
+#include "relay_view.h"
 #include "store.h"
 
 #define SPOOL_MAGIC	"mailferry-spool 1"
@@ -136,6 +142,10 @@ struct spool_msg {
 	unsigned char	(*lkey)[MSGKEY_LEN];
 	size_t		 nlkey;
 	time_t		 lexpires;
+	/* the per-domain inbound records (relay_view.h) */
+	char		*vclient;	/* "helo [addr]" */
+	char		*vdomains;	/* "a.example\0b.example\0" */
+	size_t		 vdomlen;
 };
 TAILQ_HEAD(msgq, spool_msg);
 
@@ -249,6 +259,8 @@ msg_free(struct spool_msg *m)
 	free(m->env);
 	free(m->enc);
 	free(m->lkey);
+	free(m->vclient);
+	free(m->vdomains);
 	free(m);
 }
 
@@ -694,6 +706,62 @@ ledger_keys(const struct relay *relay, const struct queue_record *rec,
 }
 
 /*
+ * view_domains - the distinct recipient domains (lower case) of rec's
+ * upstream deliveries, for the inbound records; a DSN of ours is not
+ * inbound mail and has none.
+ */
+static int
+view_domains(const struct queue_record *rec, char **list_r, size_t *len_r)
+{
+	char *list = NULL, *p, dom[256];
+	size_t len = 0, i, n;
+	const char *at;
+
+	*list_r = NULL;
+	*len_r = 0;
+	if (rec->flags & QR_DSN)
+		return (0);
+	for (i = 0; i < rec->ndlv; i++) {
+		if (rec->dlv[i].dest != DLV_UPSTREAM ||
+		    (at = strrchr(rec->dlv[i].rcpt, '@')) == NULL ||
+		    (n = strlen(at + 1)) == 0 || n >= sizeof(dom))
+			continue;
+		for (n = 0; at[1 + n] != '\0'; n++)
+			dom[n] = (char)tolower((unsigned char)at[1 + n]);
+		dom[n] = '\0';
+		for (p = list; p != NULL && p < list + len; p += strlen(p) + 1)
+			if (strcmp(p, dom) == 0)
+				break;
+		if (p != NULL && p < list + len)
+			continue;
+		if ((p = realloc(list, len + n + 1)) == NULL) {
+			free(list);
+			return (-1);
+		}
+		list = p;
+		memcpy(list + len, dom, n + 1);
+		len += n + 1;
+	}
+	*list_r = list;
+	*len_r = len;
+	return (0);
+}
+
+/* view_note - the message counts in its domains' inbound records */
+static int
+view_note(struct store_txn *tx, const struct spool_msg *m)
+{
+	const char *p;
+
+	for (p = m->vdomains; p != NULL && p < m->vdomains + m->vdomlen;
+	    p += strlen(p) + 1)
+		if (relay_view_note(tx, p, (time_t)m->arrived, m->vclient) ==
+		    -1)
+			return (-1);
+	return (0);
+}
+
+/*
  * round_put - every message's dedupe key and queue record, one write
  * transaction.  May run more than once (store.h): per-message results
  * are reset first.
@@ -737,6 +805,8 @@ round_put(struct store_txn *tx, void *arg)
 			return (-1);
 		if (ledger_pending(tx, m->id, m->arrived, m->lkey, m->nlkey,
 		    m->lexpires) == -1)
+			return (-1);
+		if (view_note(tx, m) == -1)
 			return (-1);
 	}
 	return (0);
@@ -982,7 +1052,9 @@ spool_msg_commit(struct spool_msg **msgp, struct queue_record *rec,
 	    LEDGER_PENDING);
 	if (m->werr)
 		msg_fail(m, "write", m->werr);
-	else if (ledger_keys(sp->relay, rec, &m->lkey, &m->nlkey) == -1)
+	else if (ledger_keys(sp->relay, rec, &m->lkey, &m->nlkey) == -1 ||
+	    view_domains(rec, &m->vdomains, &m->vdomlen) == -1 ||
+	    (m->vclient = strdup(rec->client ? rec->client : "")) == NULL)
 		msg_fail(m, "out of memory", 0);
 	else if (!m->env_written &&
 	    env_build(rec, m->id, &m->env, &m->envlen) == -1)

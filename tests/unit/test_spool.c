@@ -34,6 +34,7 @@
 #include "log.h"
 #include "msgid.h"
 #include "relay.h"
+#include "relay_view.h"
 #include "store.h"
 
 struct fx {
@@ -624,6 +625,18 @@ test_rebuild_keys(void **state)
 	}
 	wait_callbacks(fx, 3);
 	assert_int_equal(fx->nok, 3);
+	/* the commit counted them in the domain's inbound record */
+	{
+		struct relay_domain_view v;
+
+		assert_int_equal(relay_view_domain(fx->relay.store,
+		    "example.com", time(NULL), &v, err, sizeof(err)), 0);
+		assert_true(v.arrivals_24h == 3);
+		assert_int_equal(v.last_inbound, rec[2].arrived);
+		assert_string_equal(v.last_client, "client.test [192.0.2.1]");
+		assert_true(v.queued == 6 && v.deferred == 0 && v.held == 0);
+		assert_int_equal(v.oldest, rec[0].arrived);
+	}
 	for (i = 0; i < 3; i++) {
 		assert_int_equal(get_rec(fx, ids[i], &orig[i]), 1);
 		/* the commit wrote the pending entries; the rebuild must

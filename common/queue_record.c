@@ -52,9 +52,10 @@
 #include <string.h>
 #include <sys/random.h>
 #include <sys/time.h>
+#include <time.h>
 #include <unistd.h>
 
-#include "relay.h"
+#include "queue_record.h"
 
 #define QR_MAGIC	'Q'
 #define QR_VERSION	2

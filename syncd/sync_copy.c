@@ -1,0 +1,877 @@
+/*
+ * sync_copy.c - copying: each body streamed from the source's FETCH
+ * BODY.PEEK[] literal into the destination's APPEND literal (one
+ * MULTIAPPEND a batch when offered), with the client's flow control
+ * pausing the source while the destination is behind, so memory does
+ * not grow with message size (DESIGN.md §1 promise 5).  Before a batch
+ * its intents are committed; its outcome is settled per message
+ * (copied, vanished, failed, temporary, retried alone); temporary
+ * failures reconnect and settle the intents before going on; messages
+ * over the destination's APPENDLIMIT are reported, never fetched.
+ *
+ * Threads: copy_split may copy parts of one folder on helper threads,
+ * each with its own worker (off by default: SPLIT_MAX).
+ */
+
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "log.h"
+#include "sync_p.h"
+
+#define BATCH_MSGS	100		/* messages per APPEND batch */
+#define BATCH_BYTES	((uint64_t)8 << 20)	/* bytes per batch */
+#define TEMP_TRIES	3		/* a message's temp failures */
+
+enum cm_state { CM_PENDING = 0, CM_OK, CM_GONE, CM_FAIL, CM_TEMP,
+	CM_RETRY_ONE };
+
+struct batch;
+
+struct cmsg {
+	struct smsg	*s;
+	struct batch	*b;
+	char		*flags;		/* filtered for the destination */
+	char		 dropped[256];	/* flags the destination lacks */
+	int		 declared;
+	int		 got_body;
+	int		 append_failed;	/* the APPEND said NO */
+	enum cm_state	 state;
+	uint64_t	 dst_uid;
+	struct imap_cmd	*app;		/* single APPEND */
+	struct wres	 ares;
+	int		 body_done;	/* the whole literal arrived */
+	char		 reason[400];
+};
+
+struct batch {
+	struct wres	 fres;		/* first: the FETCH's outcome */
+	struct worker	*w;
+	struct fctx	*fc;
+	struct cmsg	*v;
+	size_t		 n;
+	int		 multi;
+	struct imap_cmd	*app;		/* MULTIAPPEND */
+	struct wres	 ares;
+	int		 app_started;
+	struct cmsg	*cur;		/* body being streamed */
+	size_t		 ndeclared;
+	size_t		 nseen;		/* bodies begun */
+	int		 src_paused;
+	int		 dst_dead;
+	size_t		*order;		/* declared order -> index */
+};
+
+static void
+b_writable(struct imap_client *c, struct imap_cmd *cmd, void *arg)
+{
+	struct batch *b = arg;
+
+	(void)c;
+	(void)cmd;
+	if (b->src_paused && b->w->s[SRC].c != NULL) {
+		b->src_paused = 0;
+		imap_client_resume_read(b->w->s[SRC].c);
+	}
+}
+
+/* the same for a single APPEND, whose callbacks get the message */
+static void
+cm_writable(struct imap_client *c, struct imap_cmd *cmd, void *arg)
+{
+	struct cmsg *cm = arg;
+
+	b_writable(c, cmd, cm->b);
+}
+
+static void
+multi_done(struct imap_client *c, const struct imap_result *res, void *arg)
+{
+	struct batch *b = arg;
+
+	(void)c;
+	wres_fill(&b->ares, res);
+	b->app = NULL;
+	b_writable(c, NULL, b);
+}
+
+static void
+single_done(struct imap_client *c, const struct imap_result *res,
+    void *arg)
+{
+	struct cmsg *cm = arg;
+
+	(void)c;
+	wres_fill(&cm->ares, res);
+	cm->app = NULL;
+	b_writable(c, NULL, cm->b);
+}
+
+/*
+ * Which message a body belongs to: by the UID sent before it (Dovecot
+ * and most servers send UID first when it is asked first), else the
+ * next one in UID order - servers answer in sequence order, and the
+ * batch is sorted by UID.  One FETCH command carries the whole batch:
+ * with several pipelined FETCHes a server may interleave their
+ * responses, and the client could not route them to the right one.
+ */
+static struct cmsg *
+batch_find(struct batch *b, const struct imap_fetch_msg *m)
+{
+	size_t i;
+
+	if (m->have & IMAP_FETCH_UID) {
+		for (i = 0; i < b->n; i++)
+			if (b->v[i].s->uid == m->uid)
+				return (b->v[i].got_body ? NULL : &b->v[i]);
+		return (NULL);
+	}
+	for (i = 0; i < b->n; i++)
+		if (!b->v[i].got_body)
+			return (&b->v[i]);
+	return (NULL);
+}
+
+static void
+c_body_begin(struct imap_client *c, const struct imap_fetch_msg *m,
+    const char *section, uint64_t size, void *arg)
+{
+	static const struct imap_append_cbs acbs = { b_writable };
+	static const struct imap_append_cbs cm_acbs = { cm_writable };
+	struct batch *b = arg;
+	struct cmsg *cm;
+	struct imap_client *dst = b->w->s[DST].c;
+	struct imap_append_msg am;
+	struct imap_cmd *app;
+	char err[256];
+
+	(void)c;
+	(void)section;
+	b->cur = cm = batch_find(b, m);
+	if (cm == NULL)
+		return;
+	cm->got_body = 1;
+	b->nseen++;
+	if (b->dst_dead || dst == NULL)
+		return;
+	if (b->multi) {
+		if (!b->app_started) {
+			b->app = imap_client_append(dst, b->fc->j->dst_wire,
+			    &acbs, multi_done, b);
+			b->app_started = 1;
+			if (b->app == NULL) {
+				b->ares.done = 1;
+				b->ares.status = IMAP_ERROR;
+				b->ares.cls = IMAP_ERR_TEMP;
+				snprintf(b->ares.text, sizeof(b->ares.text),
+				    "APPEND not queued");
+			}
+		}
+		app = b->app;
+	} else {
+		cm->app = imap_client_append(dst, b->fc->j->dst_wire, &cm_acbs,
+		    single_done, cm);
+		if (cm->app == NULL) {
+			cm->ares.done = 1;
+			cm->ares.status = IMAP_ERROR;
+			cm->ares.cls = IMAP_ERR_TEMP;
+			snprintf(cm->ares.text, sizeof(cm->ares.text),
+			    "APPEND not queued");
+		}
+		app = cm->app;
+	}
+	if (app == NULL)
+		return;
+	memset(&am, 0, sizeof(am));
+	am.flags = cm->flags;
+	am.internaldate = cm->s->idate_s[0] ? cm->s->idate_s : NULL;
+	am.size = size;
+	if (imap_client_append_msg(dst, app, &am, err, sizeof(err)) == -1) {
+		/* an APPEND without its message cannot be closed cleanly:
+		 * hang up, the batch is retried after a reconnect */
+		snprintf(cm->reason, sizeof(cm->reason), "APPEND: %s", err);
+		b->dst_dead = 1;
+		side_close(&b->w->s[DST]);
+		return;
+	}
+	cm->declared = 1;
+	b->order[b->ndeclared++] = (size_t)(cm - b->v);
+}
+
+static void
+c_body_data(struct imap_client *c, const void *data, size_t len, void *arg)
+{
+	struct batch *b = arg;
+	struct cmsg *cm = b->cur;
+	struct imap_cmd *app;
+	int rc;
+
+	if (cm == NULL || !cm->declared || b->dst_dead)
+		return;
+	if ((app = b->multi ? b->app : cm->app) == NULL)
+		return;
+	rc = imap_client_append_data(b->w->s[DST].c, app, data, len);
+	if (rc == 1 && !b->src_paused) {
+		b->src_paused = 1;
+		imap_client_pause_read(c);
+	}
+}
+
+static void
+c_body_end(struct imap_client *c, void *arg)
+{
+	struct batch *b = arg;
+	struct cmsg *cm = b->cur;
+
+	(void)c;
+	if (cm == NULL)
+		return;
+	cm->body_done = 1;
+	prog_stream(b->fc->a, cm->s->size);
+	if (!b->multi && cm->declared && cm->app != NULL && !b->dst_dead)
+		imap_client_append_end(b->w->s[DST].c, cm->app);
+	b->cur = NULL;
+}
+
+static void
+c_fetch_done(struct imap_client *c, const struct imap_result *res,
+    void *arg)
+{
+	struct batch *b = arg;
+
+	(void)c;
+	wres_fill(&b->fres, res);
+	if (res->status != IMAP_OK && b->cur != NULL && b->cur->declared &&
+	    !b->dst_dead) {
+		/* the source broke mid-literal: the APPEND cannot be
+		 * finished; the server discards it when we hang up */
+		b->dst_dead = 1;
+		side_close(&b->w->s[DST]);
+		return;
+	}
+	if (b->multi && b->app != NULL && !b->dst_dead && b->ndeclared > 0)
+		imap_client_append_end(b->w->s[DST].c, b->app);
+	if (b->src_paused && res->status != IMAP_OK)
+		b->src_paused = 0;
+}
+
+static int
+batch_finished(const struct batch *b)
+{
+	size_t i;
+
+	if (!b->fres.done)
+		return (0);
+	if (b->multi)
+		return (b->app == NULL && (!b->app_started || b->ares.done ||
+		    b->dst_dead));
+	for (i = 0; i < b->n; i++)
+		if (b->v[i].app != NULL && !b->dst_dead)
+			return (0);
+	return (1);
+}
+
+static void
+batch_loop(struct batch *b)
+{
+	while (!batch_finished(b)) {
+		if (event_base_loop(b->w->base, EVLOOP_ONCE) != 0)
+			break;
+	}
+}
+
+/* 1 when a flag list holds a keyword (no backslash) */
+static int
+has_keyword(const char *flags)
+{
+	const char *p = flags;
+
+	while (p && *p) {
+		if (*p != '\\' && *p != ' ')
+			return (1);
+		p = strchr(p, ' ');
+		if (p)
+			p++;
+	}
+	return (0);
+}
+
+/* assign APPENDUID set to the declared messages in order */
+static void
+assign_uids(struct batch *b, const struct wres *r)
+{
+	const char *sp = r->appenduid_set;
+	uint64_t lo, hi, u = 0, end = 0;
+	size_t k;
+	int have = 0;
+
+	if (!r->appenduid_validity || r->appenduid_cut)
+		return;
+	for (k = 0; k < b->ndeclared; k++) {
+		if (!have || u > end) {
+			if (imap_parse_seqset_next(&sp, &lo, &hi) != 1)
+				return;
+			u = lo;
+			end = hi;
+			have = 1;
+		}
+		b->v[b->order[k]].dst_uid = u++;
+	}
+}
+
+/*
+ * batch_prepare - each message's flags filtered for the destination and
+ * its intent record filled; *bytes_r gets the batch's size.  -1: out of
+ * memory (fc->err).
+ */
+static int
+batch_prepare(struct fctx *fc, struct batch *b, struct smsg **msgs,
+    struct state_intent *in, uint64_t *bytes_r)
+{
+	struct worker *w = fc->w;
+	uint64_t bytes = 0;
+	size_t i;
+
+	for (i = 0; i < b->n; i++) {
+		struct cmsg *cm = &b->v[i];
+
+		cm->s = msgs[i];
+		cm->b = b;
+		cm->flags = scan_flags_filter(&w->s[DST], msgs[i]->flags,
+		    msgs[i]->no_keywords, cm->dropped, sizeof(cm->dropped));
+		if (cm->flags == NULL) {
+			snprintf(fc->err, sizeof(fc->err), "out of memory");
+			return (-1);
+		}
+		in[i].src_uid = msgs[i]->uid;
+		in[i].size = msgs[i]->size;
+		in[i].internaldate = msgs[i]->idate;
+		in[i].tz = msgs[i]->tz;
+		in[i].created = (int64_t)time(NULL);
+		memcpy(in[i].ckey, msgs[i]->ckey, STATE_CKEY_LEN);
+		in[i].msgid = msgs[i]->msgid;
+		in[i].dst_name = fc->j->dst_wire;
+		bytes += msgs[i]->size;
+	}
+	*bytes_r = bytes;
+	return (0);
+}
+
+/* batch_outcome - each message's state once the FETCH and APPENDs ended */
+static void
+batch_outcome(struct batch *b)
+{
+	size_t i, nbody = 0;
+
+	for (i = 0; i < b->n; i++)
+		if (b->v[i].got_body)
+			nbody++;
+	for (i = 0; i < b->n; i++) {
+		struct cmsg *cm = &b->v[i];
+		const struct wres *ar = b->multi ? &b->ares : &cm->ares;
+
+		if (b->fres.status != IMAP_OK && !(cm->body_done &&
+		    cm->declared && ar->done && ar->status == IMAP_OK)) {
+			cm->state = wres_temp(&b->fres) ? CM_TEMP : CM_FAIL;
+			wres_reason(&b->fres, cm->reason, sizeof(cm->reason));
+		} else if (!cm->got_body) {
+			cm->state = CM_GONE;
+		} else if (b->dst_dead || !ar->done || wres_temp(ar)) {
+			cm->state = CM_TEMP;
+			if (ar->done && ar->status != IMAP_OK)
+				wres_reason(ar, cm->reason, sizeof(cm->reason));
+			else
+				snprintf(cm->reason, sizeof(cm->reason),
+				    "connection lost during APPEND");
+		} else if (ar->status == IMAP_OK && cm->declared) {
+			cm->state = CM_OK;
+			if (!b->multi && ar->appenduid_validity)
+				cm->dst_uid = ar->appenduid_first;
+		} else if (b->multi && nbody > 1) {
+			/* MULTIAPPEND is all or nothing: find the culprit */
+			cm->state = CM_RETRY_ONE;
+		} else {
+			cm->state = CM_FAIL;
+			cm->append_failed = 1;
+			if (!cm->reason[0])
+				wres_reason(ar, cm->reason, sizeof(cm->reason));
+		}
+	}
+}
+
+/* batch_lookup - without UIDPLUS: look the copies up by Message-ID */
+static void
+batch_lookup(struct fctx *fc, struct batch *b)
+{
+	struct worker *w = fc->w;
+	size_t i;
+
+	for (i = 0; i < b->n; i++) {
+		struct cmsg *cm = &b->v[i];
+		struct wres r;
+
+		if (cm->state != CM_OK || cm->dst_uid != 0 || fc->dry)
+			continue;
+		if (side_select(w, DST, fc->j->dst_wire, 0, &r) == 0)
+			scan_dst_find(w, &fc->map, cm->s->msgid, cm->s->size,
+			    cm->s->idate, &cm->dst_uid, &r);
+	}
+}
+
+/* batch_copied - a message on the destination: its map entry into ev */
+static void
+batch_copied(struct fctx *fc, struct cmsg *cm, struct state_map_entry *ev)
+{
+	struct smsg *s = cm->s;
+
+	ev->src_uid = s->uid;
+	ev->dst_uid = cm->dst_uid;
+	ev->dst_uidvalidity = fc->dmb.uidvalidity;
+	ev->size = s->size;
+	ev->internaldate = s->idate;
+	ev->origin = STATE_ORIGIN_COPIED;
+	memcpy(ev->ckey, s->ckey, STATE_CKEY_LEN);
+	ev->flags = s->flags;
+	s->done = 1;
+	s->in_map = 1;
+	if (cm->dropped[0] && !s->no_keywords)
+		fc->flags_dropped++;
+	fc->rf->copied++;
+	fc->rf->bytes += s->size;
+	prog_add(fc->a, 1, 0, 0, 0, 0);
+	if (s->no_keywords) {
+		char why[400];
+
+		snprintf(why, sizeof(why), "copied without its keywords "
+		    "(%s): the destination refused them", cm->dropped);
+		/* listed for the admin, but not missing: the message
+		 * itself is on the destination */
+		report_problem(fc->rf, REPORT_NOTE, s->uid, NULL, s->size,
+		    why);
+	}
+}
+
+/*
+ * batch_settle - each message's outcome into the report, the progress
+ * and the state: map entries of the copies into ev (*ne_r of them),
+ * intents of the rest dropped.  -1 when a temporary failure wants a
+ * reconnect (the caller then resolves the intents), else 0.
+ */
+static int
+batch_settle(struct fctx *fc, struct batch *b, struct state_map_entry *ev,
+    size_t *ne_r)
+{
+	char err[256];
+	size_t i, ne = 0;
+	int rc = 0;
+
+	fc_rf_lock(fc);
+	for (i = 0; i < b->n; i++) {
+		struct cmsg *cm = &b->v[i];
+		struct smsg *s = cm->s;
+
+		switch (cm->state) {
+		case CM_OK:
+			batch_copied(fc, cm, &ev[ne++]);
+			break;
+		case CM_GONE:
+			s->done = 1;
+			log_info("%s: %s: uid %" PRIu64 " vanished from the "
+			    "source during the pass", fc->a->acc->src_user,
+			    fc->j->m->src_path, s->uid);
+			if (fc->st)
+				state_intent_del(fc->st, &fc->key, s->uid, err,
+				    sizeof(err));
+			break;
+		case CM_FAIL:
+			if (cm->append_failed && !s->no_keywords &&
+			    has_keyword(cm->flags)) {
+				/* a keyword may be what was refused: try
+				 * again without them, and say so */
+				s->no_keywords = 1;
+			} else {
+				s->done = 1;
+				fc->problems++;
+				report_problem(fc->rf, REPORT_FAILED, s->uid,
+				    NULL, s->size, cm->reason);
+				prog_add(fc->a, 0, 0, 0, 1, 0);
+				log_warnx("%s: %s: uid %" PRIu64 " not copied: "
+				    "%s", fc->a->acc->src_user,
+				    fc->j->m->src_path, s->uid, cm->reason);
+			}
+			if (fc->st)
+				state_intent_del(fc->st, &fc->key, s->uid, err,
+				    sizeof(err));
+			break;
+		case CM_TEMP:
+			s->temp_fails++;
+			if (s->temp_fails >= TEMP_TRIES) {
+				s->done = 1;
+				fc->problems++;
+				report_problem(fc->rf, REPORT_FAILED, s->uid,
+				    NULL, s->size, cm->reason);
+				prog_add(fc->a, 0, 0, 0, 1, 0);
+			}
+			rc = -1;	/* caller reconnects, resolves intents */
+			break;
+		case CM_RETRY_ONE:
+		case CM_PENDING:
+			if (fc->st)
+				state_intent_del(fc->st, &fc->key, s->uid, err,
+				    sizeof(err));
+			break;
+		}
+	}
+	fc_rf_unlock(fc);
+	*ne_r = ne;
+	return (rc);
+}
+
+/*
+ * copy_batch - copy n messages in one go: intents committed, FETCHes
+ * pipelined on the source, each body streamed into the APPEND
+ * (MULTIAPPEND when multi), outcome per message in cm->state.
+ */
+static int
+copy_batch(struct fctx *fc, struct smsg **msgs, size_t n, int multi)
+{
+	static const struct imap_fetch_cbs fcbs = { c_body_begin, c_body_data,
+	    c_body_end, NULL, NULL };
+	struct worker *w = fc->w;
+	struct batch b;
+	struct state_intent *in = NULL;
+	struct state_map_entry *ev = NULL;
+	char set[BATCH_MSGS * 22];
+	size_t i, ne = 0, so;
+	uint64_t bytes = 0;
+	int rc = 0;
+
+	memset(&b, 0, sizeof(b));
+	b.w = w;
+	b.fc = fc;
+	b.n = n;
+	b.multi = multi && n > 1;
+	b.v = calloc(n, sizeof(*b.v));
+	b.order = calloc(n, sizeof(*b.order));
+	in = calloc(n, sizeof(*in));
+	ev = calloc(n, sizeof(*ev));
+	if (b.v == NULL || b.order == NULL || in == NULL || ev == NULL) {
+		snprintf(fc->err, sizeof(fc->err), "out of memory");
+		rc = -1;
+		goto out;
+	}
+	if (fc_ready(fc, 0) == -1) {
+		for (i = 0; i < n; i++)
+			msgs[i]->temp_fails++;
+		rc = -1;
+		goto out;
+	}
+	if (batch_prepare(fc, &b, msgs, in, &bytes) == -1) {
+		rc = -1;
+		goto out;
+	}
+	pace_rate_wait(fc->a, n, bytes);
+	/* the intents: committed before any byte of the APPEND is sent
+	 * (with the previous batch's map entries, one transaction) */
+	if (fc_commit(fc, in, n, NULL) == -1) {
+		rc = -1;
+		goto out;
+	}
+	for (i = 0, so = 0; i < n; i++)
+		so += (size_t)snprintf(set + so, sizeof(set) - so, "%s%" PRIu64,
+		    i ? "," : "", msgs[i]->uid);
+	if (imap_client_uid_fetch(w->s[SRC].c, set, "(UID BODY.PEEK[])", 0,
+	    0, &fcbs, c_fetch_done, &b) == NULL) {
+		b.fres.done = 1;
+		b.fres.status = IMAP_ERROR;
+		b.fres.cls = IMAP_ERR_TEMP;
+		snprintf(b.fres.text, sizeof(b.fres.text), "FETCH not queued");
+	}
+	batch_loop(&b);
+	if (b.multi && b.ares.status == IMAP_OK && b.ares.done && !b.dst_dead)
+		assign_uids(&b, &b.ares);
+	batch_outcome(&b);
+	batch_lookup(fc, &b);
+	rc = batch_settle(fc, &b, ev, &ne);
+	if (ne > 0 && fc_pend_add(fc, ev, ne) == -1)
+		rc = -2;
+	for (i = 0; i < n; i++)
+		if (b.v[i].state == CM_RETRY_ONE)
+			rc = rc == 0 ? 1 : rc;
+	if (b.dst_dead || w->s[DST].state != 1)
+		side_close(&w->s[DST]);
+out:
+	if (b.src_paused && w->s[SRC].c != NULL)
+		imap_client_resume_read(w->s[SRC].c);
+	if (b.v != NULL)
+		for (i = 0; i < n; i++)
+			free(b.v[i].flags);
+	free(b.v);
+	free(b.order);
+	free(in);
+	free(ev);
+	return (rc);
+}
+
+/*
+ * copy_all - copy every message of todo not done yet, in batches;
+ * temporary failures reconnect (with backoff), settle the intents and
+ * go on; a MULTIAPPEND refused as a whole is retried one by one.
+ */
+static int
+copy_all(struct fctx *fc, struct smsgv *todo)
+{
+	struct smsg **bv;
+	uint64_t limit = fc->a->dst_appendlimit, maxbytes = BATCH_BYTES;
+	size_t i, nb, maxmsgs = BATCH_MSGS;
+	int rounds = 0, one = 0, rc;
+
+	if ((bv = calloc(BATCH_MSGS, sizeof(*bv))) == NULL) {
+		snprintf(fc->err, sizeof(fc->err), "out of memory");
+		return (-1);
+	}
+	/* policy first: nothing is fetched that cannot be appended */
+	fc_rf_lock(fc);
+	for (i = 0; i < todo->n; i++) {
+		struct smsg *s = &todo->v[i];
+		char why[128];
+
+		if (s->done || limit == 0 || s->size <= limit)
+			continue;
+		snprintf(why, sizeof(why), "over the destination's "
+		    "APPENDLIMIT (%" PRIu64 " bytes)", limit);
+		report_problem(fc->rf, REPORT_POLICY, s->uid, NULL, s->size,
+		    why);
+		prog_add(fc->a, 0, 0, 1, 0, 0);
+		fc->problems++;
+		s->done = 1;
+	}
+	fc_rf_unlock(fc);
+	/* with rate limits, a batch is at most one second's worth */
+	{
+		const struct config *cfg = fc->a->p->o->cfg;
+
+		if (cfg->syncd.max_messages_per_second > 0 &&
+		    (uint64_t)cfg->syncd.max_messages_per_second < maxmsgs)
+			maxmsgs = (size_t)cfg->syncd.max_messages_per_second;
+		if (cfg->syncd.max_bytes_per_second > 0 &&
+		    cfg->syncd.max_bytes_per_second < maxbytes)
+			maxbytes = cfg->syncd.max_bytes_per_second;
+	}
+	while (!pace_stopping(fc->a)) {
+		uint64_t bytes = 0;
+
+		nb = 0;
+		for (i = 0; i < todo->n && nb < (one ? 1u : maxmsgs); i++) {
+			struct smsg *s = &todo->v[i];
+
+			if (s->done || s->in_map)
+				continue;
+			if (nb > 0 && bytes + s->size > maxbytes)
+				break;
+			bv[nb++] = s;
+			bytes += s->size;
+		}
+		if (nb == 0)
+			break;
+		if (fc->dry) {
+			for (i = 0; i < nb; i++) {
+				bv[i]->done = 1;
+				fc->rf->copied++;
+				fc->rf->bytes += bv[i]->size;
+				prog_add(fc->a, 1, 0, 0, 0, bv[i]->size);
+			}
+			continue;
+		}
+		rc = copy_batch(fc, bv, nb, fc->a->dst_multi && !one);
+		if (rc == 1) {
+			one = 1;	/* MULTIAPPEND refused: one by one */
+			continue;
+		}
+		if (rc == -2) {
+			free(bv);
+			return (-1);
+		}
+		if (rc == -1) {
+			char err[400];
+
+			if (++rounds > 50) {
+				free(bv);
+				return (-1);
+			}
+			/* reconnect and settle what the server may have
+			 * done before the connection dropped */
+			log_info("%s: %s: %s; reconnecting",
+			    fc->a->acc->src_user, fc->j->m->src_path,
+			    fc->err[0] ? fc->err : "connection lost");
+			if (side_ensure(fc->w, SRC, err, sizeof(err)) == -1 ||
+			    side_ensure(fc->w, DST, err, sizeof(err)) == -1) {
+				snprintf(fc->err, sizeof(fc->err), "%s", err);
+				free(bv);
+				return (-1);
+			}
+			fc->err[0] = '\0';
+			if (fc_resolve_intents(fc) == -1) {
+				free(bv);
+				return (-1);
+			}
+			fc_rf_lock(fc);
+			for (i = 0; i < todo->n; i++)
+				if (!todo->v[i].in_map &&
+				    state_map_find(&fc->map, todo->v[i].uid)) {
+					todo->v[i].in_map = 1;
+					todo->v[i].done = 1;
+					fc->rf->copied++;
+					fc->rf->bytes += todo->v[i].size;
+					prog_add(fc->a, 1, 0, 0, 0, 0);
+				}
+			fc_rf_unlock(fc);
+			continue;
+		}
+		one = 0;
+	}
+	free(bv);
+	if (pace_stopping(fc->a)) {
+		snprintf(fc->err, sizeof(fc->err), "interrupted");
+		return (-1);
+	}
+	return (0);
+}
+
+/*
+ * copy_split - copy a big folder over several connection pairs: the
+ * destination's APPEND is the bottleneck, and a server works one
+ * connection's commands in turn.  The messages are cut into contiguous
+ * UID ranges; this thread copies the first, helper threads (each with
+ * its own event loop and connections, while the per-server limit
+ * leaves slots) the others.  Shared: the report row (under a mutex),
+ * the store; each part settles only its own intents.  Without UIDPLUS
+ * (copies found again by Message-ID) the folder is not split.
+ *
+ * OFF (SPLIT_MAX 1): against Dovecot/maildir, parallel APPENDs into one
+ * mailbox were measured slower than one stream (they queue on the
+ * mailbox's uidlist lock); folders run in parallel instead, biggest
+ * first.  Raise SPLIT_MAX for servers that append in parallel.
+ */
+#define SPLIT_MIN	60	/* messages per part, at least */
+#define SPLIT_MAX	1	/* parts; 1 = never split */
+
+struct helper {
+	struct fctx	 fc;
+	struct smsgv	 part;		/* a view: strings belong to todo */
+	pthread_t	 tid;
+	int		 started;
+	int		 rc;
+};
+
+
+static void *
+helper_thread(void *arg)
+{
+	struct helper *h = arg;
+
+	h->rc = copy_all(&h->fc, &h->part);
+	if (fc_commit(&h->fc, NULL, 0, NULL) == -1)
+		h->rc = -1;
+	return (NULL);
+}
+
+int
+copy_split(struct fctx *fc, struct smsgv *todo)
+{
+	struct helper h[SPLIT_MAX];
+	struct smsgv first;
+	pthread_mutex_t mu;
+	size_t k, nparts, nh = 0, lo, hi;
+	int rc;
+
+	nparts = todo->n / SPLIT_MIN;
+	if (nparts > SPLIT_MAX)
+		nparts = SPLIT_MAX;
+	if (fc->dry || nparts < 2 || !fc->a->dst_uidplus)
+		return (copy_all(fc, todo));
+	memset(h, 0, sizeof(h));
+	pthread_mutex_init(&mu, NULL);
+	for (k = 1; k < nparts; k++) {
+		struct worker *w;
+
+		if (!pace_slot_take(fc->a->p, 0))
+			break;
+		if ((w = worker_new(fc->a)) == NULL) {
+			pace_slot_give(fc->a->p);
+			break;
+		}
+		w->holds_slot = 1;
+		h[nh].fc = *fc;
+		memset(&h[nh].fc.map, 0, sizeof(h[nh].fc.map));
+		h[nh].fc.pend = NULL;
+		h[nh].fc.npend = h[nh].fc.apend = 0;
+		h[nh].fc.w = w;
+		h[nh].fc.err[0] = '\0';
+		h[nh].fc.problems = 0;
+		h[nh].fc.flags_dropped = 0;
+		h[nh].fc.rmu = &mu;
+		nh++;
+	}
+	if (nh == 0) {
+		pthread_mutex_destroy(&mu);
+		return (copy_all(fc, todo));
+	}
+	nparts = nh + 1;
+	/* part 0 here, part k+1 on helper k */
+	lo = 0;
+	hi = todo->n / nparts;
+	first.v = todo->v;
+	first.n = hi;
+	first.alloc = hi;
+	for (k = 0; k < nh; k++) {
+		lo = todo->n * (k + 1) / nparts;
+		hi = todo->n * (k + 2) / nparts;
+		h[k].part.v = todo->v + lo;
+		h[k].part.n = hi - lo;
+		h[k].part.alloc = hi - lo;
+		h[k].fc.own = &h[k].part;
+	}
+	fc->rmu = &mu;
+	fc->own = &first;
+	for (k = 0; k < nh; k++)
+		h[k].started = pthread_create(&h[k].tid, NULL, helper_thread,
+		    &h[k]) == 0;
+	log_info("%s: %s: %zu messages to copy over %zu connections",
+	    fc->a->acc->src_user, fc->j->m->src_path, todo->n, nparts);
+	rc = copy_all(fc, &first);
+	for (k = 0; k < nh; k++) {
+		if (h[k].started)
+			pthread_join(h[k].tid, NULL);
+		else {
+			h[k].rc = copy_all(&h[k].fc, &h[k].part);
+			if (fc_commit(&h[k].fc, NULL, 0, NULL) == -1)
+				h[k].rc = -1;
+		}
+		free(h[k].fc.pend);
+		fc->problems += h[k].fc.problems;
+		fc->flags_dropped += h[k].fc.flags_dropped;
+		if (h[k].rc == -1 && rc == 0) {
+			snprintf(fc->err, sizeof(fc->err), "%s",
+			    h[k].fc.err[0] ? h[k].fc.err : "copy failed");
+			rc = -1;
+		}
+		/* the part's map entries are in the store; keep them in
+		 * memory too for what follows (deletions) */
+		{
+			size_t q;
+
+			for (q = 0; q < h[k].fc.map.n; q++)
+				state_map_set(&fc->map, &h[k].fc.map.v[q]);
+		}
+		state_map_free(&h[k].fc.map);
+		worker_free(&h[k].fc.w);
+	}
+	fc->rmu = NULL;
+	fc->own = NULL;
+	pthread_mutex_destroy(&mu);
+	return (rc);
+}

@@ -1,0 +1,432 @@
+/*
+ * sync_scan.c - message metadata without bodies: FETCH (UID FLAGS
+ * INTERNALDATE RFC822.SIZE and the Message-ID/Date/From header fields)
+ * into sorted struct smsg lists with their content keys (state.h), flag
+ * scans (UID FLAGS, CHANGEDSINCE with CONDSTORE), the flag-list
+ * arithmetic against the destination's PERMANENTFLAGS, and the
+ * destination look-ups by SEARCH that settle intents and find copies
+ * made without UIDPLUS.
+ *
+ * SECURITY: header fields go through msgid.c; a header is cut at
+ * HDR_MAX; SEARCH criteria are built only from printable ASCII checked
+ * here (search_safe), else from sizes.
+ */
+
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "sync_p.h"
+
+#define HDR_MAX		16384		/* header fields kept for ident */
+
+void
+smsgv_free(struct smsgv *l)
+{
+	size_t i;
+
+	for (i = 0; i < l->n; i++) {
+		free(l->v[i].flags);
+		free(l->v[i].msgid);
+		free(l->v[i].date);
+		free(l->v[i].from);
+	}
+	free(l->v);
+	memset(l, 0, sizeof(*l));
+}
+
+/* flags_join - the settable flags of a FETCH, space-separated */
+static char *
+flags_join(const struct imap_strv *fl)
+{
+	size_t i, len = 1;
+	char *s;
+
+	for (i = 0; i < fl->n; i++)
+		len += strlen(fl->v[i]) + 1;
+	if ((s = malloc(len)) == NULL)
+		return (NULL);
+	s[0] = '\0';
+	for (i = 0; i < fl->n; i++) {
+		if (!imap_flag_settable(fl->v[i]))
+			continue;
+		if (s[0])
+			strcat(s, " ");
+		strcat(s, fl->v[i]);
+	}
+	return (s);
+}
+
+static void
+meta_body_begin(struct imap_client *c, const struct imap_fetch_msg *m,
+    const char *section, uint64_t size, void *arg)
+{
+	struct metafetch *mf = arg;
+
+	(void)c;
+	(void)m;
+	(void)section;
+	(void)size;
+	mf->hlen = 0;
+}
+
+static void
+meta_body_data(struct imap_client *c, const void *data, size_t len,
+    void *arg)
+{
+	struct metafetch *mf = arg;
+	size_t n = len;
+
+	(void)c;
+	if (mf->hlen + n > HDR_MAX)
+		n = HDR_MAX - mf->hlen;
+	memcpy(mf->hdr + mf->hlen, data, n);
+	mf->hlen += n;
+}
+
+static void
+meta_msg(struct imap_client *c, const struct imap_fetch_msg *m, void *arg)
+{
+	struct metafetch *mf = arg;
+	struct smsgv *l = mf->out;
+	struct smsg *s;
+
+	(void)c;
+	if (!(m->have & IMAP_FETCH_UID) || m->uid < mf->min_uid)
+		goto out;
+	if (l->n == l->alloc) {
+		size_t na = l->alloc ? l->alloc * 2 : 256;
+		void *p = reallocarray(l->v, na, sizeof(*l->v));
+
+		if (p == NULL) {
+			mf->oom = 1;
+			goto out;
+		}
+		l->v = p;
+		l->alloc = na;
+	}
+	s = &l->v[l->n];
+	memset(s, 0, sizeof(*s));
+	s->uid = m->uid;
+	s->size = m->size;
+	if (m->have & IMAP_FETCH_INTERNALDATE) {
+		s->idate = m->internaldate_t;
+		s->tz = m->internaldate_tz;
+		imap_parse_format_date_time(s->idate, s->tz, s->idate_s,
+		    sizeof(s->idate_s));
+	}
+	s->flags = flags_join(&m->flags);
+	if (mf->want_hdr) {
+		memset(mf->id, 0, sizeof(*mf->id));
+		msg_ident_from_headers(mf->hdr, mf->hlen, mf->id);
+		s->msgid = strdup(mf->id->has_msgid ? mf->id->msgid : "");
+		if (!mf->id->has_msgid) {
+			s->date = strdup(mf->id->date);
+			s->from = strdup(mf->id->from);
+			if (s->date == NULL || s->from == NULL)
+				mf->oom = 1;
+		}
+	} else
+		s->msgid = strdup("");
+	if (s->flags == NULL || s->msgid == NULL) {
+		free(s->flags);
+		free(s->msgid);
+		free(s->date);
+		free(s->from);
+		mf->oom = 1;
+		goto out;
+	}
+	state_content_key(s->msgid, s->size, s->idate, s->ckey);
+	l->n++;
+out:
+	mf->hlen = 0;
+}
+
+int
+smsg_cmp(const void *x, const void *y)
+{
+	const struct smsg *a = x, *b = y;
+
+	return (a->uid < b->uid ? -1 : a->uid > b->uid);
+}
+
+/*
+ * scan_meta_begin - queue a FETCH of UID, FLAGS, INTERNALDATE,
+ * RFC822.SIZE and (want_hdr) the identity header fields of uidset on
+ * side i; scan_meta_end waits for it and sorts `out` by UID.  mf is the
+ * caller's and must live until scan_meta_end.  Split so that a delta
+ * pass can queue its FETCHes behind the EXAMINE (one round trip).
+ */
+int
+scan_meta_begin(struct worker *w, int i, const char *uidset,
+    uint64_t min_uid, int want_hdr, struct smsgv *out,
+    struct metafetch *mf)
+{
+	static const struct imap_fetch_cbs cbs = { meta_body_begin,
+	    meta_body_data, NULL, meta_msg, NULL };
+
+	memset(mf, 0, sizeof(*mf));
+	mf->out = out;
+	mf->min_uid = min_uid;
+	mf->want_hdr = want_hdr;
+	mf->hdr = malloc(HDR_MAX);
+	mf->id = malloc(sizeof(*mf->id));
+	if (mf->hdr == NULL || mf->id == NULL) {
+		mf->oom = 1;
+		mf->r.done = 1;
+		return (-1);
+	}
+	mf->queued = imap_client_uid_fetch(w->s[i].c, uidset, want_hdr ?
+	    "(UID FLAGS INTERNALDATE RFC822.SIZE "
+	    "BODY.PEEK[HEADER.FIELDS (MESSAGE-ID DATE FROM)])" :
+	    "(UID FLAGS INTERNALDATE RFC822.SIZE)", 0, 0, &cbs, wres_done, mf);
+	return (mf->queued == NULL ? -1 : 0);
+}
+
+int
+scan_meta_end(struct worker *w, struct metafetch *mf, struct wres *r)
+{
+	int rc;
+
+	if (mf->oom && mf->queued == NULL) {
+		memset(r, 0, sizeof(*r));
+		rc = -1;
+	} else {
+		rc = side_wait(w, mf->queued, &mf->r);
+		*r = mf->r;
+	}
+	free(mf->hdr);
+	free(mf->id);
+	mf->hdr = NULL;
+	mf->id = NULL;
+	if (mf->oom) {
+		snprintf(r->text, sizeof(r->text), "out of memory");
+		r->status = IMAP_ERROR;
+		r->cls = IMAP_ERR_PERM;
+		return (-1);
+	}
+	sort_n(mf->out->v, mf->out->n, sizeof(*mf->out->v), smsg_cmp);
+	return (rc);
+}
+
+/* scan_meta - scan_meta_begin and _end in one */
+int
+scan_meta(struct worker *w, int i, const char *uidset, uint64_t min_uid,
+    int want_hdr, struct smsgv *out, struct wres *r)
+{
+	struct metafetch mf;
+
+	(void)scan_meta_begin(w, i, uidset, min_uid, want_hdr, out, &mf);
+	return (scan_meta_end(w, &mf, r));
+}
+
+static const struct imap_fetch_cbs flag_fetch_cbs = { NULL, NULL, NULL,
+    meta_msg, NULL };
+
+/* scan_flags_begin - queue UID FETCH set (UID FLAGS) [CHANGEDSINCE] */
+int
+scan_flags_begin(struct worker *w, const char *set, uint64_t since,
+    struct smsgv *out, struct metafetch *mf)
+{
+	memset(mf, 0, sizeof(*mf));
+	mf->out = out;
+	mf->queued = imap_client_uid_fetch(w->s[SRC].c, set, "(UID FLAGS)",
+	    since, 0, &flag_fetch_cbs, wres_done, mf);
+	return (mf->queued == NULL ? -1 : 0);
+}
+
+/* flag_allowed - may the selected destination mailbox keep this flag? */
+static int
+flag_allowed(const struct side *d, const char *f)
+{
+	size_t i;
+
+	if (!imap_flag_settable(f))
+		return (0);
+	if (!d->permflags_known)
+		return (1);
+	for (i = 0; i < d->permflags.count; i++)
+		if (strcasecmp(d->permflags.items[i], f) == 0)
+			return (1);
+	return (f[0] != '\\' && d->perm_keywords);
+}
+
+/*
+ * scan_flags_filter - the flags of src the destination accepts, into a new
+ * string; keywords dropped when no_kw.  *dropped_r (may be NULL) gets
+ * the dropped ones, for the report.
+ */
+char *
+scan_flags_filter(const struct side *d, const char *src, int no_kw,
+    char *dropped, size_t dlen)
+{
+	char *copy, *tok, *save = NULL, *out;
+	size_t o = 0;
+
+	if (dropped && dlen)
+		dropped[0] = '\0';
+	if ((copy = strdup(src ? src : "")) == NULL)
+		return (NULL);
+	if ((out = malloc(strlen(copy) + 1)) == NULL) {
+		free(copy);
+		return (NULL);
+	}
+	out[0] = '\0';
+	for (tok = strtok_r(copy, " ", &save); tok != NULL;
+	    tok = strtok_r(NULL, " ", &save)) {
+		if ((no_kw && tok[0] != '\\') || !flag_allowed(d, tok)) {
+			if (dropped && strlen(dropped) + strlen(tok) + 2 < dlen) {
+				if (dropped[0])
+					strcat(dropped, " ");
+				strcat(dropped, tok);
+			}
+			continue;
+		}
+		o += (size_t)sprintf(out + o, "%s%s", o ? " " : "", tok);
+	}
+	free(copy);
+	return (out);
+}
+
+static int
+flag_in(const char *list, const char *f)
+{
+	size_t n = strlen(f);
+	const char *p = list;
+
+	while (p && *p) {
+		const char *e = strchr(p, ' ');
+		size_t l = e ? (size_t)(e - p) : strlen(p);
+
+		if (l == n && strncasecmp(p, f, n) == 0)
+			return (1);
+		p = e ? e + 1 : NULL;
+	}
+	return (0);
+}
+
+/* scan_flags_diff - tokens of a not in b, space-separated, into out */
+void
+scan_flags_diff(const char *a, const char *b, char *out, size_t len)
+{
+	char *copy, *tok, *save = NULL;
+	size_t o = 0;
+
+	out[0] = '\0';
+	if ((copy = strdup(a ? a : "")) == NULL)
+		return;
+	for (tok = strtok_r(copy, " ", &save); tok != NULL;
+	    tok = strtok_r(NULL, " ", &save)) {
+		if (flag_in(b, tok) || o + strlen(tok) + 2 >= len)
+			continue;
+		o += (size_t)snprintf(out + o, len - o, "%s%s", o ? " " : "",
+		    tok);
+	}
+	free(copy);
+}
+
+static int
+search_safe(const char *s)
+{
+	for (; *s; s++)
+		if ((unsigned char)*s < 0x20 || (unsigned char)*s > 0x7e ||
+		    *s == '"' || *s == '\\')
+			return (0);
+	return (1);
+}
+
+void
+scan_uid_cb(struct imap_client *c, uint64_t uid, void *arg)
+{
+	struct uidlist *l = arg;
+
+	(void)c;
+	if (l->n == l->alloc) {
+		size_t na = l->alloc ? l->alloc * 2 : 64;
+		void *p = reallocarray(l->v, na, sizeof(*l->v));
+
+		if (p == NULL) {
+			l->oom = 1;
+			return;
+		}
+		l->v = p;
+		l->alloc = na;
+	}
+	l->v[l->n++] = uid;
+}
+
+int
+scan_uid_cmp(const void *x, const void *y)
+{
+	uint64_t a = *(const uint64_t *)x, b = *(const uint64_t *)y;
+
+	return (a < b ? -1 : a > b);
+}
+
+static int
+dst_claimed(const struct state_map *map, uint64_t dst_uid)
+{
+	size_t i;
+
+	for (i = 0; i < map->n; i++)
+		if (map->v[i].dst_uid == dst_uid)
+			return (1);
+	return (0);
+}
+
+/*
+ * scan_dst_find - the destination UID (selected mailbox) of a message with
+ * this Message-ID, size and INTERNALDATE that no map entry claims yet:
+ * 0 = not there, -1 = error (r says why).  The highest match wins.
+ */
+int
+scan_dst_find(struct worker *w, const struct state_map *map, const char *msgid,
+    uint64_t size, int64_t idate, uint64_t *uid_r, struct wres *r)
+{
+	struct uidlist l;
+	struct smsgv meta;
+	char crit[MSGID_BUFSIZE + 64], set[64];
+	size_t i;
+	int rc;
+
+	*uid_r = 0;
+	memset(&l, 0, sizeof(l));
+	memset(r, 0, sizeof(*r));
+	if (msgid != NULL && msgid[0] && search_safe(msgid))
+		snprintf(crit, sizeof(crit), "HEADER Message-ID \"%s\"",
+		    msgid);
+	else
+		snprintf(crit, sizeof(crit), "LARGER %" PRIu64 " SMALLER %"
+		    PRIu64, size > 0 ? size - 1 : 0, size + 1);
+	rc = side_wait(w, imap_client_uid_search(w->s[DST].c, crit, scan_uid_cb,
+	    wres_done, &l), &l.r);
+	*r = l.r;
+	if (rc == -1 || l.oom) {
+		free(l.v);
+		return (-1);
+	}
+	sort_n(l.v, l.n, sizeof(*l.v), scan_uid_cmp);
+	for (i = l.n; i-- > 0;) {
+		if (dst_claimed(map, l.v[i]))
+			continue;
+		memset(&meta, 0, sizeof(meta));
+		snprintf(set, sizeof(set), "%" PRIu64, l.v[i]);
+		rc = scan_meta(w, DST, set, 0, 0, &meta, r);
+		if (rc == -1) {
+			smsgv_free(&meta);
+			free(l.v);
+			return (-1);
+		}
+		if (meta.n == 1 && meta.v[0].size == size &&
+		    meta.v[0].idate == idate) {
+			*uid_r = l.v[i];
+			smsgv_free(&meta);
+			break;
+		}
+		smsgv_free(&meta);
+	}
+	free(l.v);
+	return (0);
+}
