@@ -272,11 +272,11 @@ ok "Postfix B (the new MX) is down"
 sleep 3
 relay_before=$(acked old)
 spawn burst "$LIB_PYTHON" "$TOOL" burst "$SENT" --port "$RELAY_PORT" \
-	--rcpts "alice@$DOMAIN,bob@$DOMAIN" --count 40 --threads 8
+	--rcpts "alice@$DOMAIN,bob@$DOMAIN" --count 150 --threads 6
 BURST_PID=$SPAWN_PID
 for ((i = 0; i < 100; i++)); do
-	[ "$(acked old)" -ge $((relay_before + 10)) ] && break
-	sleep 0.05
+	[ "$(acked old)" -ge $((relay_before + 15)) ] && break
+	sleep 0.02
 done
 kill -KILL -- "-$RELAY_PID"
 in_burst=$(($(acked old) - relay_before))
@@ -388,10 +388,14 @@ history_intact() {
 	for u in $USERS; do
 		"$LIB_PYTHON" "$DIGEST" "$IMAP_PORT_B" "$u" pass >"$T/final.$u" || return 1
 		# Every history line (folder, Message-ID, whole-message hash,
-		# flags, INTERNALDATE) is in B.
-		if [ -n "$(comm -23 "$T/history.$u" "$T/final.$u")" ]; then
+		# flags, INTERNALDATE) is in B; ferry-syncd maps the localised
+		# names of the special folders to the destination's (DESIGN.md
+		# §6), Dovecot B's defaults here.
+		sed -e 's|^Sent Items\t|Sent\t|' -e 's|^Deleted Items\t|Trash\t|' \
+			-e 's|^Junk E-mail\t|Junk\t|' "$T/history.$u" | sort >"$T/history.$u.mapped"
+		if [ -n "$(comm -23 "$T/history.$u.mapped" "$T/final.$u")" ]; then
 			echo "$u: history lines missing or changed in B:"
-			comm -23 "$T/history.$u" "$T/final.$u" | head -n 5
+			comm -23 "$T/history.$u.mapped" "$T/final.$u" | head -n 5
 			bad=1
 		fi
 	done
