@@ -245,6 +245,7 @@ syncd_pass_run(struct syncd *sd, const char *why)
 	char err[512], verdict[512];
 	int missing;
 
+	report_free(&sd->report);	/* NULL: this pass did not run */
 	if ((r = report_new(sd->dry_run)) == NULL) {
 		log_errorx("out of memory");
 		return (-1);

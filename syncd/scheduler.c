@@ -35,6 +35,7 @@
 #include <event2/event.h>
 
 #include "cli.h"
+#include "cutover.h"
 #include "log.h"
 #include "syncd.h"
 
@@ -52,9 +53,106 @@ static const struct {
 	{ "syncd", "max_messages_per_second" },
 	{ "cutover", "check_interval" },
 	{ "cutover", "quiet_period" },
+	{ "cutover", "catchup_interval" },
 };
 
 static void	pass_start(struct syncd *sd, const char *why);
+
+/* ---- the cutover's side of a pass ----------------------------------------------- */
+
+/* dest_live - sync_pass_opts.dest_live, from the pass thread: reads the
+ * snapshot live_snapshot() took on the loop thread, never the cutover */
+static int
+dest_live(void *arg, const struct account *a)
+{
+	struct syncd *sd = arg;
+	size_t i = (size_t)(a - sd->accounts->items);
+
+	return (sd->live != NULL && i < sd->accounts->count && sd->live[i]);
+}
+
+static void
+live_snapshot(struct syncd *sd)
+{
+	size_t i;
+
+	if (sd->live == NULL)
+		return;
+	for (i = 0; i < sd->accounts->count; i++)
+		sd->live[i] = (unsigned char)cutover_dest_live(sd->cutover,
+		    &sd->accounts->items[i]);
+}
+
+static void
+on_cutover_request(void *arg, const char *why)
+{
+	pass_start(arg, why);
+}
+
+/* first_failure - words for an account's first failure in a report */
+static void
+first_failure(const struct report_account *ra, char *buf, size_t len)
+{
+	size_t i, k;
+
+	buf[0] = '\0';
+	if (ra->error != NULL) {
+		snprintf(buf, len, "%s", ra->error);
+		return;
+	}
+	for (i = 0; i < ra->nfolders; i++) {
+		const struct report_folder *f = ra->folders[i];
+
+		if (f->error != NULL) {
+			snprintf(buf, len, "folder %s: %s", f->src, f->error);
+			return;
+		}
+		for (k = 0; k < f->nproblems; k++)
+			if (f->problems[k].kind == REPORT_FAILED) {
+				snprintf(buf, len, "folder %s, UID %" PRIu64
+				    ": %s", f->src, f->problems[k].uid,
+				    f->problems[k].reason);
+				return;
+			}
+	}
+}
+
+/* cutover_report - what the pass that just ended found, per account */
+static void
+cutover_report(struct syncd *sd)
+{
+	const struct report *r = sd->report;
+	struct cutover_acct_result *acc;
+	struct cutover_pass_result res;
+	struct report_totals t;
+	size_t i;
+
+	if (sd->cutover == NULL || r == NULL)
+		return;		/* no cutover, or the pass did not run */
+	if ((acc = calloc(r->naccounts + 1, sizeof(*acc))) == NULL) {
+		log_warnx("cutover: out of memory; this pass is not counted");
+		return;
+	}
+	for (i = 0; i < r->naccounts; i++) {
+		const struct report_account *ra = r->accounts[i];
+
+		report_account_totals(ra, &t);
+		acc[i].user = ra->src_user;
+		acc[i].copied = t.copied;
+		acc[i].missing = t.missing;
+		acc[i].failed = t.failed;
+		acc[i].error = ra->error != NULL;
+		first_failure(ra, acc[i].reason, sizeof(acc[i].reason));
+	}
+	memset(&res, 0, sizeof(res));
+	res.started = sd->pass_started;
+	res.finished = sd->last.finished;
+	res.full = sd->pr != NULL && sd->pr->full;
+	res.acc = acc;
+	res.nacc = r->naccounts;
+	cutover_pass_done(sd->cutover, &res);
+	free(acc);
+}
 
 static int
 key_reloadable(const char *section, const char *key)
@@ -100,6 +198,7 @@ reload_apply(struct syncd *sd, struct config *fresh)
 	    fresh->syncd.max_messages_per_second;
 	c->cutover.check_interval = fresh->cutover.check_interval;
 	c->cutover.quiet_period = fresh->cutover.quiet_period;
+	c->cutover.catchup_interval = fresh->cutover.catchup_interval;
 	log_set_level((enum log_level)c->global.log_level);
 	if (restart > 0)
 		log_warnx("reload: %u changed key(s) wait for a restart",
@@ -168,7 +267,8 @@ static void
 schedule_next(struct syncd *sd)
 {
 	struct timeval tv = { 0, 0 };
-	int64_t secs = sd->cfg.syncd.interval;
+	int64_t secs = cutover_pass_interval(sd->cutover,
+	    sd->cfg.syncd.interval);
 
 	tv.tv_sec = (time_t)secs;
 	if (evtimer_add(sd->ev_next, &tv) == -1)
@@ -208,6 +308,7 @@ on_pass_done(evutil_socket_t fd, short what, void *arg)
 		event_base_loopexit(sd->base, NULL);
 		return;
 	}
+	cutover_report(sd);
 	reload_pending(sd);
 	if (sd->wanted) {
 		sd->wanted = 0;
@@ -233,6 +334,8 @@ pass_start(struct syncd *sd, const char *why)
 		return;
 	snprintf(sd->why_run, sizeof(sd->why_run), "%s", why);
 	evtimer_del(sd->ev_next);
+	live_snapshot(sd);
+	cutover_pass_started(sd->cutover, time(NULL));
 	sd->running = 1;
 	if ((rc = pthread_create(&sd->thread, NULL, pass_thread, sd)) != 0) {
 		sd->running = 0;
@@ -293,6 +396,8 @@ int
 syncd_daemon_run(struct syncd *sd)
 {
 	struct timeval idle = { IDLE_PUBLISH_SECS, 0 };
+	struct cutover_hooks hooks;
+	char err[512];
 	int rc = EXIT_RUNTIME;
 
 	sd->wake[0] = sd->wake[1] = -1;
@@ -312,6 +417,22 @@ syncd_daemon_run(struct syncd *sd)
 	}
 	if (daemon_signals(&sd->d, sd->base, on_stop, on_reload, sd) == -1)
 		goto out;
+	memset(&hooks, 0, sizeof(hooks));
+	hooks.request_pass = on_cutover_request;
+	hooks.arg = sd;
+	if (cutover_new(&sd->cutover, sd->base, sd->store, &sd->cfg,
+	    sd->accounts, &hooks, err, sizeof(err)) == -1) {
+		log_errorx("cutover: %s", err);
+		goto out;
+	}
+	if (sd->cutover != NULL) {
+		if ((sd->live = calloc(sd->accounts->count + 1, 1)) == NULL) {
+			log_errorx("out of memory");
+			goto out;
+		}
+		sd->o.dest_live = dest_live;
+		sd->o.dest_live_arg = sd;
+	}
 	/* between passes the daemon stays logged in (sync.c, "kept") */
 	if ((sd->o.keep = sync_keep_new()) == NULL) {
 		log_errorx("out of memory");
@@ -333,6 +454,9 @@ syncd_daemon_run(struct syncd *sd)
 	log_notice("stopping on signal");
 	rc = 0;
 out:
+	cutover_free(&sd->cutover);
+	free(sd->live);
+	sd->live = NULL;
 	loop_free(sd);
 	return (rc);
 }

@@ -449,6 +449,8 @@ sync_pass_run(const struct sync_pass_opts *o, struct report *r,
 		a->acc = ac;
 		a->idx = n;
 		a->ledger = ledger;
+		a->dest_live = o->dest_live != NULL &&
+		    o->dest_live(o->dest_live_arg, ac);
 		a->ledger_since = oldest - o->cfg->forward.queue_lifetime -
 		    LEDGER_SLACK;
 		pthread_mutex_init(&a->mu, NULL);

@@ -1,5 +1,5 @@
 /*
- * sync.h - the ferry-syncd pass engine (issue 5 items 2-7): one pass
+ * sync.h - the ferry-syncd pass engine: one pass
  * over every account, a full copy for folders without state and a
  * delta for folders with state, with exactly-once APPENDs through the
  * intent records of state.h, and a report (report.h) filled as it goes.
@@ -51,6 +51,12 @@ struct sync_pass_opts {
 					   log out after each pass */
 	void		(*tick)(void *arg);
 	void		*tick_arg;
+	/* An account whose destination is live (its cutover domain is past
+	 * synced): the pass copies what is new but never deletes there and
+	 * never changes the flags of messages already there.  Asked once
+	 * per account when the pass starts; NULL: never live. */
+	int		(*dest_live)(void *arg, const struct account *a);
+	void		*dest_live_arg;
 };
 
 enum sync_acct_state {

@@ -418,7 +418,10 @@ phase_scan(struct frun *fr)
  * phase_flags - flag changes to the destination: a full look compares
  * the messages just fetched; a delta looks at the flags of the messages
  * known already (CHANGEDSINCE with CONDSTORE, from its prefetch when
- * that asked what would be asked now)
+ * that asked what would be asked now).  Not once the destination is
+ * live (the cutover is past synced): users set flags there now, and the
+ * old host's are stale; a prefetch already queued is still read off the
+ * wire.
  */
 static int
 phase_flags(struct frun *fr)
@@ -433,9 +436,10 @@ phase_flags(struct frun *fr)
 	if (!fc->dst_exists)
 		return (0);
 	if (!fr->delta)
-		return (apply_flags(fc, &fr->msgs));
+		return (fc->a->dest_live ? 0 : apply_flags(fc, &fr->msgs));
 	since = fc_flags_since(fc, fc->smb.highestmodseq);
-	need = since == 0 || fc->smb.highestmodseq != since;
+	need = !fc->a->dest_live &&
+	    (since == 0 || fc->smb.highestmodseq != since);
 	if (fc->pf_flags_q) {
 		/* queued behind the EXAMINE: used when it asked what would
 		 * be asked now */
@@ -462,6 +466,8 @@ phase_flags(struct frun *fr)
 			return (-1);
 		}
 	}
+	if (fc->a->dest_live)
+		return (0);
 	sort_n(fr->flags.v, fr->flags.n, sizeof(*fr->flags.v), smsg_cmp);
 	return (apply_flags(fc, &fr->flags));
 }
@@ -517,7 +523,8 @@ phase_todo(struct frun *fr)
 	return (0);
 }
 
-/* phase_deletions - only with delete = yes, only syncd's own copies */
+/* phase_deletions - only with delete = yes, only syncd's own copies,
+ * and never once the destination is live (see phase_flags) */
 static int
 phase_deletions(struct frun *fr)
 {
@@ -526,7 +533,8 @@ phase_deletions(struct frun *fr)
 	struct uidlist live;
 	int rc;
 
-	if (!(fc->a->p->o->cfg->syncd.delete && fc->dst_exists))
+	if (!(fc->a->p->o->cfg->syncd.delete && fc->dst_exists) ||
+	    fc->a->dest_live)
 		return (0);
 	memset(&live, 0, sizeof(live));
 	if (fc_ready(fc, 0) == -1)

@@ -148,6 +148,7 @@ struct acct {
 	uint64_t	 dst_appendlimit;
 	int		 ledger;	/* ledger non-empty: look bodies up */
 	int64_t		 ledger_since;	/* ...of messages dated from then on */
+	int		 dest_live;	/* sync_pass_opts.dest_live said so */
 };
 
 struct pass {

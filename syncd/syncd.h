@@ -70,6 +70,8 @@ struct syncd {
 	struct event_base *base;
 	struct daemon	 d;
 	struct cutover	*cutover;	/* NULL: no [cutover] domains */
+	unsigned char	*live;		/* per account: cutover_dest_live()
+					   when the running pass started */
 	pthread_t	 thread;
 	int		 running;	/* a pass thread exists */
 	int		 wanted;	/* a pass was asked for meanwhile */
