@@ -13,7 +13,8 @@
 #       LOG (see below).  Stops after N messages or once FILE exists.
 #   cutover_tool.py burst LOG --port PORT --rcpts A,B --count N [--tag T]
 #                   [--threads K]
-#       N messages to one port at once over K parallel sessions (load).
+#       N messages to one port at once over K parallel sessions (load);
+#       a session that cannot connect waits 0.2 s before the next message.
 #   cutover_tool.py once LOG --port PORT --rcpts A,B [--tag T]
 #       One message (e.g. a straggler whose sender cached the old MX).
 #   LOG lines: "epoch<TAB>tag<TAB>resolver<TAB>mx<TAB>port<TAB>code<TAB>
@@ -180,7 +181,9 @@ def cmd_burst(a):
                 if not todo:
                     return
                 i = todo.pop()
-            send_one(a.log, a.tag, "-", "-", a.port, rcpts[i % len(rcpts)])
+            if send_one(a.log, a.tag, "-", "-", a.port,
+                        rcpts[i % len(rcpts)]) == "conn":
+                time.sleep(0.2)	# the server is down: a moment
     ts = [threading.Thread(target=worker) for _ in range(a.threads)]
     for t in ts:
         t.start()
