@@ -1,5 +1,5 @@
 #!/bin/bash
-# demo.sh - a whole mailferry cutover in about two minutes, on loopback only.
+# demo.sh - a whole mailferry cutover in a minute or two, on loopback only.
 #
 # usage: contrib/demo.sh [FERRY_RELAY [FERRYCTL [FERRY_SYNCD]]]
 #        (default: relay/ferry-relay, ctl/ferryctl and syncd/ferry-syncd
@@ -23,7 +23,8 @@
 # -> dual-reception -> closed), "ferryctl status" before, during and
 # after, and the final verdict.  The times are the demo configuration's
 # (conf/mailferry.conf.example) scaled down: check_interval 2s,
-# catchup_interval 5s, quiet_period 30s.  Ctrl-C stops everything.
+# catchup_interval 5s, quiet_period 30s: about a minute in all.  Ctrl-C
+# stops everything.
 set -u
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -168,10 +169,10 @@ until_phase() {
 	done
 	die "phase $1 not reached after $2 s (see ferryctl status)"
 }
-# send RESOLVER RCPT SUBJECT - ask the resolver for the MX, send there
+# send r1|r2 RCPT SUBJECT - ask the resolver for the MX, send there
 send() {
-	local mx port out
-	mx=$(dig +short +time=2 +tries=1 -p "$1" @127.0.0.1 "$DOMAIN" MX | awk '{ print $2 }' | sed 's/\.$//' | head -n 1)
+	local mx port out v=DNS_PORT_$1
+	mx=$(dig +short +time=2 +tries=1 -p "${!v}" @127.0.0.1 "$DOMAIN" MX | awk '{ print $2 }' | sed 's/\.$//' | head -n 1)
 	case $mx in
 	"$OLD_MX") port=$RELAY_PORT ;;
 	"$NEW_MX") port=$POSTFIX_PORT_B ;;
@@ -180,7 +181,7 @@ send() {
 	out=$(swaks --server "127.0.0.1:$port" --helo sender.example.org \
 		--from carol@sender.example.org --to "$2" --header "Subject: $3" \
 		--body "Sent by contrib/demo.sh." 2>&1)
-	printf '    resolver %s says %-24s -> %s\n' "$1" "$mx" \
+	printf '    %s: %s says MX %-24s -> %s\n' "$2" "$1" "$mx" \
 		"$(printf '%s\n' "$out" | grep -E '^<[-~] +250 .*queued' | tail -n 1 | sed "s/^<[-~] */$G/; s/\$/$N/")"
 	printf '%s\n' "$out" | grep -Eq '^<[-~] +250 .*queued' || die "not accepted: $(printf '%s\n' "$out" | tail -n 3)"
 }
@@ -198,8 +199,8 @@ spawn syncd "$SYNCD" -d -c "$CONF"
 say "ferry-relay and ferry-syncd run (logs: $T/log/relay.log, $T/log/syncd.log)"
 show "$CTL" -c "$CONF" status
 until_phase synced 60
-send "$DNS_PORT_r1" "alice@$DOMAIN" "Before the switch"
-send "$DNS_PORT_r2" "bob@$DOMAIN" "Before the switch, too"
+send r1 "alice@$DOMAIN" "Before the switch"
+send r2 "bob@$DOMAIN" "Before the switch, too"
 show "$CTL" -c "$CONF" status
 
 step "D-day: the MX record changes; resolver r1 sees it first"
@@ -208,15 +209,15 @@ until_phase switching 20
 sleep 1
 say "the first new answer starts a catch-up pass at once:"
 grep -h 'pass [0-9]*: starting' "$T/log/syncd.log" | tail -n 1 | sed "s/^/    $D/; s/\$/$N/"
-send "$DNS_PORT_r1" "alice@$DOMAIN" "Via the new MX"
-send "$DNS_PORT_r2" "bob@$DOMAIN" "Still via the old MX"
+send r1 "alice@$DOMAIN" "Via the new MX"
+send r2 "bob@$DOMAIN" "Still via the old MX"
 
 step "The new MX has a hiccup: the relay keeps its copy queued and retries"
 stop_postfix B
-send "$DNS_PORT_r2" "alice@$DOMAIN" "While the new MX is down"
+send r2 "alice@$DOMAIN" "While the new MX is down"
 sleep 3
 show "$CTL" -c "$CONF" queue
-POSTFIX_DOMAINS=$DOMAIN start_postfix B >/dev/null || die "Postfix B"
+POSTFIX_DOMAINS=$DOMAIN start_postfix B "lmtp:inet:127.0.0.1:$LMTP_PORT_B" >/dev/null || die "Postfix B"
 for ((i = 0; i < 60; i++)); do
 	[ "$(relay_queue)" = 0 ] && break
 	sleep 0.5
@@ -228,7 +229,7 @@ phases
 step "Resolver r2 follows: dual reception"
 update_dns_named r2 < <(zone new) || die "dnsmasq r2"
 until_phase dual-reception 20
-send "$DNS_PORT_r2" "bob@$DOMAIN" "After the switch"
+send r2 "bob@$DOMAIN" "After the switch"
 say "a straggler whose sender cached the old MX still reaches the relay:"
 out=$(swaks --server "127.0.0.1:$RELAY_PORT" --helo stale.example.net \
 	--from dave@stale.example.net --to "alice@$DOMAIN" --header "Subject: Straggler" \

@@ -333,7 +333,7 @@ check "ferry-syncd restarts after kill -9" start_syncd
 
 # The new MX is back after the outage; the relay delivers its queue.
 while [ $(($(date +%s) - T_DOWN)) -lt "$OUTAGE" ]; do sleep 0.2; done
-check "Postfix B is back after ${OUTAGE} s" start_postfix B
+check "Postfix B is back after ${OUTAGE} s" start_postfix B "lmtp:inet:127.0.0.1:$LMTP_PORT_B"
 relay_during=$(awk -F'\t' -v p="$RELAY_PORT" -v a="$T_DOWN" \
 	'$5 == p && $6 == 250 && $1 >= a { n++ } END { print n + 0 }' "$SENT")
 check "the relay's queue drains into the new MX" wait_drained $((30 * SLOW))
