@@ -10,7 +10,10 @@
 #       P MX D), takes the MX host of lowest preference, sends the message
 #       to 127.0.0.1:PORT of its --route (as a sender on the Internet would
 #       send to whatever that resolver answers), and appends one line to
-#       LOG (see below).  Stops after N messages or once FILE exists.
+#       LOG (see below).  When nothing listens there it asks again and
+#       retries every second, up to --retries times, like a sending MTA
+#       (each message on its own thread).  Stops after N messages or once
+#       FILE exists.
 #   cutover_tool.py burst LOG --port PORT --rcpts A,B --count N [--tag T]
 #                   [--threads K]
 #       N messages to one port at once over K parallel sessions (load);
@@ -19,7 +22,8 @@
 #       One message (e.g. a straggler whose sender cached the old MX).
 #   LOG lines: "epoch<TAB>tag<TAB>resolver<TAB>mx<TAB>port<TAB>code<TAB>
 #       message-id<TAB>body-sha256<TAB>rcpt"; code is the final SMTP reply
-#       to DATA (250 = acknowledged), or "conn", "nomx", "noroute".
+#       to DATA (250 = acknowledged), or "refused" (nothing listens),
+#       "conn" (the session broke), "nomx", "noroute".
 #
 #   cutover_tool.py watch OUT --ferryctl PATH --conf FILE --stop FILE
 #                   [--every SECS]
@@ -88,10 +92,14 @@ def make_message(tag, rcpt):
 
 
 def smtp_send(port, rcpt, data):
-    """The final reply code to DATA, or 'conn' when the session failed."""
+    """The final reply code to DATA, 'refused' when nothing listens on the
+    port, or 'conn' when the session failed later."""
     try:
-        s = smtplib.SMTP("127.0.0.1", port, local_hostname="client.example.org",
-                         timeout=30)
+        try:
+            s = smtplib.SMTP("127.0.0.1", port,
+                             local_hostname="client.example.org", timeout=30)
+        except ConnectionRefusedError:
+            return "refused"
         try:
             s.ehlo()
             code, _ = s.mail("sender@sender.example.org")
@@ -147,28 +155,45 @@ def send_one(log, tag, resolver, mx, port, rcpt):
     return code
 
 
+def send_resolved(a, routes, res, rcpt):
+    """Like a sending MTA: ask the resolver, send; when nothing listens on
+    that MX, ask again and retry every second (up to --retries times)."""
+    mid, data, bh = make_message(a.tag, rcpt)
+    for attempt in range(a.retries + 1):
+        mx = resolve_mx(res, a.domain)
+        if mx is None:
+            code, port = "nomx", "-"
+        elif mx not in routes:
+            code, port = "noroute", "-"
+        else:
+            port = routes[mx]
+            code = smtp_send(int(port), rcpt, data)
+        if code != "refused" or (a.stop and os.path.exists(a.stop)):
+            break
+        time.sleep(1)
+    log_line(a.log, ["%.3f" % time.time(), a.tag, res, mx or "-", port, code,
+                     mid, bh, rcpt])
+
+
 def cmd_send(a):
     resolvers = a.resolvers.split(",")
     routes = dict(r.split("=", 1) for r in a.route)
     rcpts = a.rcpts.split(",")
+    threads = []
     for i in range(a.count):
         if a.stop and os.path.exists(a.stop):
             break
         t0 = time.time()
         res = resolvers[i % len(resolvers)]
         rcpt = rcpts[i % len(rcpts)]
-        mx = resolve_mx(res, a.domain)
-        if mx is None:
-            mid, _, bh = make_message(a.tag, rcpt)
-            log_line(a.log, ["%.3f" % time.time(), a.tag, res, "-", "-",
-                             "nomx", mid, bh, rcpt])
-        elif mx not in routes:
-            mid, _, bh = make_message(a.tag, rcpt)
-            log_line(a.log, ["%.3f" % time.time(), a.tag, res, mx, "-",
-                             "noroute", mid, bh, rcpt])
-        else:
-            send_one(a.log, a.tag, res, mx, int(routes[mx]), rcpt)
+        # Every message its own sender: one waiting for a dead MX does
+        # not hold up the others.
+        t = threading.Thread(target=send_resolved, args=(a, routes, res, rcpt))
+        t.start()
+        threads.append(t)
         time.sleep(max(0.0, a.every - (time.time() - t0)))
+    for t in threads:
+        t.join()
 
 
 def cmd_burst(a):
@@ -182,7 +207,7 @@ def cmd_burst(a):
                     return
                 i = todo.pop()
             if send_one(a.log, a.tag, "-", "-", a.port,
-                        rcpts[i % len(rcpts)]) == "conn":
+                        rcpts[i % len(rcpts)]) in ("conn", "refused"):
                 time.sleep(0.2)	# the server is down: a moment
     ts = [threading.Thread(target=worker) for _ in range(a.threads)]
     for t in ts:
@@ -318,6 +343,7 @@ def main():
     p.add_argument("--every", type=float, default=0.3)
     p.add_argument("--stop")
     p.add_argument("--tag", default="loop")
+    p.add_argument("--retries", type=int, default=30)
     p = sub.add_parser("burst")
     p.add_argument("log")
     p.add_argument("--port", type=int, required=True)
