@@ -23,7 +23,8 @@
 # (dual-reception); the new MX goes down again and three stragglers
 # (senders with a cached MX) still reach the relay, which keeps them
 # queued past quiet_period: the domain must stay open until they are
-# delivered, then close.
+# delivered; one more straggler after that must keep it open for
+# quiet_period (the relay's last inbound message); then it closes.
 #
 # Asserted at the end, by reading both IMAP servers (not ferry-syncd's
 # state): every message acknowledged with 250 by anyone is in B exactly
@@ -379,7 +380,15 @@ print(d["phase"], d["verdict"], any("deferred" in o for o in d["outstanding"]))'
 		! awk -F'\t' '$3 == "closed" || $4 == "safe-to-retire" { f = 1 } END { exit !f }' "$WATCH"
 }
 check "quiet_period later, the deferred stragglers keep the domain open" held_open
+# One more straggler, and the new MX is back: once the queue is empty, the
+# relay's last inbound message alone must hold the domain open for
+# quiet_period.
+check "a last straggler reaches the relay" \
+	test "$("$LIB_PYTHON" "$TOOL" once "$SENT" --port "$RELAY_PORT" \
+		--rcpts "alice@$DOMAIN" --tag straggler)" = 250
+T_STRAGGLER=$(awk -F'\t' '$2 == "straggler" && $6 == 250 { t = $1 } END { print int(t) }' "$SENT")
 check "Postfix B is back" start_postfix B "lmtp:inet:127.0.0.1:$LMTP_PORT_B"
+check "the relay delivers the stragglers" wait_drained $((20 * SLOW))
 
 check "the domain closes: safe-to-retire" \
 	wait_phase closed $((QUIET + 3 * CATCHUP + 30 * SLOW))
