@@ -10,9 +10,10 @@
  * '*'; "~TEXT" skips lines until one equals TEXT (an SMTP body up to
  * "."); NULL expects nothing.  Then send is written, after delay_ms when
  * given (so that the client reads it apart from what came before), and
- * the server half-closes the connection when close is set (the last step).  single_line makes the
- * step fail when the client has already sent more than that one line
- * (a command pipelined although the server did not allow it).
+ * the server half-closes the connection when close is set (the last
+ * step).  single_line makes the step fail when the client has already
+ * sent more than that one line (a command pipelined although the server
+ * did not allow it).
  *
  * A mismatch closes the connection and is kept in peer->error.  Bytes
  * the client sends after the last step are counted in peer->extra.

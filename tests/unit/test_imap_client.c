@@ -611,6 +611,8 @@ main(void)
 		cmocka_unit_test(test_starttls_refused),
 	};
 
-	log_open("test_imap_client", LOG_DEST_STDERR, 0, getenv("TEST_DEBUG") ? LOG_LVL_DEBUG : LOG_LVL_WARNING);
+	/* TEST_DEBUG=1 shows the client's command log */
+	log_open("test_imap_client", LOG_DEST_STDERR, 0,
+	    getenv("TEST_DEBUG") != NULL ? LOG_LVL_DEBUG : LOG_LVL_WARNING);
 	return (cmocka_run_group_tests(tests, NULL, NULL));
 }
