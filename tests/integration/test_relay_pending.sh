@@ -28,6 +28,7 @@ plan 31
 
 STATE=$T/state
 PORT=$(free_port)
+HTTP_PORT=$(free_port)
 M=$T/msgs
 USER=alice@example.test
 mkdir -p "$STATE" "$M"
@@ -62,6 +63,7 @@ spf = off
 dkim = off
 [control]
 socket = $T/control.sock
+http = 127.0.0.1:$HTTP_PORT
 [syncd]
 source = imap://127.0.0.1:$IMAP_PORT_A?tls=none
 destination = imap://127.0.0.1:$IMAP_PORT_B?tls=none
