@@ -101,6 +101,8 @@
 #                     PTR     name target   (e.g. 1.0.0.127.in-addr.arpa)
 #                     TIMEOUT name          (queries for name and every name
 #                             below it are never answered)
+#                     SERVFAIL name         (queries for name and every
+#                             name below it get SERVFAIL at once)
 #                   Every other name gets NXDOMAIN; nothing is forwarded
 #                   anywhere.  Answers carry TTL $DNS_TTL (default 0, so a
 #                   resolver never caches).  dnsmasq listens on
@@ -109,10 +111,22 @@
 #   update_dns <<EOF ... EOF  replace all records: restart dnsmasq with the
 #                   new ones on the same DNS_PORT (e.g. the MX switched).
 #   stop_dns                stop it.
+#   start_dns_named NAME <<EOF ... EOF
+#                   one more dnsmasq beside it (several resolvers that
+#                   disagree, e.g. during an MX switch): the same record
+#                   syntax and behaviour, instance NAME ([A-Za-z0-9_]+) in
+#                   $T/dns-NAME on its own port; exports DNS_PORT_NAME and
+#                   DNS_LOG_NAME.  start_dns is instance "main" (DNS_PORT
+#                   = DNS_PORT_main).
+#   update_dns_named NAME <<EOF ... EOF  replace NAME's records, same port.
+#   stop_dns_named NAME     stop that instance.
 #   dns_query NAME TYPE     print the answer data (dig +short) from our
-#                   dnsmasq; exit non-zero when dig fails (timeout).
+#                   dnsmasq on $DNS_PORT (another instance:
+#                   DNS_PORT=$DNS_PORT_b dns_query ...); exit non-zero
+#                   when dig fails (timeout).
 #   dns_status NAME TYPE [SECS]  print the response code (NOERROR,
-#                   NXDOMAIN, SERVFAIL...) or TIMEOUT after SECS (default 2).
+#                   NXDOMAIN, SERVFAIL...) or TIMEOUT after SECS (default
+#                   2), from $DNS_PORT too.
 #
 # IMAP (Dovecot)
 #   start_dovecot [USER:PASS...]
@@ -304,7 +318,8 @@ at_exit() {
 # test's .log file, which CI prints for a failed test).
 _lib_dump_logs() {
 	local f
-	for f in "$T"/log/*.log "$T"/dns/dnsmasq.log "$T"/dovecot/*/dovecot.log; do
+	for f in "$T"/log/*.log "$T"/dns/dnsmasq.log "$T"/dns-*/dnsmasq.log \
+		"$T"/dovecot/*/dovecot.log; do
 		[ -f "$f" ] || continue
 		case $f in */check.*.log) continue ;; esac
 		echo "===== ${f#"$T"/} (last 30 lines)" >&2
@@ -571,12 +586,13 @@ make_cert() {
 
 # --- DNS --------------------------------------------------------------------
 
-# _lib_dns_conf BLACKHOLE_PORT - records on stdin to dnsmasq.conf lines on
-# stdout.  dnsmasq splits TXT strings longer than 255 bytes by itself.
+# _lib_dns_conf BLACKHOLE_PORT SERVFAIL_PORT - records on stdin to
+# dnsmasq.conf lines on stdout.  dnsmasq splits TXT strings longer than
+# 255 bytes by itself.
 _lib_dns_conf() {
 	"$LIB_PYTHON" -c '
 import shlex, sys
-hole = sys.argv[1]
+hole, fail = sys.argv[1], sys.argv[2]
 def q(s):
     return "\"" + s.replace("\\", "\\\\").replace("\"", "\\\"") + "\""
 for n, line in enumerate(sys.stdin, 1):
@@ -602,9 +618,11 @@ for n, line in enumerate(sys.stdin, 1):
         need(3); print("ptr-record=%s,%s" % (f[1], f[2]))
     elif t == "TIMEOUT":
         need(2); print("server=/%s/127.0.0.1#%s" % (f[1], hole))
+    elif t == "SERVFAIL":
+        need(2); print("server=/%s/127.0.0.1#%s" % (f[1], fail))
     else:
         sys.exit("start_dns: line %d: unknown record type %s" % (n, f[0]))
-' "$1"
+' "$1" "$2"
 }
 
 # _lib_blackhole PORT - bind UDP and TCP 127.0.0.1:PORT and never answer.
@@ -630,9 +648,43 @@ while True:
 ' "$1"
 }
 
-# _lib_dns_run - start dnsmasq for the records on stdin on $DNS_PORT.
+# _lib_servfail PORT - answer every UDP query on 127.0.0.1:PORT with
+# SERVFAIL (same id and question, RA set); dnsmasq passes it on.
+_lib_servfail() {
+	spawn dns-servfail "$LIB_PYTHON" -c '
+import socket, sys
+u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+u.bind(("127.0.0.1", int(sys.argv[1])))
+while True:
+    q, a = u.recvfrom(65535)
+    if len(q) < 12:
+        continue
+    # QR, the query opcode and RD; RA; RCODE 2; no records.
+    u.sendto(q[:2] + bytes([0x80 | (q[2] & 0x79), 0x82]) + q[4:6] +
+             bytes(6) + q[12:], a)
+' "$1"
+}
+
+# _lib_dns_name_ok NAME - an instance name is [A-Za-z0-9_]+.
+_lib_dns_name_ok() {
+	case $1 in
+	*[!A-Za-z0-9_]* | "")
+		echo "dns: bad instance name '$1'" >&2
+		return 1
+		;;
+	esac
+}
+
+# _lib_dns_run NAME PORT - start dnsmasq instance NAME for the records on
+# stdin on 127.0.0.1:PORT.  Instance "main" (start_dns) lives in $T/dns and
+# is spawned as "dnsmasq"; any other in $T/dns-NAME as "dnsmasq-NAME".
+# Sets _lib_dns_pid_NAME and exports DNS_PORT_NAME and DNS_LOG_NAME.
 _lib_dns_run() {
-	local d=$T/dns hole=none i
+	local name=$1 port=$2 d=$T/dns hole=none fail=none i log pid tag=dnsmasq
+	if [ "$name" != main ]; then
+		d=$T/dns-$name
+		tag=dnsmasq-$name
+	fi
 	mkdir -p "$d"
 	_lib_dns_n=$((_lib_dns_n + 1))
 	cat >"$d/records.$_lib_dns_n"
@@ -644,41 +696,86 @@ _lib_dns_run() {
 		fi
 		hole=$_lib_dns_hole
 	fi
+	if grep -qi '^[[:space:]]*SERVFAIL[[:space:]]' "$d/records.$_lib_dns_n"; then
+		if [ -z "${_lib_dns_fail:-}" ]; then
+			_lib_dns_fail=$(free_port) || return 1
+			_lib_servfail "$_lib_dns_fail"
+		fi
+		fail=$_lib_dns_fail
+	fi
 	{
 		# Everything not configured here is answered locally (NXDOMAIN),
 		# never forwarded: there is no upstream at all.
 		echo "local=/#/"
-		_lib_dns_conf "$hole" <"$d/records.$_lib_dns_n" || return 1
+		_lib_dns_conf "$hole" "$fail" <"$d/records.$_lib_dns_n" || return 1
 	} >"$d/dnsmasq.conf.$_lib_dns_n" || return 1
 	cp "$d/dnsmasq.conf.$_lib_dns_n" "$d/dnsmasq.conf"
-	DNS_LOG=$d/dnsmasq.log
-	export DNS_LOG DNS_PORT
+	log=$d/dnsmasq.log
 	# --user: as root dnsmasq would drop to nobody, who cannot write the
 	# log in $T; as a normal user it changes nothing.
-	spawn dnsmasq dnsmasq --keep-in-foreground \
+	spawn "$tag" dnsmasq --keep-in-foreground \
 		--conf-file="$d/dnsmasq.conf" --no-resolv --no-hosts --no-poll \
-		--listen-address=127.0.0.1 --bind-interfaces --port="$DNS_PORT" \
+		--listen-address=127.0.0.1 --bind-interfaces --port="$port" \
 		--pid-file="$d/dnsmasq.pid" --user="$(id -un)" \
-		--log-facility="$DNS_LOG" --log-queries --cache-size=0 \
+		--log-facility="$log" --log-queries --cache-size=0 \
 		--local-ttl="${DNS_TTL:-0}" --no-negcache
-	_lib_dns_pid=$SPAWN_PID
+	pid=$SPAWN_PID
+	eval "_lib_dns_pid_$name=\$pid DNS_PORT_$name=\$port DNS_LOG_$name=\$log"
+	export "DNS_PORT_$name" "DNS_LOG_$name"
 	# dnsmasq binds UDP and TCP together, so a TCP connect means ready.
 	for ((i = 0; i < 200; i++)); do
-		if ! _lib_alive "$_lib_dns_pid"; then
-			echo "start_dns: dnsmasq exited:" >&2
-			cat "$T/log/dnsmasq.log" >&2
+		if ! _lib_alive "$pid"; then
+			echo "start_dns: dnsmasq $name exited:" >&2
+			cat "$T/log/$tag.log" >&2
 			return 1
 		fi
-		(exec 3<>"/dev/tcp/127.0.0.1/$DNS_PORT") 2>/dev/null && return 0
+		(exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && return 0
 		sleep 0.05
 	done
-	echo "start_dns: dnsmasq did not start" >&2
+	echo "start_dns: dnsmasq $name did not start" >&2
 	return 1
 }
 
+start_dns_named() {
+	local name=$1 v port
+	_lib_dns_name_ok "$name" || return 1
+	v=_lib_dns_pid_$name
+	if [ -n "${!v:-}" ]; then
+		echo "start_dns_named: instance $name already runs (update_dns_named)" >&2
+		return 1
+	fi
+	port=$(free_port) || return 1
+	_lib_dns_run "$name" "$port"
+}
+
+update_dns_named() {
+	local name=$1 v
+	_lib_dns_name_ok "$name" || return 1
+	v=DNS_PORT_$name
+	[ -n "${!v:-}" ] || {
+		echo "update_dns_named: start_dns_named $name first" >&2
+		return 1
+	}
+	stop_dns_named "$name"
+	_lib_dns_run "$name" "${!v}"
+}
+
+stop_dns_named() {
+	local v
+	_lib_dns_name_ok "$1" || return 1
+	v=_lib_dns_pid_$1
+	[ -n "${!v:-}" ] && stop_pid "${!v}"
+	eval "$v="
+	return 0
+}
+
+# The single instance of the older tests is instance "main", with the
+# unsuffixed names as well.
 start_dns() {
-	DNS_PORT=$(free_port) || return 1
-	_lib_dns_run
+	start_dns_named main || return 1
+	DNS_PORT=$DNS_PORT_main
+	DNS_LOG=$DNS_LOG_main
+	export DNS_PORT DNS_LOG
 }
 
 update_dns() {
@@ -686,13 +783,11 @@ update_dns() {
 		echo "update_dns: start_dns first" >&2
 		return 1
 	}
-	stop_dns
-	_lib_dns_run
+	update_dns_named main
 }
 
 stop_dns() {
-	[ -n "${_lib_dns_pid:-}" ] && stop_pid "$_lib_dns_pid"
-	_lib_dns_pid=
+	stop_dns_named main
 }
 
 dns_query() {

@@ -111,6 +111,49 @@ port_and_mx() { echo "$DNS_PORT $(dns_query "$1" MX)"; }
 check_output "update_dns keeps the port and serves the new MX" \
 	"$old_port 5 new-mx.example.test." port_and_mx example.test
 
+# Several resolvers at once (an MX switch seen by some and not others):
+# two more instances, each its own port and answer for the same name.
+check "start_dns_named a: a second dnsmasq" start_dns_named a <<EOF
+MX example.test 10 old-mx.example.test
+EOF
+check "start_dns_named b: a third one" start_dns_named b <<EOF
+MX example.test 10 new-mx.example.test
+TIMEOUT slow.test
+SERVFAIL broken.test
+EOF
+mx_at() { DNS_PORT=$1 dns_query example.test MX; }
+if [ -n "${DNS_PORT_a:-}" ] && [ -n "${DNS_PORT_b:-}" ] &&
+	[ "$DNS_PORT_a" != "$DNS_PORT_b" ] && [ "$DNS_PORT_a" != "$DNS_PORT" ]; then
+	ok "named instances export their own ports (a=$DNS_PORT_a b=$DNS_PORT_b main=$DNS_PORT)"
+else
+	not_ok "named instances export their own ports" \
+		"a=${DNS_PORT_a:-} b=${DNS_PORT_b:-} main=${DNS_PORT:-}"
+fi
+check_output "instance a answers its MX" "10 old-mx.example.test." mx_at "$DNS_PORT_a"
+check_output "instance b answers another MX for the same name" \
+	"10 new-mx.example.test." mx_at "$DNS_PORT_b"
+check_output "the main instance still answers its own" "5 new-mx.example.test." \
+	mx_at "$DNS_PORT"
+status_at() { DNS_PORT=$1 dns_status "$2" MX 1; }
+check_output "a TIMEOUT name of b stays silent" TIMEOUT \
+	status_at "$DNS_PORT_b" x.slow.test
+check_output "a SERVFAIL name of b answers SERVFAIL" SERVFAIL \
+	status_at "$DNS_PORT_b" x.broken.test
+check_output "its neighbours are not affected" NXDOMAIN \
+	status_at "$DNS_PORT_b" notbroken.test
+check "update_dns_named a: a flips its MX" update_dns_named a <<EOF
+MX example.test 10 new-mx.example.test
+EOF
+check_output "a serves the new MX on the same port" "10 new-mx.example.test." \
+	mx_at "$DNS_PORT_a"
+check "the query logs are apart" \
+	sh -c "grep -q 'query\\[MX\\] x.slow.test' '$DNS_LOG_b' &&
+		! grep -q 'x.slow.test' '$DNS_LOG_a'"
+check "stop_dns_named b stops only b" stop_dns_named b
+check_fail "b no longer answers" port_open "$DNS_PORT_b"
+check_output "a still answers" "10 new-mx.example.test." mx_at "$DNS_PORT_a"
+check_fail "start_dns_named refuses a bad name" start_dns_named "x-y" </dev/null
+
 # --- IMAP -------------------------------------------------------------------------
 
 check "start_dovecot starts a private Dovecot" start_dovecot
