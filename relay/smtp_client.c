@@ -33,6 +33,9 @@
  * handshake end the session (the client-side twin of CVE-2011-0411).
  * Timeouts follow RFC 5321 §4.5.3.2.
  *
+ * States: enum cstate below; every change goes through client_state(),
+ * which logs "old -> new" at debug level.
+ *
  * Lifetime: callbacks into the owner may close or abort the connection.
  * Every entry point from libevent holds a reference (client_ref) and the
  * memory is released only when the last reference goes; after each
@@ -60,6 +63,7 @@
 #include <openssl/ssl.h>
 
 #include "dns.h"
+#include "log.h"
 #include "smtp_client.h"
 #include "tls.h"
 #include "util.h"
@@ -96,6 +100,14 @@ enum cstate {
 	CS_QUIT,	/* detached: QUIT sent, waiting to free */
 };
 
+static const char *const state_names[] = {
+	"START", "RESOLVE", "CONNECT", "GREETING", "EHLO", "HELO",
+	"STARTTLS", "TLS", "EHLO_TLS", "IDLE", "TX", "BODY", "DOT", "TXFAIL",
+	"QUIT",
+};
+_Static_assert(sizeof(state_names) / sizeof(state_names[0]) == CS_QUIT + 1,
+    "state_names[] and enum cstate differ");
+
 /* What each written command's reply answers. */
 enum cmd_kind { CMD_RSET, CMD_MAIL, CMD_RCPT, CMD_DATA };
 
@@ -105,7 +117,6 @@ struct smtp_client_ctx {
 	char			*helo;
 	SSL_CTX			*ssl_ctx;
 	TAILQ_HEAD(, smtp_client) conns;
-	size_t			 count;
 };
 
 struct smtp_client {
@@ -175,22 +186,6 @@ static void	tx_fail_rest(struct smtp_client *c, int code,
 		    const char *status, const char *fmt, ...)
 		    __attribute__((format(printf, 4, 5)));
 
-static void
-seterr(char *err, size_t errlen, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static void
-seterr(char *err, size_t errlen, const char *fmt, ...)
-{
-	va_list ap;
-
-	if (err == NULL || errlen == 0)
-		return;
-	va_start(ap, fmt);
-	vsnprintf(err, errlen, fmt, ap);
-	va_end(ap);
-}
-
 static double
 elapsed_since(const struct timespec *t0)
 {
@@ -199,6 +194,21 @@ elapsed_since(const struct timespec *t0)
 	clock_gettime(CLOCK_MONOTONIC, &now);
 	return ((double)(now.tv_sec - t0->tv_sec) +
 	    (double)(now.tv_nsec - t0->tv_nsec) / 1e9);
+}
+
+/*
+ * client_state - every state change goes through here and is logged at
+ * debug level, so a session's path shows in the log.
+ */
+static void
+client_state(struct smtp_client *c, enum cstate st)
+{
+	if (c->state == st)
+		return;
+	log_debug("smtp-client: %p [%s]: %s -> %s", (void *)c,
+	    c->peer[0] ? c->peer : "-", state_names[c->state],
+	    state_names[st]);
+	c->state = st;
 }
 
 /* ---- replies ----------------------------------------------------------- */
@@ -305,7 +315,6 @@ client_free(struct smtp_client *c)
 	if (c->timer != NULL)
 		event_free(c->timer);
 	TAILQ_REMOVE(&c->ctx->conns, c, entry);
-	c->ctx->count--;
 	free(c->ep);
 	free(c->addr);
 	free(c);
@@ -505,7 +514,7 @@ connect_addr(struct smtp_client *c)
 	    client_eventcb, c);
 	/* libevent times the connect with the write timeout */
 	set_timeouts(c, 0, (int)c->connect_timeout);
-	c->state = CS_CONNECT;
+	client_state(c, CS_CONNECT);
 	if (bufferevent_socket_connect(c->bev, (struct sockaddr *)&ss,
 	    (int)sl) == -1)
 		client_endpoint_failed(c, "connect to %s: %s", c->peer,
@@ -548,7 +557,7 @@ client_next_address(struct smtp_client *c)
 			c->iep++;
 			continue;
 		}
-		c->state = CS_RESOLVE;
+		client_state(c, CS_RESOLVE);
 		if (dns_lookup_addr(c->ctx->dns, hp->host, dns_done, c,
 		    &c->dns_id, err, sizeof(err)) == -1) {
 			snprintf(c->why + strlen(c->why), sizeof(c->why) -
@@ -571,7 +580,7 @@ send_ehlo(struct smtp_client *c, enum cstate st)
 {
 	c->ext = 0;
 	c->size_max = 0;
-	c->state = st;
+	client_state(c, st);
 	set_timeouts(c, TMO_EHLO, TMO_EHLO);
 	if (send_line(c, "%s %s", st == CS_HELO ? "HELO" : "EHLO",
 	    c->ctx->helo) == -1)
@@ -650,7 +659,7 @@ start_tls(struct smtp_client *c)
 	    client_eventcb, c);
 	set_timeouts(c, TMO_EHLO, TMO_EHLO);
 	bufferevent_enable(c->bev, EV_READ | EV_WRITE);
-	c->state = CS_TLS;
+	client_state(c, CS_TLS);
 }
 
 /* tls_failed - the handshake failed: why, and what to do next */
@@ -719,7 +728,7 @@ setup_reply(struct smtp_client *c)
 		if (c->state == CS_EHLO && c->tls != CFG_TLS_NONE &&
 		    !c->plain_retry) {
 			if (c->ext & SMTP_EXT_STARTTLS) {
-				c->state = CS_STARTTLS;
+				client_state(c, CS_STARTTLS);
 				set_timeouts(c, TMO_EHLO, TMO_EHLO);
 				if (send_line(c, "STARTTLS") == -1)
 					client_endpoint_failed(c, "%s: out of "
@@ -739,7 +748,7 @@ setup_reply(struct smtp_client *c)
 		}
 		if (c->ssl != NULL)
 			tls_describe(c->ssl, c->tlsdesc, sizeof(c->tlsdesc));
-		c->state = CS_IDLE;
+		client_state(c, CS_IDLE);
 		set_timeouts(c, 0, 0);
 		if (c->idle_timeout > 0) {
 			struct timeval tv = { c->idle_timeout, 0 };
@@ -756,7 +765,7 @@ setup_reply(struct smtp_client *c)
 			}
 			/* opportunistic: carry on in plain text */
 			c->plain_retry = 1;
-			c->state = CS_EHLO;
+			client_state(c, CS_EHLO);
 			c->rcode = 250;
 			setup_reply(c);
 			return;
@@ -871,7 +880,7 @@ tx_finish(struct smtp_client *c)
 	if (tx->closed) {
 		client_kill(c);
 	} else {
-		c->state = CS_IDLE;
+		client_state(c, CS_IDLE);
 		set_timeouts(c, 0, 0);
 		bufferevent_setwatermark(c->bev, EV_WRITE, 0, 0);
 		if (c->idle_timeout > 0) {
@@ -1035,7 +1044,7 @@ body_fill(struct smtp_client *c)
 		tx_finish(c);
 		return;
 	}
-	c->state = CS_DOT;
+	client_state(c, CS_DOT);
 	bufferevent_setwatermark(c->bev, EV_WRITE, 0, 0);
 	set_timeouts(c, TMO_DATA_TERM, TMO_DATA_BLOCK);
 }
@@ -1043,7 +1052,7 @@ body_fill(struct smtp_client *c)
 static void
 body_start(struct smtp_client *c)
 {
-	c->state = CS_BODY;
+	client_state(c, CS_BODY);
 	c->body_pos = 0;
 	c->body_bol = 1;
 	c->body_last[0] = c->body_last[1] = '\0';
@@ -1053,7 +1062,7 @@ body_start(struct smtp_client *c)
 		/* RFC 2920 §3.1: 354 although no recipient was accepted:
 		 * send an empty message, the results are already known. */
 		evbuffer_add(bufferevent_get_output(c->bev), ".\r\n", 3);
-		c->state = CS_DOT;
+		client_state(c, CS_DOT);
 		set_timeouts(c, TMO_DATA_TERM, TMO_DATA_BLOCK);
 		return;
 	}
@@ -1181,11 +1190,11 @@ smtp_client_send(struct smtp_client *c, struct smtp_tx *tx, smtp_tx_cb *cb,
 	size_t i, k;
 
 	if (c->dead || c->state != CS_IDLE) {
-		seterr(err, errlen, "connection is not idle");
+		errbuf_set(err, errlen, "connection is not idle");
 		return (-1);
 	}
 	if (tx->nrcpt == 0 || tx->nrcpt > SMTP_TX_RCPT_MAX) {
-		seterr(err, errlen, "bad recipient count %zu", tx->nrcpt);
+		errbuf_set(err, errlen, "bad recipient count %zu", tx->nrcpt);
 		return (-1);
 	}
 	event_del(c->timer);
@@ -1225,12 +1234,12 @@ smtp_client_send(struct smtp_client *c, struct smtp_tx *tx, smtp_tx_cb *cb,
 			    "bad recipient address");
 	if (code != 0) {
 		tx_fail_rest(c, code, status, "%s (%s)", why, c->peer);
-		c->state = CS_TXFAIL;
+		client_state(c, CS_TXFAIL);
 		event_active(c->timer, EV_TIMEOUT, 0);
 		return (0);
 	}
 
-	c->state = CS_TX;
+	client_state(c, CS_TX);
 	set_timeouts(c, cmd_timeout(c, 0), TMO_MAIL);
 	if (c->pipelined) {
 		for (k = 0; k < c->ncmd; k++)
@@ -1247,7 +1256,7 @@ nomem:
 	/* Nothing reached the wire for sure: give the connection up. */
 	tx_fail_rest(c, 451, "4.3.0", "out of memory");
 	tx->closed = 1;
-	c->state = CS_TXFAIL;
+	client_state(c, CS_TXFAIL);
 	event_active(c->timer, EV_TIMEOUT, 0);
 	return (0);
 }
@@ -1405,7 +1414,7 @@ client_eventcb(struct bufferevent *bev, short what, void *arg)
 		goto out;
 	if (what & BEV_EVENT_CONNECTED) {
 		if (c->state == CS_CONNECT) {
-			c->state = CS_GREETING;
+			client_state(c, CS_GREETING);
 			set_timeouts(c, TMO_GREETING, TMO_EHLO);
 			bufferevent_enable(c->bev, EV_READ | EV_WRITE);
 		} else if (c->state == CS_TLS) {
@@ -1485,7 +1494,7 @@ smtp_client_ctx_new(struct event_base *base, const char *helo_name,
 	if ((ctx = calloc(1, sizeof(*ctx))) == NULL ||
 	    (ctx->helo = strdup(helo_name)) == NULL) {
 		free(ctx);
-		seterr(err, errlen, "out of memory");
+		errbuf_set(err, errlen, "out of memory");
 		return (NULL);
 	}
 	ctx->base = base;
@@ -1505,12 +1514,6 @@ smtp_client_ctx_set_resolver(struct smtp_client_ctx *ctx,
     struct dns_resolver *dns)
 {
 	ctx->dns = dns;
-}
-
-size_t
-smtp_client_ctx_count(const struct smtp_client_ctx *ctx)
-{
-	return (ctx->count);
 }
 
 /* smtp_client_ctx_free - drop every connection, no callbacks */
@@ -1544,13 +1547,13 @@ smtp_client_connect(struct smtp_client_ctx *ctx,
 	struct smtp_client *c;
 
 	if (p->nep == 0) {
-		seterr(err, errlen, "no endpoint");
+		errbuf_set(err, errlen, "no endpoint");
 		return (NULL);
 	}
 	if ((c = calloc(1, sizeof(*c))) == NULL ||
 	    (c->ep = calloc(p->nep, sizeof(*c->ep))) == NULL) {
 		free(c);
-		seterr(err, errlen, "out of memory");
+		errbuf_set(err, errlen, "out of memory");
 		return (NULL);
 	}
 	memcpy(c->ep, p->ep, p->nep * sizeof(*c->ep));
@@ -1564,15 +1567,14 @@ smtp_client_connect(struct smtp_client_ctx *ctx,
 	if ((c->timer = evtimer_new(ctx->base, timer_cb, c)) == NULL) {
 		free(c->ep);
 		free(c);
-		seterr(err, errlen, "out of memory");
+		errbuf_set(err, errlen, "out of memory");
 		return (NULL);
 	}
 	TAILQ_INSERT_TAIL(&ctx->conns, c, entry);
-	ctx->count++;
 	clock_gettime(CLOCK_MONOTONIC, &c->t_connect);
 	/* Start from the loop so the callback never runs inside this call
 	 * (an IP literal that fails at once would otherwise). */
-	c->state = CS_START;
+	client_state(c, CS_START);
 	event_active(c->timer, EV_TIMEOUT, 0);
 	return (c);
 }
@@ -1587,12 +1589,6 @@ const char *
 smtp_client_peer_host(const struct smtp_client *c)
 {
 	return (c->iep < c->nep ? c->ep[c->iep].host : "none");
-}
-
-unsigned
-smtp_client_ext(const struct smtp_client *c)
-{
-	return (c->ext);
 }
 
 /* smtp_client_skipped - why earlier endpoints were passed over ("" if none) */
@@ -1625,7 +1621,7 @@ smtp_client_close(struct smtp_client **cp)
 		return;
 	}
 	c->cb = NULL;
-	c->state = CS_QUIT;
+	client_state(c, CS_QUIT);
 	set_timeouts(c, TMO_QUIT, TMO_QUIT);
 	send_line(c, "QUIT");
 	event_del(c->timer);

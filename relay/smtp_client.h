@@ -126,7 +126,6 @@ struct smtp_client_ctx *smtp_client_ctx_new(struct event_base *base,
 void	smtp_client_ctx_set_resolver(struct smtp_client_ctx *ctx,
 	    struct dns_resolver *dns);
 void	smtp_client_ctx_free(struct smtp_client_ctx **ctx);
-size_t	smtp_client_ctx_count(const struct smtp_client_ctx *ctx);
 
 struct smtp_client *smtp_client_connect(struct smtp_client_ctx *ctx,
 	    const struct smtp_client_params *params, smtp_client_cb *cb,
@@ -135,7 +134,6 @@ int	smtp_client_send(struct smtp_client *c, struct smtp_tx *tx,
 	    smtp_tx_cb *cb, void *arg, char *err, size_t errlen);
 const char *smtp_client_peer(const struct smtp_client *c);
 const char *smtp_client_peer_host(const struct smtp_client *c);
-unsigned smtp_client_ext(const struct smtp_client *c);
 const char *smtp_client_tls(const struct smtp_client *c);
 const char *smtp_client_skipped(const struct smtp_client *c);
 void	smtp_client_close(struct smtp_client **c);

@@ -108,6 +108,14 @@
 #define SPOOL_BUFSZ	(16 * 1024)	/* write buffer, DATA sessions only */
 #define SPOOL_LINEMAX	8192		/* longest header line */
 #define DEDUPE_VALUE_VERSION	1
+/* Test hook: when set (to anything) in the relay's environment at start,
+ * the writer thread ends the process with _exit(SPOOL_TEST_CRASH_STATUS)
+ * after a round's files are durable and before its LMDB transaction: the
+ * crash the start-up rebuild exists for, on demand, for
+ * tests/integration/test_relay_pending.sh.  Unset (production), nothing
+ * is different. */
+#define SPOOL_TEST_CRASH_ENV	"MAILFERRY_TEST_CRASH_BEFORE_COMMIT"
+#define SPOOL_TEST_CRASH_STATUS	86
 #define DEDUPE_VALUE_LEN	(1 + 8 + QUEUE_ID_LEN)
 
 enum msg_where { IN_TMP, IN_QUEUE, GONE };
@@ -162,6 +170,7 @@ struct spool {
 	int		 thread_started;
 	int		 pipefd[2];	/* writer -> loop: "done is not empty" */
 	struct event	*done_ev;
+	int		 test_crash;	/* SPOOL_TEST_CRASH_ENV was set */
 };
 
 /* ---- small helpers ------------------------------------------------------ */
@@ -854,6 +863,8 @@ spool_round(struct spool *sp, struct msgq *round)
 	TAILQ_FOREACH(m, round, entry)
 		if (m->status == 0)
 			nok++;
+	if (nok > 0 && sp->test_crash)
+		_exit(SPOOL_TEST_CRASH_STATUS);
 	if (nok > 0 && store_txn_run(sp->relay->store, 0, round_put, round,
 	    err, sizeof(err)) != 0) {
 		char what[300];
@@ -1679,6 +1690,7 @@ spool_open(struct spool **spool_r, struct relay *relay, char *err,
 		return (-1);
 	}
 	sp->relay = relay;
+	sp->test_crash = getenv(SPOOL_TEST_CRASH_ENV) != NULL;
 	sp->tmpfd = sp->queuefd = -1;
 	sp->pipefd[0] = sp->pipefd[1] = -1;
 	TAILQ_INIT(&sp->pending);

@@ -171,20 +171,7 @@ int	 imap_parse_at_start(const struct imap_parse *p);
  */
 int	 imap_parse_seqset_next(const char **sp, uint64_t *lo_r, uint64_t *hi_r);
 
-/*
- * imap_parse_date_time - an IMAP date-time "17-Jul-1996 02:44:25 -0700"
- * (the day may be " 7" or "7") to seconds since the epoch (UTC) and the
- * zone offset in minutes.  Returns 0, or -1 when the text is not one.
- */
-int	 imap_parse_date_time(const char *s, int64_t *t_r, int *tzmin_r);
-
-/*
- * imap_parse_format_date_time - the canonical date-time for t shown in
- * zone tzmin ("17-Jul-1996 02:44:25 -0700") in buf (at least 27 bytes).
- * Returns 0, or -1 when buf is too small or tzmin out of range.
- */
-#define IMAP_DATE_TIME_MAX	27
-int	 imap_parse_format_date_time(int64_t t, int tzmin, char *buf,
-	    size_t len);
+/* INTERNALDATE text: imap_parse_date_time(), imap_parse_format_date_time() */
+#include "imap_date.h"
 
 #endif

@@ -15,17 +15,20 @@
 # Postfix B is back the relay delivers its copy: exactly one in B, and
 # the next pass copies nothing.  When the relay gives up on a message
 # (ferryctl delete), the pending entry goes and the next pass copies the
-# old host's copy, exactly once.
+# old host's copy, exactly once.  And a relay killed between the spool
+# fsync and the LMDB commit rebuilds the record, keys included, so the
+# message still reaches B once.
 . "$top_srcdir/tests/integration/lib.sh"
 
 require_cmd dovecot postfix "$LIB_PYTHON"
 [ -x /usr/lib/dovecot/lmtp ] ||
 	skip_all "Dovecot's lmtp is not installed (dovecot-lmtpd)"
 
-plan 23
+plan 31
 
 STATE=$T/state
 PORT=$(free_port)
+HTTP_PORT=$(free_port)
 M=$T/msgs
 USER=alice@example.test
 mkdir -p "$STATE" "$M"
@@ -60,6 +63,7 @@ spf = off
 dkim = off
 [control]
 socket = $T/control.sock
+http = 127.0.0.1:$HTTP_PORT
 [syncd]
 source = imap://127.0.0.1:$IMAP_PORT_A?tls=none
 destination = imap://127.0.0.1:$IMAP_PORT_B?tls=none
@@ -227,5 +231,49 @@ check_output "and the pass after it copies nothing more" 0 copied
 start_postfix B >/dev/null 2>&1
 check "B holds it exactly once (the relay has nothing left to send)" \
 	same_for 4 B 5
+
+# --- a crash between the spool fsync and the LMDB commit -----------------------------
+#
+# MAILFERRY_TEST_CRASH_BEFORE_COMMIT (relay/spool.c's test hook) ends the
+# relay after the spool file is durable and before its LMDB transaction:
+# the client gets no 250.  The restart rebuilds the record from the file,
+# with the keys computed at reception: the client's retry is a duplicate,
+# the ledger knows the message, and B gets it once.
+
+stop_pid "$RELAY_PID"
+crash_relay() {
+	spawn relay-crash env MAILFERRY_TEST_CRASH_BEFORE_COMMIT=1 \
+		"$FERRY_RELAY" -d -c "$T/mailferry.conf"
+	RELAY_PID=$SPAWN_PID
+	wait_port "$PORT" 10
+}
+check "ferry-relay with the crash hook starts" crash_relay
+mkmsg crash
+RC=$(send crash)
+diag "reply: $RC"
+crashed() {
+	local i
+	for ((i = 0; i < 100; i++)); do
+		_lib_alive "$RELAY_PID" || break
+		sleep 0.1
+	done
+	! _lib_alive "$RELAY_PID" && ! grep -q "^DATA 250" <<<"$RC" &&
+		[ -n "$(ls "$STATE/spool/queue")" ]
+}
+check "it dies with the message spooled, before the 250" crashed
+stop_pid "$RELAY_PID"
+rebuilt() {
+	start_relay && sleep 1 &&
+		grep "queue record rebuilt from its spool file" "$T/log/relay.log"
+}
+check "the restarted relay rebuilds its record from the spool file" rebuilt
+RC2=$(send crash)
+diag "the client's retry: $RC2"
+check "the client's retry is a duplicate of the rebuilt message" \
+	grep -q "^DATA 250 2.0.0 .*duplicate" <<<"$RC2"
+check "B gets it" wait_count B 6 30
+check "the old host gets its copy_to copy" wait_count A 6 30
+check_output "a pass copies nothing: the ledger knows it" 0 copied
+check "B holds it exactly once" same_for 3 B 6
 
 done_testing

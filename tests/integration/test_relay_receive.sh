@@ -14,6 +14,7 @@ require_cmd swaks smtp-sink openssl mdb_dump "$LIB_PYTHON"
 STATE=$T/state
 PORT=$(free_port)
 UPSTREAM_PORT=$(free_port)	# nothing listens there until the end
+HTTP_PORT=$(free_port)		# not the default 8025: tests run in parallel
 mkdir -p "$STATE" "$T/log"
 make_cert mx.example.test >/dev/null 2>&1
 
@@ -47,6 +48,8 @@ connect_timeout = 2s
 ; no DNS server in this test: nothing may leave loopback
 spf = off
 dkim = off
+[control]
+http = 127.0.0.1:$HTTP_PORT
 EOF
 }
 
