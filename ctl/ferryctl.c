@@ -55,8 +55,9 @@
 #include "cli.h"
 #include "config.h"
 #include "cutover_state.h"
+#include "drain.h"
 #include "json.h"
-#include "relay.h"
+#include "spool.h"
 #include "store.h"
 #include "util.h"
 

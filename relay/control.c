@@ -57,9 +57,12 @@
 #include <event2/keyvalq_struct.h>
 #include <event2/listener.h>
 
+#include "control.h"
 #include "cutover_state.h"
+#include "drain.h"
 #include "json.h"
 #include "log.h"
+#include "queue.h"
 #include "relay.h"
 #include "store.h"
 #include "util.h"

@@ -102,8 +102,10 @@
 #include "dns.h"
 #include "ledger.h"
 #include "log.h"
+#include "queue.h"
 #include "relay.h"
 #include "smtp_client.h"
+#include "spool.h"
 #include "srs.h"
 #include "store.h"
 #include "util.h"
@@ -688,30 +690,6 @@ srs_same_route(const struct queue *q, const struct dest *d, const char *rcpt)
 	if (!dns_name_valid(domain))
 		return (d == NULL);
 	return (d != NULL && d->kind == DK_MX && strcmp(d->domain, domain) == 0);
-}
-
-/*
- * srs_rcpt_check - for smtp_server at RCPT time (see relay.h).  The
- * same test as dlv_slot(), so what the server accepts as an SRS
- * recipient is what the queue routes back to the original sender.
- */
-int
-srs_rcpt_check(const struct relay *relay, const char *rcpt, char *orig,
-    size_t origlen)
-{
-	char buf[SRS_ADDR_MAX + 1];
-
-	if (orig != NULL && origlen > 0)
-		orig[0] = '\0';
-	if (relay == NULL || relay->srs == NULL || rcpt == NULL ||
-	    !srs_is_srs(relay->srs, rcpt))
-		return (0);
-	if (srs_reverse(relay->srs, rcpt, time(NULL), buf, sizeof(buf)) !=
-	    SRS_OK)
-		return (-1);
-	if (orig != NULL && origlen > 0)
-		snprintf(orig, origlen, "%s", buf);
-	return (1);
 }
 
 /* mx_gc - forget MX destinations nobody waits for (called from timers) */

@@ -23,11 +23,13 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <time.h>
 
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
 
+#include "relay.h"
 #include "srs.h"
 #include "util.h"
 
@@ -366,4 +368,29 @@ srs_reverse(const struct srs *srs, const char *addr, time_t now, char *out,
 	memcpy(out + f.llen + 1, f.domain, f.dlen);
 	out[f.llen + 1 + f.dlen] = '\0';
 	return (SRS_OK);
+}
+
+/*
+ * srs_rcpt_check - for smtp_server at RCPT time (see srs.h).  The same
+ * test as the queue's routing (dlv_slot()), so what the server accepts
+ * as an SRS recipient is what the queue routes back to the original
+ * sender.
+ */
+int
+srs_rcpt_check(const struct relay *relay, const char *rcpt, char *orig,
+    size_t origlen)
+{
+	char buf[SRS_ADDR_MAX + 1];
+
+	if (orig != NULL && origlen > 0)
+		orig[0] = '\0';
+	if (relay == NULL || relay->srs == NULL || rcpt == NULL ||
+	    !srs_is_srs(relay->srs, rcpt))
+		return (0);
+	if (srs_reverse(relay->srs, rcpt, time(NULL), buf, sizeof(buf)) !=
+	    SRS_OK)
+		return (-1);
+	if (orig != NULL && origlen > 0)
+		snprintf(orig, origlen, "%s", buf);
+	return (1);
 }

@@ -98,4 +98,20 @@ int	srs_is_srs(const struct srs *srs, const char *addr);
 
 const char *srs_strerror(int status);
 
+/*
+ * srs_rcpt_check - for smtp_server at RCPT TO: is rcpt one of relay's
+ * SRS addresses ("SRS0=...@" [forward] srs_domain, relay->srs), i.e. a
+ * bounce of mail we forwarded with a rewritten sender?
+ *   0  no (or SRS is off): apply the normal recipient rules
+ *   1  yes, authentic and not expired: accept it (whatever [relay]
+ *      domains say); the queue delivers it to the original sender,
+ *      copied into orig (may be NULL) for the log
+ *  -1  yes, but tampered, expired or malformed: refuse 550 5.1.1
+ * The queue routes exactly the recipients for which this says 1: it
+ * makes the same srs_is_srs() test (queue_deliver.c's dlv_slot()).
+ */
+struct relay;
+int	srs_rcpt_check(const struct relay *relay, const char *rcpt,
+	    char *orig, size_t origlen);
+
 #endif

@@ -34,8 +34,10 @@
 #include "config.h"
 #include "ledger.h"
 #include "log.h"
+#include "queue.h"
 #include "relay.h"
 #include "smtp_client.h"
+#include "spool.h"
 #include "store.h"
 
 /* ---- the fake SMTP client ------------------------------------------------- */
