@@ -372,7 +372,7 @@ srs_reverse(const struct srs *srs, const char *addr, time_t now, char *out,
 
 /*
  * srs_rcpt_check - for smtp_server at RCPT time (see srs.h).  The same
- * test as the queue's routing (dlv_slot()), so what the server accepts
+ * test as the queue's routing (dest_slot()), so what the server accepts
  * as an SRS recipient is what the queue routes back to the original
  * sender.
  */

@@ -108,7 +108,7 @@ const char *srs_strerror(int status);
  *      copied into orig (may be NULL) for the log
  *  -1  yes, but tampered, expired or malformed: refuse 550 5.1.1
  * The queue routes exactly the recipients for which this says 1: it
- * makes the same srs_is_srs() test (queue_deliver.c's dlv_slot()).
+ * makes the same srs_is_srs() test (queue_dest.c's dest_slot()).
  */
 struct relay;
 int	srs_rcpt_check(const struct relay *relay, const char *rcpt,
