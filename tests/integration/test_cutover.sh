@@ -197,10 +197,6 @@ wait_phase() {
 	cat "$WATCH" >&2
 	return 1
 }
-# when_phase PHASE - epoch when the watcher first saw PHASE
-when_phase() {
-	awk -F'\t' -v p="$1" '$3 == p { print int($1); exit }' "$WATCH"
-}
 
 relay_queue() {
 	"$FERRYCTL" -c "$CONF" --json queue 2>/dev/null |
