@@ -59,13 +59,13 @@ struct queue_record {
 	char		*client;	/* "helo [addr]" for logs and DSNs */
 	size_t		 ndlv;
 	struct delivery	*dlv;
-	/* Issue 4: header fields prepended when the message is forwarded
+	/* The checks: header fields prepended when the message is forwarded
 	 * (our Authentication-Results), CRLF-terminated; owned, may be NULL.
 	 * Known only at the end of DATA, after the spool file is written,
 	 * hence kept in the record and not in the file: a queue rebuilt
 	 * from the files alone forwards without it. */
 	char		*headers;
-	/* Issue 4: the relay key (DESIGN.md §4), put into STORE_DB_DEDUPE
+	/* The relay key (DESIGN.md §4), put into STORE_DB_DEDUPE
 	 * with MDB_NOOVERWRITE in the same LMDB transaction as this record.
 	 * Not encoded in the record. */
 	uint8_t		 has_relay_key;

@@ -228,7 +228,7 @@ struct relay {
 	struct control		*control;
 	struct relay_stats	 stats;
 	time_t			 started;
-	/* Issue 4: one resolver for every look-up ([checks] dns), the SPF
+	/* One resolver for every look-up ([checks] dns), the SPF
 	 * worker pool, the DKIM library, SRS (NULL when off) and the drain
 	 * view's counters; created by main.c, shared by all modules. */
 	struct dns_resolver	*resolver;

@@ -4,11 +4,8 @@
  * Shape: spf_check() copies its arguments into a struct spf_job and
  * queues it; one of nworkers threads takes it, runs libspf2 (which is
  * synchronous) and puts the job on the done list; the first job put on
- * an empty done list writes a byte into a pipe whose read end is a
- * persistent EV_READ event on the loop, and that event calls the
- * callbacks.  (A pipe rather than event_active() from the workers: it
- * works whether or not the program called evthread_use_pthreads() before
- * creating its event_base.)
+ * an empty done list wakes the loop (common/wakeup.h), which calls the
+ * callbacks.
  *
  * DNS: libspf2 asks a DNS "layer" (SPF_dns_server_t) for TXT, A, AAAA,
  * MX and PTR records and reads its answers from an SPF_dns_rr_t.  Ours,
@@ -92,6 +89,7 @@
 #include "log.h"
 #include "spf.h"
 #include "util.h"
+#include "wakeup.h"
 
 /* What libspf2 explains a fail with when a record has no exp=: a plain
  * string, so no macro expansion happens for it. */
@@ -147,8 +145,7 @@ TAILQ_HEAD(spf_job_list, spf_job);
 
 struct spf_checker {
 	struct event_base	*base;
-	struct event		*ev;		/* read end of the pipe */
-	int			 pipefd[2];
+	struct wakeup		*wake;		/* done list: empty -> not */
 	pthread_mutex_t		 mu;
 	pthread_cond_t		 cv;
 	struct spf_job_list	 queue;		/* under mu */
@@ -849,16 +846,10 @@ worker_main(void *arg)
 		job->state = JOB_DONE;
 		wake = TAILQ_EMPTY(&chk->done);
 		TAILQ_INSERT_TAIL(&chk->done, job, qentry);
-		if (wake) {
-			/* The loop drains the pipe before it takes the done
-			 * list, so a byte per empty->non-empty edge is
-			 * enough.  A full pipe already means "wake up". */
-			ssize_t w;
-
-			do
-				w = write(chk->pipefd[1], "", 1);
-			while (w == -1 && errno == EINTR);
-		}
+		/* The loop drains the wake-up before it takes the done
+		 * list, so one per empty->non-empty edge is enough. */
+		if (wake)
+			wakeup_signal(chk->wake);
 	}
 	pthread_mutex_unlock(&chk->mu);
 	return (NULL);
@@ -886,19 +877,14 @@ job_unlink(struct spf_checker *chk, struct spf_job *job)
 	chk->nlive--;
 }
 
-/* done_cb - the pipe is readable: call back every finished job */
+/* done_cb - woken up: call back every finished job */
 static void
-done_cb(evutil_socket_t fd, short what, void *arg)
+done_cb(void *arg)
 {
 	struct spf_checker *chk = arg;
 	struct spf_job_list batch;
 	struct spf_job *job;
-	char buf[64];
 
-	(void)what;
-	/* Drain first, then take the list (see worker_main). */
-	while (read(fd, buf, sizeof(buf)) > 0)
-		;
 	TAILQ_INIT(&batch);
 	pthread_mutex_lock(&chk->mu);
 	TAILQ_CONCAT(&batch, &chk->done, qentry);
@@ -1139,7 +1125,6 @@ spf_checker_new_with(struct spf_checker **chk_r, struct event_base *base,
 		return (-1);
 	}
 	chk->base = base;
-	chk->pipefd[0] = chk->pipefd[1] = -1;
 	TAILQ_INIT(&chk->queue);
 	TAILQ_INIT(&chk->done);
 	TAILQ_INIT(&chk->live);
@@ -1169,16 +1154,8 @@ spf_checker_new_with(struct spf_checker **chk_r, struct event_base *base,
 		goto fail;
 	}
 	chk->sync_ok = 1;
-	if (pipe2(chk->pipefd, O_NONBLOCK | O_CLOEXEC) == -1) {
-		errbuf_set(err, errlen, "pipe: %s", strerror(errno));
+	if (wakeup_new(&chk->wake, base, done_cb, chk, err, errlen) == -1)
 		goto fail;
-	}
-	chk->ev = event_new(base, chk->pipefd[0], EV_READ | EV_PERSIST,
-	    done_cb, chk);
-	if (chk->ev == NULL || event_add(chk->ev, NULL) == -1) {
-		errbuf_set(err, errlen, "cannot watch the result pipe");
-		goto fail;
-	}
 	if ((chk->threads = calloc((size_t)nworkers,
 	    sizeof(*chk->threads))) == NULL) {
 		errbuf_set(err, errlen, "out of memory");
@@ -1245,11 +1222,7 @@ checker_destroy(struct spf_checker *chk)
 		TAILQ_REMOVE(&chk->done, job, qentry);
 		job_free(job);
 	}
-	if (chk->ev != NULL)
-		event_free(chk->ev);
-	for (i = 0; i < 2; i++)
-		if (chk->pipefd[i] != -1)
-			close(chk->pipefd[i]);
+	wakeup_free(&chk->wake);
 	if (chk->sync_ok) {
 		pthread_cond_destroy(&chk->cv);
 		pthread_mutex_destroy(&chk->mu);

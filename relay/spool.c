@@ -103,6 +103,7 @@
 #include "relay.h"
 #include "relay_view.h"
 #include "store.h"
+#include "wakeup.h"
 
 #define SPOOL_MAGIC	"mailferry-spool 1"
 #define SPOOL_BUFSZ	(16 * 1024)	/* write buffer, DATA sessions only */
@@ -168,8 +169,7 @@ struct spool {
 	int		 stop;		/* (mu) */
 	pthread_t	 thread;
 	int		 thread_started;
-	int		 pipefd[2];	/* writer -> loop: "done is not empty" */
-	struct event	*done_ev;
+	struct wakeup	*wake;		/* writer -> loop: "done is not empty" */
 	int		 test_crash;	/* SPOOL_TEST_CRASH_ENV was set */
 };
 
@@ -924,24 +924,19 @@ spool_writer(void *arg)
 		pthread_mutex_lock(&sp->mu);
 		TAILQ_CONCAT(&sp->done, &round, entry);
 		pthread_mutex_unlock(&sp->mu);
-		/* EAGAIN: the pipe is full, hence already readable. */
-		while (write(sp->pipefd[1], "", 1) == -1 && errno == EINTR)
-			;
+		wakeup_signal(sp->wake);
 	}
 	return (NULL);
 }
 
 /* spool_done_cb - on the loop: report finished rounds to their callers */
 static void
-spool_done_cb(evutil_socket_t fd, short what, void *arg)
+spool_done_cb(void *arg)
 {
 	struct spool *sp = arg;
 	struct msgq done;
 	struct spool_msg *m;
-	char drain[64];
 
-	while (read(fd, drain, sizeof(drain)) > 0)
-		;
 	TAILQ_INIT(&done);
 	pthread_mutex_lock(&sp->mu);
 	TAILQ_CONCAT(&done, &sp->done, entry);
@@ -1692,7 +1687,6 @@ spool_open(struct spool **spool_r, struct relay *relay, char *err,
 	sp->relay = relay;
 	sp->test_crash = getenv(SPOOL_TEST_CRASH_ENV) != NULL;
 	sp->tmpfd = sp->queuefd = -1;
-	sp->pipefd[0] = sp->pipefd[1] = -1;
 	TAILQ_INIT(&sp->pending);
 	TAILQ_INIT(&sp->done);
 	pthread_mutex_init(&sp->mu, NULL);
@@ -1722,16 +1716,9 @@ spool_open(struct spool **spool_r, struct relay *relay, char *err,
 	    spool_reconcile(sp, err, errlen) == -1)
 		goto fail;
 
-	if (pipe2(sp->pipefd, O_NONBLOCK | O_CLOEXEC) == -1) {
-		snprintf(err, errlen, "pipe: %s", strerror(errno));
+	if (wakeup_new(&sp->wake, relay->base, spool_done_cb, sp, err,
+	    errlen) == -1)
 		goto fail;
-	}
-	sp->done_ev = event_new(relay->base, sp->pipefd[0], EV_READ | EV_PERSIST,
-	    spool_done_cb, sp);
-	if (sp->done_ev == NULL || event_add(sp->done_ev, NULL) == -1) {
-		snprintf(err, errlen, "cannot add the spool event");
-		goto fail;
-	}
 	if (pthread_create(&sp->thread, NULL, spool_writer, sp) != 0) {
 		snprintf(err, errlen, "cannot start the spool writer thread");
 		goto fail;
@@ -1780,12 +1767,7 @@ spool_close(struct spool **spoolp)
 		msg_unlink(sp, m);
 		msg_free(m);
 	}
-	if (sp->done_ev)
-		event_free(sp->done_ev);
-	if (sp->pipefd[0] != -1)
-		close(sp->pipefd[0]);
-	if (sp->pipefd[1] != -1)
-		close(sp->pipefd[1]);
+	wakeup_free(&sp->wake);
 	if (sp->tmpfd != -1)
 		close(sp->tmpfd);
 	if (sp->queuefd != -1)

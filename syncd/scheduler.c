@@ -38,6 +38,7 @@
 #include "cutover.h"
 #include "log.h"
 #include "syncd.h"
+#include "wakeup.h"
 
 #define IDLE_PUBLISH_SECS	2	/* "syncd.progress" between passes */
 
@@ -279,26 +280,18 @@ static void *
 pass_thread(void *arg)
 {
 	struct syncd *sd = arg;
-	ssize_t n;
-
 	(void)syncd_pass_run(sd, sd->why_run);
-	do
-		n = write(sd->wake[1], "", 1);
-	while (n == -1 && errno == EINTR);
+	wakeup_signal(sd->wake);
 	return (NULL);
 }
 
 /* on_pass_done - the pass thread has finished (loop thread) */
 static void
-on_pass_done(evutil_socket_t fd, short what, void *arg)
+on_pass_done(void *arg)
 {
 	struct syncd *sd = arg;
-	char buf[16];
 	int rc;
 
-	(void)what;
-	while (read(fd, buf, sizeof(buf)) > 0)
-		;
 	if (!sd->running)
 		return;
 	if ((rc = pthread_join(sd->thread, NULL)) != 0)
@@ -369,18 +362,12 @@ on_idle(evutil_socket_t fd, short what, void *arg)
 static void
 loop_free(struct syncd *sd)
 {
-	if (sd->ev_wake != NULL)
-		event_free(sd->ev_wake);
+	wakeup_free(&sd->wake);
 	if (sd->ev_next != NULL)
 		event_free(sd->ev_next);
 	if (sd->ev_idle != NULL)
 		event_free(sd->ev_idle);
-	sd->ev_wake = sd->ev_next = sd->ev_idle = NULL;
-	if (sd->wake[0] != -1)
-		close(sd->wake[0]);
-	if (sd->wake[1] != -1)
-		close(sd->wake[1]);
-	sd->wake[0] = sd->wake[1] = -1;
+	sd->ev_next = sd->ev_idle = NULL;
 	if (sd->reload != NULL) {
 		config_free(sd->reload);
 		free(sd->reload);
@@ -400,17 +387,14 @@ syncd_daemon_run(struct syncd *sd)
 	char err[512];
 	int rc = EXIT_RUNTIME;
 
-	sd->wake[0] = sd->wake[1] = -1;
-	if (pipe2(sd->wake, O_CLOEXEC | O_NONBLOCK) == -1) {
-		log_warn("pipe");
+	if (wakeup_new(&sd->wake, sd->base, on_pass_done, sd, err,
+	    sizeof(err)) == -1) {
+		log_errorx("%s", err);
 		goto out;
 	}
-	sd->ev_wake = event_new(sd->base, sd->wake[0], EV_READ | EV_PERSIST,
-	    on_pass_done, sd);
 	sd->ev_next = evtimer_new(sd->base, on_next, sd);
 	sd->ev_idle = event_new(sd->base, -1, EV_PERSIST, on_idle, sd);
-	if (sd->ev_wake == NULL || sd->ev_next == NULL ||
-	    sd->ev_idle == NULL || event_add(sd->ev_wake, NULL) == -1 ||
+	if (sd->ev_next == NULL || sd->ev_idle == NULL ||
 	    event_add(sd->ev_idle, &idle) == -1) {
 		log_errorx("cannot set up the loop's events");
 		goto out;

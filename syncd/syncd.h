@@ -33,6 +33,7 @@
 struct event;
 struct event_base;
 struct cutover;
+struct wakeup;
 
 struct syncd_last_pass {
 	int		 have;
@@ -77,8 +78,8 @@ struct syncd {
 	int		 wanted;	/* a pass was asked for meanwhile */
 	char		 why[160];	/* ... and why */
 	char		 why_run[160];	/* why the running pass runs */
-	int		 wake[2];	/* pass thread -> loop: "done" */
-	struct event	*ev_wake, *ev_next, *ev_idle;
+	struct wakeup	*wake;		/* pass thread -> loop: "done" */
+	struct event	*ev_next, *ev_idle;
 	struct config	*reload;	/* a HUP's configuration, applied
 					   when no pass runs */
 };

@@ -1,6 +1,6 @@
 #!/bin/bash
 # test_cutover.sh - a whole cutover against real servers, end to end
-# (issue 12, item 6; DESIGN.md §6 "Cutover", §8 the phases).
+# (DESIGN.md §6 "Cutover", §8 the phases).
 #
 #   senders --(MX per resolver)--> old MX: ferry-relay --> Postfix B --LMTP--> Dovecot B
 #                                   |  (copy_to: Postfix A --LMTP--> Dovecot A)

@@ -1,6 +1,6 @@
 #!/bin/bash
 # test_cutover_dns.sh - bad resolver answers never advance a cutover phase,
-# with the ferry-syncd daemon and three resolvers (issue 12, "Bad input";
+# with the ferry-syncd daemon and three resolvers (a lie, a timeout, a SERVFAIL;
 # test_cutover.sh plays the whole cutover, test_cutover_watch.sh the
 # watcher module alone).
 #
