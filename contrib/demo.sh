@@ -1,9 +1,10 @@
 #!/bin/bash
 # demo.sh - a whole mailferry cutover in a minute or two, on loopback only.
 #
-# usage: contrib/demo.sh [FERRY_RELAY [FERRYCTL [FERRY_SYNCD]]]
+# usage: sudo contrib/demo.sh [FERRY_RELAY [FERRYCTL [FERRY_SYNCD]]]
 #        (default: relay/ferry-relay, ctl/ferryctl and syncd/ferry-syncd
-#        under the current directory, i.e. run it from the build directory)
+#        under the current directory, i.e. run it from the build directory;
+#        root because Postfix's master runs only as root)
 #
 # The cast, every one a private instance on 127.0.0.1 in a temporary
 # directory (tests/integration/lib.sh starts and stops them; nothing
@@ -49,6 +50,9 @@ for c in dovecot postfix dnsmasq dig swaks python3; do
 done
 [ -x /usr/lib/dovecot/lmtp ] || die "Dovecot's LMTP is missing (dovecot-lmtpd; sudo contrib/install-deps.sh)"
 [ -f "$EXAMPLE" ] || die "$EXAMPLE not found"
+# Postfix's master runs only as root (the private instances drop to the
+# postfix user themselves).
+[ "$(id -u)" -eq 0 ] || die "the private Postfix instances need root: sudo $0 $*"
 
 top_srcdir=$here/..
 top_builddir=$(pwd)

@@ -59,8 +59,10 @@
 #
 # Processes and ports
 #   free_port               print a port free on 127.0.0.1 for TCP and UDP
-#                   (random in 20000-59999, bind-checked; never the same
-#                   twice in one script).
+#                   (random in 20000-59999 below the kernel's ephemeral
+#                   range, i.e. 20000-32767 on Linux's default, so no
+#                   client socket takes it before the server binds it;
+#                   bind-checked; never the same twice in one script).
 #   wait_port PORT [SECS]   wait (default 10 s) until 127.0.0.1:PORT accepts
 #                   TCP connections; returns 1 on timeout.
 #   port_open PORT          true if 127.0.0.1:PORT accepts a TCP connection
@@ -515,10 +517,20 @@ EOF
 # free_port runs in $( ), a subshell, so its record of handed-out ports
 # would be lost: remember them through a file as well.
 _lib_port_file=$T/log/ports
+# A port chosen now is often bound seconds later (a configuration file is
+# written first, a server restarted on it after a kill): if it lay in the
+# ephemeral range, any outgoing connection in the meantime could take it
+# as its local port and the server's bind would fail.  Stay below.
+_lib_port_top=60000
+read -r _lib_eph_low _ </proc/sys/net/ipv4/ip_local_port_range 2>/dev/null
+if [ -n "${_lib_eph_low:-}" ] && [ "$_lib_eph_low" -gt 25000 ] &&
+	[ "$_lib_eph_low" -lt "$_lib_port_top" ]; then
+	_lib_port_top=$_lib_eph_low
+fi
 free_port() {
 	local p i
 	for ((i = 0; i < 200; i++)); do
-		p=$((20000 + (RANDOM * 32768 + RANDOM) % 40000))
+		p=$((20000 + (RANDOM * 32768 + RANDOM) % (_lib_port_top - 20000)))
 		if grep -qx "$p" "$_lib_port_file" 2>/dev/null; then
 			continue
 		fi
