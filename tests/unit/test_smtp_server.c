@@ -144,7 +144,7 @@ group_teardown(void **state)
 	return (0);
 }
 
-/* ---- the server ---------------------------------------------------------- */
+/* ---- the server -------------------------------------------------------- */
 
 static int
 rm_entry(const char *path, const struct stat *sb, int type, struct FTW *ftw)
@@ -264,7 +264,7 @@ spin(struct fx *fx, int ms)
 		turn(fx, -1);
 }
 
-/* ---- the client ---------------------------------------------------------- */
+/* ---- the client -------------------------------------------------------- */
 
 static struct conn *
 cl_connect(struct fx *fx)
@@ -453,7 +453,8 @@ cl_greeted(struct fx *fx)
 {
 	struct conn *c = cl_connect(fx);
 
-	assert_string_equal(cl_reply(c), "220 " HOSTNAME " ESMTP mailferry\r\n");
+	assert_string_equal(cl_reply(c),
+	    "220 " HOSTNAME " ESMTP mailferry\r\n");
 	return (c);
 }
 
@@ -481,7 +482,7 @@ tls_start(struct conn *c)
 	fail_msg("TLS handshake timed out");
 }
 
-/* ---- the spool ------------------------------------------------------------ */
+/* ---- the spool --------------------------------------------------------- */
 
 /* queued_count - files in spool/queue */
 static int
@@ -580,7 +581,7 @@ english_date(const char *s)
 	    4);
 }
 
-/* ---- the basic flow --------------------------------------------------------- */
+/* ---- the basic flow ---------------------------------------------------- */
 
 static const char ehlo_reply[] =
     "250-" HOSTNAME "\r\n"
@@ -719,7 +720,7 @@ test_refusals(void **state)
 	assert_int_equal(queued_count(fx), 0);
 }
 
-/* ---- PIPELINING ------------------------------------------------------------- */
+/* ---- PIPELINING -------------------------------------------------------- */
 
 /*
  * A whole transaction in one write, then the message, the dot and
@@ -790,7 +791,7 @@ test_pipelined_two_messages(void **state)
 	cl_free(&c);
 }
 
-/* ---- bare LF, bare CR ------------------------------------------------------- */
+/* ---- bare LF, bare CR -------------------------------------------------- */
 
 static void
 data_refused(struct fx *fx, const char *body)
@@ -864,7 +865,7 @@ test_command_bare_lf(void **state)
 	cl_free(&c);
 }
 
-/* ---- overlong lines --------------------------------------------------------- */
+/* ---- overlong lines ---------------------------------------------------- */
 
 static void
 test_overlong_command(void **state)
@@ -936,7 +937,7 @@ test_overlong_data_line(void **state)
 	cl_free(&c);
 }
 
-/* ---- STARTTLS ---------------------------------------------------------------- */
+/* ---- STARTTLS ---------------------------------------------------------- */
 
 /*
  * Commands in the same segment as STARTTLS were sent in clear: they must
