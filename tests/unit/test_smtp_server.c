@@ -17,8 +17,8 @@
  * DATA lines (552 after the dot); STARTTLS with commands in the same
  * segment (they are thrown away, CVE-2011-0411 class); and the
  * Received: date written in English whatever the locale.
- * The wire-level checks against other programs (swaks-like clients,
- * Python's smtplib) are in tests/integration/test_relay_receive.sh.
+ * The same server driven by Python's smtplib and raw sockets, as a
+ * started ferry-relay, is tests/integration/test_relay_receive.sh.
  */
 #include <setjmp.h>
 #include <stdarg.h>
