@@ -5,7 +5,7 @@
  * (never an overread: run under ASan/valgrind), crafted lies (huge
  * counts and lengths, overlong varints, trailing bytes), encoder
  * refusals, queue_record_done(), and queue ids that are well formed,
- * * unique and increasing.  Format version 2 (the headers to
+ * unique and increasing.  Format version 2 (the headers to
  * prepend, per-delivery ledger keys) round-trips; version 1 records (no
  * headers, no ledger keys) still decode.
  */
