@@ -1167,6 +1167,7 @@ test_save_golden(void **state)
 	    "00006553f2b2");
 	free(r.buf);
 	drain_free(&d);
+	ts_remove(&ts);
 }
 
 int
