@@ -12,6 +12,8 @@
 #include <string.h>
 #include <cmocka.h>
 
+#include "hex.h"
+
 #include "cutover_state.h"
 #include "json.h"
 #include "relay_view.h"
@@ -456,21 +458,6 @@ test_status_json(void **state)
 	free(r);
 }
 
-
-/* hex - buf as lower-case hex, for golden-bytes comparisons */
-static char *
-hex(const void *buf, size_t len)
-{
-	static char out[8192];
-	const unsigned char *p = buf;
-	size_t i;
-
-	assert_true(2 * len < sizeof(out));
-	for (i = 0; i < len; i++)
-		snprintf(out + 2 * i, 3, "%02x", p[i]);
-	out[2 * len] = '\0';
-	return (out);
-}
 
 /* The bytes of a small record of every part, pinned (the format of
  * cutover_state.h): a codec change that alters them fails here. */

@@ -25,6 +25,8 @@
 
 #include <cmocka.h>
 
+#include "hex.h"
+
 #include "json.h"
 #include "log.h"
 #include "relay.h"
@@ -1123,21 +1125,6 @@ test_load_corrupt(void **state)
 	ts_remove(&ts);
 }
 
-
-/* hex - buf as lower-case hex, for golden-bytes comparisons */
-static char *
-hex(const void *buf, size_t len)
-{
-	static char out[8192];
-	const unsigned char *p = buf;
-	size_t i;
-
-	assert_true(2 * len < sizeof(out));
-	for (i = 0; i < len; i++)
-		snprintf(out + 2 * i, 3, "%02x", p[i]);
-	out[2 * len] = '\0';
-	return (out);
-}
 
 /* The bytes drain_save() writes, pinned (the format at the top of
  * drain.c): a codec change that alters them fails here. */

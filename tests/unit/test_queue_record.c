@@ -18,6 +18,8 @@
 #include <string.h>
 #include <cmocka.h>
 
+#include "hex.h"
+
 #include "relay.h"
 
 static struct delivery dlv_two[] = {
@@ -405,21 +407,6 @@ test_ids(void **state)
 	}
 }
 
-
-/* hex - buf as lower-case hex, for golden-bytes comparisons */
-static char *
-hex(const void *buf, size_t len)
-{
-	static char out[8192];
-	const unsigned char *p = buf;
-	size_t i;
-
-	assert_true(2 * len < sizeof(out));
-	for (i = 0; i < len; i++)
-		snprintf(out + 2 * i, 3, "%02x", p[i]);
-	out[2 * len] = '\0';
-	return (out);
-}
 
 /*
  * The bytes the encoder writes, pinned: a change to the codec that

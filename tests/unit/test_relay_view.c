@@ -18,6 +18,8 @@
 #include <sys/stat.h>
 #include <cmocka.h>
 
+#include "hex.h"
+
 #include "queue_record.h"
 #include "relay_view.h"
 #include "store.h"
@@ -286,21 +288,6 @@ test_queue(void **state)
 	assert_true(v.queued == 0 && v.oldest == 0);
 }
 
-
-/* hex - buf as lower-case hex, for golden-bytes comparisons */
-static char *
-hex(const void *buf, size_t len)
-{
-	static char out[8192];
-	const unsigned char *p = buf;
-	size_t i;
-
-	assert_true(2 * len < sizeof(out));
-	for (i = 0; i < len; i++)
-		snprintf(out + 2 * i, 3, "%02x", p[i]);
-	out[2 * len] = '\0';
-	return (out);
-}
 
 struct raw {
 	const char	*key;

@@ -15,6 +15,7 @@
 
 #include <cmocka.h>
 
+#include "hex.h"
 #include "msgid.h"
 #include "ledger.h"
 #include "state.h"
@@ -455,21 +456,6 @@ test_ledger(void **state)
 	    err, sizeof(err)), 0);
 }
 
-
-/* hex - buf as lower-case hex, for golden-bytes comparisons */
-static char *
-hex(const void *buf, size_t len)
-{
-	static char out[8192];
-	const unsigned char *p = buf;
-	size_t i;
-
-	assert_true(2 * len < sizeof(out));
-	for (i = 0; i < len; i++)
-		snprintf(out + 2 * i, 3, "%02x", p[i]);
-	out[2 * len] = '\0';
-	return (out);
-}
 
 struct raw {
 	enum store_db	 db;

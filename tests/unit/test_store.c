@@ -23,6 +23,8 @@
 #include <sys/wait.h>
 #include <cmocka.h>
 
+#include "hex.h"
+
 #include "store.h"
 
 #define SMALL_MAP	((size_t)64 << 10)	/* 64 KiB: fills at once */
@@ -1247,21 +1249,6 @@ test_rdonly_absent_dbs(void **state)
 }
 
 
-/* hex - buf as lower-case hex, for golden-bytes comparisons */
-static char *
-hex(const void *buf, size_t len)
-{
-	static char out[8192];
-	const unsigned char *p = buf;
-	size_t i;
-
-	assert_true(2 * len < sizeof(out));
-	for (i = 0; i < len; i++)
-		snprintf(out + 2 * i, 3, "%02x", p[i]);
-	out[2 * len] = '\0';
-	return (out);
-}
-
 struct raw_hdr {
 	char	value[128];
 	char	index[128];
@@ -1281,12 +1268,13 @@ op_raw_hdr(struct store_txn *tx, void *arg)
 	    mdb_dbi_open(txn, "expiry", 0, &idx) != 0 ||
 	    mdb_cursor_open(txn, idx, &cur) != 0)
 		return (-1);
-	snprintf(h->value, sizeof(h->value), "%s", hex(v.mv_data, v.mv_size));
+	snprintf(h->value, sizeof(h->value), "%.120s",
+	    hex(v.mv_data, v.mv_size));
 	if (mdb_cursor_get(cur, &ik, &iv, MDB_FIRST) != 0) {
 		mdb_cursor_close(cur);
 		return (-1);
 	}
-	snprintf(h->index, sizeof(h->index), "%s",
+	snprintf(h->index, sizeof(h->index), "%.120s",
 	    hex(ik.mv_data, ik.mv_size));
 	mdb_cursor_close(cur);
 	return (0);
