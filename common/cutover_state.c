@@ -26,6 +26,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "bytes.h"
 #include "config.h"
 #include "cutover_state.h"
 #include "json.h"
@@ -95,67 +96,16 @@ cutover_record_history(struct cutover_record *r, time_t at,
 
 /* ---- the codec ------------------------------------------------------------ */
 
-/* An output buffer that grows; failed remembers a failed allocation. */
-struct wbuf {
-	unsigned char	*p;
-	size_t		 len, cap;
-	int		 failed;
-};
-
-static void
-put_bytes(struct wbuf *b, const void *data, size_t n)
-{
-	unsigned char *np;
-	size_t cap;
-
-	if (b->failed)
-		return;
-	if (b->len + n > b->cap) {
-		cap = b->cap ? b->cap : 1024;
-		while (cap < b->len + n)
-			cap *= 2;
-		if ((np = realloc(b->p, cap)) == NULL) {
-			b->failed = 1;
-			return;
-		}
-		b->p = np;
-		b->cap = cap;
-	}
-	memcpy(b->p + b->len, data, n);
-	b->len += n;
-}
-
-static void
-put_uint(struct wbuf *b, uint64_t v, size_t width)
-{
-	unsigned char out[8];
-	size_t i;
-
-	for (i = 0; i < width; i++)
-		out[i] = (unsigned char)(v >> (8 * (width - 1 - i)));
-	put_bytes(b, out, width);
-}
-
-static void
-put_u8(struct wbuf *b, unsigned v)
-{
-	put_uint(b, v, 1);
-}
-
-static void
-put_i64(struct wbuf *b, int64_t v)
-{
-	put_uint(b, (uint64_t)v, 8);
-}
-
 /* put_str - a length-prefixed string (width 1 or 2), cut to max */
 static void
-put_str(struct wbuf *b, const char *s, size_t width, size_t max)
+put_str(struct wbuf *w, const char *s, size_t width, size_t max)
 {
 	size_t n = strnlen(s, max);
 
-	put_uint(b, n, width);
-	put_bytes(b, s, n);
+	if (width == 1)
+		wbuf_str8(w, s, n);
+	else
+		wbuf_str16(w, s, n);
 }
 
 /* cutover_record_encode - the record's bytes; -1 when out of memory */
@@ -163,136 +113,89 @@ int
 cutover_record_encode(const struct cutover_record *r, unsigned char **buf_r,
     size_t *len_r)
 {
-	struct wbuf b = { NULL, 0, 0, 0 };
+	struct wbuf w;
 	const struct cutover_answer *a;
 	const struct cutover_sync *s = &r->sync;
 	size_t i, k, m, n;
 
-	put_u8(&b, 'C');
-	put_u8(&b, CUTOVER_RECORD_VERSION);
-	put_str(&b, r->domain, 1, CUTOVER_DOMAIN_MAX);
-	put_u8(&b, r->phase);
-	put_i64(&b, r->phase_since);
-	put_i64(&b, r->switch_seen_at);
-	put_i64(&b, r->all_new_since);
+	wbuf_init(&w);
+	wbuf_u8(&w, 'C');
+	wbuf_u8(&w, CUTOVER_RECORD_VERSION);
+	put_str(&w, r->domain, 1, CUTOVER_DOMAIN_MAX);
+	wbuf_u8(&w, r->phase);
+	wbuf_be64(&w, (uint64_t)r->phase_since);
+	wbuf_be64(&w, (uint64_t)r->switch_seen_at);
+	wbuf_be64(&w, (uint64_t)r->all_new_since);
 	n = r->nanswers < CUTOVER_RESOLVERS_MAX ? r->nanswers :
 	    CUTOVER_RESOLVERS_MAX;
-	put_u8(&b, (unsigned)n);
+	wbuf_u8(&w, (unsigned)n);
 	for (i = 0; i < n; i++) {
 		a = &r->answers[i];
-		put_str(&b, a->resolver, 1, CUTOVER_LABEL_MAX);
-		put_u8(&b, a->class);
-		put_uint(&b, a->ttl, 4);
-		put_i64(&b, a->asked_at);
-		put_i64(&b, a->new_since);
+		put_str(&w, a->resolver, 1, CUTOVER_LABEL_MAX);
+		wbuf_u8(&w, a->class);
+		wbuf_be32(&w, a->ttl);
+		wbuf_be64(&w, (uint64_t)a->asked_at);
+		wbuf_be64(&w, (uint64_t)a->new_since);
 		k = a->nmx < CUTOVER_MX_MAX ? a->nmx : CUTOVER_MX_MAX;
-		put_u8(&b, (unsigned)k);
+		wbuf_u8(&w, (unsigned)k);
 		for (m = 0; m < k; m++)
-			put_str(&b, a->mx[m], 1, CUTOVER_HOST_MAX);
-		put_str(&b, a->error, 1, CUTOVER_ERROR_MAX);
+			put_str(&w, a->mx[m], 1, CUTOVER_HOST_MAX);
+		put_str(&w, a->error, 1, CUTOVER_ERROR_MAX);
 	}
-	put_i64(&b, s->full_done_at);
-	put_i64(&b, s->last_started);
-	put_i64(&b, s->last_finished);
-	put_i64(&b, s->running_since);
-	put_uint(&b, s->copied, 8);
-	put_uint(&b, s->missing, 8);
-	put_uint(&b, s->failed, 8);
-	put_uint(&b, s->accounts, 4);
-	put_i64(&b, s->clean_started);
+	wbuf_be64(&w, (uint64_t)s->full_done_at);
+	wbuf_be64(&w, (uint64_t)s->last_started);
+	wbuf_be64(&w, (uint64_t)s->last_finished);
+	wbuf_be64(&w, (uint64_t)s->running_since);
+	wbuf_be64(&w, s->copied);
+	wbuf_be64(&w, s->missing);
+	wbuf_be64(&w, s->failed);
+	wbuf_be32(&w, s->accounts);
+	wbuf_be64(&w, (uint64_t)s->clean_started);
 	n = s->nfail < CUTOVER_FAIL_MAX ? s->nfail : CUTOVER_FAIL_MAX;
-	put_u8(&b, (unsigned)n);
+	wbuf_u8(&w, (unsigned)n);
 	for (i = 0; i < n; i++) {
-		put_str(&b, s->fail[i].user, 2, CUTOVER_USER_MAX);
-		put_uint(&b, s->fail[i].failed, 8);
-		put_str(&b, s->fail[i].reason, 2, CUTOVER_TEXT_MAX);
+		put_str(&w, s->fail[i].user, 2, CUTOVER_USER_MAX);
+		wbuf_be64(&w, s->fail[i].failed);
+		put_str(&w, s->fail[i].reason, 2, CUTOVER_TEXT_MAX);
 	}
 	n = r->nhist < CUTOVER_HISTORY_MAX ? r->nhist : CUTOVER_HISTORY_MAX;
-	put_uint(&b, n, 2);
+	wbuf_be16(&w, (uint16_t)n);
 	for (i = 0; i < n; i++) {
-		put_i64(&b, r->hist[i].at);
-		put_u8(&b, r->hist[i].from);
-		put_u8(&b, r->hist[i].to);
-		put_str(&b, r->hist[i].why, 2, CUTOVER_TEXT_MAX);
+		wbuf_be64(&w, (uint64_t)r->hist[i].at);
+		wbuf_u8(&w, r->hist[i].from);
+		wbuf_u8(&w, r->hist[i].to);
+		put_str(&w, r->hist[i].why, 2, CUTOVER_TEXT_MAX);
 	}
-	if (b.failed) {
-		free(b.p);
-		return (-1);
-	}
-	*buf_r = b.p;
-	*len_r = b.len;
-	return (0);
+	return (wbuf_finish(&w, buf_r, len_r));
 }
 
-/* A reader over the record's bytes; bad is set on the first problem. */
-struct rbuf {
-	const unsigned char	*p;
-	size_t			 len, off;
-	const char		*bad;	/* first problem, NULL: none */
-};
-
-static int
-get_bytes(struct rbuf *r, void *out, size_t n)
-{
-	if (r->bad != NULL)
-		return (-1);
-	if (r->len - r->off < n) {
-		r->bad = "truncated";
-		return (-1);
-	}
-	memcpy(out, r->p + r->off, n);
-	r->off += n;
-	return (0);
-}
-
-static uint64_t
-get_uint(struct rbuf *r, size_t width)
-{
-	unsigned char in[8];
-	uint64_t v = 0;
-	size_t i;
-
-	if (get_bytes(r, in, width) == -1)
-		return (0);
-	for (i = 0; i < width; i++)
-		v = v << 8 | in[i];
-	return (v);
-}
-
-static int64_t
-get_i64(struct rbuf *r)
-{
-	return ((int64_t)get_uint(r, 8));
-}
-
-/* get_str - a length-prefixed string into out[max + 1]; no NUL inside */
+/* get_str - a length-prefixed string (width 1 or 2) into out[max + 1];
+ * no NUL inside */
 static void
 get_str(struct rbuf *r, size_t width, char *out, size_t max)
 {
-	size_t n = (size_t)get_uint(r, width);
+	size_t n = width == 1 ? rbuf_u8(r) : rbuf_be16(r);
+	const unsigned char *p;
 
 	out[0] = '\0';
-	if (r->bad != NULL)
+	if (r->why == NULL && n > max)
+		rbuf_fail(r, "string too long");
+	if ((p = rbuf_take(r, n)) == NULL)
 		return;
-	if (n > max) {
-		r->bad = "string too long";
-		return;
-	}
-	if (get_bytes(r, out, n) == -1)
-		return;
+	memcpy(out, p, n);
 	out[n] = '\0';
 	if (memchr(out, '\0', n) != NULL)
-		r->bad = "NUL in a string";
+		rbuf_fail(r, "NUL in a string");
 }
 
 /* get_enum - a byte below limit */
 static unsigned
 get_enum(struct rbuf *r, unsigned limit, const char *what)
 {
-	unsigned v = (unsigned)get_uint(r, 1);
+	unsigned v = rbuf_u8(r);
 
-	if (r->bad == NULL && v >= limit)
-		r->bad = what;
+	if (v >= limit)
+		rbuf_fail(r, what);
 	return (v < limit ? v : 0);
 }
 
@@ -301,72 +204,72 @@ int
 cutover_record_decode(struct cutover_record *rec, const void *buf,
     size_t len, char *err, size_t errlen)
 {
-	struct rbuf r = { buf, len, 0, NULL };
+	struct rbuf r;
 	struct cutover_answer *a;
 	struct cutover_sync *s = &rec->sync;
 	size_t i, k;
 
 	memset(rec, 0, sizeof(*rec));
-	if (get_uint(&r, 1) != 'C' && r.bad == NULL)
-		r.bad = "not a cutover record";
-	if (r.bad == NULL && get_uint(&r, 1) != CUTOVER_RECORD_VERSION &&
-	    r.bad == NULL)
-		r.bad = "unknown record version";
+	rbuf_init(&r, buf, len);
+	if (rbuf_u8(&r) != 'C')
+		rbuf_fail(&r, "not a cutover record");
+	if (rbuf_u8(&r) != CUTOVER_RECORD_VERSION)
+		rbuf_fail(&r, "unknown record version");
 	get_str(&r, 1, rec->domain, CUTOVER_DOMAIN_MAX);
-	if (r.bad == NULL && rec->domain[0] == '\0')
-		r.bad = "empty domain";
+	if (rec->domain[0] == '\0')
+		rbuf_fail(&r, "empty domain");
 	rec->phase = get_enum(&r, CUTOVER_NPHASES, "bad phase");
-	rec->phase_since = get_i64(&r);
-	rec->switch_seen_at = get_i64(&r);
-	rec->all_new_since = get_i64(&r);
-	rec->nanswers = (size_t)get_uint(&r, 1);
-	if (r.bad == NULL && rec->nanswers > CUTOVER_RESOLVERS_MAX)
-		r.bad = "too many resolvers";
-	for (i = 0; r.bad == NULL && i < rec->nanswers; i++) {
+	rec->phase_since = (int64_t)rbuf_be64(&r);
+	rec->switch_seen_at = (int64_t)rbuf_be64(&r);
+	rec->all_new_since = (int64_t)rbuf_be64(&r);
+	rec->nanswers = rbuf_u8(&r);
+	if (rec->nanswers > CUTOVER_RESOLVERS_MAX)
+		rbuf_fail(&r, "too many resolvers");
+	for (i = 0; r.why == NULL && i < rec->nanswers; i++) {
 		a = &rec->answers[i];
 		get_str(&r, 1, a->resolver, CUTOVER_LABEL_MAX);
 		a->class = get_enum(&r, MX_CLASS_NCLASSES, "bad class");
-		a->ttl = (uint32_t)get_uint(&r, 4);
-		a->asked_at = get_i64(&r);
-		a->new_since = get_i64(&r);
-		a->nmx = (size_t)get_uint(&r, 1);
-		if (r.bad == NULL && a->nmx > CUTOVER_MX_MAX)
-			r.bad = "too many MX hosts";
-		for (k = 0; r.bad == NULL && k < a->nmx; k++)
+		a->ttl = rbuf_be32(&r);
+		a->asked_at = (int64_t)rbuf_be64(&r);
+		a->new_since = (int64_t)rbuf_be64(&r);
+		a->nmx = rbuf_u8(&r);
+		if (a->nmx > CUTOVER_MX_MAX)
+			rbuf_fail(&r, "too many MX hosts");
+		for (k = 0; r.why == NULL && k < a->nmx; k++)
 			get_str(&r, 1, a->mx[k], CUTOVER_HOST_MAX);
 		get_str(&r, 1, a->error, CUTOVER_ERROR_MAX);
 	}
-	s->full_done_at = get_i64(&r);
-	s->last_started = get_i64(&r);
-	s->last_finished = get_i64(&r);
-	s->running_since = get_i64(&r);
-	s->copied = get_uint(&r, 8);
-	s->missing = get_uint(&r, 8);
-	s->failed = get_uint(&r, 8);
-	s->accounts = (uint32_t)get_uint(&r, 4);
-	s->clean_started = get_i64(&r);
-	s->nfail = (size_t)get_uint(&r, 1);
-	if (r.bad == NULL && s->nfail > CUTOVER_FAIL_MAX)
-		r.bad = "too many failures";
-	for (i = 0; r.bad == NULL && i < s->nfail; i++) {
+	s->full_done_at = (int64_t)rbuf_be64(&r);
+	s->last_started = (int64_t)rbuf_be64(&r);
+	s->last_finished = (int64_t)rbuf_be64(&r);
+	s->running_since = (int64_t)rbuf_be64(&r);
+	s->copied = rbuf_be64(&r);
+	s->missing = rbuf_be64(&r);
+	s->failed = rbuf_be64(&r);
+	s->accounts = rbuf_be32(&r);
+	s->clean_started = (int64_t)rbuf_be64(&r);
+	s->nfail = rbuf_u8(&r);
+	if (s->nfail > CUTOVER_FAIL_MAX)
+		rbuf_fail(&r, "too many failures");
+	for (i = 0; r.why == NULL && i < s->nfail; i++) {
 		get_str(&r, 2, s->fail[i].user, CUTOVER_USER_MAX);
-		s->fail[i].failed = get_uint(&r, 8);
+		s->fail[i].failed = rbuf_be64(&r);
 		get_str(&r, 2, s->fail[i].reason, CUTOVER_TEXT_MAX);
 	}
-	rec->nhist = (size_t)get_uint(&r, 2);
-	if (r.bad == NULL && rec->nhist > CUTOVER_HISTORY_MAX)
-		r.bad = "history too long";
-	for (i = 0; r.bad == NULL && i < rec->nhist; i++) {
-		rec->hist[i].at = get_i64(&r);
+	rec->nhist = rbuf_be16(&r);
+	if (rec->nhist > CUTOVER_HISTORY_MAX)
+		rbuf_fail(&r, "history too long");
+	for (i = 0; r.why == NULL && i < rec->nhist; i++) {
+		rec->hist[i].at = (int64_t)rbuf_be64(&r);
 		rec->hist[i].from = get_enum(&r, CUTOVER_NPHASES, "bad phase");
 		rec->hist[i].to = get_enum(&r, CUTOVER_NPHASES, "bad phase");
 		get_str(&r, 2, rec->hist[i].why, CUTOVER_TEXT_MAX);
 	}
-	if (r.bad == NULL && r.off != r.len)
-		r.bad = "bytes after the record";
-	if (r.bad != NULL) {
+	if (rbuf_left(&r) != 0)
+		rbuf_fail(&r, "bytes after the record");
+	if (r.why != NULL) {
 		errbuf_set(err, errlen, "cutover record: %s (byte %zu of %zu)",
-		    r.bad, r.off, r.len);
+		    r.why, r.off, r.len);
 		memset(rec, 0, sizeof(*rec));
 		return (-1);
 	}

@@ -23,6 +23,7 @@
 #include <string.h>
 
 #include "json.h"
+#include "utf8.h"
 
 #define JSON_INIT_CAP	256
 #define JSON_PATHMAX	512
@@ -239,44 +240,6 @@ json_key(struct json *j, const char *key)
 	j->after_key = 1;
 }
 
-/*
- * utf8_seqlen - length of the valid UTF-8 sequence at s (at most n
- * bytes), or 0 if it is not one: overlong forms, surrogates and code
- * points above U+10FFFF are invalid (RFC 3629).
- */
-static size_t
-utf8_seqlen(const unsigned char *s, size_t n)
-{
-	unsigned char c = s[0];
-	unsigned char lo = 0x80, hi = 0xbf;
-	size_t len, i;
-
-	if (c >= 0xc2 && c <= 0xdf)
-		len = 2;
-	else if (c >= 0xe0 && c <= 0xef) {
-		len = 3;
-		if (c == 0xe0)
-			lo = 0xa0;
-		else if (c == 0xed)
-			hi = 0x9f;
-	} else if (c >= 0xf0 && c <= 0xf4) {
-		len = 4;
-		if (c == 0xf0)
-			lo = 0x90;
-		else if (c == 0xf4)
-			hi = 0x8f;
-	} else
-		return (0);
-	if (n < len)
-		return (0);
-	if (s[1] < lo || s[1] > hi)
-		return (0);
-	for (i = 2; i < len; i++)
-		if (s[i] < 0x80 || s[i] > 0xbf)
-			return (0);
-	return (len);
-}
-
 /* json_escape - append s[0..len) as the inside of a JSON string */
 void
 json_escape(struct json *j, const char *s, size_t len)
@@ -307,12 +270,14 @@ json_escape(struct json *j, const char *s, size_t len)
 				json_printf(j, "\\u%04x", p[i]);
 				break;
 			}
-			if ((n = utf8_seqlen(p + i, len - i)) == 0) {
+			/* p[i] >= 0x80 here: a whole sequence, or U+FFFD */
+			n = i;
+			if (utf8_next(p, len, &n) == UTF8_INVALID) {
 				json_put(j, "\xef\xbf\xbd", 3);	/* U+FFFD */
 				break;
 			}
-			json_put(j, s + i, n);
-			i += n;
+			json_put(j, s + i, n - i);
+			i = n;
 			continue;
 		}
 		i++;

@@ -11,45 +11,46 @@
 
 #include <string.h>
 
+#include "bytes.h"
 #include "ledger.h"
 
 void
 ledger_encode(const struct ledger_entry *e, unsigned char v[LEDGER_VALUE_LEN])
 {
-	uint64_t t = e->when > 0 ? (uint64_t)e->when : 0;
-	int i;
+	struct wbuf w;
 
-	for (i = 0; i < 8; i++)
-		v[i] = (unsigned char)(t >> (56 - 8 * i));
-	memcpy(v + 8, e->queue_id, LEDGER_ID_LEN);
-	v[8 + LEDGER_ID_LEN] = e->status;
+	wbuf_init_fixed(&w, v, LEDGER_VALUE_LEN);
+	wbuf_be64(&w, e->when > 0 ? (uint64_t)e->when : 0);
+	wbuf_bytes(&w, e->queue_id, LEDGER_ID_LEN);
+	wbuf_u8(&w, e->status);
 }
 
 int
 ledger_decode(const void *val, size_t vlen, struct ledger_entry *e)
 {
-	const unsigned char *v = val;
-	uint64_t t = 0;
-	size_t i;
+	struct rbuf r;
+	uint64_t t;
 
 	memset(e, 0, sizeof(*e));
-	if (v == NULL || vlen < 8)
+	rbuf_init(&r, val, vlen);
+	t = rbuf_be64(&r);
+	if (r.why != NULL)
 		return (-1);
-	for (i = 0; i < 8; i++)
-		t = t << 8 | v[i];
 	e->when = t > INT64_MAX ? INT64_MAX : (int64_t)t;
-	if (vlen < LEDGER_VALUE_V0_LEN)
+	if (rbuf_bytes(&r, e->queue_id, LEDGER_ID_LEN) == -1) {
+		e->queue_id[0] = '\0';
 		return (-1);
-	memcpy(e->queue_id, v + 8, LEDGER_ID_LEN);
+	}
 	e->queue_id[LEDGER_ID_LEN] = '\0';
 	if (strspn(e->queue_id, "0123456789abcdef") != LEDGER_ID_LEN)
 		e->queue_id[0] = '\0';
-	if (vlen == LEDGER_VALUE_V0_LEN) {
+	if (rbuf_left(&r) == 0) {
 		/* Before pending entries existed only 250s were written. */
 		e->status = LEDGER_DELIVERED;
 		return (0);
 	}
-	e->status = v[8 + LEDGER_ID_LEN];
+	/* Bytes after the status are for later additions: not read. */
+	e->status = (uint8_t)rbuf_u8(&r);
 	if (e->status != LEDGER_DELIVERED && e->status != LEDGER_PENDING) {
 		e->status = LEDGER_NONE;
 		return (-1);

@@ -55,6 +55,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "bytes.h"
 #include "queue_record.h"
 
 #define QR_MAGIC	'Q'
@@ -67,100 +68,19 @@
 
 /* ---- encoding ---------------------------------------------------------- */
 
-struct qbuf {
-	unsigned char	*p;
-	size_t		 len;
-	size_t		 cap;
-	int		 failed;
-};
-
-/* qbuf_reserve - make room for n more bytes */
-static int
-qbuf_reserve(struct qbuf *b, size_t n)
-{
-	unsigned char *np;
-	size_t ncap;
-
-	if (b->failed)
-		return (-1);
-	if (n <= b->cap - b->len)
-		return (0);
-	ncap = b->cap ? b->cap : 128;
-	while (ncap - b->len < n) {
-		if (ncap > SIZE_MAX / 2) {
-			b->failed = 1;
-			return (-1);
-		}
-		ncap *= 2;
-	}
-	if ((np = realloc(b->p, ncap)) == NULL) {
-		b->failed = 1;
-		return (-1);
-	}
-	b->p = np;
-	b->cap = ncap;
-	return (0);
-}
-
+/* put_ostring - an optional string: length + 1, or 0 for "absent" */
 static void
-qbuf_bytes(struct qbuf *b, const void *data, size_t n)
-{
-	if (qbuf_reserve(b, n) == -1)
-		return;
-	if (n > 0)
-		memcpy(b->p + b->len, data, n);
-	b->len += n;
-}
-
-static void
-qbuf_byte(struct qbuf *b, unsigned char c)
-{
-	qbuf_bytes(b, &c, 1);
-}
-
-static void
-qbuf_varint(struct qbuf *b, uint64_t v)
-{
-	unsigned char tmp[10];
-	size_t n = 0;
-
-	do {
-		tmp[n] = v & 0x7f;
-		v >>= 7;
-		if (v != 0)
-			tmp[n] |= 0x80;
-		n++;
-	} while (v != 0);
-	qbuf_bytes(b, tmp, n);
-}
-
-static void
-qbuf_zigzag(struct qbuf *b, int64_t v)
-{
-	qbuf_varint(b, ((uint64_t)v << 1) ^ (uint64_t)(v >> 63));
-}
-
-static void
-qbuf_string(struct qbuf *b, const char *s)
-{
-	size_t n = s ? strlen(s) : 0;
-
-	qbuf_varint(b, n);
-	qbuf_bytes(b, s, n);
-}
-
-static void
-qbuf_ostring(struct qbuf *b, const char *s)
+put_ostring(struct wbuf *w, const char *s)
 {
 	size_t n;
 
 	if (s == NULL) {
-		qbuf_varint(b, 0);
+		wbuf_varint(w, 0);
 		return;
 	}
 	n = strlen(s);
-	qbuf_varint(b, (uint64_t)n + 1);
-	qbuf_bytes(b, s, n);
+	wbuf_varint(w, (uint64_t)n + 1);
+	wbuf_bytes(w, s, n);
 }
 
 /*
@@ -174,9 +94,10 @@ int
 queue_record_encode(const struct queue_record *rec, unsigned char **buf_r,
     size_t *len_r)
 {
-	struct qbuf b = { NULL, 0, 0, 0 };
+	struct wbuf w;
 	size_t i;
 
+	wbuf_init(&w);
 	*buf_r = NULL;
 	*len_r = 0;
 	if (strlen(rec->id) != QUEUE_ID_LEN ||
@@ -198,145 +119,55 @@ queue_record_encode(const struct queue_record *rec, unsigned char **buf_r,
 		}
 	}
 
-	qbuf_byte(&b, QR_MAGIC);
-	qbuf_byte(&b, QR_VERSION);
-	qbuf_bytes(&b, rec->id, QUEUE_ID_LEN);
-	qbuf_varint(&b, rec->flags);
-	qbuf_zigzag(&b, rec->arrived);
-	qbuf_varint(&b, rec->size);
-	qbuf_string(&b, rec->sender);
-	qbuf_string(&b, rec->client);
-	qbuf_ostring(&b, rec->headers);
-	qbuf_varint(&b, rec->ndlv);
+	wbuf_u8(&w, QR_MAGIC);
+	wbuf_u8(&w, QR_VERSION);
+	wbuf_bytes(&w, rec->id, QUEUE_ID_LEN);
+	wbuf_varint(&w, rec->flags);
+	wbuf_zigzag(&w, rec->arrived);
+	wbuf_varint(&w, rec->size);
+	wbuf_strv(&w, rec->sender, rec->sender ? strlen(rec->sender) : 0);
+	wbuf_strv(&w, rec->client, rec->client ? strlen(rec->client) : 0);
+	put_ostring(&w, rec->headers);
+	wbuf_varint(&w, rec->ndlv);
 	for (i = 0; i < rec->ndlv; i++) {
 		const struct delivery *d = &rec->dlv[i];
 
-		qbuf_byte(&b, d->dest);
-		qbuf_byte(&b, d->state);
-		qbuf_varint(&b, d->attempts);
-		qbuf_zigzag(&b, d->next_try);
-		qbuf_string(&b, d->rcpt);
-		qbuf_ostring(&b, d->last_reply);
-		qbuf_byte(&b, d->has_ledger_key ? 1 : 0);
+		wbuf_u8(&w, d->dest);
+		wbuf_u8(&w, d->state);
+		wbuf_varint(&w, d->attempts);
+		wbuf_zigzag(&w, d->next_try);
+		wbuf_strv(&w, d->rcpt, strlen(d->rcpt));
+		put_ostring(&w, d->last_reply);
+		wbuf_u8(&w, d->has_ledger_key ? 1 : 0);
 		if (d->has_ledger_key)
-			qbuf_bytes(&b, d->ledger_key, sizeof(d->ledger_key));
+			wbuf_bytes(&w, d->ledger_key, sizeof(d->ledger_key));
 	}
-	if (b.failed) {
-		free(b.p);
+	if (wbuf_finish(&w, buf_r, len_r) == -1) {
 		errno = ENOMEM;
 		return (-1);
 	}
-	*buf_r = b.p;
-	*len_r = b.len;
 	return (0);
 }
 
 /* ---- decoding ---------------------------------------------------------- */
 
-struct qread {
-	const unsigned char	*p;
-	size_t			 left;
-	const char		*why;	/* first failure, static string */
-};
-
-static int
-qread_fail(struct qread *r, const char *why)
-{
-	if (r->why == NULL)
-		r->why = why;
-	return (-1);
-}
-
-static int
-qread_byte(struct qread *r, unsigned char *c)
-{
-	if (r->why)
-		return (-1);
-	if (r->left < 1)
-		return (qread_fail(r, "truncated"));
-	*c = *r->p++;
-	r->left--;
-	return (0);
-}
-
-/* qread_varint - a varint of at most 10 bytes that fits 64 bits */
-static int
-qread_varint(struct qread *r, uint64_t *v_r)
-{
-	uint64_t v = 0;
-	unsigned shift = 0;
-	unsigned char c;
-
-	for (;;) {
-		if (qread_byte(r, &c) == -1)
-			return (-1);
-		if (shift == 63 && (c & 0x7e) != 0)
-			return (qread_fail(r, "integer overflow"));
-		v |= (uint64_t)(c & 0x7f) << shift;
-		if ((c & 0x80) == 0)
-			break;
-		shift += 7;
-		if (shift > 63)
-			return (qread_fail(r, "integer too long"));
-	}
-	*v_r = v;
-	return (0);
-}
-
-static int
-qread_zigzag(struct qread *r, int64_t *v_r)
-{
-	uint64_t u;
-
-	if (qread_varint(r, &u) == -1)
-		return (-1);
-	*v_r = (int64_t)((u >> 1) ^ (~(u & 1) + 1));
-	return (0);
-}
-
-/* qread_strn - n bytes as a new NUL-terminated string; NUL bytes refused */
-static int
-qread_strn(struct qread *r, uint64_t n, char **s_r)
-{
-	char *s;
-
-	if (n > QR_STR_MAX)
-		return (qread_fail(r, "string too long"));
-	if (n > r->left)
-		return (qread_fail(r, "truncated string"));
-	if (memchr(r->p, '\0', n) != NULL)
-		return (qread_fail(r, "NUL in string"));
-	if ((s = malloc(n + 1)) == NULL)
-		return (qread_fail(r, "out of memory"));
-	memcpy(s, r->p, n);
-	s[n] = '\0';
-	r->p += n;
-	r->left -= n;
-	*s_r = s;
-	return (0);
-}
-
-static int
-qread_string(struct qread *r, char **s_r)
+static void
+get_string(struct rbuf *r, char **s_r)
 {
 	uint64_t n;
 
-	if (qread_varint(r, &n) == -1)
-		return (-1);
-	return (qread_strn(r, n, s_r));
+	if (rbuf_varint(r, &n) == 0)
+		*s_r = rbuf_strdup(r, n, QR_STR_MAX);
 }
 
-static int
-qread_ostring(struct qread *r, char **s_r)
+static void
+get_ostring(struct rbuf *r, char **s_r)
 {
 	uint64_t n;
 
 	*s_r = NULL;
-	if (qread_varint(r, &n) == -1)
-		return (-1);
-	if (n == 0)
-		return (0);
-	return (qread_strn(r, n - 1, s_r));
+	if (rbuf_varint(r, &n) == 0 && n > 0)
+		*s_r = rbuf_strdup(r, n - 1, QR_STR_MAX);
 }
 
 /*
@@ -348,89 +179,80 @@ int
 queue_record_decode(const void *buf, size_t len, struct queue_record *rec,
     char *err, size_t errlen)
 {
-	struct qread r = { buf, len, NULL };
-	unsigned char magic = 0, version = 0, dest = 0, state = 0, haskey = 0;
-	uint64_t flags, size, ndlv, attempts;
+	struct rbuf r;
+	const unsigned char *p;
+	unsigned magic, version, dest, state, haskey;
+	uint64_t flags = 0, size = 0, ndlv = 0, attempts = 0;
 	size_t i;
 
 	memset(rec, 0, sizeof(*rec));
-	if (buf == NULL)
-		r.left = 0;
-	qread_byte(&r, &magic);
-	qread_byte(&r, &version);
+	rbuf_init(&r, buf, len);
+	magic = rbuf_u8(&r);
+	version = rbuf_u8(&r);
 	if (r.why == NULL && magic != QR_MAGIC)
-		qread_fail(&r, "bad magic");
+		rbuf_fail(&r, "bad magic");
 	if (r.why == NULL && version != QR_VERSION && version != QR_VERSION_V1)
-		qread_fail(&r, "unknown version");
-	if (r.why == NULL) {
-		if (r.left < QUEUE_ID_LEN)
-			qread_fail(&r, "truncated id");
-		else {
-			memcpy(rec->id, r.p, QUEUE_ID_LEN);
-			rec->id[QUEUE_ID_LEN] = '\0';
-			if (strspn(rec->id, "0123456789abcdef") != QUEUE_ID_LEN)
-				qread_fail(&r, "bad id");
-			r.p += QUEUE_ID_LEN;
-			r.left -= QUEUE_ID_LEN;
-		}
+		rbuf_fail(&r, "unknown version");
+	if (r.why == NULL && rbuf_left(&r) < QUEUE_ID_LEN)
+		rbuf_fail(&r, "truncated id");
+	if ((p = rbuf_take(&r, QUEUE_ID_LEN)) != NULL) {
+		memcpy(rec->id, p, QUEUE_ID_LEN);
+		rec->id[QUEUE_ID_LEN] = '\0';
+		if (strspn(rec->id, "0123456789abcdef") != QUEUE_ID_LEN)
+			rbuf_fail(&r, "bad id");
 	}
-	if (qread_varint(&r, &flags) == 0 && flags > UINT32_MAX)
-		qread_fail(&r, "bad flags");
+	if (rbuf_varint(&r, &flags) == 0 && flags > UINT32_MAX)
+		rbuf_fail(&r, "bad flags");
 	rec->flags = (uint32_t)flags;
-	qread_zigzag(&r, &rec->arrived);
-	if (qread_varint(&r, &size) == 0)
+	rbuf_zigzag(&r, &rec->arrived);
+	if (rbuf_varint(&r, &size) == 0)
 		rec->size = size;
-	qread_string(&r, &rec->sender);
-	qread_string(&r, &rec->client);
+	get_string(&r, &rec->sender);
+	get_string(&r, &rec->client);
 	if (version >= 2)
-		qread_ostring(&r, &rec->headers);
-	if (qread_varint(&r, &ndlv) == 0) {
+		get_ostring(&r, &rec->headers);
+	if (rbuf_varint(&r, &ndlv) == 0) {
 		/* Every delivery takes at least QR_DLV_MIN bytes: a count
 		 * larger than the rest of the buffer allows is a lie, and
 		 * must not become a huge calloc(). */
-		if (ndlv > r.left / QR_DLV_MIN)
-			qread_fail(&r, "bad delivery count");
+		if (ndlv > rbuf_left(&r) / QR_DLV_MIN)
+			rbuf_fail(&r, "bad delivery count");
 		else if (ndlv > 0 &&
 		    (rec->dlv = calloc(ndlv, sizeof(*rec->dlv))) == NULL)
-			qread_fail(&r, "out of memory");
+			rbuf_fail(&r, "out of memory");
 	}
 	for (i = 0; r.why == NULL && i < ndlv; i++) {
 		struct delivery *d = &rec->dlv[i];
 
 		rec->ndlv = i + 1;	/* so clear() frees this one too */
-		qread_byte(&r, &dest);
-		qread_byte(&r, &state);
+		dest = rbuf_u8(&r);
+		state = rbuf_u8(&r);
 		if (r.why == NULL && dest > DLV_COPY)
-			qread_fail(&r, "bad destination");
+			rbuf_fail(&r, "bad destination");
 		if (r.why == NULL && state > DLV_BOUNCED)
-			qread_fail(&r, "bad delivery state");
-		d->dest = dest;
-		d->state = state;
-		if (qread_varint(&r, &attempts) == 0 && attempts > UINT32_MAX)
-			qread_fail(&r, "bad attempt count");
+			rbuf_fail(&r, "bad delivery state");
+		d->dest = (uint8_t)dest;
+		d->state = (uint8_t)state;
+		if (rbuf_varint(&r, &attempts) == 0 && attempts > UINT32_MAX)
+			rbuf_fail(&r, "bad attempt count");
 		d->attempts = (uint32_t)attempts;
-		qread_zigzag(&r, &d->next_try);
-		qread_string(&r, &d->rcpt);
-		qread_ostring(&r, &d->last_reply);
-		if (version >= 2 && qread_byte(&r, &haskey) == 0) {
-			if (haskey > 1)
-				qread_fail(&r, "bad ledger key flag");
-			else if (haskey == 1) {
-				if (r.left < sizeof(d->ledger_key))
-					qread_fail(&r, "truncated ledger key");
-				else {
-					memcpy(d->ledger_key, r.p,
-					    sizeof(d->ledger_key));
-					d->has_ledger_key = 1;
-					r.p += sizeof(d->ledger_key);
-					r.left -= sizeof(d->ledger_key);
-				}
-			}
+		rbuf_zigzag(&r, &d->next_try);
+		get_string(&r, &d->rcpt);
+		get_ostring(&r, &d->last_reply);
+		if (version < 2)
+			continue;
+		haskey = rbuf_u8(&r);
+		if (r.why == NULL && haskey > 1)
+			rbuf_fail(&r, "bad ledger key flag");
+		if (r.why == NULL && haskey == 1) {
+			if (rbuf_left(&r) < sizeof(d->ledger_key))
+				rbuf_fail(&r, "truncated ledger key");
+			else if (rbuf_bytes(&r, d->ledger_key,
+			    sizeof(d->ledger_key)) == 0)
+				d->has_ledger_key = 1;
 		}
 	}
-	if (r.why == NULL && r.left != 0)
-		qread_fail(&r, "trailing bytes");
-	if (r.why != NULL) {
+	if (rbuf_end(&r) == -1) {
 		snprintf(err, errlen, "queue record: %s", r.why);
 		queue_record_clear(rec);
 		return (-1);

@@ -35,6 +35,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "bytes.h"
 #include "queue_record.h"
 #include "relay_view.h"
 #include "util.h"
@@ -53,28 +54,6 @@ struct rv_rec {
 	uint32_t	hour[RELAY_VIEW_HOURS];
 	uint32_t	count[RELAY_VIEW_HOURS];
 };
-
-static void
-put_be(unsigned char *p, uint64_t v, int n)
-{
-	int i;
-
-	for (i = n - 1; i >= 0; i--) {
-		p[i] = (unsigned char)(v & 0xff);
-		v >>= 8;
-	}
-}
-
-static uint64_t
-get_be(const unsigned char *p, int n)
-{
-	uint64_t v = 0;
-	int i;
-
-	for (i = 0; i < n; i++)
-		v = v << 8 | p[i];
-	return (v);
-}
 
 /* rv_key - "inbound:" + lower-case domain; -1 for an unusable domain */
 static int
@@ -96,24 +75,22 @@ rv_key(const char *domain, char *key, size_t keylen, size_t *len_r)
 static int
 rv_decode(const void *val, size_t vlen, struct rv_rec *r)
 {
-	const unsigned char *p = val;
-	size_t clen, i;
+	struct rbuf rb;
+	size_t i;
 
 	memset(r, 0, sizeof(*r));
-	if (vlen < RV_FIXED || p[0] != RV_MAGIC || p[1] != RV_VERSION)
+	rbuf_init(&rb, val, vlen);
+	if (rbuf_u8(&rb) != RV_MAGIC || rbuf_u8(&rb) != RV_VERSION)
 		return (-1);
-	clen = p[10];
-	if (clen >= RELAY_VIEW_CLIENT_MAX ||
-	    vlen != RV_FIXED + clen + RELAY_VIEW_HOURS * RV_BUCKET ||
-	    memchr(p + RV_FIXED, '\0', clen) != NULL)
+	r->last = (int64_t)rbuf_be64(&rb);
+	rbuf_strcpy(&rb, rbuf_u8(&rb), r->client, sizeof(r->client));
+	for (i = 0; i < RELAY_VIEW_HOURS; i++) {
+		r->hour[i] = rbuf_be32(&rb);
+		r->count[i] = rbuf_be32(&rb);
+	}
+	if (rbuf_end(&rb) == -1) {
+		memset(r, 0, sizeof(*r));
 		return (-1);
-	r->last = (int64_t)get_be(p + 2, 8);
-	memcpy(r->client, p + RV_FIXED, clen);
-	r->client[clen] = '\0';
-	p += RV_FIXED + clen;
-	for (i = 0; i < RELAY_VIEW_HOURS; i++, p += RV_BUCKET) {
-		r->hour[i] = (uint32_t)get_be(p, 4);
-		r->count[i] = (uint32_t)get_be(p + 4, 4);
 	}
 	return (0);
 }
@@ -121,20 +98,20 @@ rv_decode(const void *val, size_t vlen, struct rv_rec *r)
 static size_t
 rv_encode(const struct rv_rec *r, unsigned char out[RV_LEN_MAX])
 {
-	size_t clen = strlen(r->client), i;
-	unsigned char *p;
+	struct wbuf w;
+	size_t i;
 
-	out[0] = RV_MAGIC;
-	out[1] = RV_VERSION;
-	put_be(out + 2, (uint64_t)(r->last > 0 ? r->last : 0), 8);
-	out[10] = (unsigned char)clen;
-	memcpy(out + RV_FIXED, r->client, clen);
-	p = out + RV_FIXED + clen;
-	for (i = 0; i < RELAY_VIEW_HOURS; i++, p += RV_BUCKET) {
-		put_be(p, r->hour[i], 4);
-		put_be(p + 4, r->count[i], 4);
+	wbuf_init_fixed(&w, out, RV_LEN_MAX);
+	wbuf_u8(&w, RV_MAGIC);
+	wbuf_u8(&w, RV_VERSION);
+	wbuf_be64(&w, (uint64_t)(r->last > 0 ? r->last : 0));
+	/* client < RELAY_VIEW_CLIENT_MAX: the record always fits */
+	wbuf_str8(&w, r->client, strlen(r->client));
+	for (i = 0; i < RELAY_VIEW_HOURS; i++) {
+		wbuf_be32(&w, r->hour[i]);
+		wbuf_be32(&w, r->count[i]);
 	}
-	return ((size_t)(p - out));
+	return (w.len);
 }
 
 int

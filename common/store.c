@@ -33,6 +33,7 @@
 #include <sys/stat.h>
 #include <sys/types.h>
 
+#include "bytes.h"
 #include "store.h"
 #include "util.h"
 
@@ -123,28 +124,6 @@ txn_mdb_fail(struct store_txn *tx, int rc, const char *op, const char *db)
 	if (rc == MDB_MAP_FULL)
 		tx->map_full = 1;
 	return (txn_fail(tx, 1, "%s %s: %s", op, db, mdb_strerror(rc)));
-}
-
-static void
-be64_put(unsigned char *p, uint64_t v)
-{
-	int i;
-
-	for (i = 7; i >= 0; i--) {
-		p[i] = (unsigned char)(v & 0xff);
-		v >>= 8;
-	}
-}
-
-static uint64_t
-be64_get(const unsigned char *p)
-{
-	uint64_t v = 0;
-	int i;
-
-	for (i = 0; i < 8; i++)
-		v = (v << 8) | p[i];
-	return (v);
 }
 
 /* is_expired - expiry 0 never expires; otherwise gone from that second */

@@ -36,6 +36,8 @@
 
 #include "bounce.h"
 #include "relay.h"
+#include "rfc5322.h"
+#include "util.h"
 
 struct out {
 	bounce_write_fn	*fn;
@@ -45,22 +47,6 @@ struct out {
 
 static void	outf(struct out *o, const char *fmt, ...)
 		    __attribute__((format(printf, 2, 3)));
-
-static void
-seterr(char *err, size_t errlen, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static void
-seterr(char *err, size_t errlen, const char *fmt, ...)
-{
-	va_list ap;
-
-	if (err == NULL || errlen == 0)
-		return;
-	va_start(ap, fmt);
-	vsnprintf(err, errlen, fmt, ap);
-	va_end(ap);
-}
 
 static void
 outb(struct out *o, const void *data, size_t len)
@@ -115,26 +101,6 @@ non_ascii(const char *s)
 		if ((unsigned char)*s >= 0x80)
 			return (1);
 	return (0);
-}
-
-/* rfc5322_date - "Mon, 23 Nov 2026 10:13:24 +0000" (always UTC) */
-static void
-rfc5322_date(int64_t t, char *buf, size_t len)
-{
-	static const char *const days[] = {
-		"Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat" };
-	static const char *const months[] = {
-		"Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep",
-		"Oct", "Nov", "Dec" };
-	time_t tt = (time_t)t;
-	struct tm tm;
-
-	if (gmtime_r(&tt, &tm) == NULL)
-		memset(&tm, 0, sizeof(tm));
-	/* Not strftime: %a and %b follow the locale. */
-	snprintf(buf, len, "%s, %02d %s %04d %02d:%02d:%02d +0000",
-	    days[tm.tm_wday % 7], tm.tm_mday, months[tm.tm_mon % 12],
-	    tm.tm_year + 1900, tm.tm_hour, tm.tm_min, tm.tm_sec);
 }
 
 /*
@@ -227,7 +193,7 @@ bounce_format(const struct bounce *b, bounce_write_fn *fn, void *arg,
 	size_t i;
 
 	if (b->nrcpt == 0) {
-		seterr(err, errlen, "no failed recipient");
+		errbuf_set(err, errlen, "no failed recipient");
 		return (-1);
 	}
 	for (i = 0; i < b->nrcpt; i++)
@@ -240,8 +206,9 @@ bounce_format(const struct bounce *b, bounce_write_fn *fn, void *arg,
 	clean(b->sender, sender, sizeof(sender));
 	snprintf(boundary, sizeof(boundary), "%s.%016" PRIx64 "/%.60s",
 	    b->queue_id, rnd[0], host);
-	rfc5322_date(b->now, date, sizeof(date));
-	rfc5322_date(b->arrived, arrival, sizeof(arrival));
+	/* UTC: a DSN reads the same whatever TZ the relay runs under. */
+	(void)rfc5322_date_utc((time_t)b->now, date, sizeof(date));
+	(void)rfc5322_date_utc((time_t)b->arrived, arrival, sizeof(arrival));
 
 	outf(&o, "Date: %s\r\n", date);
 	outf(&o, "From: Mail Delivery System <MAILER-DAEMON@%s>\r\n", host);
@@ -316,7 +283,7 @@ bounce_format(const struct bounce *b, bounce_write_fn *fn, void *arg,
 		copy_headers(&o, b);
 	outf(&o, "\r\n--%s--\r\n", boundary);
 	if (o.failed) {
-		seterr(err, errlen, "cannot write the DSN");
+		errbuf_set(err, errlen, "cannot write the DSN");
 		return (-1);
 	}
 	return (0);
@@ -366,7 +333,7 @@ bounce_spool(struct spool *spool, const struct bounce *b, uint32_t orig_flags,
 	rec.ndlv = 1;
 	rec.dlv = &dlv;
 	if (spool_msg_commit(&msg, &rec, cb, arg) == -1) {
-		seterr(err, errlen, "cannot commit the DSN to the spool");
+		errbuf_set(err, errlen, "cannot commit the DSN to the spool");
 		return (-1);
 	}
 	return (0);

@@ -68,6 +68,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "bytes.h"
 #include "json.h"
 #include "log.h"
 #include "relay.h"
@@ -305,161 +306,69 @@ drain_json(const struct drain *d, time_t now, struct json *j)
 
 /* ---- the record ---------------------------------------------------------------- */
 
-struct dbuf {
-	unsigned char	*p;
-	size_t		 len;
-	size_t		 cap;
-};
-
 static void
-put_bytes(struct dbuf *b, const void *data, size_t n)
+put_table(struct wbuf *w, const struct drain_table *t)
 {
-	/* The caller sized the buffer for the largest record. */
-	memcpy(b->p + b->len, data, n);
-	b->len += n;
-}
+	size_t i;
 
-static void
-put_u64(struct dbuf *b, uint64_t v)
-{
-	unsigned char t[8];
-	int i;
-
-	for (i = 7; i >= 0; i--) {
-		t[i] = (unsigned char)(v & 0xff);
-		v >>= 8;
-	}
-	put_bytes(b, t, 8);
-}
-
-static void
-put_u16(struct dbuf *b, uint16_t v)
-{
-	unsigned char t[2] = { (unsigned char)(v >> 8), (unsigned char)v };
-
-	put_bytes(b, t, 2);
-}
-
-static void
-put_table(struct dbuf *b, const struct drain_table *t)
-{
-	size_t i, n;
-
-	put_u16(b, (uint16_t)t->n);
+	wbuf_be16(w, (uint16_t)t->n);
 	for (i = 0; i < t->n; i++) {
-		unsigned char len;
-
-		n = strlen(t->e[i].name);
-		len = (unsigned char)n;
-		put_bytes(b, &len, 1);
-		put_bytes(b, t->e[i].name, n);
-		put_u64(b, t->e[i].count);
-		put_u64(b, (uint64_t)t->e[i].last);
+		/* names are cut to DRAIN_NAME_MAX (255) when noted */
+		wbuf_str8(w, t->e[i].name, strlen(t->e[i].name));
+		wbuf_be64(w, t->e[i].count);
+		wbuf_be64(w, (uint64_t)t->e[i].last);
 	}
 }
-
-#define DRAIN_RECORD_MAX (2 + 8 + 2 + DRAIN_HOURS * 16 + \
-	2 * (2 + DRAIN_TOP_MAX * (1 + DRAIN_NAME_MAX + 16)))
 
 /* drain_encode - the record of d into a malloc'd buffer */
 static int
 drain_encode(const struct drain *d, unsigned char **buf_r, size_t *len_r)
 {
-	struct dbuf b;
+	struct wbuf w;
 	uint16_t n = 0;
 	size_t i;
 
-	*buf_r = NULL;
-	*len_r = 0;
-	if ((b.p = malloc(DRAIN_RECORD_MAX)) == NULL)
-		return (-1);
-	b.len = 0;
-	b.cap = DRAIN_RECORD_MAX;
-	put_bytes(&b, "D", 1);
-	put_bytes(&b, &(unsigned char){ DRAIN_VERSION }, 1);
-	put_u64(&b, (uint64_t)d->last);
+	wbuf_init(&w);
+	wbuf_u8(&w, 'D');
+	wbuf_u8(&w, DRAIN_VERSION);
+	wbuf_be64(&w, (uint64_t)d->last);
 	for (i = 0; i < DRAIN_HOURS; i++)
 		if (d->count[i] > 0)
 			n++;
-	put_u16(&b, n);
+	wbuf_be16(&w, n);
 	for (i = 0; i < DRAIN_HOURS; i++)
 		if (d->count[i] > 0) {
-			put_u64(&b, d->hour_of[i]);
-			put_u64(&b, d->count[i]);
+			wbuf_be64(&w, d->hour_of[i]);
+			wbuf_be64(&w, d->count[i]);
 		}
-	put_table(&b, &d->domains);
-	put_table(&b, &d->clients);
-	*buf_r = b.p;
-	*len_r = b.len;
-	return (0);
-}
-
-struct drd {
-	const unsigned char	*p;
-	size_t			 left;
-	int			 bad;
-};
-
-static int
-get_bytes(struct drd *r, void *out, size_t n)
-{
-	if (r->bad || r->left < n) {
-		r->bad = 1;
-		return (-1);
-	}
-	memcpy(out, r->p, n);
-	r->p += n;
-	r->left -= n;
-	return (0);
-}
-
-static uint64_t
-get_u64(struct drd *r)
-{
-	unsigned char t[8];
-	uint64_t v = 0;
-	int i;
-
-	if (get_bytes(r, t, 8) == -1)
-		return (0);
-	for (i = 0; i < 8; i++)
-		v = v << 8 | t[i];
-	return (v);
-}
-
-static uint16_t
-get_u16(struct drd *r)
-{
-	unsigned char t[2];
-
-	if (get_bytes(r, t, 2) == -1)
-		return (0);
-	return ((uint16_t)(t[0] << 8 | t[1]));
+	put_table(&w, &d->domains);
+	put_table(&w, &d->clients);
+	return (wbuf_finish(&w, buf_r, len_r));
 }
 
 static int
-get_table(struct drd *r, struct drain_table *t)
+get_table(struct rbuf *r, struct drain_table *t)
 {
-	unsigned char len;
-	size_t i, k, n = get_u16(r);
+	size_t i, k, len, n = rbuf_be16(r);
 
-	if (r->bad || n > DRAIN_TOP_MAX)
+	if (r->why != NULL || n > DRAIN_TOP_MAX)
 		return (-1);
 	for (i = 0; i < n; i++) {
 		struct drain_entry *e = &t->e[i];
 
 		/* len <= 255 == DRAIN_NAME_MAX: the name always fits */
-		if (get_bytes(r, &len, 1) == -1 || len == 0 ||
-		    get_bytes(r, e->name, len) == -1)
+		len = rbuf_u8(r);
+		if (r->why != NULL || len == 0 ||
+		    rbuf_bytes(r, e->name, len) == -1)
 			return (-1);
 		e->name[len] = '\0';
 		for (k = 0; k < len; k++)
 			if ((unsigned char)e->name[k] <= 0x20 ||
 			    (unsigned char)e->name[k] >= 0x7f)
 				return (-1);
-		e->count = get_u64(r);
-		e->last = (int64_t)get_u64(r);
-		if (r->bad || e->count == 0)
+		e->count = rbuf_be64(r);
+		e->last = (int64_t)rbuf_be64(r);
+		if (r->why != NULL || e->count == 0)
 			return (-1);
 		for (k = 0; k < i; k++)
 			if (strcmp(t->e[k].name, e->name) == 0)
@@ -477,32 +386,31 @@ static int
 drain_decode(struct drain *d, const void *buf, size_t len)
 {
 	struct store *store = d->store;
-	struct drd r = { buf, len, 0 };
-	unsigned char magic[2];
+	struct rbuf r;
 	size_t i, n;
 
 	memset(d, 0, sizeof(*d));
 	d->store = store;
-	if (get_bytes(&r, magic, 2) == -1 || magic[0] != 'D' ||
-	    magic[1] != DRAIN_VERSION)
+	rbuf_init(&r, buf, len);
+	if (rbuf_u8(&r) != 'D' || rbuf_u8(&r) != DRAIN_VERSION)
 		goto bad;
-	d->last = (int64_t)get_u64(&r);
+	d->last = (int64_t)rbuf_be64(&r);
 	if (d->last < 0)
 		goto bad;
-	n = get_u16(&r);
-	if (r.bad || n > DRAIN_HOURS)
+	n = rbuf_be16(&r);
+	if (r.why != NULL || n > DRAIN_HOURS)
 		goto bad;
 	for (i = 0; i < n; i++) {
-		uint64_t h = get_u64(&r), c = get_u64(&r);
+		uint64_t h = rbuf_be64(&r), c = rbuf_be64(&r);
 		size_t slot = (size_t)(h % DRAIN_HOURS);
 
-		if (r.bad || c == 0 || d->count[slot] != 0)
+		if (r.why != NULL || c == 0 || d->count[slot] != 0)
 			goto bad;
 		d->hour_of[slot] = h;
 		d->count[slot] = c;
 	}
 	if (get_table(&r, &d->domains) == -1 ||
-	    get_table(&r, &d->clients) == -1 || r.left != 0)
+	    get_table(&r, &d->clients) == -1 || rbuf_end(&r) == -1)
 		goto bad;
 	return (0);
 bad:

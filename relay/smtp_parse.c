@@ -21,6 +21,7 @@
 #include <strings.h>
 
 #include "smtp_parse.h"
+#include "utf8.h"
 
 /* ---- replies the parser gives -------------------------------------------- */
 
@@ -105,46 +106,6 @@ is_atext(unsigned char c)
 {
 	return (is_alpha(c) || is_digit(c) || (c != '\0' &&
 	    strchr("!#$%&'*+-/=?^_`{|}~", c) != NULL));
-}
-
-/* utf8_valid - well-formed UTF-8, no overlongs or surrogates */
-static int
-utf8_valid(const unsigned char *s, size_t len)
-{
-	size_t i = 0, n, k;
-	unsigned cp;
-
-	while (i < len) {
-		unsigned char c = s[i];
-
-		if (c < 0x80) {
-			i++;
-			continue;
-		}
-		if (c >= 0xc2 && c <= 0xdf) {
-			n = 1;
-			cp = c & 0x1f;
-		} else if (c >= 0xe0 && c <= 0xef) {
-			n = 2;
-			cp = c & 0x0f;
-		} else if (c >= 0xf0 && c <= 0xf4) {
-			n = 3;
-			cp = c & 0x07;
-		} else
-			return (0);
-		if (len - i - 1 < n)
-			return (0);
-		for (k = 1; k <= n; k++) {
-			if ((s[i + k] & 0xc0) != 0x80)
-				return (0);
-			cp = (cp << 6) | (s[i + k] & 0x3f);
-		}
-		if ((n == 2 && (cp < 0x800 || (cp >= 0xd800 && cp <= 0xdfff))) ||
-		    (n == 3 && (cp < 0x10000 || cp > 0x10ffff)))
-			return (0);
-		i += n + 1;
-	}
-	return (1);
 }
 
 /* ---- addresses ------------------------------------------------------------ */

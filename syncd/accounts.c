@@ -27,7 +27,7 @@
 #include <unistd.h>
 
 #include "accounts.h"
-#include "mutf7.h"
+#include "utf8.h"
 #include "util.h"
 
 #define NFIELDS		4

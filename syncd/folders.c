@@ -36,7 +36,7 @@
 #include <strings.h>
 
 #include "folders.h"
-#include "mutf7.h"
+#include "utf8.h"
 #include "util.h"
 
 #define PATTERN_MAX	1024	/* bytes of an include/exclude pattern */

@@ -24,6 +24,7 @@
 #include "imap_client.h"
 #include "imap_wire.h"
 #include "mutf7.h"
+#include "utf8.h"
 #include "util.h"
 
 #define LITERAL_MINUS_MAX	4096	/* RFC 7888 */

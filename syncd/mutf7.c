@@ -19,24 +19,11 @@
 #include <string.h>
 
 #include "mutf7.h"
+#include "utf8.h"
+#include "util.h"
 
 static const char b64chars[] =
     "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+,";
-
-static void	seterr(char *err, size_t errlen, const char *fmt, ...)
-		    __attribute__((format(printf, 3, 4)));
-
-static void
-seterr(char *err, size_t errlen, const char *fmt, ...)
-{
-	va_list ap;
-
-	if (err == NULL || errlen == 0)
-		return;
-	va_start(ap, fmt);
-	vsnprintf(err, errlen, fmt, ap);
-	va_end(ap);
-}
 
 static int
 b64val(unsigned char c)
@@ -59,70 +46,6 @@ static int
 is_control(uint32_t cp)
 {
 	return (cp < 0x20 || (cp >= 0x7f && cp <= 0x9f));
-}
-
-/*
- * utf8_next - decode one strictly valid UTF-8 sequence at s[*ip]; returns
- * the code point and advances *ip, or returns UINT32_MAX on any invalid
- * form (overlong, surrogate, > U+10FFFF, truncated, stray continuation).
- */
-static uint32_t
-utf8_next(const unsigned char *s, size_t len, size_t *ip)
-{
-	size_t i = *ip, need, k;
-	unsigned char c = s[i];
-	unsigned char lo = 0x80, hi = 0xbf;
-	uint32_t cp;
-
-	if (c < 0x80) {
-		*ip = i + 1;
-		return (c);
-	}
-	if (c >= 0xc2 && c <= 0xdf) {
-		need = 1;
-		cp = c & 0x1f;
-	} else if (c >= 0xe0 && c <= 0xef) {
-		need = 2;
-		cp = c & 0x0f;
-		if (c == 0xe0)
-			lo = 0xa0;	/* overlong */
-		else if (c == 0xed)
-			hi = 0x9f;	/* UTF-16 surrogates */
-	} else if (c >= 0xf0 && c <= 0xf4) {
-		need = 3;
-		cp = c & 0x07;
-		if (c == 0xf0)
-			lo = 0x90;	/* overlong */
-		else if (c == 0xf4)
-			hi = 0x8f;	/* above U+10FFFF */
-	} else
-		return (UINT32_MAX);
-	if (len - i - 1 < need)
-		return (UINT32_MAX);
-	for (k = 1; k <= need; k++) {
-		unsigned char cc = s[i + k];
-
-		if (cc < lo || cc > hi)
-			return (UINT32_MAX);
-		lo = 0x80;
-		hi = 0xbf;
-		cp = (cp << 6) | (cc & 0x3f);
-	}
-	*ip = i + 1 + need;
-	return (cp);
-}
-
-/* utf8_valid - 1 when s[0..len) is strictly valid UTF-8 (NUL allowed) */
-int
-utf8_valid(const char *s, size_t len)
-{
-	const unsigned char *u = (const unsigned char *)s;
-	size_t i = 0;
-
-	while (i < len)
-		if (utf8_next(u, len, &i) == UINT32_MAX)
-			return (0);
-	return (1);
 }
 
 /* out_put - append one byte, keeping room for the final NUL */
@@ -182,12 +105,12 @@ mutf7_decode(const char *src, size_t srclen, char *dst, size_t dstsize,
 	int v;
 
 	if (dstsize == 0) {
-		seterr(err, errlen, "no room for the result");
+		errbuf_set(err, errlen, "no room for the result");
 		return (-1);
 	}
 	while (i < srclen) {
 		if (s[i] < 0x20 || s[i] > 0x7e) {
-			seterr(err, errlen, "byte 0x%02x at offset %zu is not "
+			errbuf_set(err, errlen, "byte 0x%02x at offset %zu is not "
 			    "modified UTF-7", s[i], i);
 			return (-1);
 		}
@@ -205,7 +128,7 @@ mutf7_decode(const char *src, size_t srclen, char *dst, size_t dstsize,
 			continue;
 		}
 		if (shift_end == start) {
-			seterr(err, errlen, "adjacent shifts at offset %zu "
+			errbuf_set(err, errlen, "adjacent shifts at offset %zu "
 			    "(must be one)", start);
 			return (-1);
 		}
@@ -214,7 +137,7 @@ mutf7_decode(const char *src, size_t srclen, char *dst, size_t dstsize,
 		hi = 0;
 		for (;;) {
 			if (i >= srclen) {
-				seterr(err, errlen, "unterminated shift at "
+				errbuf_set(err, errlen, "unterminated shift at "
 				    "offset %zu", start);
 				return (-1);
 			}
@@ -223,7 +146,7 @@ mutf7_decode(const char *src, size_t srclen, char *dst, size_t dstsize,
 				break;
 			}
 			if ((v = b64val(s[i])) < 0) {
-				seterr(err, errlen, "byte 0x%02x at offset %zu "
+				errbuf_set(err, errlen, "byte 0x%02x at offset %zu "
 				    "is not modified BASE64", s[i], i);
 				return (-1);
 			}
@@ -237,7 +160,7 @@ mutf7_decode(const char *src, size_t srclen, char *dst, size_t dstsize,
 			bits &= (1u << nbits) - 1;
 			if (hi != 0) {
 				if (u < 0xdc00 || u > 0xdfff) {
-					seterr(err, errlen, "unpaired high "
+					errbuf_set(err, errlen, "unpaired high "
 					    "surrogate in shift at offset %zu",
 					    start);
 					return (-1);
@@ -249,19 +172,19 @@ mutf7_decode(const char *src, size_t srclen, char *dst, size_t dstsize,
 				hi = u;
 				continue;
 			} else if (u >= 0xdc00 && u <= 0xdfff) {
-				seterr(err, errlen, "unpaired low surrogate in "
+				errbuf_set(err, errlen, "unpaired low surrogate in "
 				    "shift at offset %zu", start);
 				return (-1);
 			} else
 				cp = u;
 			if (cp >= 0x20 && cp <= 0x7e) {
-				seterr(err, errlen, "shift at offset %zu "
+				errbuf_set(err, errlen, "shift at offset %zu "
 				    "encodes printable ASCII 0x%02x "
 				    "(non-canonical)", start, (unsigned)cp);
 				return (-1);
 			}
 			if (is_control(cp)) {
-				seterr(err, errlen, "control character U+%04X "
+				errbuf_set(err, errlen, "control character U+%04X "
 				    "in shift at offset %zu", (unsigned)cp,
 				    start);
 				return (-1);
@@ -270,17 +193,17 @@ mutf7_decode(const char *src, size_t srclen, char *dst, size_t dstsize,
 				goto full;
 		}
 		if (nbits >= 6) {
-			seterr(err, errlen, "superfluous BASE64 in shift at "
+			errbuf_set(err, errlen, "superfluous BASE64 in shift at "
 			    "offset %zu", start);
 			return (-1);
 		}
 		if (bits != 0) {
-			seterr(err, errlen, "non-zero padding bits in shift "
+			errbuf_set(err, errlen, "non-zero padding bits in shift "
 			    "at offset %zu", start);
 			return (-1);
 		}
 		if (hi != 0) {
-			seterr(err, errlen, "unpaired high surrogate at end "
+			errbuf_set(err, errlen, "unpaired high surrogate at end "
 			    "of shift at offset %zu", start);
 			return (-1);
 		}
@@ -291,7 +214,7 @@ mutf7_decode(const char *src, size_t srclen, char *dst, size_t dstsize,
 		*dstlen_r = o;
 	return (0);
 full:
-	seterr(err, errlen, "result does not fit in %zu bytes", dstsize);
+	errbuf_set(err, errlen, "result does not fit in %zu bytes", dstsize);
 	return (-1);
 }
 
@@ -310,13 +233,13 @@ mutf7_encode(const char *src, size_t srclen, char *dst, size_t dstsize,
 	unsigned nbits, nu, k;
 
 	if (dstsize == 0) {
-		seterr(err, errlen, "no room for the result");
+		errbuf_set(err, errlen, "no room for the result");
 		return (-1);
 	}
 	while (i < srclen) {
 		if (s[i] < 0x80) {
 			if (is_control(s[i])) {
-				seterr(err, errlen, "control character 0x%02x "
+				errbuf_set(err, errlen, "control character 0x%02x "
 				    "at offset %zu", s[i], i);
 				return (-1);
 			}
@@ -332,13 +255,13 @@ mutf7_encode(const char *src, size_t srclen, char *dst, size_t dstsize,
 		nbits = 0;
 		while (i < srclen && s[i] >= 0x80) {
 			at = i;
-			if ((cp = utf8_next(s, srclen, &i)) == UINT32_MAX) {
-				seterr(err, errlen, "invalid UTF-8 at offset "
+			if ((cp = utf8_next(s, srclen, &i)) == UTF8_INVALID) {
+				errbuf_set(err, errlen, "invalid UTF-8 at offset "
 				    "%zu", at);
 				return (-1);
 			}
 			if (is_control(cp)) {
-				seterr(err, errlen, "control character U+%04X "
+				errbuf_set(err, errlen, "control character U+%04X "
 				    "at offset %zu", (unsigned)cp, at);
 				return (-1);
 			}
@@ -373,7 +296,7 @@ mutf7_encode(const char *src, size_t srclen, char *dst, size_t dstsize,
 		*dstlen_r = o;
 	return (0);
 full:
-	seterr(err, errlen, "result does not fit in %zu bytes", dstsize);
+	errbuf_set(err, errlen, "result does not fit in %zu bytes", dstsize);
 	return (-1);
 }
 
@@ -385,7 +308,7 @@ mutf7_decode_dup(const char *src, char *err, size_t errlen)
 	char *dst;
 
 	if ((dst = malloc(MUTF7_DECODE_MAX(n))) == NULL) {
-		seterr(err, errlen, "out of memory");
+		errbuf_set(err, errlen, "out of memory");
 		return (NULL);
 	}
 	if (mutf7_decode(src, n, dst, MUTF7_DECODE_MAX(n), NULL, err,
@@ -404,11 +327,11 @@ mutf7_encode_dup(const char *src, char *err, size_t errlen)
 	char *dst;
 
 	if (n > (SIZE_MAX - 3) / 5 * 2) {
-		seterr(err, errlen, "name too long");
+		errbuf_set(err, errlen, "name too long");
 		return (NULL);
 	}
 	if ((dst = malloc(MUTF7_ENCODE_MAX(n))) == NULL) {
-		seterr(err, errlen, "out of memory");
+		errbuf_set(err, errlen, "out of memory");
 		return (NULL);
 	}
 	if (mutf7_encode(src, n, dst, MUTF7_ENCODE_MAX(n), NULL, err,

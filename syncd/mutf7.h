@@ -48,6 +48,4 @@ int	 mutf7_encode(const char *src, size_t srclen, char *dst, size_t dstsize,
 char	*mutf7_decode_dup(const char *src, char *err, size_t errlen);
 char	*mutf7_encode_dup(const char *src, char *err, size_t errlen);
 
-int	 utf8_valid(const char *s, size_t len);
-
 #endif

@@ -22,164 +22,55 @@
 
 #include <openssl/evp.h>
 
+#include "bytes.h"
 #include "ledger.h"
 #include "state.h"
 #include "util.h"
 
 /* ---- encoding helpers ------------------------------------------------------ */
 
-struct wbuf {
-	unsigned char	*p;
-	size_t		 len, cap;
-	int		 failed;
-};
+/*
+ * Every value here is written into a fixed buffer sized for the largest
+ * record (struct wbuf with wbuf_init_fixed), so "too long" is the one
+ * way an encoder fails.  Strings are u16-prefixed; a string read back
+ * is taken as far as its first NUL (none is ever written).
+ */
 
+/* put_str - a u16-prefixed string (s NULL: empty) */
 static void
-w_bytes(struct wbuf *w, const void *d, size_t n)
+put_str(struct wbuf *w, const char *s)
 {
-	if (w->failed || w->len + n > w->cap) {
-		w->failed = 1;
-		return;
-	}
-	memcpy(w->p + w->len, d, n);
-	w->len += n;
+	wbuf_str16(w, s, s ? strlen(s) : 0);
 }
 
-static void
-w_u8(struct wbuf *w, unsigned v)
-{
-	unsigned char b = (unsigned char)v;
-
-	w_bytes(w, &b, 1);
-}
-
-static void
-w_u64(struct wbuf *w, uint64_t v)
-{
-	unsigned char b[8];
-	int i;
-
-	for (i = 7; i >= 0; i--) {
-		b[i] = (unsigned char)(v & 0xff);
-		v >>= 8;
-	}
-	w_bytes(w, b, 8);
-}
-
-static void
-w_u32(struct wbuf *w, uint32_t v)
-{
-	unsigned char b[4] = { (unsigned char)(v >> 24),
-	    (unsigned char)(v >> 16), (unsigned char)(v >> 8),
-	    (unsigned char)v };
-
-	w_bytes(w, b, 4);
-}
-
-static void
-w_str(struct wbuf *w, const char *s)
-{
-	size_t n = s ? strlen(s) : 0;
-	unsigned char b[2];
-
-	if (n > 0xffff) {
-		w->failed = 1;
-		return;
-	}
-	b[0] = (unsigned char)(n >> 8);
-	b[1] = (unsigned char)n;
-	w_bytes(w, b, 2);
-	if (n)
-		w_bytes(w, s, n);
-}
-
-struct rbuf {
-	const unsigned char *p;
-	size_t		 len, off;
-	int		 failed;
-};
-
-static const unsigned char *
-r_bytes(struct rbuf *r, size_t n)
-{
-	const unsigned char *p;
-
-	if (r->failed || r->len - r->off < n) {
-		r->failed = 1;
-		return (NULL);
-	}
-	p = r->p + r->off;
-	r->off += n;
-	return (p);
-}
-
-static unsigned
-r_u8(struct rbuf *r)
-{
-	const unsigned char *p = r_bytes(r, 1);
-
-	return (p ? p[0] : 0);
-}
-
-static uint64_t
-r_u64(struct rbuf *r)
-{
-	const unsigned char *p = r_bytes(r, 8);
-	uint64_t v = 0;
-	int i;
-
-	if (p == NULL)
-		return (0);
-	for (i = 0; i < 8; i++)
-		v = (v << 8) | p[i];
-	return (v);
-}
-
-static uint32_t
-r_u32(struct rbuf *r)
-{
-	const unsigned char *p = r_bytes(r, 4);
-
-	if (p == NULL)
-		return (0);
-	return ((uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 |
-	    (uint32_t)p[2] << 8 | p[3]);
-}
-
-/* r_str - a u16-prefixed string into out (NUL-terminated); -1 if long */
+/* get_str - a u16-prefixed string into out (NUL-terminated); -1 if long */
 static int
-r_str(struct rbuf *r, char *out, size_t outlen)
+get_str(struct rbuf *r, char *out, size_t outlen)
 {
+	size_t n = rbuf_be16(r);
 	const unsigned char *p;
-	size_t n;
 
-	if ((p = r_bytes(r, 2)) == NULL)
+	if ((p = rbuf_take(r, n)) == NULL)
 		return (-1);
-	n = (size_t)p[0] << 8 | p[1];
-	if ((p = r_bytes(r, n)) == NULL || n >= outlen) {
-		r->failed = 1;
-		return (-1);
-	}
+	if (n >= outlen)
+		return (rbuf_fail(r, "string too long"));
 	memcpy(out, p, n);
 	out[n] = '\0';
 	return (0);
 }
 
-/* r_strdup - a u16-prefixed string, allocated */
+/* get_strdup - a u16-prefixed string, allocated */
 static char *
-r_strdup(struct rbuf *r)
+get_strdup(struct rbuf *r)
 {
+	size_t n = rbuf_be16(r);
 	const unsigned char *p;
-	size_t n;
 	char *s;
 
-	if ((p = r_bytes(r, 2)) == NULL)
-		return (NULL);
-	n = (size_t)p[0] << 8 | p[1];
-	if ((p = r_bytes(r, n)) == NULL)
+	if ((p = rbuf_take(r, n)) == NULL)
 		return (NULL);
 	if ((s = malloc(n + 1)) == NULL) {
-		r->failed = 1;
+		rbuf_fail(r, "out of memory");
 		return (NULL);
 	}
 	memcpy(s, p, n);
@@ -211,7 +102,7 @@ key_part(struct wbuf *w, const char *s, size_t max, int lower)
 	if (n > max) {
 		hex[0] = '#';
 		sha256_hex(s, n, hex + 1);
-		w_bytes(w, hex, 65);
+		wbuf_bytes(w, hex, 65);
 		return;
 	}
 	for (i = 0; i < n; i++) {
@@ -219,7 +110,7 @@ key_part(struct wbuf *w, const char *s, size_t max, int lower)
 
 		if (lower && c >= 'A' && c <= 'Z')
 			c = (unsigned char)(c - 'A' + 'a');
-		w_bytes(w, &c, 1);
+		wbuf_u8(w, c);
 	}
 }
 
@@ -227,15 +118,16 @@ int
 state_folder_key(struct state_key *k, const char *account,
     const char *folder, char *err, size_t errlen)
 {
-	struct wbuf w = { k->buf, 0, sizeof(k->buf), 0 };
+	struct wbuf w;
 
+	wbuf_init_fixed(&w, k->buf, sizeof(k->buf));
 	k->len = 0;
 	if (account == NULL || folder == NULL || *account == '\0') {
 		errbuf_set(err, errlen, "state key: empty account");
 		return (-1);
 	}
 	key_part(&w, account, STATE_ACCOUNT_MAX, 1);
-	w_u8(&w, 0);
+	wbuf_u8(&w, 0);
 	key_part(&w, folder, STATE_FOLDER_MAX, 0);
 	if (w.failed) {
 		errbuf_set(err, errlen, "state key: too long");
@@ -248,11 +140,12 @@ state_folder_key(struct state_key *k, const char *account,
 size_t
 state_uid_key(const struct state_key *fk, uint64_t uid, unsigned char *out)
 {
-	struct wbuf w = { out, 0, STATE_KEY_MAX + 9, 0 };
+	struct wbuf w;
 
-	w_bytes(&w, fk->buf, fk->len);
-	w_u8(&w, 0);
-	w_u64(&w, uid);
+	wbuf_init_fixed(&w, out, STATE_KEY_MAX + 9);
+	wbuf_bytes(&w, fk->buf, fk->len);
+	wbuf_u8(&w, 0);
+	wbuf_be64(&w, uid);
 	return (w.len);
 }
 
@@ -285,22 +178,23 @@ state_content_key(const char *msgid, uint64_t size, int64_t internaldate,
 int
 state_folder_decode(const void *v, size_t len, struct state_folder *f)
 {
-	struct rbuf r = { v, len, 0, 0 };
+	struct rbuf r;
 
 	memset(f, 0, sizeof(*f));
-	if (r_u8(&r) != STATE_VERSION)
+	rbuf_init(&r, v, len);
+	if (rbuf_u8(&r) != STATE_VERSION)
 		return (-1);
-	f->flags = r_u8(&r);
-	f->src_uidvalidity = r_u64(&r);
-	f->src_uidnext = r_u64(&r);
-	f->src_last_uid = r_u64(&r);
-	f->src_highestmodseq = r_u64(&r);
-	f->src_messages = r_u64(&r);
-	f->dst_uidvalidity = r_u64(&r);
-	f->dst_highestmodseq = r_u64(&r);
-	f->updated = (int64_t)r_u64(&r);
-	r_str(&r, f->dst_name, sizeof(f->dst_name));
-	return (r.failed ? -1 : 0);
+	f->flags = rbuf_u8(&r);
+	f->src_uidvalidity = rbuf_be64(&r);
+	f->src_uidnext = rbuf_be64(&r);
+	f->src_last_uid = rbuf_be64(&r);
+	f->src_highestmodseq = rbuf_be64(&r);
+	f->src_messages = rbuf_be64(&r);
+	f->dst_uidvalidity = rbuf_be64(&r);
+	f->dst_highestmodseq = rbuf_be64(&r);
+	f->updated = (int64_t)rbuf_be64(&r);
+	get_str(&r, f->dst_name, sizeof(f->dst_name));
+	return (r.why != NULL ? -1 : 0);
 }
 
 struct folder_get {
@@ -363,19 +257,20 @@ blob_put_fn(struct store_txn *tx, void *arg)
 static size_t
 folder_encode(const struct state_folder *f, unsigned char *buf, size_t cap)
 {
-	struct wbuf w = { buf, 0, cap, 0 };
+	struct wbuf w;
 
-	w_u8(&w, STATE_VERSION);
-	w_u8(&w, f->flags);
-	w_u64(&w, f->src_uidvalidity);
-	w_u64(&w, f->src_uidnext);
-	w_u64(&w, f->src_last_uid);
-	w_u64(&w, f->src_highestmodseq);
-	w_u64(&w, f->src_messages);
-	w_u64(&w, f->dst_uidvalidity);
-	w_u64(&w, f->dst_highestmodseq);
-	w_u64(&w, (uint64_t)f->updated);
-	w_str(&w, f->dst_name);
+	wbuf_init_fixed(&w, buf, cap);
+	wbuf_u8(&w, STATE_VERSION);
+	wbuf_u8(&w, f->flags);
+	wbuf_be64(&w, f->src_uidvalidity);
+	wbuf_be64(&w, f->src_uidnext);
+	wbuf_be64(&w, f->src_last_uid);
+	wbuf_be64(&w, f->src_highestmodseq);
+	wbuf_be64(&w, f->src_messages);
+	wbuf_be64(&w, f->dst_uidvalidity);
+	wbuf_be64(&w, f->dst_highestmodseq);
+	wbuf_be64(&w, (uint64_t)f->updated);
+	put_str(&w, f->dst_name);
 	return (w.failed ? 0 : w.len);
 }
 
@@ -479,7 +374,7 @@ state_folder_reset(struct store *st, const struct state_key *k, char *err,
 static size_t
 map_encode(const struct state_map_entry *e, unsigned char *buf, size_t cap)
 {
-	struct wbuf w = { buf, 0, cap, 0 };
+	struct wbuf w;
 	const char *fl = e->flags ? e->flags : "";
 	char tmp[STATE_FLAGS_MAX];
 
@@ -494,35 +389,37 @@ map_encode(const struct state_map_entry *e, unsigned char *buf, size_t cap)
 			*sp = '\0';
 		fl = tmp;
 	}
-	w_u8(&w, STATE_VERSION);
-	w_u8(&w, (unsigned)e->origin);
-	w_u64(&w, e->dst_uid);
-	w_u64(&w, e->dst_uidvalidity);
-	w_u64(&w, e->size);
-	w_u64(&w, (uint64_t)e->internaldate);
-	w_bytes(&w, e->ckey, STATE_CKEY_LEN);
-	w_str(&w, fl);
+	wbuf_init_fixed(&w, buf, cap);
+	wbuf_u8(&w, STATE_VERSION);
+	wbuf_u8(&w, (unsigned)e->origin);
+	wbuf_be64(&w, e->dst_uid);
+	wbuf_be64(&w, e->dst_uidvalidity);
+	wbuf_be64(&w, e->size);
+	wbuf_be64(&w, (uint64_t)e->internaldate);
+	wbuf_bytes(&w, e->ckey, STATE_CKEY_LEN);
+	put_str(&w, fl);
 	return (w.failed ? 0 : w.len);
 }
 
 int
 state_map_decode(const void *v, size_t len, struct state_map_entry *e)
 {
-	struct rbuf r = { v, len, 0, 0 };
+	struct rbuf r;
 	const unsigned char *ck;
 
 	memset(e, 0, sizeof(*e));
-	if (r_u8(&r) != STATE_VERSION)
+	rbuf_init(&r, v, len);
+	if (rbuf_u8(&r) != STATE_VERSION)
 		return (-1);
-	e->origin = (enum state_origin)r_u8(&r);
-	e->dst_uid = r_u64(&r);
-	e->dst_uidvalidity = r_u64(&r);
-	e->size = r_u64(&r);
-	e->internaldate = (int64_t)r_u64(&r);
-	if ((ck = r_bytes(&r, STATE_CKEY_LEN)) != NULL)
+	e->origin = (enum state_origin)rbuf_u8(&r);
+	e->dst_uid = rbuf_be64(&r);
+	e->dst_uidvalidity = rbuf_be64(&r);
+	e->size = rbuf_be64(&r);
+	e->internaldate = (int64_t)rbuf_be64(&r);
+	if ((ck = rbuf_take(&r, STATE_CKEY_LEN)) != NULL)
 		memcpy(e->ckey, ck, STATE_CKEY_LEN);
-	e->flags = r_strdup(&r);
-	if (r.failed || e->flags == NULL || r.off != r.len ||
+	e->flags = get_strdup(&r);
+	if (r.why != NULL || e->flags == NULL || rbuf_left(&r) != 0 ||
 	    e->origin < STATE_ORIGIN_COPIED ||
 	    e->origin > STATE_ORIGIN_LEDGER) {
 		free(e->flags);
@@ -532,15 +429,11 @@ state_map_decode(const void *v, size_t len, struct state_map_entry *e)
 	return (0);
 }
 
+/* key_uid - the big-endian source UID that ends a map or intent key */
 static uint64_t
 key_uid(const unsigned char *key, size_t klen)
 {
-	uint64_t v = 0;
-	size_t i;
-
-	for (i = klen - 8; i < klen; i++)
-		v = (v << 8) | key[i];
-	return (v);
+	return (be64_get(key + klen - 8));
 }
 
 struct map_load {
@@ -765,16 +658,17 @@ intent_put_fn(struct store_txn *tx, void *arg)
 
 	for (i = 0; i < p->n; i++) {
 		const struct state_intent *in = &p->in[i];
-		struct wbuf w = { val, 0, sizeof(val), 0 };
+		struct wbuf w;
 
-		w_u8(&w, STATE_VERSION);
-		w_u64(&w, in->size);
-		w_u64(&w, (uint64_t)in->internaldate);
-		w_u32(&w, (uint32_t)(int32_t)in->tz);
-		w_u64(&w, (uint64_t)in->created);
-		w_bytes(&w, in->ckey, STATE_CKEY_LEN);
-		w_str(&w, in->msgid ? in->msgid : "");
-		w_str(&w, in->dst_name ? in->dst_name : "");
+		wbuf_init_fixed(&w, val, sizeof(val));
+		wbuf_u8(&w, STATE_VERSION);
+		wbuf_be64(&w, in->size);
+		wbuf_be64(&w, (uint64_t)in->internaldate);
+		wbuf_be32(&w, (uint32_t)(int32_t)in->tz);
+		wbuf_be64(&w, (uint64_t)in->created);
+		wbuf_bytes(&w, in->ckey, STATE_CKEY_LEN);
+		put_str(&w, in->msgid ? in->msgid : "");
+		put_str(&w, in->dst_name ? in->dst_name : "");
 		if (w.failed) {
 			store_txn_seterr(tx, "sync_intent: record too long");
 			return (-1);
@@ -871,27 +765,28 @@ intent_load_cb(const void *key, size_t klen, const void *val, size_t vlen,
 	struct intent_load *il = arg;
 	struct state_intents *l = il->l;
 	struct state_intent in;
-	struct rbuf r = { val, vlen, 0, 0 };
+	struct rbuf r;
 	const unsigned char *ck;
 
 	if (klen != il->prefixlen + 8)
 		return (0);
 	memset(&in, 0, sizeof(in));
-	if (r_u8(&r) != STATE_VERSION) {
+	rbuf_init(&r, val, vlen);
+	if (rbuf_u8(&r) != STATE_VERSION) {
 		il->corrupt = 1;
 		return (-1);
 	}
 	in.src_uid = key_uid(key, klen);
-	in.size = r_u64(&r);
-	in.internaldate = (int64_t)r_u64(&r);
-	in.tz = (int)(int32_t)r_u32(&r);
-	in.created = (int64_t)r_u64(&r);
-	if ((ck = r_bytes(&r, STATE_CKEY_LEN)) != NULL)
+	in.size = rbuf_be64(&r);
+	in.internaldate = (int64_t)rbuf_be64(&r);
+	in.tz = (int)(int32_t)rbuf_be32(&r);
+	in.created = (int64_t)rbuf_be64(&r);
+	if ((ck = rbuf_take(&r, STATE_CKEY_LEN)) != NULL)
 		memcpy(in.ckey, ck, STATE_CKEY_LEN);
-	in.msgid = r_strdup(&r);
-	in.dst_name = r_strdup(&r);
-	if (r.failed || in.msgid == NULL || in.dst_name == NULL ||
-	    r.off != r.len) {
+	in.msgid = get_strdup(&r);
+	in.dst_name = get_strdup(&r);
+	if (r.why != NULL || in.msgid == NULL || in.dst_name == NULL ||
+	    rbuf_left(&r) != 0) {
 		free(in.msgid);
 		free(in.dst_name);
 		il->corrupt = 1;

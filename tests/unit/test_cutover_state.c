@@ -12,6 +12,8 @@
 #include <string.h>
 #include <cmocka.h>
 
+#include "hex.h"
+
 #include "cutover_state.h"
 #include "json.h"
 #include "relay_view.h"
@@ -456,12 +458,61 @@ test_status_json(void **state)
 	free(r);
 }
 
+
+/* The bytes of a small record of every part, pinned (the format of
+ * cutover_state.h): a codec change that alters them fails here. */
+static void
+test_codec_golden(void **state)
+{
+	struct cutover_record *r = calloc(1, sizeof(*r));
+	unsigned char *buf;
+	size_t len;
+
+	(void)state;
+	assert_non_null(r);
+	cutover_record_init(r, "ex.org", 1000);
+	r->phase = CUTOVER_SWITCHING;
+	r->switch_seen_at = 2000;
+	r->all_new_since = -1;
+	r->nanswers = 1;
+	strcpy(r->answers[0].resolver, "sys");
+	r->answers[0].class = MX_CLASS_MIXED;
+	r->answers[0].ttl = 0x01020304;
+	r->answers[0].asked_at = 3000;
+	r->answers[0].new_since = 0;
+	r->answers[0].nmx = 2;
+	strcpy(r->answers[0].mx[0], "a.");
+	strcpy(r->answers[0].mx[1], "b");
+	strcpy(r->answers[0].error, "");
+	r->sync.full_done_at = 4000;
+	r->sync.copied = 5;
+	r->sync.missing = 6;
+	r->sync.failed = 7;
+	r->sync.accounts = 8;
+	r->sync.nfail = 1;
+	strcpy(r->sync.fail[0].user, "u");
+	r->sync.fail[0].failed = 9;
+	strcpy(r->sync.fail[0].reason, "why");
+	cutover_record_history(r, 5000, CUTOVER_SYNCED, CUTOVER_SWITCHING,
+	    "mx");
+	assert_int_equal(cutover_record_encode(r, &buf, &len), 0);
+	assert_string_equal(hex(buf, len), "43010665782e6f72670200000000000003e800000000000007d0ffff"
+	    "ffffffffffff010373797302010203040000000000000bb800000000"
+	    "000000000202612e0162000000000000000fa0000000000000000000"
+	    "00000000000000000000000000000000000000000000050000000000"
+	    "00000600000000000000070000000800000000000000000100017500"
+	    "00000000000009000377687900010000000000001388010200026d78");
+	free(buf);
+	free(r);
+}
+
 int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_codec_round_trip),
 		cmocka_unit_test(test_codec_strict),
+		cmocka_unit_test(test_codec_golden),
 		cmocka_unit_test(test_mx_class),
 		cmocka_unit_test(test_verdict_conditions),
 		cmocka_unit_test(test_ttl_note),

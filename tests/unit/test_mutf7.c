@@ -13,6 +13,7 @@
 #include <cmocka.h>
 
 #include "mutf7.h"
+#include "utf8.h"
 
 /* Pairs that must convert both ways. */
 static const struct {

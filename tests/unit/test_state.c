@@ -15,6 +15,7 @@
 
 #include <cmocka.h>
 
+#include "hex.h"
 #include "msgid.h"
 #include "ledger.h"
 #include "state.h"
@@ -455,6 +456,118 @@ test_ledger(void **state)
 	    err, sizeof(err)), 0);
 }
 
+
+struct raw {
+	enum store_db	 db;
+	unsigned char	 key[STATE_KEY_MAX + 9];
+	size_t		 klen;
+	unsigned char	 val[8192];
+	size_t		 vlen;
+};
+
+static int
+raw_get_fn(struct store_txn *tx, void *arg)
+{
+	struct raw *r = arg;
+	const void *v;
+	size_t vlen;
+
+	if (store_get(tx, r->db, r->key, r->klen, &v, &vlen) != 0 ||
+	    vlen > sizeof(r->val))
+		return (-1);
+	memcpy(r->val, v, vlen);
+	r->vlen = vlen;
+	return (0);
+}
+
+/* raw_hex - the stored value under key in db, as hex */
+static const char *
+raw_hex(struct fx *fx, enum store_db db, const void *key, size_t klen)
+{
+	struct raw r;
+	char err[256];
+
+	memset(&r, 0, sizeof(r));
+	r.db = db;
+	memcpy(r.key, key, klen);
+	r.klen = klen;
+	if (store_txn_run(fx->st, 1, raw_get_fn, &r, err, sizeof(err)) != 0)
+		fail_msg("raw get: %s", err);
+	return (hex(r.val, r.vlen));
+}
+
+/* The bytes written for each record kind, pinned (the format in
+ * state.h): a codec change that alters them fails here. */
+static void
+test_record_golden(void **state)
+{
+	struct fx *fx = *state;
+	struct state_key k;
+	struct state_folder f;
+	struct state_map_entry e;
+	struct state_intent in;
+	unsigned char key[STATE_KEY_MAX + 9];
+	size_t klen;
+	char err[256];
+
+	assert_int_equal(state_folder_key(&k, "Bob", "INBOX/x", err,
+	    sizeof(err)), 0);
+	assert_string_equal(hex(k.buf, k.len), "626f6200494e424f582f78");
+	klen = state_uid_key(&k, 0x0102030405060708ULL, key);
+	assert_string_equal(hex(key, klen), "626f6200494e424f582f78000102030405060708");
+
+	memset(&f, 0, sizeof(f));
+	f.flags = STATE_F_COMPLETE;
+	f.src_uidvalidity = 1;
+	f.src_uidnext = 0x1122334455667788ULL;
+	f.src_last_uid = 3;
+	f.src_highestmodseq = 4;
+	f.src_messages = 5;
+	f.dst_uidvalidity = 6;
+	f.dst_highestmodseq = 7;
+	f.updated = -2;
+	strcpy(f.dst_name, "Dst");
+	assert_int_equal(state_folder_put(fx->st, &k, &f, err, sizeof(err)),
+	    0);
+	assert_string_equal(raw_hex(fx, STORE_DB_SYNC_FOLDER, k.buf, k.len),
+	    "01010000000000000001112233445566778800000000000000030000"
+	        "00000000000400000000000000050000000000000006000000000000"
+	        "0007fffffffffffffffe0003447374");
+
+	memset(&in, 0, sizeof(in));
+	in.src_uid = 9;
+	in.size = 10;
+	in.internaldate = -11;
+	in.tz = -420;
+	in.created = 12;
+	memset(in.ckey, 0xab, sizeof(in.ckey));
+	in.msgid = (char *)"<m@x>";
+	in.dst_name = (char *)"D";
+	assert_int_equal(state_intent_put(fx->st, &k, &in, 1, err,
+	    sizeof(err)), 0);
+	klen = state_uid_key(&k, 9, key);
+	assert_string_equal(raw_hex(fx, STORE_DB_SYNC_INTENT, key, klen),
+	    "01000000000000000afffffffffffffff5fffffe5c00000000000000"
+	        "0cababababababababababababababababababababababababababab"
+	        "ababababab00053c6d40783e000144");
+
+	memset(&e, 0, sizeof(e));
+	e.src_uid = 9;
+	e.dst_uid = 13;
+	e.dst_uidvalidity = 14;
+	e.size = 15;
+	e.internaldate = -16;
+	e.origin = STATE_ORIGIN_MATCHED;
+	memset(e.ckey, 0xcd, sizeof(e.ckey));
+	e.flags = (char *)"\\Seen";
+	assert_int_equal(state_map_commit(fx->st, &k, &e, 1, NULL, 0, err,
+	    sizeof(err)), 0);
+	assert_string_equal(raw_hex(fx, STORE_DB_SYNC_MAP, key, klen),
+	    "0102000000000000000d000000000000000e000000000000000fffff"
+	        "fffffffffff0cdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcd"
+	        "cdcdcdcdcdcdcdcdcdcd00055c5365656e");
+}
+
 int
 main(void)
 {
@@ -468,6 +581,8 @@ main(void)
 		    teardown),
 		cmocka_unit_test_setup_teardown(test_map, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_commit, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_record_golden, setup,
+		    teardown),
 		cmocka_unit_test_setup_teardown(test_ledger, setup, teardown),
 	};
 

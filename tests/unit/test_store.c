@@ -23,6 +23,8 @@
 #include <sys/wait.h>
 #include <cmocka.h>
 
+#include "hex.h"
+
 #include "store.h"
 
 #define SMALL_MAP	((size_t)64 << 10)	/* 64 KiB: fills at once */
@@ -1246,6 +1248,58 @@ test_rdonly_absent_dbs(void **state)
 	store_close(&st);
 }
 
+
+struct raw_hdr {
+	char	value[128];
+	char	index[128];
+};
+
+static int
+op_raw_hdr(struct store_txn *tx, void *arg)
+{
+	struct raw_hdr *h = arg;
+	MDB_txn *txn = store_txn_mdb(tx);
+	MDB_dbi dbi, idx;
+	MDB_val k = { 2, (void *)"r1" }, v, ik, iv;
+	MDB_cursor *cur;
+
+	if (mdb_dbi_open(txn, store_db_name(STORE_DB_DEDUPE), 0, &dbi) != 0 ||
+	    mdb_get(txn, dbi, &k, &v) != 0 ||
+	    mdb_dbi_open(txn, "expiry", 0, &idx) != 0 ||
+	    mdb_cursor_open(txn, idx, &cur) != 0)
+		return (-1);
+	snprintf(h->value, sizeof(h->value), "%.120s",
+	    hex(v.mv_data, v.mv_size));
+	if (mdb_cursor_get(cur, &ik, &iv, MDB_FIRST) != 0) {
+		mdb_cursor_close(cur);
+		return (-1);
+	}
+	snprintf(h->index, sizeof(h->index), "%.120s",
+	    hex(ik.mv_data, ik.mv_size));
+	mdb_cursor_close(cur);
+	return (0);
+}
+
+/* The expiry header and the index key of an expiring value, pinned
+ * (store.h: big-endian expiry, then the database id and the key). */
+static void
+test_expiry_golden(void **state)
+{
+	struct fixture *fx = *state;
+	struct store *st;
+	struct raw_hdr h;
+	char err[256];
+
+	st = open_ok(fx->db, 0, 0);
+	assert_int_equal(put(st, STORE_DB_DEDUPE, "r1", "v",
+	    (time_t)0x0102030405060708LL, 0), 0);
+	assert_int_equal(store_txn_run(st, 1, op_raw_hdr, &h, err,
+	    sizeof(err)), 0);
+	assert_string_equal(h.value, "010203040506070876");
+	assert_string_equal(h.index, "0102030405060708017231");
+	store_close(&st);
+}
+
 int
 main(void)
 {
@@ -1276,6 +1330,8 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_stale_readers, setup,
 		    teardown),
 		cmocka_unit_test_setup_teardown(test_rdonly, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_expiry_golden, setup,
+		    teardown),
 		cmocka_unit_test_setup_teardown(test_rdonly_absent_dbs, setup,
 		    teardown),
 	};
