@@ -27,6 +27,7 @@
 #include <event2/bufferevent.h>
 
 #include "log.h"
+#include "rfc5322.h"
 #include "smtp_server_p.h"
 
 static void	session_checks_done(struct smtp_session *, const char *,
@@ -67,35 +68,6 @@ tx_envelope(struct smtp_session *s, struct smtp_tx *tx)
 	return (0);
 }
 
-/*
- * received_date - "Mon, 23 Nov 2026 11:13:24 +0100": the date of our
- * Received: header, RFC 5322 §3.3, in local time with its offset.
- *
- * Not strftime's %a and %b: they follow LC_TIME, and a header needs the
- * English names whatever the locale.  The one RFC 5322 date writer meant
- * for common/ can replace this function as it stands.
- */
-static void
-received_date(time_t t, char *buf, size_t len)
-{
-	static const char *const days[] = {
-		"Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat" };
-	static const char *const months[] = {
-		"Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep",
-		"Oct", "Nov", "Dec" };
-	char zone[8];
-	struct tm tm;
-
-	if (localtime_r(&t, &tm) == NULL)
-		memset(&tm, 0, sizeof(tm));
-	/* %z is digits and a sign in every locale */
-	if (strftime(zone, sizeof(zone), "%z", &tm) == 0)
-		snprintf(zone, sizeof(zone), "+0000");
-	snprintf(buf, len, "%s, %02d %s %04d %02d:%02d:%02d %s",
-	    days[tm.tm_wday % 7], tm.tm_mday, months[tm.tm_mon % 12],
-	    tm.tm_year + 1900, tm.tm_hour, tm.tm_min, tm.tm_sec, zone);
-}
-
 /* received_header - our trace header, RFC 5321 §4.4 */
 static int
 received_header(struct smtp_session *s, struct smtp_tx *tx, char *buf,
@@ -111,7 +83,8 @@ received_header(struct smtp_session *s, struct smtp_tx *tx, char *buf,
 		proto = s->tls ? "ESMTPS" : "ESMTP";
 	else
 		proto = s->tls ? "SMTPS" : "SMTP";
-	received_date(time(NULL), date, sizeof(date));
+	/* English day and month names whatever the locale (rfc5322.h) */
+	(void)rfc5322_date(time(NULL), date, sizeof(date));
 	/* One recipient only: naming several would disclose them all. */
 	if (tx->rcpts.count == 1)
 		snprintf(forpart, sizeof(forpart), "\r\n\tfor <%s>",
