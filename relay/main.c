@@ -247,6 +247,103 @@ ctx_free(struct daemon_ctx *ctx)
 		event_base_free(r->base);
 }
 
+/*
+ * start_up - steps 2 to 6 of the start-up order (detach, state_dir, pid
+ * file, bind, privilege drop, store and spool); -1 logged
+ */
+static int
+start_up(struct daemon_ctx *ctx, int foreground, int rebuild)
+{
+	struct relay *r = &ctx->relay;
+	const struct config *cfg = r->cfg;
+	char err[1024], path[4096];
+
+	daemon_init(&ctx->d, "ferry-relay");
+	log_open("ferry-relay", foreground || rebuild ||
+	    cfg->global.log == CFG_LOG_STDERR ? LOG_DEST_STDERR :
+	    LOG_DEST_SYSLOG, cfg->global.log_facility,
+	    (enum log_level)cfg->global.log_level);
+	signal(SIGPIPE, SIG_IGN);
+	daemon_detach(&ctx->d, foreground || rebuild);
+	if (daemon_state_dir(cfg->global.state_dir, cfg->global.user) == -1 ||
+	    daemon_pidfile(&ctx->d, cfg->relay.pid_file) == -1)
+		return (-1);
+	if ((r->base = event_base_new()) == NULL) {
+		log_errorx("cannot create the event loop");
+		return (-1);
+	}
+	if (!rebuild && smtp_server_new(&r->server, r, err, sizeof(err)) == -1) {
+		log_errorx("%s", err);
+		return (-1);
+	}
+	if (daemon_drop_privileges(cfg->global.user) == -1)
+		return (-1);
+	if (config_state_path(cfg, "db", path, sizeof(path)) == -1 ||
+	    store_open(&r->store, path, 0, err, sizeof(err)) == -1) {
+		log_errorx("store %s: %s (is state_dir writable by this user?)",
+		    path, err);
+		return (-1);
+	}
+	if (spool_open(&r->spool, r, err, sizeof(err)) == -1) {
+		log_errorx("spool: %s", err);
+		return (-1);
+	}
+	return (0);
+}
+
+/* serve - step 7: checks, scheduler, control, signals, accept; -1 logged */
+static int
+serve(struct daemon_ctx *ctx)
+{
+	struct relay *r = &ctx->relay;
+	struct timeval sweep = { SWEEP_INTERVAL, 0 };
+	char err[1024];
+
+	if (checks_init(r, err, sizeof(err)) == -1) {
+		log_errorx("%s", err);
+		return (-1);
+	}
+	if (queue_new(&r->queue, r, err, sizeof(err)) == -1) {
+		log_errorx("queue: %s", err);
+		return (-1);
+	}
+	if (control_new(&r->control, r, err, sizeof(err)) == -1) {
+		log_errorx("control: %s", err);
+		return (-1);
+	}
+	if (daemon_signals(&ctx->d, r->base, on_term, on_hup, ctx) == -1)
+		return (-1);
+	ctx->ev_sweep = event_new(r->base, -1, EV_PERSIST, on_sweep, ctx);
+	if (ctx->ev_sweep == NULL || event_add(ctx->ev_sweep, &sweep) == -1) {
+		log_errorx("cannot set up the sweep timer");
+		return (-1);
+	}
+	if (smtp_server_start(r->server, err, sizeof(err)) == -1) {
+		log_errorx("%s", err);
+		return (-1);
+	}
+	log_info("started (pid %ld)", (long)getpid());
+	daemon_ready(&ctx->d);
+	if (event_base_dispatch(r->base) == -1)
+		log_errorx("event loop failed");
+	return (0);
+}
+
+/* rebuild_index - --rebuild-index after step 6; -1 logged */
+static int
+rebuild_index(struct relay *r)
+{
+	char err[1024];
+	size_t count;
+
+	if (spool_rebuild_index(r->spool, &count, err, sizeof(err)) == -1) {
+		log_errorx("rebuild-index: %s", err);
+		return (-1);
+	}
+	printf("ferry-relay: queue index rebuilt: %zu message(s)\n", count);
+	return (0);
+}
+
 int
 main(int argc, char *argv[])
 {
@@ -257,12 +354,8 @@ main(int argc, char *argv[])
 	};
 	const char *conf = NULL;
 	struct daemon_ctx ctx;
-	struct relay *r = &ctx.relay;
 	struct config cfg;
-	struct timeval sweep = { SWEEP_INTERVAL, 0 };
-	char err[1024], path[4096];
 	int c, rc, test_only = 0, foreground = 0, rebuild = 0;
-	size_t count;
 
 	while ((c = getopt_long(argc, argv, "c:dht", longopts, NULL)) != -1) {
 		switch (c) {
@@ -297,93 +390,18 @@ main(int argc, char *argv[])
 		config_free(&cfg);
 		return (0);
 	}
-
 	memset(&ctx, 0, sizeof(ctx));
-	daemon_init(&ctx.d, "ferry-relay");
-	r->cfg = &cfg;
-	r->started = time(NULL);
-	if (foreground || rebuild || cfg.global.log == CFG_LOG_STDERR)
-		log_open("ferry-relay", LOG_DEST_STDERR, cfg.global.log_facility,
-		    (enum log_level)cfg.global.log_level);
+	ctx.relay.cfg = &cfg;
+	ctx.relay.started = time(NULL);
+	if (start_up(&ctx, foreground, rebuild) == -1)
+		rc = EXIT_RUNTIME;
+	else if (rebuild)
+		rc = rebuild_index(&ctx.relay) == -1 ? EXIT_RUNTIME : 0;
 	else
-		log_open("ferry-relay", LOG_DEST_SYSLOG, cfg.global.log_facility,
-		    (enum log_level)cfg.global.log_level);
-	signal(SIGPIPE, SIG_IGN);
-
-	daemon_detach(&ctx.d, foreground || rebuild);
-	if (daemon_state_dir(cfg.global.state_dir, cfg.global.user) == -1 ||
-	    daemon_pidfile(&ctx.d, cfg.relay.pid_file) == -1)
-		goto fail;
-	if ((r->base = event_base_new()) == NULL) {
-		log_errorx("cannot create the event loop");
-		goto fail;
-	}
-	if (!rebuild && smtp_server_new(&r->server, r, err, sizeof(err)) == -1) {
-		log_errorx("%s", err);
-		goto fail;
-	}
-	if (daemon_drop_privileges(cfg.global.user) == -1)
-		goto fail;
-
-	if (config_state_path(&cfg, "db", path, sizeof(path)) == -1 ||
-	    store_open(&r->store, path, 0, err, sizeof(err)) == -1) {
-		log_errorx("store %s: %s (is state_dir writable by this user?)",
-		    path, err);
-		goto fail;
-	}
-	if (spool_open(&r->spool, r, err, sizeof(err)) == -1) {
-		log_errorx("spool: %s", err);
-		goto fail;
-	}
-	if (rebuild) {
-		if (spool_rebuild_index(r->spool, &count, err, sizeof(err)) == -1) {
-			log_errorx("rebuild-index: %s", err);
-			goto fail;
-		}
-		printf("ferry-relay: queue index rebuilt: %zu message(s)\n", count);
-		ctx_free(&ctx);
-		log_close();
-		config_free(&cfg);
-		return (0);
-	}
-	if (checks_init(r, err, sizeof(err)) == -1) {
-		log_errorx("%s", err);
-		goto fail;
-	}
-	if (queue_new(&r->queue, r, err, sizeof(err)) == -1) {
-		log_errorx("queue: %s", err);
-		goto fail;
-	}
-	if (control_new(&r->control, r, err, sizeof(err)) == -1) {
-		log_errorx("control: %s", err);
-		goto fail;
-	}
-	if (daemon_signals(&ctx.d, r->base, on_term, on_hup, &ctx) == -1)
-		goto fail;
-	ctx.ev_sweep = event_new(r->base, -1, EV_PERSIST, on_sweep, &ctx);
-	if (ctx.ev_sweep == NULL || event_add(ctx.ev_sweep, &sweep) == -1) {
-		log_errorx("cannot set up the sweep timer");
-		goto fail;
-	}
-	if (smtp_server_start(r->server, err, sizeof(err)) == -1) {
-		log_errorx("%s", err);
-		goto fail;
-	}
-	log_info("started (pid %ld)", (long)getpid());
-	daemon_ready(&ctx.d);
-
-	if (event_base_dispatch(r->base) == -1)
-		log_errorx("event loop failed");
-
+		rc = serve(&ctx) == -1 ? EXIT_RUNTIME : 0;
 	ctx_free(&ctx);
 	log_close();
 	config_free(&cfg);
 	libevent_global_shutdown();
-	return (0);
-fail:
-	ctx_free(&ctx);
-	log_close();
-	config_free(&cfg);
-	libevent_global_shutdown();
-	return (EXIT_RUNTIME);
+	return (rc);
 }
