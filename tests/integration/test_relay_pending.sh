@@ -21,6 +21,7 @@
 . "$top_srcdir/tests/integration/lib.sh"
 
 require_cmd dovecot postfix "$LIB_PYTHON"
+[ "$(id -u)" -eq 0 ] || skip_all "private Postfix instances need root"
 [ -x /usr/lib/dovecot/lmtp ] ||
 	skip_all "Dovecot's lmtp is not installed (dovecot-lmtpd)"
 
