@@ -1,9 +1,10 @@
 /*
- * state.h - ferry-syncd's sync state in the shared LMDB (DESIGN.md §4,
- * issue 5 item 3): what each source folder looked like at the end of the
- * last pass, which source message became which destination message, and
- * the APPENDs begun but not yet confirmed (intents), so a crash or a
- * dropped connection mid-copy never duplicates or skips a message.
+ * state.h - ferry-syncd's sync state in the shared LMDB (DESIGN.md §4;
+ * §1, "No duplicates"): what each source folder looked like at the end
+ * of the last pass, which source message became which destination
+ * message, and the APPENDs begun but not yet confirmed (intents), so a
+ * crash or a dropped connection mid-copy never duplicates or skips a
+ * message.
  *
  * ON-DISK FORMAT (stable; ferryctl and later versions read it).  All
  * integers are big-endian; "u64" unsigned, "i64"/"i32" two's complement.

@@ -5,9 +5,10 @@
  * (never an overread: run under ASan/valgrind), crafted lies (huge
  * counts and lengths, overlong varints, trailing bytes), encoder
  * refusals, queue_record_done(), and queue ids that are well formed,
- * unique and increasing.  Format version 2 (issue 4: the headers to
- * prepend, per-delivery ledger keys) round-trips; version 1 records (no
- * headers, no ledger keys) still decode.
+ * unique and increasing.  Format version 2 (the headers to prepend, the
+ * per-delivery ledger keys: the format at the top of
+ * common/queue_record.c) round-trips; version 1 records (no headers, no
+ * ledger keys) still decode.
  */
 #include <setjmp.h>
 #include <stdarg.h>
