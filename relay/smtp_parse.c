@@ -1,8 +1,8 @@
 /*
  * smtp_parse.c - the SMTP command parser and the DATA state machine.
  *
- * Pure functions: no I/O, no allocation (except in the fuzz entry
- * point), no logging.  See smtp_parse.h for the contracts.
+ * Pure functions: no I/O, no allocation, no logging.  See smtp_parse.h
+ * for the contracts; tests/fuzz/fuzz_smtp_parse.c fuzzes them.
  *
  * Exposure: this is the first code every client byte meets.  Lengths are
  * checked before anything is copied; addresses are checked against the
@@ -594,64 +594,4 @@ bare:
 	d->error = SMTP_DATA_BARE_NL;
 	*outlen_r = n;
 	return (i + 1);
-}
-
-/* ---- fuzzing ---------------------------------------------------------------- */
-
-/* smtp_parse_fuzz - see smtp_parse.h */
-int
-smtp_parse_fuzz(const uint8_t *data, size_t size)
-{
-	struct smtp_cmd cmd;
-	struct smtp_data a, b;
-	unsigned char *outa, *outb;
-	size_t i, start, na = 0, nb = 0, ca, cb = 0, o;
-
-	for (start = i = 0; i <= size; i++) {
-		if (i == size || data[i] == '\n') {
-			size_t l = i - start;
-
-			if (l > 0 && data[start + l - 1] == '\r')
-				l--;
-			if (smtp_cmd_parse((const char *)data + start, l,
-			    &cmd) == NULL) {
-				if (strlen(cmd.addr) > SMTP_PATH_MAX - 2 ||
-				    strlen(cmd.arg) >= SMTP_CMDLINE_MAX)
-					abort();
-				if ((cmd.verb == SMTP_CMD_MAIL ||
-				    cmd.verb == SMTP_CMD_RCPT) &&
-				    cmd.addr[0] != '\0' && !cmd.postmaster &&
-				    smtp_mailbox_valid(cmd.addr,
-				    strlen(cmd.addr), 1, NULL) != 0)
-					abort();
-			}
-			start = i + 1;
-		}
-	}
-
-	outa = malloc(size + 1);
-	outb = malloc(size + 1);
-	if (outa == NULL || outb == NULL) {
-		free(outa);
-		free(outb);
-		return (0);
-	}
-	smtp_data_init(&a, size / 2 + 1, 64);
-	smtp_data_init(&b, size / 2 + 1, 64);
-	ca = smtp_data_feed(&a, data, size, outa, &na);
-	if (ca > size || na > ca)
-		abort();
-	for (i = 0; i < size && !b.done && b.error != SMTP_DATA_BARE_NL; i++) {
-		cb += smtp_data_feed(&b, data + i, 1, outb + nb, &o);
-		if (o > 1)
-			abort();
-		nb += o;
-	}
-	if (ca != cb || na != nb || a.done != b.done || a.error != b.error ||
-	    a.size != b.size || memcmp(outa, outb, na) != 0 ||
-	    (a.done && a.error == SMTP_DATA_OK && a.size != na))
-		abort();
-	free(outa);
-	free(outb);
-	return (0);
 }

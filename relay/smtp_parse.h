@@ -116,12 +116,4 @@ void	smtp_data_init(struct smtp_data *d, uint64_t max_size,
 size_t	smtp_data_feed(struct smtp_data *d, const void *in, size_t len,
 	    void *out, size_t *outlen_r);
 
-/*
- * smtp_parse_fuzz - a fuzzing entry point: runs data through the command
- * parser (line by line) and the DATA machine (at once and byte by byte)
- * and abort()s when an invariant breaks (output larger than input,
- * chunking changing the result).  Returns 0.
- */
-int	smtp_parse_fuzz(const uint8_t *data, size_t size);
-
 #endif

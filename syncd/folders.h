@@ -1,6 +1,6 @@
 /*
  * folders.h - which source folder goes where on the destination: the
- * folder plan of a sync pass (DESIGN.md §6, issue 5 item 2).
+ * folder plan of a sync pass (DESIGN.md §6, "map folders").
  *
  * Input: both servers' folder lists as LIST gave them (names decoded to
  * UTF-8, attributes as imap_client.h's IMAP_MBOX_* bits, the hierarchy

@@ -1,8 +1,9 @@
 /*
- * report.h - what a sync pass did, per account and folder (issue 5 item
- * 6): the report printed at the end of a pass (a table for people, JSON
- * for scripts), the verdict that decides the exit status, and the
- * progress line shown while the pass runs.
+ * report.h - what a sync pass did, per account and folder (DESIGN.md
+ * §6, "Report per account and folder"): the report printed at the end
+ * of a pass (a table for people, JSON for scripts), the verdict that
+ * decides the exit status, and the progress line shown while the pass
+ * runs.
  *
  * The sync engine fills the report as it goes:
  *

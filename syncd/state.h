@@ -1,7 +1,7 @@
 /*
- * state.h - ferry-syncd's sync state in the shared LMDB (DESIGN.md §4:
- * sync_folder, sync_map): what each source folder looked like at the
- * end of the last pass, which source message became which destination
+ * state.h - ferry-syncd's sync state in the shared LMDB (DESIGN.md §4;
+ * §1, "No duplicates"): what each source folder looked like at the end
+ * of the last pass, which source message became which destination
  * message, and the APPENDs begun but not yet confirmed (intents), so a
  * crash or a dropped connection mid-copy never duplicates or skips a
  * message.

@@ -1,7 +1,8 @@
 #!/bin/bash
 # test_syncd_crash.sh - kill -9 of ferry-syncd in the middle of a full
 # pass, three times at different points, then a restart: the destination
-# ends with every source message exactly once (issue 5, "Done when").
+# ends with every source message exactly once (DESIGN.md §1, "No
+# duplicates"; §6, "resume after a crash").
 #
 # The source (Dovecot "src", user alice) holds 1200 generated messages in
 # three folders (INBOX, a nested one, a non-ASCII one).  ferry-syncd runs

@@ -1,6 +1,6 @@
 #!/bin/bash
 # test_syncd_faults.sh - what ferry-syncd does when things go wrong, and
-# `ferryctl sync` (issue 5, "Done when").
+# `ferryctl sync` (DESIGN.md §6 and §8).
 #
 #   ledger      a message the relay already delivered (an entry in
 #               STORE_DB_LEDGER, written by ledger_put exactly as

@@ -1,0 +1,71 @@
+/*
+ * ctl.h - ferryctl's private interface: what the command files share.
+ *
+ *   ferryctl.c     options, the command table, main()
+ *   ctl_output.c   terminal-safe text, ages, sizes, times, JSON printing
+ *   ctl_socket.c   one request and its reply over the relay's control
+ *                  socket
+ *   ctl_queue.c    queue, show (LMDB and the spool, read-only) and
+ *                  retry/hold/release/delete (through the relay)
+ *   ctl_views.c    stats, drain, sync: the daemons' JSON documents
+ *                  shown as tables
+ *   ctl_status.c   status: the cutover per domain
+ *
+ * Every cmd_* prints its result (a table, or JSON with ctl->json) and
+ * its errors, and returns the exit status: 0, EXIT_RUNTIME or
+ * EXIT_USAGE (cli.h).  Nothing here is used outside ctl/.
+ */
+#ifndef FERRY_CTL_H
+#define FERRY_CTL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "config.h"
+#include "json.h"
+#include "queue_record.h"
+
+/* What every command gets. */
+struct ctl {
+	struct config	cfg;
+	int		json;
+};
+
+/* ctl_output.c */
+const char	*clean(char *buf, size_t len, const char *s, size_t width);
+const char	*fmt_age(char *buf, size_t len, int64_t secs);
+const char	*fmt_size(char *buf, size_t len, uint64_t n);
+const char	*fmt_time(char *buf, size_t len, int64_t t);
+int		 json_print(struct json *j);
+
+/* ctl_socket.c */
+int	ctl_request_opt(const struct ctl *ctl, const char *req, char **reply_r,
+	    int quiet);
+int	ctl_request(const struct ctl *ctl, const char *req, char **reply_r);
+int	reply_split(char *reply, char **text_r);
+
+/* ctl_queue.c: the records of one read, in key (= arrival) order. */
+struct qlist {
+	struct queue_record	*recs;
+	size_t			 n;
+	size_t			 alloc;
+	size_t			 unreadable;
+	const char		*want;	/* show: only this id */
+};
+
+int	valid_id(const char *s);
+void	qlist_clear(struct qlist *l);
+int	queue_read(const struct ctl *ctl, struct qlist *l);
+int	cmd_queue(struct ctl *ctl, const char *arg);
+int	cmd_show(struct ctl *ctl, const char *id);
+int	cmd_action(struct ctl *ctl, const char *cmd, const char *arg);
+
+/* ctl_views.c */
+int	cmd_stats(struct ctl *ctl, const char *arg);
+int	cmd_drain(struct ctl *ctl, const char *arg);
+int	cmd_sync(struct ctl *ctl, const char *arg);
+
+/* ctl_status.c */
+int	cmd_status(struct ctl *ctl, const char *arg);
+
+#endif
