@@ -1,6 +1,6 @@
 /*
  * checks.h - what ferry-relay judges about one message while it streams
- * in (DESIGN.md §5, issue 4): SPF of MAIL FROM (HELO for <>), every DKIM
+ * in (DESIGN.md §5): SPF of MAIL FROM (HELO for <>), every DKIM
  * signature, the removal of Authentication-Results fields that claim our
  * authserv-id, and the identity and body hash that dedupe and the ledger
  * are keyed on.

@@ -56,7 +56,7 @@ enum reject_reason {
 	REJ_BARE_LF,		/* bare CR or LF in DATA */
 	REJ_CONN_LIMIT,		/* 421 4.7.0 too many connections */
 	REJ_TEMPFAIL,		/* 451 4.3.0 spool or store failure */
-	REJ_POLICY,		/* SPF reject-fail and other policy (issue 4) */
+	REJ_POLICY,		/* SPF reject-fail and other policy */
 	REJ_NREASONS
 };
 
@@ -69,7 +69,7 @@ struct relay_stats {
 	uint64_t	connections;
 	uint64_t	accepted;	/* messages answered 250 */
 	uint64_t	rejected[REJ_NREASONS];
-	uint64_t	duplicates;	/* answered 250, not forwarded (issue 4) */
+	uint64_t	duplicates;	/* answered 250, not forwarded (dedupe) */
 	uint64_t	forwarded;	/* deliveries accepted upstream */
 	uint64_t	copied;		/* deliveries accepted by copy_to */
 	uint64_t	deferred;	/* delivery attempts that got 4xx/failed */

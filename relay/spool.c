@@ -16,7 +16,7 @@
  * anywhere (write error, ENOSPC, fsync, rename, LMDB) gets status -1 and
  * its file is removed from wherever it is: nothing half-written stays.
  *
- * Dedupe (issue 4, DESIGN.md §4).  A message whose record carries a relay
+ * Dedupe (DESIGN.md §4).  A message whose record carries a relay
  * key (rec->has_relay_key) also puts that key into STORE_DB_DEDUPE, with
  * MDB_NOOVERWRITE and expiring after [dedupe] ttl, in the SAME LMDB
  * transaction as its queue record.  If the key is already there (another
