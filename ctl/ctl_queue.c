@@ -22,7 +22,7 @@
 #include "config.h"
 #include "json.h"
 #include "queue_record.h"
-#include "relay.h"
+#include "spool.h"
 #include "store.h"
 #include "util.h"
 #include "ctl.h"

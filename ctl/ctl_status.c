@@ -19,7 +19,7 @@
 #include "config.h"
 #include "cutover_state.h"
 #include "json.h"
-#include "relay.h"
+#include "spool.h"
 #include "store.h"
 #include "ctl.h"
 

@@ -24,7 +24,8 @@
 #include "config.h"
 #include "json.h"
 #include "queue_record.h"
-#include "relay.h"
+#include "drain.h"
+#include "spool.h"
 #include "store.h"
 #include "ctl.h"
 

@@ -26,6 +26,7 @@
 #include <stdint.h>
 
 #include "relay.h"
+#include "spool.h"
 
 /* The original header section is copied up to this many bytes (cut at
  * a line end); a DSN is a notice, not an archive. */

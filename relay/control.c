@@ -64,6 +64,8 @@
 #include "log.h"
 #include "queue.h"
 #include "relay.h"
+#include "smtp_server.h"
+#include "spool.h"
 #include "store.h"
 #include "util.h"
 

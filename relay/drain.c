@@ -69,6 +69,7 @@
 #include <time.h>
 
 #include "bytes.h"
+#include "drain.h"
 #include "json.h"
 #include "log.h"
 #include "relay.h"

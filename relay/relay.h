@@ -2,7 +2,7 @@
  * relay.h - ferry-relay's daemon context (struct relay) and its
  * counters (struct relay_stats).  The modules and their headers:
  *
- *   smtp_server.c  sessions, ESMTP, DATA streaming         (receiving)
+ *   smtp_server.h  sessions, ESMTP, DATA streaming         (receiving)
  *   spool.h        spool files + group-committed LMDB index (durability)
  *   (common/queue_record.c: the LMDB "queue" record codec, read by
  *    ferryctl and ferry-syncd too)
@@ -81,20 +81,6 @@ struct relay_stats {
 	time_t		last_inbound;	/* last message accepted */
 };
 
-/* ---- the SMTP server (smtp_server.c) ----------------------------------- */
-
-struct smtp_server;
-
-int	smtp_server_new(struct smtp_server **server_r, struct relay *relay,
-	    char *err, size_t errlen);	/* binds: call before dropping root */
-int	smtp_server_start(struct smtp_server *server, char *err, size_t errlen);
-void	smtp_server_shutdown(struct smtp_server *server, void (*done)(void *),
-	    void *arg);		/* stop accepting; finish transactions */
-void	smtp_server_free(struct smtp_server **server);
-size_t	smtp_server_sessions(const struct smtp_server *server);
-/* SIGHUP: re-read the [relay] recipients file; the old list stays on error. */
-int	smtp_server_reload(struct smtp_server *server, char *err, size_t errlen);
-
 /* ---- the daemon -------------------------------------------------------- */
 
 /* The relay's context: one per process, owned by main.c. */
@@ -117,17 +103,5 @@ struct relay {
 	struct srs		*srs;
 	struct drain		*drain;
 };
-
-/*
- * The modules' own headers.  struct relay needs none of them (pointers
- * only); they are included for the code that still takes its
- * declarations from here: smtp_server.c (spool, queue, SRS, drain),
- * bounce.h (spool_commit_cb) and drain.c.  New code includes the
- * module's header itself.
- */
-#include "drain.h"
-#include "queue.h"
-#include "spool.h"
-#include "srs.h"
 
 #endif

@@ -42,8 +42,13 @@
 #include <openssl/ssl.h>
 
 #include "checks.h"
+#include "drain.h"
+#include "queue.h"
 #include "relay.h"
 #include "smtp_parse.h"
+#include "smtp_server.h"
+#include "spool.h"
+#include "srs.h"
 #include "util.h"
 
 #define SMTP_MAX_ERRORS		20	/* then 421 and close */

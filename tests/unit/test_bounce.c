@@ -19,6 +19,8 @@
 
 #include "bounce.h"
 #include "relay.h"
+#include "spool.h"
+#include "queue.h"
 
 /* ---- helpers ------------------------------------------------------------ */
 

@@ -30,6 +30,7 @@
 #include "json.h"
 #include "log.h"
 #include "relay.h"
+#include "drain.h"
 #include "store.h"
 
 /* A fixed "now": the start of an hour plus a little. */

@@ -54,6 +54,8 @@
 #include "config.h"
 #include "log.h"
 #include "relay.h"
+#include "smtp_server.h"
+#include "spool.h"
 #include "store.h"
 
 #define WAIT_MS		5000	/* any wait longer than this fails */

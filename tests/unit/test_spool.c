@@ -34,6 +34,8 @@
 #include "log.h"
 #include "msgid.h"
 #include "relay.h"
+#include "spool.h"
+#include "queue.h"
 #include "relay_view.h"
 #include "store.h"
 
