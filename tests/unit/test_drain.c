@@ -32,6 +32,7 @@
 #include "relay.h"
 #include "drain.h"
 #include "store.h"
+#include "tmpdir.h"
 
 /* A fixed "now": the start of an hour plus a little. */
 #define NOW	((time_t)1700000000 - (time_t)1700000000 % 3600 + 1234)
@@ -194,15 +195,6 @@ struct tmpstore {
 	struct store	*store;
 };
 
-static int
-rm_entry(const char *path, const struct stat *sb, int type, struct FTW *ftw)
-{
-	(void)sb;
-	(void)type;
-	(void)ftw;
-	return (remove(path));
-}
-
 /* The store of the running test, removed by its teardown even when an
  * assertion failed half-way. */
 static struct tmpstore *cur_ts;
@@ -233,8 +225,7 @@ ts_remove(struct tmpstore *ts)
 {
 	store_close(&ts->store);
 	if (ts->dir[0] != '\0')
-		assert_int_equal(nftw(ts->dir, rm_entry, 16,
-		    FTW_DEPTH | FTW_PHYS), 0);
+		assert_int_equal(tmpdir_remove(ts->dir), 0);
 	ts->dir[0] = '\0';
 	cur_ts = NULL;
 }
@@ -254,8 +245,7 @@ ts_teardown(void **state)
 	if (cur_ts != NULL) {
 		store_close(&cur_ts->store);
 		if (cur_ts->dir[0] != '\0')
-			(void)nftw(cur_ts->dir, rm_entry, 16,
-			    FTW_DEPTH | FTW_PHYS);
+			(void)tmpdir_remove(cur_ts->dir);
 		cur_ts = NULL;
 	}
 	return (0);

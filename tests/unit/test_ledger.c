@@ -19,6 +19,7 @@
 
 #include "ledger.h"
 #include "store.h"
+#include "tmpdir.h"
 
 #define ID_A	"0123456789abcdef"
 #define ID_B	"fedcba9876543210"
@@ -27,15 +28,6 @@ struct fx {
 	char		 tmp[64];
 	struct store	*st;
 };
-
-static int
-rm_entry(const char *path, const struct stat *sb, int type, struct FTW *ftw)
-{
-	(void)sb;
-	(void)type;
-	(void)ftw;
-	return (remove(path));
-}
 
 static int
 setup(void **state)
@@ -66,7 +58,7 @@ teardown(void **state)
 	struct fx *fx = *state;
 
 	store_close(&fx->st);
-	nftw(fx->tmp, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+	tmpdir_remove(fx->tmp);
 	free(fx);
 	return (0);
 }

@@ -39,6 +39,7 @@
 #include "smtp_client.h"
 #include "spool.h"
 #include "store.h"
+#include "tmpdir.h"
 
 /* ---- the fake SMTP client ------------------------------------------------- */
 
@@ -281,15 +282,6 @@ struct fx {
 	int		 done;
 };
 
-static int
-rm_entry(const char *path, const struct stat *sb, int type, struct FTW *ftw)
-{
-	(void)sb;
-	(void)type;
-	(void)ftw;
-	return (remove(path));
-}
-
 static void
 set_host(struct hostport_list *l, const char *host)
 {
@@ -372,7 +364,7 @@ teardown(void **state)
 	store_close(&fx->relay.store);
 	event_base_free(fx->relay.base);
 	config_free(&fx->cfg);
-	nftw(fx->tmp, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+	tmpdir_remove(fx->tmp);
 	free(fx);
 	return (0);
 }

@@ -23,6 +23,7 @@
 #include "queue_record.h"
 #include "relay_view.h"
 #include "store.h"
+#include "tmpdir.h"
 
 #define H	3600
 #define T0	((time_t)1800000000 / H * H)	/* the start of an hour */
@@ -31,15 +32,6 @@ struct fx {
 	char		 tmp[64];
 	struct store	*st;
 };
-
-static int
-rm_entry(const char *path, const struct stat *sb, int type, struct FTW *ftw)
-{
-	(void)sb;
-	(void)type;
-	(void)ftw;
-	return (remove(path));
-}
 
 static int
 setup(void **state)
@@ -69,7 +61,7 @@ teardown(void **state)
 	struct fx *fx = *state;
 
 	store_close(&fx->st);
-	nftw(fx->tmp, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+	tmpdir_remove(fx->tmp);
 	free(fx);
 	return (0);
 }

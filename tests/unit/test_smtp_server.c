@@ -57,6 +57,7 @@
 #include "smtp_server.h"
 #include "spool.h"
 #include "store.h"
+#include "tmpdir.h"
 
 #define WAIT_MS		5000	/* any wait longer than this fails */
 #define HOSTNAME	"mx.test"
@@ -148,15 +149,6 @@ group_teardown(void **state)
 
 /* ---- the server -------------------------------------------------------- */
 
-static int
-rm_entry(const char *path, const struct stat *sb, int type, struct FTW *ftw)
-{
-	(void)sb;
-	(void)type;
-	(void)ftw;
-	return (remove(path));
-}
-
 /* free_port - a loopback port nobody listens on right now */
 static int
 free_port(void)
@@ -242,7 +234,7 @@ teardown(void **state)
 	store_close(&fx->relay.store);
 	event_base_free(fx->relay.base);
 	config_free(&fx->cfg);
-	nftw(fx->tmp, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+	tmpdir_remove(fx->tmp);
 	free(fx);
 	return (0);
 }

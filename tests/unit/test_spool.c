@@ -38,6 +38,7 @@
 #include "queue.h"
 #include "relay_view.h"
 #include "store.h"
+#include "tmpdir.h"
 
 struct fx {
 	char		 tmp[64];
@@ -52,15 +53,6 @@ struct fx {
 	char		 dup_id[QUEUE_ID_LEN + 1];	/* last duplicate */
 	char		 dup_of[QUEUE_ID_LEN + 1];	/* its first copy */
 };
-
-static int
-rm_entry(const char *path, const struct stat *sb, int type, struct FTW *ftw)
-{
-	(void)sb;
-	(void)type;
-	(void)ftw;
-	return (remove(path));
-}
 
 static int
 fx_open(struct fx *fx)
@@ -119,7 +111,7 @@ teardown(void **state)
 	fx_close(fx);
 	event_base_free(fx->relay.base);
 	config_free(&fx->cfg);
-	nftw(fx->tmp, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+	tmpdir_remove(fx->tmp);
 	free(fx);
 	return (0);
 }

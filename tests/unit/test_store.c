@@ -26,6 +26,7 @@
 #include "hex.h"
 
 #include "store.h"
+#include "tmpdir.h"
 
 #define SMALL_MAP	((size_t)64 << 10)	/* 64 KiB: fills at once */
 #define BIGVAL		1000
@@ -34,15 +35,6 @@ struct fixture {
 	char	tmp[64];	/* the mkdtemp() directory */
 	char	db[128];	/* tmp/db: the store */
 };
-
-static int
-rm_entry(const char *path, const struct stat *sb, int type, struct FTW *ftw)
-{
-	(void)sb;
-	(void)type;
-	(void)ftw;
-	return (remove(path));
-}
 
 static int
 setup(void **state)
@@ -67,7 +59,7 @@ teardown(void **state)
 	struct fixture *fx = *state;
 	int rc;
 
-	rc = nftw(fx->tmp, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+	rc = tmpdir_remove(fx->tmp);
 	free(fx);
 	return (rc);
 }
