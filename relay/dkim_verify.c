@@ -67,6 +67,22 @@
 
 #define SIGHDR		"DKIM-Signature"
 
+/*
+ * RFC 5322 3.6: the fields a message has at most one of.  A second one
+ * is how an unsigned "From: Mallory" rides on a signature that covers
+ * the From below it (a signer hashes the bottom instance, readers show
+ * the top one), so a message with any of them repeated gets no pass
+ * from any signature.  libopendkim's DKIM_LIBFLAGS_STRICTHDRS is not
+ * used for this: it knows only Date and From, also refuses a message
+ * without Date or with a From it cannot parse, and then fails dkim_eoh()
+ * as a whole so no signature is reported.
+ */
+static const char *const singletons[] = {
+	"Date", "From", "Sender", "Reply-To", "To", "Cc", "Bcc",
+	"Message-ID", "In-Reply-To", "References", "Subject"
+};
+#define NSINGLETONS	(sizeof(singletons) / sizeof(singletons[0]))
+
 struct dkimv_lib {
 	DKIM_LIB		*dl;
 	struct event_base	*base;
@@ -118,6 +134,7 @@ struct dkimv_msg {
 	size_t			 nsigfields;	/* DKIM-Signature fields seen */
 	size_t			 nsigfed;	/* ... given to libopendkim */
 	size_t			 nignored;
+	unsigned char		 nsingle[NSINGLETONS];	/* counts, max 2 */
 
 	/* after the header block */
 	int			 eoh_ran;	/* header_end() ran */
@@ -187,6 +204,69 @@ sig_find(struct dkimv_msg *msg, DKIM_SIGINFO *si)
 }
 
 /*
+ * key_type_ok - does the key record's k= (default rsa, RFC 6376 3.6.1)
+ * fit the signature's algorithm?  libopendkim decodes p= by a= alone, so
+ * a k=ed25519 record holding an RSA key would verify rsa-sha256.  A k=
+ * we do not know is left to libopendkim (key type unknown).
+ */
+static int
+key_type_ok(const char *rec, DKIM_SIGINFO *si, char *why, size_t whylen)
+{
+	const char *p = rec, *v, *e, *want;
+	size_t n;
+	dkim_alg_t alg;
+
+	if (dkim_sig_getsignalg(si, &alg) != DKIM_STAT_OK)
+		return (1);
+	if (alg == DKIM_SIGN_RSASHA256 || alg == DKIM_SIGN_RSASHA1)
+		want = "rsa";
+	else if (alg == DKIM_SIGN_ED25519SHA256)
+		want = "ed25519";
+	else
+		return (1);
+	v = "rsa";
+	n = 3;
+	while (*p != '\0') {
+		while (*p == ' ' || *p == '\t' || *p == '\r' || *p == '\n')
+			p++;
+		e = strchr(p, ';');
+		if (e == NULL)
+			e = p + strlen(p);
+		if (*p == 'k') {
+			v = p + 1;
+			while (v < e && (*v == ' ' || *v == '\t' ||
+			    *v == '\r' || *v == '\n'))
+				v++;
+			if (v < e && *v == '=') {
+				v++;
+				while (v < e && (*v == ' ' || *v == '\t' ||
+				    *v == '\r' || *v == '\n'))
+					v++;
+				for (n = (size_t)(e - v); n > 0 &&
+				    (v[n - 1] == ' ' || v[n - 1] == '\t' ||
+				    v[n - 1] == '\r' || v[n - 1] == '\n'); n--)
+					continue;
+				break;
+			}
+			v = "rsa";	/* "kx=...": another tag */
+			n = 3;
+		}
+		p = *e == ';' ? e + 1 : e;
+	}
+	if ((n == 3 && strncasecmp(v, "rsa", 3) == 0) ||
+	    (n == 7 && strncasecmp(v, "ed25519", 7) == 0)) {
+		if (n == strlen(want) && strncasecmp(v, want, n) == 0)
+			return (1);
+		(void)snprintf(why, whylen, "key type k=%.*s does not fit "
+		    "a=%s", (int)n, v, alg == DKIM_SIGN_ED25519SHA256 ?
+		    "ed25519-sha256" : alg == DKIM_SIGN_RSASHA1 ? "rsa-sha1" :
+		    "rsa-sha256");
+		return (0);
+	}
+	return (1);
+}
+
+/*
  * key_lookup_cb - libopendkim wants a key inside dkim_eom(): hand over
  * the record fetched earlier.  NOTFOUND makes libopendkim note "no key";
  * ERROR leaves the signature unprocessed and sig_verdict() reports what
@@ -204,6 +284,12 @@ key_lookup_cb(DKIM *dkim, DKIM_SIGINFO *si, u_char *buf, size_t buflen)
 	    (k = s->key) == NULL || !k->done)
 		return (DKIM_CBSTAT_ERROR);
 	if (k->record != NULL) {
+		/* decided here: sig_verdict() reports early first */
+		if (!key_type_ok(k->record, si, s->early_why,
+		    sizeof(s->early_why))) {
+			s->early = DKIMV_PERMERROR;
+			return (DKIM_CBSTAT_ERROR);
+		}
 		len = strlen(k->record);
 		if (len >= buflen)
 			return (DKIM_CBSTAT_ERROR);
@@ -352,7 +438,7 @@ field_is(const char *f, size_t len, const char *name)
 static void
 field_flush(struct dkimv_msg *msg)
 {
-	size_t len = msg->flen;
+	size_t len = msg->flen, i;
 	int is_sig;
 	DKIM_STAT st;
 
@@ -363,6 +449,12 @@ field_flush(struct dkimv_msg *msg)
 		len--;
 	if (len == 0)
 		return;
+	for (i = 0; i < NSINGLETONS; i++)
+		if (field_is(msg->field, len, singletons[i])) {
+			if (msg->nsingle[i] < 2)
+				msg->nsingle[i]++;
+			break;
+		}
 	is_sig = field_is(msg->field, len, SIGHDR);
 	if (is_sig)
 		msg->nsigfields++;
@@ -938,7 +1030,7 @@ results_make(struct dkimv_msg *msg)
 {
 	char why[128];
 	const char *e;
-	size_t i;
+	size_t i, j;
 	DKIM_STAT st;
 
 	if (msg->overflow)
@@ -980,6 +1072,15 @@ results_make(struct dkimv_msg *msg)
 	msg->nres = msg->nsigs;
 	for (i = 0; i < msg->nsigs; i++)
 		sig_verdict(msg, &msg->sigs[i], &msg->res[i]);
+	/* a repeated RFC 5322 singleton field: nothing passes */
+	for (i = 0; i < NSINGLETONS && msg->nsingle[i] < 2; i++)
+		continue;
+	if (i < NSINGLETONS) {
+		(void)snprintf(why, sizeof(why), "2 %s fields (RFC 5322 3.6 "
+		    "allows one)", singletons[i]);
+		for (j = 0; j < msg->nres; j++)
+			set_reason(&msg->res[j], DKIMV_FAIL, why);
+	}
 	return (0);
 }
 

@@ -37,14 +37,19 @@
  *
  * Verdicts (RFC 8601 2.7.1 words), per signature:
  *   pass       header signature verified AND body hash matched
- *   fail       signature or body hash did not verify (altered message)
+ *   fail       signature or body hash did not verify (altered message);
+ *              also every signature of a message that repeats a field
+ *              RFC 5322 3.6 allows once (From, Date, Subject, To, ...:
+ *              an added unsigned From would otherwise ride on a pass);
+ *              an oversigned From (h= naming it twice) is not a repeat
  *   neutral    the DKIM-Signature field is unusable: bad or missing tags,
  *              unsupported version, algorithm (also rsa-sha1, RFC 8301)
  *              or query method, expired, dated in the future, l= longer
  *              than the body
  *   permerror  the key: none published (NXDOMAIN/NODATA), revoked,
- *              syntax, type or hash not matching the signature, too small,
- *              undecodable, several records; or h= without From
+ *              syntax, type (k=) or hash not matching the signature (a=),
+ *              too small, undecodable, several records; or h= without
+ *              From
  *   temperror  key look-up failed or timed out (DNS), or a local resource
  *              problem: asking again later may work
  *   none       message not signed (the only result then)

@@ -70,7 +70,7 @@ timed() {
 	fi
 }
 
-plan 20
+plan 22
 
 M=$T/msg
 mkdir -p "$M"
@@ -139,6 +139,23 @@ check_output "broken key: permerror" \
 	"$(line broken "$M/broken.eml" permerror "key cannot be decoded")" \
 	verify "$M/broken.eml"
 check_output "unsigned message: none" "dkim=none" verify "$D/plain.eml"
+
+# an unsigned From above the signed one: readers show the top one
+sed '0,/^From: /s//From: Mallory <mallory@evil.test>\r\nFrom: /' \
+	"$M/rsa.eml" >"$M/rsa-from2.eml"
+check_output "second (unsigned) From: fail" \
+	"$(line r2048 "$M/rsa.eml" fail "2 From fields (RFC 5322 3.6 allows one)")" \
+	verify "$M/rsa-from2.eml"
+if python3 -c 'import dkim' 2>/dev/null; then
+	check "dkimpy agrees: the second From does not verify" \
+		python3 -c 'import sys, dkim
+sys.exit(0 if not dkim.verify(open(sys.argv[1], "rb").read(),
+    dnsfunc=lambda n, timeout=5: sys.argv[2].encode()) else 1)' \
+		"$M/rsa-from2.eml" "$RSA_REC"
+else
+	skip "dkimpy agrees: the second From does not verify" \
+		"python3-dkim not installed"
+fi
 
 # what smtp-sink stores: LF line ends; the tool restores CRLF
 sed 's/\r$//' "$M/both.eml" >"$M/both-lf.eml"

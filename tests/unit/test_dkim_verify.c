@@ -44,6 +44,8 @@ struct testkey {
 
 static struct testkey	 rsa_key, ed_key;
 static DKIM_LIB		*sign_lib;
+static DKIM_LIB		*oversign_lib;	/* h= lists From once more */
+static char		*edrsa_record;	/* k=ed25519 holding the RSA key */
 
 static char *
 b64(const unsigned char *der, int len)
@@ -131,8 +133,8 @@ key_load(struct testkey *k, const char *name)
  * the new DKIM-Signature field goes on top.  Returns a malloc'd message.
  * (Ed25519 signatures come from fixtures, see the top of this file.) */
 static char *
-sign(const char *text, const struct testkey *k, dkim_alg_t alg,
-    const char *selector)
+sign_with(DKIM_LIB *sl, const char *text, const struct testkey *k,
+    dkim_alg_t alg, const char *selector)
 {
 	assert_int_not_equal(alg, DKIM_SIGN_ED25519SHA256);
 	DKIM *d;
@@ -141,7 +143,7 @@ sign(const char *text, const struct testkey *k, dkim_alg_t alg,
 	size_t hlen;
 	char *out;
 
-	d = dkim_sign(sign_lib, (const u_char *)"test", NULL,
+	d = dkim_sign(sl, (const u_char *)"test", NULL,
 	    (dkim_sigkey_t)k->pem, (const u_char *)selector,
 	    (const u_char *)"example.test", DKIM_CANON_RELAXED,
 	    DKIM_CANON_RELAXED, alg, -1, &st);
@@ -156,6 +158,13 @@ sign(const char *text, const struct testkey *k, dkim_alg_t alg,
 	    (char *)hdr, text) > 0);
 	dkim_free(d);
 	return (out);
+}
+
+static char *
+sign(const char *text, const struct testkey *k, dkim_alg_t alg,
+    const char *selector)
+{
+	return (sign_with(sign_lib, text, k, alg, selector));
 }
 
 /* replace - text with the first from replaced by to (malloc'd) */
@@ -344,6 +353,15 @@ group_setup(void **state)
 	key_load(&ed_key, "ed25519.private");
 	sign_lib = dkim_init(NULL, NULL);
 	assert_non_null(sign_lib);
+	oversign_lib = dkim_init(NULL, NULL);
+	assert_non_null(oversign_lib);
+	{
+		static const char *over[] = { "from", NULL };
+
+		assert_int_equal(dkim_options(oversign_lib, DKIM_OP_SETOPT,
+		    DKIM_OPTS_OVERSIGNHDRS, over, sizeof(char **)), DKIM_STAT_OK);
+	}
+	edrsa_record = replace(rsa_key.record, "k=rsa", "k=ed25519");
 
 	fake.base = event_base_new();
 	assert_non_null(fake.base);
@@ -363,6 +381,7 @@ group_setup(void **state)
 	    rsa_key.record);
 	fake_add("mismatch._domainkey.example.test", F_TXT, ed_key.record,
 	    NULL);
+	fake_add("edrsa._domainkey.example.test", F_TXT, edrsa_record, NULL);
 	fake_add("web._domainkey.example.test", F_TXT, "v=DKIM1; k=rsa; "
 	    "s=web; p=AAAA", NULL);
 	/* "nokey" is in no table: NXDOMAIN */
@@ -386,6 +405,8 @@ group_teardown(void **state)
 	assert_true(TAILQ_EMPTY(&fake.queries));
 	event_base_free(fake.base);
 	dkim_close(sign_lib);
+	dkim_close(oversign_lib);
+	free(edrsa_record);
 	free(rsa_key.pem);
 	free(rsa_key.record);
 	free(ed_key.pem);
@@ -583,6 +604,36 @@ static const struct vcase vcases[] = {
 	    { { DKIMV_PERMERROR, "multi", "2 key records" } }, 1, 1 },
 	{ "rsa signature, ed25519 key", NULL, { { "mismatch", RSA256 } }, 1,
 	    NULL, NULL, { { DKIMV_PERMERROR, "mismatch", NULL } }, 1, 1 },
+	{ "unsigned From above the signed From: fail", NULL,
+	    { { "rsa", RSA256 } }, 1, "From: Alice", "From: Mallory "
+	    "<mallory@evil.test>\r\nFrom: Alice",
+	    { { DKIMV_FAIL, "rsa", "2 From fields" } }, 1, 1 },
+	{ "unsigned From below the signed From: fail", NULL,
+	    { { "rsa", RSA256 } }, 1, "To: bob", "From: Mallory "
+	    "<mallory@evil.test>\r\nTo: bob",
+	    { { DKIMV_FAIL, "rsa", "2 From fields" } }, 1, 1 },
+	{ "second From, two signatures: both fail", RSA_ED, { { 0 } }, 0,
+	    "From: Alice", "From: Mallory <mallory@evil.test>\r\nFrom: Alice",
+	    { { DKIMV_FAIL, "ed", "2 From fields" },
+	      { DKIMV_FAIL, "rsa", "2 From fields" } }, 2, 2 },
+	{ "second Subject above the signed one: fail", NULL,
+	    { { "rsa", RSA256 } }, 1, "Subject: a test", "Subject: urgent\r\n"
+	    "Subject: a test",
+	    { { DKIMV_FAIL, "rsa", "2 Subject fields" } }, 1, 1 },
+	{ "second Date, lower case name: fail", NULL, { { "rsa", RSA256 } },
+	    1, "\r\nDate: Mon", "\r\ndate : Tue, 24 Nov 2026 10:00:00 +0000"
+	    "\r\nDate: Mon",
+	    { { DKIMV_FAIL, "rsa", "2 Date fields" } }, 1, 1 },
+	{ "second Message-ID: fail", NULL, { { "rsa", RSA256 } }, 1,
+	    "Message-ID: <1", "Message-ID: <2@evil.test>\r\nMessage-ID: <1",
+	    { { DKIMV_FAIL, "rsa", "2 Message-ID fields" } }, 1, 1 },
+	{ "repeated trace fields are allowed: pass", NULL,
+	    { { "rsa", RSA256 } }, 1, "DKIM-Signature:", "Received: a\r\n"
+	    "Received: b\r\nX-Note: 1\r\nX-Note: 2\r\nDKIM-Signature:",
+	    { { DKIMV_PASS, "rsa", "" } }, 1, 1 },
+	{ "rsa signature, k=ed25519 record holding an RSA key", NULL,
+	    { { "edrsa", RSA256 } }, 1, NULL, NULL,
+	    { { DKIMV_PERMERROR, "edrsa", "k=ed25519" } }, 1, 1 },
 	{ "key not for e-mail (s=web)", NULL, { { "web", RSA256 } }, 1, NULL,
 	    NULL, { { DKIMV_PERMERROR, "web", NULL } }, 1, 1 },
 	{ "rsa-sha1: neutral, no look-up", NULL, { { "rsa",
@@ -788,6 +839,36 @@ test_fixtures(void **state)
 			    "(data/dkim/README)", names[i]);
 		free(t);
 	}
+}
+
+/* An oversigned From (h= names From twice, RFC 6376 8.15) is not a
+ * repeated From: it passes; a From added to it breaks the signature. */
+static void
+test_oversigned_from(void **state)
+{
+	char *text = sign_with(oversign_lib, plain, &rsa_key, RSA256, "rsa");
+	char *two = replace(text, "From: Alice", "From: Mallory "
+	    "<mallory@evil.test>\r\nFrom: Alice");
+	const char *h = strstr(text, "h=");
+	struct run r;
+
+	(void)state;
+	assert_non_null(h);
+	assert_non_null(strcasestr(strcasestr(h, "from"), ":from"));
+	memset(&r, 0, sizeof(r));
+	verify_run(&r, text, CH_WHOLE);
+	assert_int_equal(r.n, 1);
+	if (r.res[0].result != DKIMV_PASS)
+		fail_msg("oversigned From: %s (%s), want pass",
+		    dkimv_result_name(r.res[0].result), r.res[0].reason);
+	run_free(&r);
+	memset(&r, 0, sizeof(r));
+	verify_run(&r, two, CH_WHOLE);
+	assert_int_equal(r.n, 1);
+	assert_int_equal(r.res[0].result, DKIMV_FAIL);
+	run_free(&r);
+	free(text);
+	free(two);
 }
 
 /* Signature fields libopendkim cannot use are reported, not dropped. */
@@ -1156,6 +1237,7 @@ main(void)
 		cmocka_unit_test_setup(test_unsigned, test_setup),
 		cmocka_unit_test_setup(test_fixtures, test_setup),
 		cmocka_unit_test_setup(test_result_fields, test_setup),
+		cmocka_unit_test_setup(test_oversigned_from, test_setup),
 		cmocka_unit_test_setup(test_malformed_signatures, test_setup),
 		cmocka_unit_test_setup(test_too_many_signatures, test_setup),
 		cmocka_unit_test_setup(test_header_limits, test_setup),
