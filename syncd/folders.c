@@ -53,7 +53,8 @@ folder_skip_name(enum folder_skip skip)
 {
 	switch (skip) {
 	case FOLDER_COPY:		return ("copied");
-	case FOLDER_SKIP_BADNAME:	return ("name not decodable");
+	case FOLDER_SKIP_BADNAME:
+		return ("name is not valid modified UTF-7");
 	case FOLDER_SKIP_NAMESPACE:
 		return ("outside the personal namespace");
 	case FOLDER_SKIP_DUPLICATE:	return ("listed twice");
@@ -63,6 +64,12 @@ folder_skip_name(enum folder_skip skip)
 	case FOLDER_SKIP_NON_MAIL:	return ("non-mail folder");
 	}
 	return ("?");
+}
+
+int
+folder_skip_is_loss(enum folder_skip skip)
+{
+	return (skip == FOLDER_SKIP_BADNAME);
 }
 
 const char *

@@ -41,7 +41,8 @@
  *   skip_non_mail     skip Exchange's non-mail folders (below).
  *
  * The decisions, in order:
- *   1. a name that did not decode (name NULL): skipped, bad name;
+ *   1. a name that did not decode (name NULL): skipped, bad name -
+ *      not a policy: the report counts it as a folder not copied;
  *      outside the personal namespace (e.g. "#shared", "Public
  *      Folders" when the prefix is "INBOX."): skipped;
  *   2. \Noselect or \NonExistent: skipped (a container; its children
@@ -260,6 +261,12 @@ int	folder_is_non_mail_name(const char *name);		/* one level */
 const char *folder_role_name(enum folder_role role);	/* "Sent" */
 const char *folder_role_flag(enum folder_role role);	/* "\Sent" */
 const char *folder_skip_name(enum folder_skip skip);	/* "excluded" */
+/* 1 when a skip leaves messages behind that no rule asked to leave (a
+ * name that did not decode): the report counts the folder as not
+ * copied and the pass is incomplete.  0 for FOLDER_COPY and for the
+ * deliberate skips (rules, namespace, containers, virtual, non-mail)
+ * and for a name listed twice (its first listing is copied). */
+int	folder_skip_is_loss(enum folder_skip skip);
 const char *folder_how_name(enum folder_how how);	/* "special-use" */
 
 #endif

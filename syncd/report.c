@@ -162,7 +162,9 @@ report_folder_add_map(struct report_account *a, const struct folder_map *m)
 
 	if ((f = report_folder_add(a, m->src_path, m->dst_path)) == NULL)
 		return (NULL);
-	if (m->skip != FOLDER_COPY)
+	if (folder_skip_is_loss(m->skip))
+		report_folder_not_copied(f, folder_skip_name(m->skip));
+	else if (m->skip != FOLDER_COPY)
 		report_folder_skip(f, folder_skip_name(m->skip));
 	f->created = m->create;
 	return (f);
@@ -209,6 +211,19 @@ report_folder_skip(struct report_folder *f, const char *reason)
 	f->skipped = sdup(f->report, reason != NULL ? reason : "skipped");
 	free(f->dst);
 	f->dst = NULL;
+}
+
+void
+report_folder_not_copied(struct report_folder *f, const char *reason)
+{
+	report_folder_error(f, "not copied: %s", reason != NULL ? reason :
+	    "unknown");
+	f->not_copied = 1;
+	free(f->skipped);
+	f->skipped = NULL;
+	free(f->dst);
+	f->dst = NULL;
+	f->created = 0;
 }
 
 void
@@ -298,6 +313,11 @@ report_folder_totals(const struct report_folder *f, struct report_totals *t)
 	}
 	if (folder_failed(f))
 		t->folders_failed++;
+	if (f->not_copied) {
+		t->folders_not_copied++;
+		if (f->src_count != REPORT_UNKNOWN)
+			t->not_copied += f->src_count;
+	}
 	if (f->created)
 		t->folders_created++;
 	if (f->src_count != REPORT_UNKNOWN)
@@ -342,6 +362,8 @@ report_totals(const struct report *r, struct report_totals *t)
 		t->folders_skipped += at.folders_skipped;
 		t->folders_failed += at.folders_failed;
 		t->folders_created += at.folders_created;
+		t->folders_not_copied += at.folders_not_copied;
+		t->not_copied += at.not_copied;
 		t->src_count += at.src_count;
 		t->dst_count += at.dst_count;
 		t->already += at.already;
@@ -675,6 +697,13 @@ missing_detail(struct line *l, const struct report_totals *t,
 	}
 	other = t->missing - (t->failed + t->policy < t->missing ?
 	    t->failed + t->policy : t->missing);
+	if (t->not_copied > 0) {
+		m = t->not_copied < other ? t->not_copied : other;
+		other -= m;
+		line_add(l, "%s%" PRIu64 " in %s not copied", sep, m,
+		    plural(t->folders_not_copied, "a folder", "folders"));
+		sep = ", ";
+	}
 	if (t->failed) {
 		line_add(l, "%s%" PRIu64 " failed", sep, t->failed);
 		sep = ", ";
@@ -685,6 +714,37 @@ missing_detail(struct line *l, const struct report_totals *t,
 	}
 	if (other)
 		line_add(l, "%s%" PRIu64 " not accounted for", sep, other);
+}
+
+/* not_copied_list - "folder X (12 messages) not copied: why" for the
+ * first few folders the plan left behind, sep before each; *shown
+ * counts across calls (three at most, then "...") */
+static void
+not_copied_list(struct line *l, const struct report_account *a,
+    const char *sep, size_t *shown)
+{
+	const struct report_folder *f;
+	size_t i;
+
+	for (i = 0; i < a->nfolders; i++) {
+		f = a->folders[i];
+		if (!f->not_copied)
+			continue;
+		if (*shown == 3) {
+			line_add(l, ", ...");
+			(*shown)++;
+		}
+		if (*shown > 3)
+			return;
+		line_add(l, "%sfolder %s", *shown ? ", " : sep,
+		    f->src != NULL ? f->src : "?");
+		if (f->src_count != REPORT_UNKNOWN)
+			line_add(l, " (%" PRIu64 " %s)", f->src_count,
+			    plural(f->src_count, "message", "messages"));
+		line_add(l, " %s", f->error != NULL ? f->error :
+		    "not copied");
+		(*shown)++;
+	}
 }
 
 int
@@ -723,14 +783,18 @@ report_account_verdict(const struct report_account *a, char *buf, size_t len)
 		    plural(t.missing, "message", "messages"));
 		missing_detail(&l, &t, a);
 	}
-	if (t.folders_failed == 0)
+	if (t.folders_not_copied > 0)
+		not_copied_list(&l, a, l.n > 0 ? "; " : "", &shown);
+	if (t.folders_failed == t.folders_not_copied)
 		return (l.n);
+	shown = 0;
+	t.folders_failed -= t.folders_not_copied;
 	line_add(&l, "%s%" PRIu64 " %s not synced", l.n > 0 ? "; " : "",
 	    t.folders_failed, plural(t.folders_failed, "folder", "folders"));
 	for (i = 0; i < a->nfolders; i++) {
 		const struct report_folder *f = a->folders[i];
 
-		if (!folder_failed(f))
+		if (!folder_failed(f) || f->not_copied)
 			continue;
 		if (shown == 3) {
 			line_add(&l, ", ...");
@@ -775,6 +839,13 @@ report_verdict(const struct report *r, char *buf, size_t len)
 		return (l.n);
 	}
 	line_add(&l, "incomplete: ");
+	if (t.folders_not_copied > 0) {
+		size_t shown = 0;
+
+		for (i = 0; i < r->naccounts; i++)
+			not_copied_list(&l, r->accounts[i], "", &shown);
+		line_add(&l, "; ");
+	}
 	if (t.missing > 0) {
 		line_add(&l, "%" PRIu64 " %s missing", t.missing,
 		    plural(t.missing, "message", "messages"));
@@ -786,9 +857,14 @@ report_verdict(const struct report *r, char *buf, size_t len)
 	if (t.accounts_failed > 0)
 		line_add(&l, " (%" PRIu64 " not synced at all)",
 		    t.accounts_failed);
-	if (t.folders_failed > 0)
-		line_add(&l, "; %" PRIu64 " %s not synced", t.folders_failed,
-		    plural(t.folders_failed, "folder", "folders"));
+	if (t.folders_failed > t.folders_not_copied)
+		line_add(&l, "; %" PRIu64 " %s not synced", t.folders_failed -
+		    t.folders_not_copied, plural(t.folders_failed -
+		    t.folders_not_copied, "folder", "folders"));
+	if (t.folders_not_copied > 0)
+		line_add(&l, "; %" PRIu64 " %s not copied",
+		    t.folders_not_copied, plural(t.folders_not_copied,
+		    "folder", "folders"));
 	if (r->oom)
 		line_add(&l, "; out of memory while reporting");
 	return (l.n);
@@ -947,7 +1023,9 @@ folder_row(struct table *t, const struct report *r,
 			v[C_RATE] = b[C_RATE];
 		} else
 			v[C_RATE] = "-";
-		if (f->error != NULL) {
+		if (f->not_copied && f->error != NULL)
+			note = strdup(f->error);
+		else if (f->error != NULL) {
 			if (asprintf(&note, "error: %s", f->error) == -1)
 				note = NULL;
 		} else if (f->src_count == REPORT_UNKNOWN && !r->dry_run)
@@ -1133,6 +1211,7 @@ json_totals(struct json *j, const struct report_totals *t, int top)
 	json_kv_u64(j, "folders_skipped", t->folders_skipped);
 	json_kv_u64(j, "folders_failed", t->folders_failed);
 	json_kv_u64(j, "folders_created", t->folders_created);
+	json_kv_u64(j, "folders_not_copied", t->folders_not_copied);
 	json_kv_u64(j, "source_count", t->src_count);
 	json_kv_u64(j, "destination_count", t->dst_count);
 	json_kv_u64(j, "already", t->already);
@@ -1159,6 +1238,8 @@ json_folder(struct json *j, const struct report_folder *f)
 	json_bool(j, f->created);
 	json_kv_str(j, "skipped", f->skipped);
 	json_kv_str(j, "error", f->error);
+	json_key(j, "not_copied");
+	json_bool(j, f->not_copied);
 	json_key(j, "complete");
 	json_bool(j, report_folder_complete(f));
 	json_kv_u64(j, "source_count", f->skipped ? REPORT_UNKNOWN :

@@ -10,7 +10,8 @@
  *	r = report_new(dry_run);
  *	a = report_account_add(r, src_user, dst_user);
  *	for each entry m of the folder plan:
- *		f = report_folder_add_map(a, m);	(skips come filled)
+ *		f = report_folder_add_map(a, m);	(skips come filled,
+ *			not-copied folders too: set f->src_count if known)
  *		f->src_count = EXISTS on the source;
  *		f->already = source messages the state says are copied;
  *		for each message: f->copied++, f->bytes += size;
@@ -32,7 +33,10 @@
  * policy: a message that could not be copied is missing whatever the
  * arithmetic says.  A folder is complete when it was examined
  * (src_count known), had no error and misses nothing; skipped folders
- * (excluded, non-mail...) are complete by definition.  An account is
+ * (excluded, non-mail...) are complete by definition.  A folder the
+ * plan could not copy for no rule (folder_skip_is_loss: its name did
+ * not decode) is not skipped but "not copied": it fails, and its
+ * source messages, when the server gave their number, are missing.  An account is
  * complete when it had no error and all its folders are; the report
  * when all accounts are and nothing ran out of memory.
  *
@@ -89,6 +93,8 @@ struct report_folder {
 	char		*dst;		/* destination path; NULL if skipped */
 	char		*skipped;	/* why not copied (plan), or NULL */
 	char		*error;		/* why it could not be synced, or NULL */
+	int		 not_copied;	/* left behind by the plan for no rule
+					   (error says why): incomplete */
 	int		 created;	/* destination created by this pass */
 
 	/* Filled by the engine. */
@@ -134,6 +140,8 @@ struct report_totals {
 	uint64_t	 accounts, accounts_failed;
 	uint64_t	 folders, folders_skipped, folders_failed;
 	uint64_t	 folders_created;
+	uint64_t	 folders_not_copied;	/* of folders_failed */
+	uint64_t	 not_copied;	/* their source messages, known ones */
 	uint64_t	 src_count, dst_count;	/* known ones only */
 	uint64_t	 already, copied, duplicates, policy, failed;
 	uint64_t	 missing;
@@ -158,6 +166,12 @@ void	 report_account_error(struct report_account *a, const char *fmt, ...)
 void	 report_folder_error(struct report_folder *f, const char *fmt, ...)
 	    __attribute__((format(printf, 2, 3)));
 void	 report_folder_skip(struct report_folder *f, const char *reason);
+/* Left behind by the plan for a reason that is no rule (a name that does
+ * not decode): no destination, a failed folder whose src_count, when
+ * known, is missing; the verdict names it ("folder X (12 messages) not
+ * copied: name is not valid modified UTF-7") and the pass exits 1. */
+void	 report_folder_not_copied(struct report_folder *f,
+	    const char *reason);
 
 /* A message not copied: counts it (failed or policy) and keeps it. */
 void	 report_problem(struct report_folder *f, enum report_problem_kind kind,

@@ -10,6 +10,7 @@
  * client's encoders only (folders.h, imap_client.h).
  */
 
+#include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -419,6 +420,44 @@ job_queue(struct worker *w, struct fjob *j, const struct listing *ld,
 }
 
 /*
+ * lost_folder - a folder the plan leaves behind for no rule: a failed
+ * report row with the reason and, when the server gives it, its message
+ * count (from LIST-STATUS, else one STATUS), and a warning in the log
+ */
+static void
+lost_folder(struct worker *w, const struct folder_map *m,
+    struct report_folder *rf, const struct side_listing *sl)
+{
+	const struct imap_status_info *st;
+	const char *wire = m->src_wire ? m->src_wire : m->src_path;
+	const char *why = folder_skip_name(m->skip);
+	struct wres r;
+
+	if (m->skip == FOLDER_SKIP_BADNAME &&
+	    (imap_client_enabled(w->s[SRC].c) & IMAP_ENABLE_UTF8))
+		why = "name is not valid UTF-8";
+	report_folder_not_copied(rf, why);
+	if (wire == NULL)
+		return;
+	if ((st = listing_status(&sl[SRC].l, wire)) == NULL) {
+		memset(&r, 0, sizeof(r));
+		if (side_wait(w, imap_client_status(w->s[SRC].c, wire,
+		    STATUS_ITEMS, wres_done, &r), &r) == 0 && r.have_st)
+			st = &r.st;
+	}
+	if (st != NULL && (st->have & IMAP_STATUS_MESSAGES))
+		rf->src_count = st->messages;
+	if (rf->src_count != REPORT_UNKNOWN)
+		log_warnx("%s: folder \"%s\" (%" PRIu64 " %s) not "
+		    "copied: %s", w->a->acc->src_user, rf->src, rf->src_count,
+		    rf->src_count == 1 ? "message" : "messages",
+		    why);
+	else
+		log_warnx("%s: folder \"%s\" not copied: %s",
+		    w->a->acc->src_user, rf->src, why);
+}
+
+/*
  * acct_jobs - a report row for every folder of the plan, and a job for
  * each one to copy, with its status and its CREATE/SUBSCRIBE queued
  */
@@ -442,6 +481,8 @@ acct_jobs(struct worker *w, struct side_listing *sl, struct wres *cr,
 		}
 		folder_map_describe(m, line, sizeof(line));
 		log_info("%s: plan: %s", a->acc->src_user, line);
+		if (folder_skip_is_loss(m->skip))
+			lost_folder(w, m, rf, sl);
 		if (m->skip != FOLDER_COPY)
 			continue;
 		j = &a->jobs[a->njobs];

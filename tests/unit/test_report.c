@@ -262,32 +262,35 @@ test_json_golden(void **state)
 	    "message missing: 1 skipped by policy; 1 of 1 account incomplete\","
 	    "\"seconds\":2.5,\"totals\":{\"accounts\":1,\"accounts_failed\":0,"
 	    "\"folders\":3,\"folders_skipped\":1,\"folders_failed\":0,"
-	    "\"folders_created\":1,\"source_count\":4,\"destination_count\":3,"
+	    "\"folders_created\":1,\"folders_not_copied\":0,\"source_count\":4,\"destination_count\":3,"
 	    "\"already\":1,\"copied\":2,\"duplicates\":0,\"skipped_policy\":1,"
 	    "\"failed\":0,\"missing\":1,\"bytes\":2000,"
 	    "\"messages_per_second\":0.8},\"accounts\":[{\"source_user\":\"u1\","
 	    "\"destination_user\":\"u2\",\"error\":null,\"complete\":false,"
 	    "\"verdict\":\"1 message missing in Big (1): 1 skipped by policy\","
 	    "\"seconds\":2,\"totals\":{\"folders\":3,\"folders_skipped\":1,"
-	    "\"folders_failed\":0,\"folders_created\":1,\"source_count\":4,"
+	    "\"folders_failed\":0,\"folders_created\":1,\"folders_not_copied\":0,"
+	    "\"source_count\":4,"
 	    "\"destination_count\":3,\"already\":1,\"copied\":2,"
 	    "\"duplicates\":0,\"skipped_policy\":1,\"failed\":0,\"missing\":1,"
 	    "\"bytes\":2000,\"messages_per_second\":1},\"folders\":["
 	    "{\"source\":\"INBOX\",\"destination\":\"INBOX\",\"created\":false,"
-	    "\"skipped\":null,\"error\":null,\"complete\":true,"
+	    "\"skipped\":null,\"error\":null,\"not_copied\":false,"
+	    "\"complete\":true,"
 	    "\"source_count\":3,\"destination_count\":3,\"already\":1,"
 	    "\"copied\":2,\"duplicates\":0,\"skipped_policy\":0,\"failed\":0,"
 	    "\"missing\":0,\"bytes\":2000,\"seconds\":1,"
 	    "\"messages_per_second\":2,\"problems\":[],\"problems_omitted\":0},"
 	    "{\"source\":\"Spam\",\"destination\":null,\"created\":false,"
-	    "\"skipped\":\"excluded\",\"error\":null,\"complete\":true,"
+	    "\"skipped\":\"excluded\",\"error\":null,\"not_copied\":false,"
+	    "\"complete\":true,"
 	    "\"source_count\":null,\"destination_count\":null,\"already\":0,"
 	    "\"copied\":0,\"duplicates\":0,\"skipped_policy\":0,\"failed\":0,"
 	    "\"missing\":0,\"bytes\":0,\"seconds\":0,"
 	    "\"messages_per_second\":null,\"problems\":[],"
 	    "\"problems_omitted\":0},{\"source\":\"Big\",\"destination\":"
 	    "\"Big\",\"created\":true,\"skipped\":null,\"error\":null,"
-	    "\"complete\":false,\"source_count\":1,\"destination_count\":0,"
+	    "\"not_copied\":false,\"complete\":false,\"source_count\":1,\"destination_count\":0,"
 	    "\"already\":0,\"copied\":0,\"duplicates\":0,\"skipped_policy\":1,"
 	    "\"failed\":0,\"missing\":1,\"bytes\":0,\"seconds\":0.25,"
 	    "\"messages_per_second\":0,\"problems\":[{\"kind\":\"policy\","
@@ -701,6 +704,44 @@ test_write_error(void **state)
 	report_free(&r);
 }
 
+/* A folder the plan leaves behind for no rule (its name does not
+ * decode) fails the pass and is named with its count; a policy skip
+ * does not. */
+static void
+test_not_copied(void **state)
+{
+	struct report *r = report_new(0);
+	struct report_account *a = report_account_add(r, "alice", "bob");
+	struct folder_map bad = { .src_path = "Bad&Name",
+	    .skip = FOLDER_SKIP_BADNAME };
+	struct folder_map ex = { .src_path = "Junk",
+	    .skip = FOLDER_SKIP_EXCLUDED };
+	struct report_folder *f, *g;
+	char buf[512];
+
+	(void)state;
+	assert_true(folder_skip_is_loss(FOLDER_SKIP_BADNAME));
+	assert_false(folder_skip_is_loss(FOLDER_SKIP_EXCLUDED));
+	assert_false(folder_skip_is_loss(FOLDER_COPY));
+	g = report_folder_add_map(a, &ex);
+	assert_non_null(g->skipped);
+	assert_int_equal(report_missing(r), 0);
+	f = report_folder_add_map(a, &bad);
+	assert_non_null(f);
+	assert_null(f->skipped);
+	assert_true(f->not_copied);
+	assert_int_equal(report_missing(r), 1);
+	f->src_count = 12;
+	report_verdict(r, buf, sizeof(buf));
+	assert_non_null(strstr(buf, "incomplete: folder Bad&Name (12 "
+	    "messages) not copied: name is not valid modified UTF-7"));
+	report_account_verdict(a, buf, sizeof(buf));
+	assert_non_null(strstr(buf, "folder Bad&Name (12 messages) not "
+	    "copied"));
+	assert_null(strstr(buf, "not synced"));
+	report_free(&r);
+}
+
 int
 main(void)
 {
@@ -714,6 +755,7 @@ main(void)
 		cmocka_unit_test(test_formats),
 		cmocka_unit_test(test_progress),
 		cmocka_unit_test(test_from_plan),
+		cmocka_unit_test(test_not_copied),
 		cmocka_unit_test(test_write_error),
 	};
 
