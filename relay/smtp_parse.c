@@ -9,7 +9,8 @@
  * RFC 5321 §4.1.2 grammar (Dot-string or Quoted-string local part,
  * domain or address literal, optional source route which is dropped);
  * DATA accepts only <CR><LF>.<CR><LF> as its end and refuses any bare CR
- * or LF (SMTP smuggling, CVE-2023-51764 class).
+ * or LF (SMTP smuggling, CVE-2023-51764 class) and any NUL (a hop that
+ * drops NULs would see "<CR><LF><NUL>.<CR><LF>" as the end).
  *
  * Threading: none; reentrant.
  */
@@ -316,6 +317,7 @@ parse_path(const char *p, const char *end, struct smtp_cmd *cmd, int is_mail,
 			return (is_mail ? R_BAD_SENDER : R_BAD_RCPT);
 		s += r;
 		len -= r;
+		cmd->source_route = 1;
 	}
 	if (smtp_mailbox_valid((const char *)s, len, 1, &cmd->addr_8bit) == -1)
 		return (is_mail ? R_BAD_SENDER : R_BAD_RCPT);
@@ -523,6 +525,8 @@ static inline void
 data_text(struct smtp_data *d, unsigned char c, unsigned char *out, size_t *n)
 {
 	d->line++;
+	if (c == '\0' && d->error == SMTP_DATA_OK)
+		d->error = SMTP_DATA_NUL;
 	if (d->max_line != 0 && d->line > d->max_line &&
 	    d->error == SMTP_DATA_OK)
 		d->error = SMTP_DATA_LINE_TOO_LONG;

@@ -9,7 +9,8 @@
  * struct smtp_data is the DATA state machine: feed it the bytes that
  * follow the 354 in chunks of any size; it writes the dot-unstuffed
  * message, finds the end (only <CR><LF>.<CR><LF>, or ".<CR><LF>" as the
- * very first line), refuses a bare CR or bare LF anywhere, and counts
+ * very first line), refuses a bare CR or bare LF anywhere, marks a
+ * message that holds a NUL byte (refused after its end), and counts
  * bytes and line lengths against the limits without buffering anything.
  *
  * Exposure: every byte here comes from an SMTP client.  Lengths follow
@@ -53,6 +54,7 @@ struct smtp_cmd {
 	char		 addr[SMTP_PATH_MAX + 1];
 	int		 addr_8bit;	/* addr has bytes >= 0x80 (SMTPUTF8) */
 	int		 postmaster;	/* RCPT TO:<postmaster>, no domain */
+	int		 source_route;	/* "<@a,@b:...>" was given (dropped) */
 	/* MAIL parameters */
 	int		 has_size;
 	uint64_t	 size;
@@ -86,6 +88,7 @@ enum smtp_data_err {
 	SMTP_DATA_TOO_BIG,	/* more than max_size bytes: keep scanning */
 	SMTP_DATA_LINE_TOO_LONG, /* a line over max_line: keep scanning */
 	SMTP_DATA_BARE_NL,	/* bare CR or LF: stop at once */
+	SMTP_DATA_NUL,		/* a NUL byte: keep scanning */
 };
 
 struct smtp_data {
@@ -110,8 +113,10 @@ void	smtp_data_init(struct smtp_data *d, uint64_t max_size,
  * Returns how many input bytes were consumed: all of them, unless the end
  * marker (d->done) or a bare CR/LF (d->error == SMTP_DATA_BARE_NL) came
  * first; the bytes after it are the next command, or garbage.  After
- * SMTP_DATA_TOO_BIG or SMTP_DATA_LINE_TOO_LONG nothing more is written
- * but the end marker is still looked for.
+ * SMTP_DATA_TOO_BIG, SMTP_DATA_LINE_TOO_LONG or SMTP_DATA_NUL nothing
+ * more is written (the NUL itself never is) but the end marker is still
+ * looked for.  A NUL is a text byte: it neither ends a line nor makes
+ * the "." after it the start of one.
  */
 size_t	smtp_data_feed(struct smtp_data *d, const void *in, size_t len,
 	    void *out, size_t *outlen_r);

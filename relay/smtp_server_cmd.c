@@ -10,7 +10,10 @@
  * is at one of the [relay] domains and, when a recipient list is set,
  * listed in it (loaded at start and on SIGHUP, kept sorted and lower
  * case); postmaster, bare or at one of our domains, always; an address
- * of our SRS domain when srs_rcpt_check() vouches for it.
+ * of our SRS domain when srs_rcpt_check() vouches for it.  Never one
+ * with sender-specified routing (user%elsewhere@ours, elsewhere!user@ours,
+ * <@hop:user@ours>), as Postfix refuses them by default: the upstream
+ * trusts us as a gateway and might route it on.
  *
  * Exposure: the HELO name and addresses come from the client; the HELO
  * name is sanitised before it is kept (it goes to logs and the Received:
@@ -131,6 +134,18 @@ smtp_server_reload(struct smtp_server *server, char *err, size_t errlen)
 	return (0);
 }
 
+/* strpbrk_n - does any of the len bytes at p occur in set? */
+static int
+strpbrk_n(const char *p, size_t len, const char *set)
+{
+	size_t i;
+
+	for (i = 0; i < len; i++)
+		if (p[i] != '\0' && strchr(set, p[i]) != NULL)
+			return (1);
+	return (0);
+}
+
 /*
  * rcpt_check - may we accept addr?  NULL or the refusal reply.
  * postmaster (bare, or at one of our domains) is always accepted.
@@ -160,6 +175,15 @@ rcpt_check(struct smtp_session *s, const struct smtp_cmd *cmd,
 		return ("550 5.1.1 Invalid or expired SRS address");
 	default:
 		break;
+	}
+	/* Sender-specified routing: a '%', '!' or '@' in the local part
+	 * (quoted or not) or a source route would have a hop behind us
+	 * relay onward to a domain that is not ours. */
+	if (cmd->source_route || strpbrk_n(cmd->addr,
+	    (size_t)(at - cmd->addr), "%!@")) {
+		*why_r = REJ_RELAY_DENIED;
+		return ("550 5.7.1 Relay access denied: sender-specified "
+		    "routing");
 	}
 	if (!strlist_contains_ci(&server_cfg(server)->relay.domains, domain)) {
 		*why_r = REJ_RELAY_DENIED;

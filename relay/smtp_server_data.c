@@ -3,7 +3,8 @@
  * from the 354 to the final reply.  The envelope (the queue record, every
  * delivery pending) and our Received: header go into the spool file
  * first; the message is then cut by smtp_parse.c's DATA state machine
- * (dot-unstuffing, the end marker, bare CR/LF, the size and line limits)
+ * (dot-unstuffing, the end marker, bare CR/LF, NUL, the size and line
+ * limits)
  * and passed through checks.c (SPF, DKIM, forged Authentication-Results)
  * to the spool, never held in memory.  After the "." the checks give
  * their verdict; a refusal is answered at once, a message whose relay
@@ -361,6 +362,14 @@ data_end(struct smtp_session *s)
 		    s->addr);
 		session_reply(s, "552 5.3.4 Message line too long");
 		session_count_reject(s, REJ_SIZE);
+		goto refused;
+	case SMTP_DATA_NUL:
+		/* Refused, not stripped: a hop that drops NULs reads
+		 * "<CR><LF><NUL>.<CR><LF>" as the end (smuggling). */
+		log_info("%s: reject: NUL character in message from %s[%s]",
+		    id, s->helo, s->addr);
+		session_reply(s, "554 5.6.0 Message contains NUL characters");
+		session_count_reject(s, REJ_SYNTAX);
 		goto refused;
 	case SMTP_DATA_BARE_NL:
 		log_info("%s: reject: bare CR or LF in message from %s[%s]", id,

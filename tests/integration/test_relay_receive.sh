@@ -2,8 +2,8 @@
 # test_relay_receive.sh - ferry-relay's receiving side against real
 # clients (swaks, raw sockets from python3, openssl): acceptance and
 # durability (spool file + LMDB record at the 250), relay denial,
-# recipient list, SIZE, recipient limit, bare LF refused with nothing
-# queued, exact dot-unstuffing, STARTTLS (and plain text injected before
+# recipient list, SIZE, recipient limit, bare LF and NUL refused with
+# nothing queued, sender-specified routing refused, exact dot-unstuffing, STARTTLS (and plain text injected before
 # the handshake thrown away), PIPELINING, per-IP connection limit,
 # command timeout, kill -9 after a 250 then restart (still queued, then
 # delivered to smtp-sink), --rebuild-index, clean SIGTERM exit.
@@ -179,6 +179,17 @@ check "bare LF: 521 5.5.2 and close" sh -c \
 chat 'EHLO c.test\r\n' 'MAIL FROM:<b@s.test>\r\nRCPT TO:<alice@example.com>\r\nDATA\r\n' \
 	'Subject: cr\r\n\r\nhello\r.\r\n.\r\n' >"$T/barecr.out"
 check "bare CR: 521 5.5.2" grep -q "^521 5.5.2" "$T/barecr.out"
+chat 'EHLO c.test\r\n' 'MAIL FROM:<b@s.test>\r\nRCPT TO:<alice@example.com>\r\nDATA\r\n' \
+	'Subject: nul\r\n\r\nhello\r\n\x00.\r\nMAIL FROM:<evil@s.test>\r\nRCPT TO:<alice@example.com>\r\nDATA\r\nevil\r\n.\r\n' \
+	'NOOP\r\n' >"$T/nul.out"
+check "NUL in DATA: 554 5.6.0 after the dot, session goes on" sh -c \
+	"grep -q '^554 5.6.0' '$T/nul.out' && grep -q '^250 2.0.0 Ok$' '$T/nul.out' && ! grep -q '^250 2.0.0 Ok: queued' '$T/nul.out'"
+chat 'EHLO c.test\r\n' 'MAIL FROM:<b@s.test>\r\n' \
+	'RCPT TO:<x%elsewhere.test@example.com>\r\n' \
+	'RCPT TO:<elsewhere.test!x@example.com>\r\n' \
+	'RCPT TO:<@hop.test:alice@example.com>\r\n' 'QUIT\r\n' >"$T/route.out"
+check "percent hack, bang path, source route: 550 5.7.1" test \
+	"$(grep -c '^550 5.7.1 Relay access denied: sender-specified routing' "$T/route.out")" -eq 3
 check "nothing queued by smuggling attempts" test "$(queue_files)" -eq "$NQ"
 
 # 5. dot-unstuffing is exact; the body is stored byte for byte

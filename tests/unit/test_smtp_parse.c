@@ -139,6 +139,26 @@ static const struct cmd_case {
 	    "j\xc3\xb6rg@example.com" },
 };
 
+/* A source route is dropped from the address, and said to be there. */
+static void
+test_cmd_source_route(void **state)
+{
+	struct smtp_cmd cmd;
+
+	(void)state;
+	assert_null(smtp_cmd_parse("RCPT TO:<@hop.org,@b.org:a@example.com>",
+	    39, &cmd));
+	assert_string_equal(cmd.addr, "a@example.com");
+	assert_true(cmd.source_route);
+	assert_null(smtp_cmd_parse("RCPT TO:<a@example.com>", 23, &cmd));
+	assert_false(cmd.source_route);
+	/* A NUL in a command line is refused, not cut there. */
+	assert_string_equal(smtp_cmd_parse("NOOP a\0b", 8, &cmd),
+	    "500 5.5.2 Invalid character in command");
+	assert_string_equal(smtp_cmd_parse("RCPT TO:<a@example.com>\0x", 25,
+	    &cmd), "500 5.5.2 Invalid character in command");
+}
+
 static void
 test_cmd_table(void **state)
 {
@@ -309,8 +329,16 @@ static const struct data_case {
 	    SMTP_DATA_OK, 0, 0 },
 	{ "not ended", "a\r\n.", 0, "a\r\n", 0, 0, 0, SMTP_DATA_OK, 0, 0 },
 	{ "not ended 2", "a\r\n.\r", 0, "a\r\n", 0, 0, 0, SMTP_DATA_OK, 0, 0 },
-	{ "8bit and NUL kept", "\xc3\xa9\0x\r\n.\r\n", 9, "\xc3\xa9\0x\r\n", 6, 0,
-	    1, SMTP_DATA_OK, 0, 0 },
+	{ "8bit kept", "\xc3\xa9x\r\n.\r\n", 0, "\xc3\xa9x\r\n", 0, 0, 1,
+	    SMTP_DATA_OK, 0, 0 },
+	/* a NUL: output stops, the end is still looked for */
+	{ "NUL", "\xc3\xa9\0x\r\n.\r\n", 9, "\xc3\xa9", 0, 0, 1,
+	    SMTP_DATA_NUL, 0, 0 },
+	{ "NUL dot is no end", "a\r\n\0.\r\nX\r\n.\r\nQUIT\r\n", 19, "a\r\n", 0,
+	    13, 1, SMTP_DATA_NUL, 0, 0 },
+	{ "dot NUL", ".\0\r\n.\r\n", 7, "", 0, 0, 1, SMTP_DATA_NUL, 0, 0 },
+	{ "NUL then bare LF", "a\0b\nc\r\n.\r\n", 10, "a", 0, 4, 0,
+	    SMTP_DATA_BARE_NL, 0, 0 },
 	/* smuggling attempts: every bare CR or LF is refused */
 	{ "bare LF", "a\nb\r\n.\r\n", 0, "a", 0, 2, 0, SMTP_DATA_BARE_NL, 0, 0 },
 	{ "bare LF dot", "a\r\n.\n", 0, "a\r\n", 0, 5, 0, SMTP_DATA_BARE_NL, 0, 0 },
@@ -472,6 +500,7 @@ main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_cmd_table),
+		cmocka_unit_test(test_cmd_source_route),
 		cmocka_unit_test(test_cmd_params),
 		cmocka_unit_test(test_cmd_limits),
 		cmocka_unit_test(test_mailbox),

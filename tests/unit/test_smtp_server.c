@@ -12,7 +12,10 @@
  * answered 250 and not queued twice; refusals (relay denied, commands
  * out of order); pipelined batches answered in order, including the
  * commands pipelined after the final dot; bare LF and bare CR in DATA
- * (521, closed, nothing queued); overlong command lines (500, the
+ * (521, closed, nothing queued); a NUL in DATA (554 after the dot,
+ * "<CR><LF><NUL>.<CR><LF>" no end, nothing queued) and in a command
+ * line (500); recipients with sender-specified routing (percent hack,
+ * bang path, source route: 550 5.7.1); overlong command lines (500, the
  * session goes on, also when the line arrives in pieces) and overlong
  * DATA lines (552 after the dot); STARTTLS with commands in the same
  * segment (they are thrown away, CVE-2011-0411 class); and the
@@ -899,6 +902,124 @@ test_command_bare_lf(void **state)
 	cl_free(&c);
 }
 
+/* ---- NUL bytes ------------------------------------------------------- */
+
+/*
+ * A NUL in DATA: the message is refused after its end (554), never
+ * spooled, and the session goes on.  "<CR><LF><NUL>.<CR><LF>" is no end:
+ * what follows is message text to us, and to a hop that drops NULs it
+ * would be a second, smuggled transaction.
+ */
+static void
+nul_refused(struct fx *fx, const char *body, size_t len)
+{
+	struct conn *c = cl_greeted(fx);
+
+	cl_puts(c, "EHLO client.test\r\n");
+	expect_ehlo(c, fx);
+	cl_puts(c, "MAIL FROM:<alice@example.org>\r\nRCPT TO:<bob@example.com>"
+	    "\r\nDATA\r\n");
+	assert_string_equal(cl_replies(c, 3), "250 2.1.0 Ok\r\n"
+	    "250 2.1.5 Ok\r\n354 End data with <CR><LF>.<CR><LF>\r\n");
+	cl_send(c, body, len);
+	assert_string_equal(cl_replies(c, 2), "554 5.6.0 Message contains NUL "
+	    "characters\r\n250 2.0.0 Ok\r\n");
+	cl_free(&c);
+	spin(fx, 20);
+	assert_int_equal(queued_count(fx), 0);
+	assert_int_equal(fx->relay.stats.accepted, 0);
+}
+
+static void
+test_nul_in_data(void **state)
+{
+	static const char body[] = "Subject: x\r\n\r\nhel\0lo\r\n.\r\nNOOP\r\n";
+	struct fx *fx = *state;
+
+	nul_refused(fx, body, sizeof(body) - 1);
+	assert_int_equal(fx->relay.stats.rejected[REJ_SYNTAX], 1);
+}
+
+static void
+test_nul_smuggling(void **state)
+{
+	static const char body[] = "Subject: x\r\n\r\nhello\r\n\0.\r\n"
+	    "MAIL FROM:<evil@x.test>\r\nRCPT TO:<bob@example.com>\r\nDATA\r\n"
+	    "Subject: smuggled\r\n\r\nsmuggled\r\n.\r\nNOOP\r\n";
+	struct fx *fx = *state;
+
+	nul_refused(fx, body, sizeof(body) - 1);
+}
+
+/* A NUL in a command line: 500, the line is not cut at the NUL and run. */
+static void
+test_nul_in_command(void **state)
+{
+	static const char cmds[] = "HELO client.test\r\n"
+	    "MAIL FROM:<alice@example.org>\0junk\r\nNOOP\r\n";
+	struct fx *fx = *state;
+	struct conn *c = cl_greeted(fx);
+
+	cl_send(c, cmds, sizeof(cmds) - 1);
+	assert_string_equal(cl_replies(c, 3), "250 " HOSTNAME "\r\n"
+	    "500 5.5.2 Invalid character in command\r\n250 2.0.0 Ok\r\n");
+	assert_int_equal(fx->relay.stats.rejected[REJ_SYNTAX], 1);
+	cl_puts(c, "RCPT TO:<bob@example.com>\r\n");
+	assert_string_equal(cl_reply(c), "503 5.5.1 Error: need MAIL "
+	    "command\r\n");
+	cl_free(&c);
+}
+
+/* ---- sender-specified routing ------------------------------------------ */
+
+/*
+ * The percent hack, bang paths, an '@' in a quoted local part and source
+ * routes are refused at one of our domains as elsewhere: the upstream
+ * trusts us, and might route them on.
+ */
+static void
+test_routing_refused(void **state)
+{
+	static const char *const rcpts[] = {
+		"user%evil.test@example.com",
+		"evil.test!user@example.com",
+		"\"user@evil.test\"@example.com",
+		"\"user%evil.test\"@example.com",
+		"@hop.test:bob@example.com",
+		"@hop.test,@example.com:bob@example.com",
+		"postmaster%evil.test@example.com",
+	};
+	struct fx *fx = *state;
+	struct conn *c = cl_greeted(fx);
+	char line[512];
+	const char *r;
+	size_t i;
+
+	cl_puts(c, "EHLO client.test\r\n");
+	expect_ehlo(c, fx);
+	cl_puts(c, "MAIL FROM:<alice@example.org>\r\n");
+	assert_string_equal(cl_reply(c), "250 2.1.0 Ok\r\n");
+	for (i = 0; i < sizeof(rcpts) / sizeof(rcpts[0]); i++) {
+		snprintf(line, sizeof(line), "RCPT TO:<%s>\r\n", rcpts[i]);
+		cl_puts(c, line);
+		r = cl_reply(c);
+		if (strcmp(r, "550 5.7.1 Relay access denied: "
+		    "sender-specified routing\r\n") != 0)
+			fail_msg("RCPT TO:<%s>: %s", rcpts[i], r);
+	}
+	assert_int_equal(fx->relay.stats.rejected[REJ_RELAY_DENIED],
+	    sizeof(rcpts) / sizeof(rcpts[0]));
+	cl_puts(c, "DATA\r\n");
+	assert_string_equal(cl_reply(c), "503 5.5.1 Error: need RCPT "
+	    "command\r\n");
+	/* Plain addresses still pass. */
+	cl_puts(c, "RCPT TO:<bob@example.com>\r\nRCPT TO:<postmaster>\r\n");
+	assert_string_equal(cl_replies(c, 2), "250 2.1.5 Ok\r\n"
+	    "250 2.1.5 Ok\r\n");
+	cl_free(&c);
+	assert_int_equal(queued_count(fx), 0);
+}
+
 /* ---- overlong lines ---------------------------------------------------- */
 
 static void
@@ -1044,6 +1165,10 @@ main(void)
 		T(test_bare_lf_smuggling),
 		T(test_bare_cr),
 		T(test_command_bare_lf),
+		T(test_nul_in_data),
+		T(test_nul_smuggling),
+		T(test_nul_in_command),
+		T(test_routing_refused),
 		T(test_overlong_command),
 		T(test_overlong_command_in_pieces),
 		T(test_overlong_data_line),
