@@ -137,11 +137,21 @@ skip_cfws(const char *v, size_t len, size_t *pos)
  * Quotes and quoted-pairs are kept as they are: the local part is the
  * sender's and we must not reinterpret it.  CR and LF are folding and
  * are dropped.  Returns 1 when the closing quote was found.
+ *
+ * A quote that is never closed is an ordinary byte: only the '"' is
+ * copied and *pos moves past it, so the caller goes on with the bytes
+ * after it (the closing '>' included).  Letting it run to the end of the
+ * field instead swallowed that '>' and put it into the id, so "<a@b">"
+ * became "<a@b">>", which became "<a@b">>>": no fixed point, and the
+ * key of a message would depend on how often its id had been through
+ * here.
  */
 static int
 copy_quoted(const char *v, size_t len, size_t *pos, struct idbuf *ib)
 {
 	size_t i = *pos + 1;
+	size_t mark = ib->n;
+	int overflow = ib->overflow;
 
 	id_put(ib, '"');
 	while (i < len) {
@@ -167,7 +177,11 @@ copy_quoted(const char *v, size_t len, size_t *pos, struct idbuf *ib)
 			i++;
 		}
 	}
-	*pos = len;
+	/* Unterminated: undo all but the quote itself. */
+	ib->n = mark;
+	ib->overflow = overflow;
+	id_put(ib, '"');
+	*pos = *pos + 1;
 	return 0;
 }
 

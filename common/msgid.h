@@ -13,7 +13,9 @@
  * - Message-ID: the first msg-id of the field; CFWS (whitespace, folding,
  *   comments) removed; angle brackets added when missing; the domain
  *   (after the last '@' outside a quoted string) lower-cased; the local
- *   part, quoted or not, kept byte for byte.  An id without '@' (some
+ *   part, quoted or not, kept byte for byte; a '"' that is never
+ *   closed is an ordinary byte.  Normalising a normalised id gives it
+ *   back unchanged.  An id without '@' (some
  *   mailers send "<12345.JavaMail.foo>") is kept as it is, bracketed,
  *   with no case change at all.  See msgid.c for the fine print.
  * - Body: everything after the first empty line; line ends made CRLF;

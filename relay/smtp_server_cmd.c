@@ -261,6 +261,16 @@ cmd_mail(struct smtp_session *s, const struct smtp_cmd *cmd)
 		session_count_reject(s, REJ_SIZE);
 		return;
 	}
+	/* RFC 1870 §6: no room now is a 452, before anything is written;
+	 * without SIZE the spool's reserve alone must be there. */
+	if (!spool_has_room(s->server->relay->spool,
+	    cmd->has_size ? cmd->size : 0)) {
+		log_info("reject: MAIL from %s[%s]: spool file system full; "
+		    "from=<%s>", s->helo, s->addr, cmd->addr);
+		session_reply(s, "452 4.3.1 Insufficient system storage");
+		session_count_reject(s, REJ_TEMPFAIL);
+		return;
+	}
 	if ((tx = calloc(1, sizeof(*tx))) == NULL ||
 	    (tx->sender = strdup(cmd->addr)) == NULL) {
 		free(tx);

@@ -79,6 +79,7 @@
 #include <string.h>
 #include <sys/queue.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <unistd.h>
 
 #include <event2/event.h>
@@ -426,6 +427,50 @@ spool_dedupe_lookup(struct spool *sp, const unsigned char key[32],
 	return (g.found);
 }
 
+/* ---- free space ---- */
+
+/*
+ * spool_has_room - can the spool take a message of size bytes?
+ *
+ * Asked at MAIL, before anything is written (RFC 1870 §6: 452 when the
+ * space is not there now): the file system holding spool/queue must
+ * have size bytes free for unprivileged users beyond the reserve, and at
+ * least one free inode where the file system counts them.  spool/tmp is
+ * on the same file system (messages are renamed across).  A failed
+ * fstatvfs() counts as room: the write path still catches ENOSPC, and
+ * refusing all mail on an odd file system would be worse.
+ */
+int
+spool_has_room(struct spool *sp, uint64_t size)
+{
+	struct statvfs st;
+	uint64_t avail;
+
+	if (sp == NULL || fstatvfs(sp->queuefd, &st) == -1)
+		return (1);
+	if (st.f_files != 0 && st.f_favail == 0)
+		return (0);
+	avail = (uint64_t)st.f_bavail * (uint64_t)st.f_frsize;
+	return (avail >= sp->reserve && avail - sp->reserve >= size);
+}
+
+/* reserve_from_env - the test hook's reserve, or SPOOL_RESERVE */
+static uint64_t
+reserve_from_env(void)
+{
+	const char *v = getenv(SPOOL_TEST_RESERVE_ENV);
+	unsigned long long r;
+	char *end;
+
+	if (v == NULL || *v == '\0')
+		return (SPOOL_RESERVE);
+	errno = 0;
+	r = strtoull(v, &end, 10);
+	if (errno != 0 || *end != '\0')
+		return (SPOOL_RESERVE);
+	return ((uint64_t)r);
+}
+
 /* ---- open and close ---- */
 
 /* open_dir - mkdir -p one level (0700) and open it */
@@ -469,6 +514,7 @@ spool_open(struct spool **spool_r, struct relay *relay, char *err,
 	}
 	sp->relay = relay;
 	sp->test_crash = getenv(SPOOL_TEST_CRASH_ENV) != NULL;
+	sp->reserve = reserve_from_env();
 	sp->tmpfd = sp->queuefd = -1;
 	TAILQ_INIT(&sp->pending);
 	TAILQ_INIT(&sp->done);

@@ -34,6 +34,11 @@ struct spool_msg;
 typedef void spool_commit_cb(int status, const char *id, const char *why,
     void *arg);
 
+/* Free space the spool keeps for what it has already accepted (messages
+ * in DATA, LMDB growth, bounces): below it, new mail is refused with 452
+ * at MAIL (spool_has_room). */
+#define SPOOL_RESERVE		(32ULL * 1024 * 1024)
+
 int	spool_open(struct spool **spool_r, struct relay *relay, char *err,
 	    size_t errlen);
 void	spool_close(struct spool **spool);
@@ -54,6 +59,9 @@ void	spool_msg_abort(struct spool_msg **msg);
 int	spool_msg_open(struct spool *spool, const char *id, int *fd_r,
 	    uint64_t *offset_r, uint64_t *size_r);
 int	spool_remove(struct spool *spool, const char *id);
+/* 1: the spool's file system has size bytes free beyond SPOOL_RESERVE
+ * (and a free inode); 0: it has not; a failed query counts as room. */
+int	spool_has_room(struct spool *spool, uint64_t size);
 int	spool_rebuild_index(struct spool *spool, size_t *count_r, char *err,
 	    size_t errlen);
 /* 1: key is a live dedupe key (first_id: the queued copy, "?" if

@@ -44,6 +44,11 @@ struct wakeup;
 #define SPOOL_TEST_CRASH_ENV	"MAILFERRY_TEST_CRASH_BEFORE_COMMIT"
 #define SPOOL_TEST_CRASH_STATUS	86
 #define DEDUPE_VALUE_LEN	(1 + 8 + QUEUE_ID_LEN)
+/* Test hook: a decimal byte count read at spool_open() that replaces
+ * SPOOL_RESERVE, so a test can make any file system look full (a huge
+ * value) without filling a disk; tests/unit/test_smtp_server.c uses it.
+ * Unset (production), the reserve is SPOOL_RESERVE. */
+#define SPOOL_TEST_RESERVE_ENV	"MAILFERRY_TEST_SPOOL_RESERVE"
 
 enum msg_where { IN_TMP, IN_QUEUE, GONE };
 
@@ -98,6 +103,7 @@ struct spool {
 	int		 thread_started;
 	struct wakeup	*wake;		/* writer -> loop: "done is not empty" */
 	int		 test_crash;	/* SPOOL_TEST_CRASH_ENV was set */
+	uint64_t	 reserve;	/* bytes kept free (spool_has_room) */
 };
 
 /* spool.c: a message's bytes and its files */

@@ -59,6 +59,7 @@
 #include "relay.h"
 #include "smtp_server.h"
 #include "spool.h"
+#include "spool_p.h"
 #include "store.h"
 #include "tmpdir.h"
 
@@ -757,6 +758,76 @@ test_refusals(void **state)
 	assert_int_equal(queued_count(fx), 0);
 }
 
+/* ---- a full spool ------------------------------------------------------ */
+
+/*
+ * setup_spool_full - the fixture with a spool whose file system looks
+ * full: the spool's test-only reserve hook (SPOOL_TEST_RESERVE_ENV,
+ * read once at spool_open()) asks for more free space than any file
+ * system has, so no disk has to be filled and no root is needed.
+ */
+static int
+setup_spool_full(void **state)
+{
+	int r;
+
+	if (setenv(SPOOL_TEST_RESERVE_ENV, "18446744073709551615", 1) == -1)
+		return (-1);
+	r = setup(state);
+	unsetenv(SPOOL_TEST_RESERVE_ENV);
+	return (r);
+}
+
+/*
+ * RFC 1870 §6: with no room on the spool, MAIL gets 452 4.3.1 (with or
+ * without SIZE) before anything is written; a SIZE above the limit is
+ * still the permanent 552; the session goes on.
+ */
+static void
+test_spool_full(void **state)
+{
+	struct fx *fx = *state;
+	struct conn *c = cl_greeted(fx);
+	char line[200];
+
+	assert_int_equal(spool_has_room(fx->relay.spool, 0), 0);
+	cl_puts(c, "HELO client.test\r\n");
+	assert_string_equal(cl_reply(c), "250 " HOSTNAME "\r\n");
+	cl_puts(c, "MAIL FROM:<alice@example.org> SIZE=5000000\r\n");
+	assert_string_equal(cl_reply(c),
+	    "452 4.3.1 Insufficient system storage\r\n");
+	cl_puts(c, "MAIL FROM:<alice@example.org>\r\n");
+	assert_string_equal(cl_reply(c),
+	    "452 4.3.1 Insufficient system storage\r\n");
+	snprintf(line, sizeof(line), "MAIL FROM:<alice@example.org> "
+	    "SIZE=%llu\r\n",
+	    (unsigned long long)fx->cfg.relay.max_message_size + 1);
+	cl_puts(c, line);
+	assert_string_equal(cl_reply(c),
+	    "552 5.3.4 Message size exceeds fixed limit\r\n");
+	/* No transaction was opened: RCPT still needs a MAIL. */
+	cl_puts(c, "RCPT TO:<bob@example.com>\r\n");
+	assert_string_equal(cl_reply(c), "503 5.5.1 Error: need MAIL "
+	    "command\r\n");
+	cl_puts(c, "QUIT\r\n");
+	assert_string_equal(cl_reply(c), "221 2.0.0 Bye\r\n");
+	cl_expect_eof(c);
+	cl_free(&c);
+	assert_int_equal(fx->relay.stats.rejected[REJ_TEMPFAIL], 2);
+	assert_int_equal(fx->relay.stats.rejected[REJ_SIZE], 1);
+	assert_int_equal(queued_count(fx), 0);
+}
+
+/* With the normal reserve a test directory has room for a small one. */
+static void
+test_spool_room(void **state)
+{
+	struct fx *fx = *state;
+
+	assert_int_equal(spool_has_room(fx->relay.spool, 100), 1);
+	assert_int_equal(spool_has_room(fx->relay.spool, UINT64_MAX), 0);
+}
+
 /* ---- PIPELINING -------------------------------------------------------- */
 
 /*
@@ -1159,6 +1230,9 @@ main(void)
 		T(test_basic_flow),
 		T(test_duplicate),
 		T(test_refusals),
+		cmocka_unit_test_setup_teardown(test_spool_full,
+		    setup_spool_full, teardown),
+		T(test_spool_room),
 		T(test_pipelined),
 		T(test_pipelined_two_messages),
 		T(test_bare_lf),
