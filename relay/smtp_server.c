@@ -36,6 +36,11 @@
  *              line over [relay] max_line_length (the whole message is
  *              refused after its end, like an oversized one)
  *   521 5.5.2  bare CR or LF in DATA (connection closed)
+ *   554 5.6.0  a NUL byte in DATA (refused after its end; the session
+ *              goes on)
+ *   550 5.7.1  sender-specified routing in RCPT (%, !, a quoted @ or a
+ *              source route), like Postfix's defaults
+ *   452 4.3.1  MAIL while the spool's file system has no room (RFC 1870)
  *   452 4.5.3  too many recipients (RFC 5321 §4.5.3.1.10)
  *   421 4.7.0  too many connections (total or from one address)
  *   421 4.4.2  timeout;  421 4.3.2  shutting down
