@@ -19,48 +19,23 @@
 
 #include "ledger.h"
 #include "store.h"
-#include "tmpdir.h"
+#include "tmpstore.h"
 
 #define ID_A	"0123456789abcdef"
 #define ID_B	"fedcba9876543210"
 
-struct fx {
-	char		 tmp[64];
-	struct store	*st;
-};
+/* the fixture: one empty store (tmpstore.h) */
 
 static int
 setup(void **state)
 {
-	struct fx *fx;
-	char dir[128], err[256];
-
-	if ((fx = calloc(1, sizeof(*fx))) == NULL)
-		return (-1);
-	snprintf(fx->tmp, sizeof(fx->tmp), "/tmp/test_ledger.XXXXXX");
-	if (mkdtemp(fx->tmp) == NULL) {
-		free(fx);
-		return (-1);
-	}
-	snprintf(dir, sizeof(dir), "%s/db", fx->tmp);
-	if (store_open(&fx->st, dir, 0, err, sizeof(err)) == -1) {
-		fprintf(stderr, "store_open: %s\n", err);
-		free(fx);
-		return (-1);
-	}
-	*state = fx;
-	return (0);
+	return (tmpstore_open(state, "test_ledger"));
 }
 
 static int
 teardown(void **state)
 {
-	struct fx *fx = *state;
-
-	store_close(&fx->st);
-	tmpdir_remove(fx->tmp);
-	free(fx);
-	return (0);
+	return (tmpstore_close(state));
 }
 
 /* ---- the layout -------------------------------------------------------- */
@@ -185,7 +160,7 @@ op_fn(struct store_txn *tx, void *arg)
 }
 
 static int
-run(struct fx *fx, int what, int keybyte, int status, const char *id,
+run(struct tmpstore *fx, int what, int keybyte, int status, const char *id,
     int64_t when, struct ledger_entry *out)
 {
 	struct op o;
@@ -210,7 +185,7 @@ run(struct fx *fx, int what, int keybyte, int status, const char *id,
 static void
 test_rules(void **state)
 {
-	struct fx *fx = *state;
+	struct tmpstore *fx = *state;
 	struct ledger_entry e;
 
 	/* nothing there */
@@ -261,7 +236,7 @@ test_rules(void **state)
 static void
 test_foreign_values(void **state)
 {
-	struct fx *fx = *state;
+	struct tmpstore *fx = *state;
 	struct op o;
 	char err[256];
 

@@ -23,47 +23,23 @@
 #include "queue_record.h"
 #include "relay_view.h"
 #include "store.h"
-#include "tmpdir.h"
+#include "tmpstore.h"
 
 #define H	3600
 #define T0	((time_t)1800000000 / H * H)	/* the start of an hour */
 
-struct fx {
-	char		 tmp[64];
-	struct store	*st;
-};
+/* the fixture: one empty store (tmpstore.h) */
 
 static int
 setup(void **state)
 {
-	struct fx *fx;
-	char dir[128], err[256];
-
-	if ((fx = calloc(1, sizeof(*fx))) == NULL)
-		return (-1);
-	snprintf(fx->tmp, sizeof(fx->tmp), "/tmp/test_relay_view.XXXXXX");
-	if (mkdtemp(fx->tmp) == NULL) {
-		free(fx);
-		return (-1);
-	}
-	snprintf(dir, sizeof(dir), "%s/db", fx->tmp);
-	if (store_open(&fx->st, dir, 0, err, sizeof(err)) == -1) {
-		free(fx);
-		return (-1);
-	}
-	*state = fx;
-	return (0);
+	return (tmpstore_open(state, "test_relay_view"));
 }
 
 static int
 teardown(void **state)
 {
-	struct fx *fx = *state;
-
-	store_close(&fx->st);
-	tmpdir_remove(fx->tmp);
-	free(fx);
-	return (0);
+	return (tmpstore_close(state));
 }
 
 struct note {
@@ -83,7 +59,7 @@ note_fn(struct store_txn *tx, void *arg)
 }
 
 static int
-note(struct fx *fx, const char *domain, time_t when, const char *client)
+note(struct tmpstore *fx, const char *domain, time_t when, const char *client)
 {
 	struct note n = { domain, when, client, 0 };
 	char err[256];
@@ -93,7 +69,7 @@ note(struct fx *fx, const char *domain, time_t when, const char *client)
 }
 
 static void
-view(struct fx *fx, const char *domain, time_t now,
+view(struct tmpstore *fx, const char *domain, time_t now,
     struct relay_domain_view *v)
 {
 	char err[256];
@@ -105,7 +81,7 @@ view(struct fx *fx, const char *domain, time_t now,
 static void
 test_inbound(void **state)
 {
-	struct fx *fx = *state;
+	struct tmpstore *fx = *state;
 	struct relay_domain_view v;
 	int i;
 
@@ -197,7 +173,7 @@ qput_fn(struct store_txn *tx, void *arg)
 }
 
 static void
-qput(struct fx *fx, const char *id, int64_t arrived, uint32_t flags,
+qput(struct tmpstore *fx, const char *id, int64_t arrived, uint32_t flags,
     struct delivery *d, size_t n)
 {
 	struct queue_record rec;
@@ -230,7 +206,7 @@ garbage_fn(struct store_txn *tx, void *arg)
 static void
 test_queue(void **state)
 {
-	struct fx *fx = *state;
+	struct tmpstore *fx = *state;
 	struct relay_domain_view v;
 	struct delivery m1[] = {
 		D("a@example.com", DLV_UPSTREAM, DLV_PENDING, 0),	/* queued */
@@ -307,7 +283,7 @@ raw_get_fn(struct store_txn *tx, void *arg)
 static void
 test_inbound_golden(void **state)
 {
-	struct fx *fx = *state;
+	struct tmpstore *fx = *state;
 	struct raw r = { RELAY_VIEW_KEY_PREFIX "example.com", { 0 }, 0 };
 	char err[256];
 
