@@ -634,12 +634,15 @@ phase_end(struct frun *fr, int rc)
 		    "of their flags: the destination's PERMANENTFLAGS lack "
 		    "them", a->acc->src_user, j->m->src_path,
 		    fc->flags_dropped);
-	log_info("%s: %s -> %s: source=%" PRIu64 " copied=%" PRIu64
+	/* A dry run counts what it would copy in rf->copied: the log says
+	 * so instead of claiming a copy that was never made. */
+	log_info("%s: %s -> %s: source=%" PRIu64 " %s=%" PRIu64
 	    " already=%" PRIu64 " duplicates=%" PRIu64 " failed=%" PRIu64
-	    " policy=%" PRIu64 "%s", a->acc->src_user, j->m->src_path,
+	    " policy=%" PRIu64 "%s%s", a->acc->src_user, j->m->src_path,
 	    j->m->dst_path, rf->src_count == REPORT_UNKNOWN ? 0 :
-	    rf->src_count, rf->copied, rf->already, rf->duplicates,
-	    rf->failed, rf->policy, fr->delta ? " (delta)" : "");
+	    rf->src_count, fc->dry ? "to_copy" : "copied", rf->copied,
+	    rf->already, rf->duplicates, rf->failed, rf->policy,
+	    fr->delta ? " (delta)" : "", fc->dry ? " (dry run)" : "");
 	fc_prefetch_drop(fc);
 	smsgv_free(&fr->msgs);
 	smsgv_free(&fr->todo);
