@@ -571,7 +571,22 @@ phase_finish(struct frun *fr)
 		 * with EXISTS (RFC 3501 6.3.11 SHOULD): it is current */
 		rf->dst_count = imap_client_mailbox(w->s[DST].c)->exists;
 	} else if (fc->dst_exists) {
-		if (side_ensure(w, DST, err, sizeof(err)) == 0) {
+		if (side_ensure(w, DST, err, sizeof(err)) == -1)
+			;
+		else if (strcmp(w->s[DST].selected, j->dst_wire) == 0) {
+			/*
+			 * STATUS of the selected mailbox may answer from the
+			 * session's old view (Courier does until a NOOP; RFC
+			 * 3501 6.3.10 allows it): a NOOP brings the view, and
+			 * EXISTS with it, up to date.
+			 */
+			memset(&r, 0, sizeof(r));
+			if (side_wait(w, imap_client_noop(w->s[DST].c,
+			    wres_done, &r), &r) == 0 &&
+			    imap_client_mailbox(w->s[DST].c) != NULL)
+				rf->dst_count =
+				    imap_client_mailbox(w->s[DST].c)->exists;
+		} else {
 			memset(&r, 0, sizeof(r));
 			if (side_wait(w, imap_client_status(w->s[DST].c,
 			    j->dst_wire, IMAP_STATUS_MESSAGES |
