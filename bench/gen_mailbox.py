@@ -48,6 +48,7 @@ import base64
 import imaplib
 import os
 import random
+import re
 import sys
 import time
 
@@ -431,18 +432,29 @@ class Imap:
             parts = data[0].decode().split('"')
             if len(parts) >= 3 and parts[1] not in ("", "NIL"):
                 self.sep = parts[1]
+        # The personal namespace's prefix ("INBOX." on Courier): folders
+        # are created below it.
+        self.prefix = ""
+        typ, data = self.c.namespace()
+        if typ == "OK" and data and data[0]:
+            m = re.match(rb'\(\("([^"]*)"', data[0])
+            if m:
+                self.prefix = m.group(1).decode()
         self.made = set()
 
     def wire(self, folder):
         if folder == "INBOX":
             return "INBOX"
-        return self.sep.join(mutf7_encode(p) for p in folder.split("/"))
+        return self.prefix + self.sep.join(mutf7_encode(p)
+                                           for p in folder.split("/"))
 
     def put(self, folder, data, idate, flags, kws):
         name = self.wire(folder)
         if folder not in self.made:
             parts = folder.split("/")
             for i in range(1, len(parts) + 1):
+                if "/".join(parts[:i]) == "INBOX":
+                    continue
                 sub = self.wire("/".join(parts[:i]))
                 self.c.create('"%s"' % sub)
                 self.c.subscribe('"%s"' % sub)

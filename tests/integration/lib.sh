@@ -1258,3 +1258,6 @@ postfix_queue_count() {
 		"$T/postfix/$1/queue/deferred" "$T/postfix/$1/queue/maildrop" \
 		-type f 2>/dev/null | wc -l
 }
+
+# Cyrus and Courier as private servers (start_cyrus, start_courier).
+. "$top_srcdir/tests/integration/lib_servers.sh"
