@@ -10,3 +10,18 @@ echo "postfix postfix/main_mailer_type select No configuration" | debconf-set-se
 apt-get update -qq
 # shellcheck disable=SC2046
 apt-get install -y -q --no-install-recommends $(grep -v '^#' "$here/packages.txt")
+# promtool checks the metrics exposition and the alerting rules in the
+# tests.  It comes from Debian's prometheus package, whose server must
+# not start on this host: only the one binary is taken from the .deb.
+if ! command -v promtool >/dev/null 2>&1; then
+	tmp=$(mktemp -d)
+	chmod 0755 "$tmp"	# apt downloads as _apt
+	if (cd "$tmp" && apt-get download -q prometheus >/dev/null &&
+	    dpkg-deb -x prometheus_*.deb x &&
+	    install -m 0755 x/usr/bin/promtool /usr/local/bin/promtool); then
+		echo "install-deps: promtool installed in /usr/local/bin"
+	else
+		echo "install-deps: promtool not installed (its checks skip)" >&2
+	fi
+	rm -rf "$tmp"
+fi
