@@ -244,6 +244,11 @@ pass_metrics(struct syncd *sd, const struct report *r, int missing)
 	enum metrics_result res;
 	size_t i;
 
+	if (!sd->pr_lent && sd->pr != NULL) {
+		/* a pass over before its first tick: its final numbers */
+		metrics_pass_attach(sd->pr);
+		sd->pr_lent = 1;
+	}
 	metrics_pass_end(missing ? METRICS_MISSING : METRICS_COMPLETE,
 	    r->seconds, sd->last.finished);
 	for (i = 0; i < r->naccounts; i++) {

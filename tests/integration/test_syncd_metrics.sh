@@ -72,7 +72,7 @@ source = imap://127.0.0.1:$IMAP_PORT_src?tls=none
 destination = imap://127.0.0.1:$IMAP_PORT_dst?tls=none
 accounts = $T/accounts
 interval = 1h
-max_messages_per_second = 20
+max_messages_per_second = 2
 http = $1
 [cutover]
 domains = $DOMAIN
