@@ -2,13 +2,15 @@
 # test_syncd_metrics.sh - ferry-syncd's GET /metrics on [syncd] http and
 # its live progress line on a terminal.
 #
-#   - the daemon, against two Dovecots and a dnsmasq answering the old
-#     MX, serves /metrics after its first pass with the numbers of that
-#     pass: messages and bytes copied (the sizes of the messages), the
-#     ledger's duplicate, passes by result, the pass histogram, per
-#     account end time and result, accounts by state, IMAP command
-#     timings per server, rate-limit waits, MX answers by class, the
-#     cutover phase per domain (1 for the current one);
+#   - the daemon, against two Dovecots (the destination announcing
+#     APPENDLIMIT) and a dnsmasq answering the old MX, serves /metrics
+#     after its first pass with the numbers of that pass: messages and
+#     bytes copied (the sizes of the messages), the ledger's duplicate,
+#     the message skipped by policy, passes by result, the pass
+#     histogram, per account end time and result (one account missing a
+#     message), accounts by state, IMAP command timings per server,
+#     rate-limit waits, MX answers by class, the cutover phase of each
+#     domain (1 for the current one);
 #   - promtool check metrics accepts the exposition (when installed);
 #   - other paths are 404, other methods 405;
 #   - [syncd] http empty: no listener; a port in use: the daemon refuses
@@ -22,20 +24,22 @@ require_cmd dovecot doveadm dnsmasq curl "$FERRY_SYNCD" "$FERRYCTL" "$LIB_PYTHON
 LEDGER_PUT=$top_builddir/tests/integration/ledger_put
 DOMAIN=example.test
 
-DOVECOT_NAME=src check "source Dovecot starts" \
-	start_dovecot "alice@$DOMAIN:pass" "carol@$DOMAIN:pass" || done_testing
-DOVECOT_NAME=dst check "destination Dovecot starts" \
-	start_dovecot "alice@$DOMAIN:pass" "carol@$DOMAIN:pass" || done_testing
+OTHER=other.test
+DOVECOT_NAME=src check "source Dovecot starts" start_dovecot "alice@$DOMAIN:pass" \
+	"carol@$DOMAIN:pass" "dave@$OTHER:pass" || done_testing
+DOVECOT_NAME=dst DOVECOT_EXTRA='imap_capability = +APPENDLIMIT=102400' \
+	check "destination Dovecot starts (APPENDLIMIT)" start_dovecot "alice@$DOMAIN:pass" \
+	"carol@$DOMAIN:pass" "dave@$OTHER:pass" || done_testing
 check "the resolver answers the old MX" start_dns_named r1 \
-	<<<"MX $DOMAIN 10 old-mx.$DOMAIN"
+	< <(printf 'MX %s 10 old-mx.%s\nMX %s 10 old-mx.%s\n' "$DOMAIN" "$DOMAIN" "$OTHER" "$DOMAIN")
 
 # msg FILE N - a message of a size that differs per N
 msg() {
 	{
 		printf 'From: a@example.org\r\nTo: x@%s\r\nSubject: m%s\r\n' "$DOMAIN" "$2"
 		printf 'Message-ID: <metrics%s@example.org>\r\n\r\n' "$2"
-		head -c $((100 * $2)) /dev/zero | tr '\0' 'x'
-		printf '\r\n'
+		{ head -c $((100 * $2)) /dev/zero | tr '\0' 'x' | fold -w 76; echo; } |
+			sed 's/$/\r/'
 	} >"$1"
 }
 fill() {
@@ -47,15 +51,18 @@ fill() {
 	done
 	msg "$T/c1.eml" 7
 	imap_append "$IMAP_PORT_src" "carol@$DOMAIN" pass INBOX "$T/c1.eml" || return 1
+	# over the destination's APPENDLIMIT: skipped by policy, missing
+	msg "$T/d1.eml" 1500
+	imap_append "$IMAP_PORT_src" "dave@$OTHER" pass INBOX "$T/d1.eml" || return 1
 	# the relay delivered a4 to alice already: a duplicate (ledger)
 	"$LEDGER_PUT" "$T/state" "alice@$DOMAIN" "$T/a4.eml" >/dev/null
 }
-check "five messages on the source, one of them in the relay's ledger" fill
+check "six messages on the source, one in the relay's ledger, one too big" fill
 # what the pass must copy: a1-a3 and c1, byte for byte
 want_bytes=$(cat "$T/a1.eml" "$T/a2.eml" "$T/a3.eml" "$T/c1.eml" | wc -c)
 
-printf 'alice@%s pass alice@%s pass\ncarol@%s pass carol@%s pass\n' \
-	"$DOMAIN" "$DOMAIN" "$DOMAIN" "$DOMAIN" >"$T/accounts"
+printf 'alice@%s pass alice@%s pass\ncarol@%s pass carol@%s pass\ndave@%s pass dave@%s pass\n' \
+	"$DOMAIN" "$DOMAIN" "$DOMAIN" "$DOMAIN" "$OTHER" "$OTHER" >"$T/accounts"
 chmod 600 "$T/accounts"
 HTTP_PORT=$(free_port)
 # mkconf HTTP - the configuration with [syncd] http = HTTP
@@ -75,7 +82,7 @@ interval = 1h
 max_messages_per_second = 2
 http = $1
 [cutover]
-domains = $DOMAIN
+domains = $DOMAIN, $OTHER
 resolvers = 127.0.0.1:$DNS_PORT_r1
 new_mx = *.newprovider.test
 check_interval = 1s
@@ -140,15 +147,20 @@ expect mailferry_syncd_copied_bytes_total "$want_bytes" "copied bytes are the me
 expect 'mailferry_syncd_duplicates_total{reason="ledger"}' 1
 expect 'mailferry_syncd_duplicates_total{reason="already_there"}' 0
 expect 'mailferry_syncd_failed_total{reason="refused"}' 0
-expect 'mailferry_syncd_passes_total{result="complete"}' 1
-expect 'mailferry_syncd_last_pass_result{result="complete"}' 1
+expect mailferry_syncd_policy_skipped_total 1 "the message over APPENDLIMIT is skipped by policy"
+expect 'mailferry_syncd_passes_total{result="missing"}' 1
+expect 'mailferry_syncd_passes_total{result="complete"}' 0
+expect 'mailferry_syncd_last_pass_result{result="missing"}' 1
+expect 'mailferry_syncd_last_pass_result{result="complete"}' 0
 expect mailferry_syncd_pass_duration_seconds_count 1
 expect 'mailferry_syncd_pass_duration_seconds_bucket{le="+Inf"}' 1
 expect 'mailferry_syncd_accounts{state="done"}' 2
-expect 'mailferry_syncd_accounts{state="failed"}' 0
+expect 'mailferry_syncd_accounts{state="failed"}' 1 "the account missing a message counts as failed"
 expect mailferry_syncd_pass_running 0
 expect "mailferry_syncd_account_last_pass_result{account=\"alice@$DOMAIN\",result=\"complete\"}" 1
 expect "mailferry_syncd_account_last_pass_result{account=\"carol@$DOMAIN\",result=\"missing\"}" 0
+expect "mailferry_syncd_account_last_pass_result{account=\"dave@$OTHER\",result=\"missing\"}" 1
+expect "mailferry_syncd_account_last_pass_result{account=\"dave@$OTHER\",result=\"complete\"}" 0
 positive "mailferry_syncd_account_last_pass_end_timestamp_seconds{account=\"carol@$DOMAIN\"}"
 positive mailferry_syncd_last_pass_end_timestamp_seconds
 positive 'mailferry_syncd_imap_command_seconds_count{server="source"}'
@@ -158,6 +170,8 @@ positive 'mailferry_syncd_mx_answers_total{class="old"}'
 expect 'mailferry_syncd_mx_answers_total{class="new"}' 0
 expect "mailferry_syncd_cutover_phase{domain=\"$DOMAIN\",phase=\"synced\"}" 1
 expect "mailferry_syncd_cutover_phase{domain=\"$DOMAIN\",phase=\"presync\"}" 0
+expect "mailferry_syncd_cutover_phase{domain=\"$OTHER\",phase=\"synced\"}" 1
+expect "mailferry_syncd_cutover_phase{domain=\"$OTHER\",phase=\"switching\"}" 0
 expect "mailferry_syncd_cutover_resolvers{domain=\"$DOMAIN\",class=\"old\"}" 1
 # the last-pass end time is the pass's own (within the ferryctl record's second)
 fin=$("$LIB_PYTHON" -c 'import json,sys; print(json.load(open(sys.argv[1]))["last_pass"]["finished"])' "$T/sync.json" 2>&1)
