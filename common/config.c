@@ -139,6 +139,7 @@ static const struct cfg_key keys[] = {
 	KEY("syncd", "max_bytes_per_second", CT_SIZE, "0", syncd.max_bytes_per_second),
 	KINT("syncd", "max_messages_per_second", "0", syncd.max_messages_per_second, 0, 1000000),
 	KEY("syncd", "pid_file", CT_STRING, "", syncd.pid_file),
+	KHOST("syncd", "http", "127.0.0.1:8026", syncd.http, 0, CK_SINGLE),
 
 	KLIST("cutover", "domains", cutover.domains),
 	KHOST("cutover", "resolvers", "", cutover.resolvers, 53, 0),

@@ -112,6 +112,7 @@ struct config {
 		uint64_t	 max_bytes_per_second;
 		int64_t		 max_messages_per_second;
 		char		*pid_file;
+		struct hostport_list http;	/* GET /metrics; empty: none */
 	} syncd;
 
 	struct {

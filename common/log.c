@@ -6,9 +6,17 @@
  * Threading: log_msg() may be called from worker threads; each line is
  * written with a single write or syslog() call, which the C library and
  * the kernel keep whole.
+ *
+ * The status line (log_status): a program that draws a live line on a
+ * terminal (ferry-syncd --once) hands its text here rather than writing
+ * it itself, so that a log line never lands on it: while one is shown,
+ * each stderr line is written as "clear the line, the log line, the
+ * status line again" in that same single write, under status_mu, which
+ * also orders the status line's own redraws against log lines.
  */
 
 #include <errno.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -28,6 +36,12 @@ static struct {
 	enum log_level	min_level;
 	FILE	       *stream;		/* LOG_DEST_STREAM only; not owned */
 } logger = { "mailferry", LOG_DEST_STDERR, LOG_MAIL, LOG_LVL_INFO, NULL };
+
+/* The status line; guarded by status_mu. */
+#define STATUS_CLEAR	"\r\033[K"	/* to column 0, erase the line */
+static pthread_mutex_t status_mu = PTHREAD_MUTEX_INITIALIZER;
+static char status_text[512];
+static int status_shown;
 
 static const char *level_names[] = {
 	"debug", "info", "notice", "warning", "error",
@@ -128,19 +142,52 @@ log_emit(enum log_level level, const char *line)
 	case LOG_DEST_STDERR:
 		now = time(NULL);
 		gmtime_r(&now, &tm);
+		pthread_mutex_lock(&status_mu);
 		n = snprintf(out, sizeof(out),
-		    "%04d-%02d-%02dT%02d:%02d:%02dZ %s[%ld]: %s: %s\n",
+		    "%s%04d-%02d-%02dT%02d:%02d:%02dZ %s[%ld]: %s: %s\n%s",
+		    status_shown ? STATUS_CLEAR : "",
 		    tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour,
 		    tm.tm_min, tm.tm_sec, logger.ident, (long)getpid(),
-		    log_level_name(level), safe);
+		    log_level_name(level), safe,
+		    status_shown ? status_text : "");
 		if (n > 0) {
 			size_t len = (size_t)n < sizeof(out) ? (size_t)n :
 			    sizeof(out) - 1;
 			ssize_t w = write(STDERR_FILENO, out, len);
 			(void)w;	/* nowhere left to report it */
 		}
+		pthread_mutex_unlock(&status_mu);
 		return;
 	}
+}
+
+/*
+ * log_status - show text as the status line on stderr (a terminal; the
+ * caller checks), replacing the one shown; NULL erases it.  Control
+ * characters in text are not escaped: it is the program's own.
+ */
+void
+log_status(const char *text)
+{
+	char out[sizeof(status_text) + 16];
+	int n;
+
+	pthread_mutex_lock(&status_mu);
+	if (text != NULL) {
+		str_copy(status_text, text, sizeof(status_text));
+		n = snprintf(out, sizeof(out), STATUS_CLEAR "%s", status_text);
+		status_shown = 1;
+	} else if (status_shown) {
+		n = snprintf(out, sizeof(out), STATUS_CLEAR);
+		status_shown = 0;
+	} else
+		n = 0;
+	if (n > 0) {
+		ssize_t w = write(STDERR_FILENO, out, (size_t)n < sizeof(out) ?
+		    (size_t)n : sizeof(out) - 1);
+		(void)w;
+	}
+	pthread_mutex_unlock(&status_mu);
 }
 
 static void

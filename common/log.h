@@ -46,6 +46,10 @@ void	log_fatalx(const char *fmt, ...)
 
 const char *log_level_name(enum log_level level);
 
+/* A live status line kept below the log lines on a terminal (stderr):
+ * text replaces it, NULL erases it; thread-safe (see log.c). */
+void	log_status(const char *text);
+
 #define log_debug(...)	 log_msg(LOG_LVL_DEBUG, __VA_ARGS__)
 #define log_info(...)	 log_msg(LOG_LVL_INFO, __VA_ARGS__)
 #define log_notice(...)	 log_msg(LOG_LVL_NOTICE, __VA_ARGS__)

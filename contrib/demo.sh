@@ -103,6 +103,7 @@ done
 for u in alice bob; do doveadm_cmd A force-resync -u "$u@$DOMAIN" '*' || die "doveadm"; done
 RELAY_PORT=$(free_port)
 HTTP_PORT=$(free_port)
+SYNCD_HTTP_PORT=$(free_port)
 cat <<EOF
     old host   Dovecot A     imap 127.0.0.1:$IMAP_PORT_A   alice and bob, 150 messages each in 20 folders
                Postfix A     smtp 127.0.0.1:$POSTFIX_PORT_A   local delivery (LMTP into Dovecot A)
@@ -110,6 +111,7 @@ cat <<EOF
     new host   Postfix B     smtp 127.0.0.1:$POSTFIX_PORT_B   the new MX $NEW_MX (LMTP into Dovecot B)
                Dovecot B     imap 127.0.0.1:$IMAP_PORT_B
     resolvers  r1 127.0.0.1:$DNS_PORT_r1   r2 127.0.0.1:$DNS_PORT_r2   both answer MX $OLD_MX
+    metrics    relay http://127.0.0.1:$HTTP_PORT/metrics   ferry-syncd http://127.0.0.1:$SYNCD_HTTP_PORT/metrics
 EOF
 
 printf 'alice@%s old-pw alice@%s new-pw\nbob@%s old-pw bob@%s new-pw\n' \
@@ -141,7 +143,8 @@ s|^check_interval = .*|check_interval = 2s|
 s|^quiet_period = .*|quiet_period = 30s|
 s|^catchup_interval = .*|catchup_interval = 5s|
 }" \
-	-e "s|^http = .*|http = 127.0.0.1:$HTTP_PORT|" \
+	-e "/^\[control\]/,/^\[/s|^http = .*|http = 127.0.0.1:$HTTP_PORT|" \
+	-e "/^\[syncd\]/,/^\[/s|^http = .*|http = 127.0.0.1:$SYNCD_HTTP_PORT|" \
 	"$EXAMPLE" >"$CONF"
 say "configuration: $CONF (conf/mailferry.conf.example, times scaled down)"
 

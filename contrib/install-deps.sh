@@ -49,3 +49,19 @@ for pkg in cyrus-imapd courier-imap; do
 	rm -rf "${servers:?}/$pkg"
 	dpkg-deb -x "$servers/debs/${pkg}"_*.deb "$servers/$pkg"
 done
+
+# promtool checks the metrics exposition and the alerting rules in the
+# tests.  It comes from Debian's prometheus package, whose server must
+# not start on this host: only the one binary is taken from the .deb.
+if ! command -v promtool >/dev/null 2>&1; then
+	tmp=$(mktemp -d)
+	chmod 0755 "$tmp"	# apt downloads as _apt
+	if (cd "$tmp" && apt-get download -q prometheus >/dev/null &&
+	    dpkg-deb -x prometheus_*.deb x &&
+	    install -m 0755 x/usr/bin/promtool /usr/local/bin/promtool); then
+		echo "install-deps: promtool installed in /usr/local/bin"
+	else
+		echo "install-deps: promtool not installed (its checks skip)" >&2
+	fi
+	rm -rf "$tmp"
+fi

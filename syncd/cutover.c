@@ -65,6 +65,7 @@
 #include "cutover_state.h"
 #include "dns.h"
 #include "log.h"
+#include "metrics.h"
 #include "relay_view.h"
 #include "store.h"
 #include "util.h"
@@ -439,6 +440,7 @@ cutover_note_answer(struct cutover *c, size_t dom, size_t res, int status,
 		    dns_status_name(status), why && *why ? ": " : "",
 		    why ? why : "");
 	}
+	metrics_mx_answer((int)a->class);
 	if (a->class == MX_CLASS_NEW)
 		a->new_since = prev.class == MX_CLASS_NEW && prev.new_since ?
 		    prev.new_since : (int64_t)now;

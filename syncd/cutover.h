@@ -28,6 +28,7 @@
 
 struct event_base;
 struct cutover;
+struct cutover_record;
 
 /* One account's outcome in one pass, as the verdict needs it. */
 struct cutover_acct_result {
@@ -96,5 +97,12 @@ void	cutover_pass_started(struct cutover *c, time_t started);
  * r->finished, the phase moved, saved.  Both NULL-safe on c. */
 void	cutover_pass_done(struct cutover *c,
 	    const struct cutover_pass_result *r);
+
+/* The phases and answers as they stand (the metrics listener, loop
+ * thread): domain dom's record, owned by c, valid until the next call
+ * into c; NULL past the last domain or for c NULL. */
+const struct cutover_record *cutover_domain_record(const struct cutover *c,
+	    size_t dom);
+size_t	cutover_ndomains(const struct cutover *c);
 
 #endif

@@ -40,10 +40,6 @@ int	cutover_note_answer(struct cutover *c, size_t dom, size_t res,
  * (and persisted) if it differs.  0, or -1 (logged). */
 int	cutover_evaluate(struct cutover *c, size_t dom, time_t now);
 
-/* cutover_domain_record - domain dom's record (owned by c), or NULL. */
-const struct cutover_record *cutover_domain_record(const struct cutover *c,
-	    size_t dom);
-size_t	cutover_ndomains(const struct cutover *c);
 size_t	cutover_nresolvers(const struct cutover *c);
 
 #endif

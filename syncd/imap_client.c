@@ -1067,6 +1067,8 @@ imap_client_new(struct event_base *base, const struct imap_client_opts *o,
 	c->id_name = dup_opt(o->id_name, &bad);
 	c->id_version = dup_opt(o->id_version, &bad);
 	c->window = o->window ? o->window : DEF_WINDOW;
+	c->timing = o->timing;
+	c->timing_arg = o->timing_arg;
 	c->timeout = o->timeout > 0 ? o->timeout : DEF_TIMEOUT;
 	c->out_hiwat = o->out_hiwat ? o->out_hiwat : DEF_OUT_HIWAT;
 	c->literal_plus_max = o->literal_plus_max ? o->literal_plus_max :

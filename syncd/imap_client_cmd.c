@@ -18,6 +18,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <time.h>
 
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
@@ -221,6 +222,16 @@ next_cmd(struct imap_client *c)
 	return (TAILQ_FIRST(&c->userq));
 }
 
+/* cmd_clock - monotonic seconds, for the timing option */
+static double
+cmd_clock(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ((double)ts.tv_sec + (double)ts.tv_nsec / 1e9);
+}
+
 /* start_cmd - give the command its tag and put it in flight */
 static void
 start_cmd(struct imap_client *c, struct imap_cmd *cmd)
@@ -233,6 +244,7 @@ start_cmd(struct imap_client *c, struct imap_cmd *cmd)
 	snprintf(tagsp, sizeof(tagsp), "%s ", cmd->tag);
 	evbuffer_prepend(cmd->segs[0].buf, tagsp, strlen(tagsp));
 	cmd->st = CMD_INFLIGHT;
+	cmd->sent_at = cmd_clock();
 	TAILQ_INSERT_TAIL(&c->inflight, cmd, q);
 	c->ninflight++;
 	c->writer = cmd;
@@ -408,6 +420,11 @@ imapc_complete(struct imap_client *c, struct imap_cmd *cmd,
 		res->ns_delim = cmd->ns_delim;
 	}
 	res->search_modseq = cmd->search_modseq;
+	/* a tagged reply only: a lost connection is no answer time */
+	if (c->timing != NULL && cmd->sent_at > 0 &&
+	    (res->status == IMAP_OK || res->status == IMAP_NO ||
+	    res->status == IMAP_BAD))
+		c->timing(c->timing_arg, cmd_clock() - cmd->sent_at);
 	cb_done(c, cmd, res);
 	imapc_cmd_free(cmd);
 }

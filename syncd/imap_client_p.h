@@ -98,6 +98,7 @@ struct imap_cmd {
 	unsigned		 tagnum;
 	char			 tag[16];
 	char			 logline[LOGLINE_MAX];
+	double			 sent_at;	/* monotonic; 0: not sent */
 
 	struct seg		*segs;
 	size_t			 nsegs, segcap, segi;
@@ -193,6 +194,8 @@ struct imap_client {
 	void			*cbarg;
 
 	/* options, copied */
+	void			(*timing)(void *, double);
+	void			*timing_arg;
 	char			*host;
 	int			 port;
 	enum imap_tls_mode	 tls;

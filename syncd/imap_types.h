@@ -61,6 +61,13 @@ struct imap_client_opts {
 	uint64_t	 literal_plus_max; /* largest non-synchronizing
 					   literal; 0 = 256 KiB */
 	const char	*log_id;	/* prefix of log lines, e.g. "src:alice" */
+
+	/* Called on the loop thread with each command's time from its
+	 * first byte written to its tagged reply (OK, NO or BAD; never for
+	 * a command that was not sent, was cancelled or lost with the
+	 * connection); NULL: not timed. */
+	void		(*timing)(void *arg, double seconds);
+	void		*timing_arg;
 };
 
 /* ---- results ----------------------------------------------------- */

@@ -19,6 +19,7 @@
 #include <unistd.h>
 
 #include "json.h"
+#include "metrics.h"
 #include "log.h"
 #include "report.h"
 #include "state.h"
@@ -214,6 +215,11 @@ progress_tick(void *arg)
 		sd->last_meta = now;
 		syncd_progress_store(sd, 1);
 	}
+	if (!sd->pr_lent) {
+		/* the engine has initialised the progress by now */
+		metrics_pass_attach(sd->pr);
+		sd->pr_lent = 1;
+	}
 	progress_fill(sd, &rp);
 	if (now - sd->last_log >= PROGRESS_LOG_SECS) {
 		sd->last_log = now;
@@ -224,9 +230,36 @@ progress_tick(void *arg)
 	if (sd->tty) {
 		report_progress_format(&rp, REPORT_PROGRESS_TTY, line,
 		    sizeof(line));
-		fprintf(stderr, "\r\033[K%s", line);
-		fflush(stderr);
+		log_status(line);	/* log lines go above it */
 		sd->tty_drawn = 1;
+	}
+}
+
+/* pass_metrics - the pass and each account's end into the counters; the
+ * progress is detached here, before the next pass frees it */
+static void
+pass_metrics(struct syncd *sd, const struct report *r, int missing)
+{
+	struct report_totals t;
+	enum metrics_result res;
+	size_t i;
+
+	if (!sd->pr_lent && sd->pr != NULL) {
+		/* a pass over before its first tick: its final numbers */
+		metrics_pass_attach(sd->pr);
+		sd->pr_lent = 1;
+	}
+	metrics_pass_end(missing ? METRICS_MISSING : METRICS_COMPLETE,
+	    r->seconds, sd->last.finished);
+	for (i = 0; i < r->naccounts; i++) {
+		const struct report_account *ra = r->accounts[i];
+
+		report_account_totals(ra, &t);
+		res = ra->error != NULL ? METRICS_ERROR : t.missing > 0 ||
+		    t.failed > 0 ? METRICS_MISSING : METRICS_COMPLETE;
+		if (metrics_account_result(ra->src_user, res,
+		    sd->last.finished) == -1)
+			log_warnx("metrics: out of memory");
 	}
 }
 
@@ -268,11 +301,14 @@ syncd_pass_run(struct syncd *sd, const char *why)
 	    sd->dry_run ? " (dry run)" : "", why ? ": " : "", why ? why : "");
 	sd->pr = pr;
 	sd->in_pass = 1;
+	sd->pr_lent = 0;
+	metrics_pass_begin(sd->pass_started);
 	sd->o.tick = progress_tick;
 	sd->o.tick_arg = sd;
 	if (sync_pass_run(&sd->o, r, pr, err, sizeof(err)) == -1) {
 		log_errorx("%s", err);
 		sd->in_pass = 0;
+		metrics_pass_end(METRICS_ERROR, mono() - sd->pass_t0, time(NULL));
 		sync_progress_free(pr);
 		free(pr);
 		sd->pr = NULL;
@@ -281,7 +317,7 @@ syncd_pass_run(struct syncd *sd, const char *why)
 	}
 	sd->in_pass = 0;
 	if (sd->tty_drawn) {
-		fprintf(stderr, "\r\033[K");
+		log_status(NULL);
 		sd->tty_drawn = 0;
 	}
 	r->seconds = mono() - sd->pass_t0;
@@ -296,6 +332,7 @@ syncd_pass_run(struct syncd *sd, const char *why)
 	snprintf(sd->last.verdict, sizeof(sd->last.verdict), "%s", verdict);
 	sd->last.copied = t.copied;
 	sd->last.failed = t.failed;
+	pass_metrics(sd, r, missing);
 	syncd_progress_store(sd, 0);
 	if (sd->once) {
 		if (sd->json)

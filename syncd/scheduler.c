@@ -36,7 +36,9 @@
 
 #include "cli.h"
 #include "cutover.h"
+#include "http.h"
 #include "log.h"
+#include "metrics.h"
 #include "syncd.h"
 #include "wakeup.h"
 
@@ -422,6 +424,11 @@ syncd_daemon_run(struct syncd *sd)
 		log_errorx("out of memory");
 		goto out;
 	}
+	metrics_start(time(NULL));
+	if (syncd_http_open(&sd->http, sd, err, sizeof(err)) == -1) {
+		log_errorx("%s", err);
+		goto out;
+	}
 	log_notice("daemon started: %zu account(s), a pass every %" PRId64
 	    " s", sd->accounts->count, sd->cfg.syncd.interval);
 	daemon_ready(&sd->d);
@@ -438,6 +445,8 @@ syncd_daemon_run(struct syncd *sd)
 	log_notice("stopping on signal");
 	rc = 0;
 out:
+	syncd_http_free(&sd->http);
+	metrics_reset();
 	cutover_free(&sd->cutover);
 	free(sd->live);
 	sd->live = NULL;

@@ -21,6 +21,7 @@
 #include <time.h>
 
 #include "log.h"
+#include "metrics.h"
 #include "sync_p.h"
 
 #define BATCH_MSGS	100		/* messages per APPEND batch */
@@ -540,6 +541,7 @@ batch_copied(struct fctx *fc, struct cmsg *cm, struct state_map_entry *ev)
 	fc->rf->copied++;
 	fc->rf->bytes += s->size;
 	prog_add(fc->a, 1, 0, 0, 0, 0);
+	metrics_copied(s->size);
 	if (s->no_keywords) {
 		char why[400];
 
@@ -596,6 +598,8 @@ batch_settle(struct fctx *fc, struct batch *b, struct state_map_entry *ev,
 				report_problem(fc->rf, REPORT_FAILED, s->uid,
 				    NULL, s->size, cm->reason);
 				prog_add(fc->a, 0, 0, 0, 1, 0);
+				metrics_failed(cm->append_failed ?
+				    METRICS_FAIL_REFUSED : METRICS_FAIL_SOURCE);
 				log_warnx("%s: %s: uid %" PRIu64 " not copied: "
 				    "%s", fc->a->acc->src_user,
 				    fc->j->m->src_path, s->uid, cm->reason);
@@ -624,6 +628,7 @@ batch_settle(struct fctx *fc, struct batch *b, struct state_map_entry *ev,
 				report_problem(fc->rf, REPORT_FAILED, s->uid,
 				    NULL, s->size, cm->reason);
 				prog_add(fc->a, 0, 0, 0, 1, 0);
+				metrics_failed(METRICS_FAIL_TEMPORARY);
 			}
 			rc = -1;	/* caller reconnects, resolves intents */
 			break;
@@ -756,6 +761,7 @@ copy_all(struct fctx *fc, struct smsgv *todo)
 		report_problem(fc->rf, REPORT_POLICY, s->uid, NULL, s->size,
 		    why);
 		prog_add(fc->a, 0, 0, 1, 0, 0);
+		metrics_policy(1);
 		fc->problems++;
 		s->done = 1;
 	}
@@ -842,6 +848,7 @@ copy_all(struct fctx *fc, struct smsgv *todo)
 					fc->rf->copied++;
 					fc->rf->bytes += todo->v[i].size;
 					prog_add(fc->a, 1, 0, 0, 0, 0);
+					metrics_copied(todo->v[i].size);
 				}
 			fc_rf_unlock(fc);
 			continue;

@@ -19,6 +19,7 @@
 #include <string.h>
 
 #include "log.h"
+#include "metrics.h"
 #include "sync_p.h"
 
 void
@@ -449,6 +450,7 @@ fc_match_content(struct fctx *fc, struct smsgv *src,
 		log_info("%s: %s: %zu message(s) already on the destination "
 		    "(matched by content)", fc->a->acc->src_user,
 		    fc->j->m->src_path, ne);
+		metrics_duplicates(METRICS_DUP_ALREADY, ne);
 		if (fc_map_put(fc, ev, ne) == -1)
 			goto out;
 	}

@@ -13,6 +13,7 @@
 #include <strings.h>
 
 #include "log.h"
+#include "metrics.h"
 #include "sync_p.h"
 
 #define HASH_CHUNK	100		/* UIDs per hashing FETCH */
@@ -162,6 +163,7 @@ ledger_check(struct fctx *fc, struct smsgv *todo)
 			s->done = 1;
 			fc->problems++;
 			fc->rf->duplicates++;
+			metrics_duplicates(METRICS_DUP_LEDGER, 1);
 			log_info("%s: %s: uid %" PRIu64 " skipped for this "
 			    "pass: the relay still holds it (ledger)",
 			    fc->a->acc->src_user, fc->j->m->src_path, s->uid);
@@ -181,6 +183,7 @@ ledger_check(struct fctx *fc, struct smsgv *todo)
 			s->in_map = 1;
 			fc->rf->duplicates++;
 			prog_add(fc->a, 0, 1, 0, 0, 0);
+			metrics_duplicates(METRICS_DUP_LEDGER, 1);
 			log_info("%s: %s: uid %" PRIu64 " skipped: the relay "
 			    "already delivered it (ledger)",
 			    fc->a->acc->src_user, fc->j->m->src_path, s->uid);

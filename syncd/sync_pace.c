@@ -15,6 +15,7 @@
 #include <stdint.h>
 #include <time.h>
 
+#include "metrics.h"
 #include "sync_p.h"
 
 double
@@ -101,8 +102,10 @@ pace_rate_wait(struct acct *a, uint64_t msgs, uint64_t bytes)
 	t = pace_now() - p->rstart;
 	pthread_mutex_unlock(&p->rmu);
 	wait = need - t;
-	if (wait > 0)
+	if (wait > 0) {
+		metrics_throttle(METRICS_THROTTLE_RATE, wait);
 		pace_sleep_ms((uint64_t)(wait * 1000), p->o->stop);
+	}
 }
 
 /* progress helpers (all under the pass's progress mutex) */

@@ -25,6 +25,7 @@
 #include <time.h>
 
 #include "log.h"
+#include "metrics.h"
 #include "sync_p.h"
 
 #define RECONNECT_TRIES	5
@@ -167,6 +168,9 @@ side_start(struct worker *w, int i, char *err, size_t errlen)
 	o.window = 16;
 	snprintf(logid, sizeof(logid), "%s:%s", side_name[i], o.user);
 	o.log_id = logid;
+	o.timing = metrics_imap_timing;
+	o.timing_arg = metrics_server_arg(i == SRC ? METRICS_SOURCE :
+	    METRICS_DESTINATION);
 	s->state = 0;
 	s->c = imap_client_new(w->base, &o, conn_cb, s, e, sizeof(e));
 	explicit_bzero(secret, sizeof(secret));
@@ -274,6 +278,9 @@ side_ensure(struct worker *w, int i, char *err, size_t errlen)
 
 			if (d > 60000)
 				d = 60000;
+			if (w->s[i].closed.backoff_ms > delay)
+				metrics_throttle(METRICS_THROTTLE_SERVER,
+				    (double)d / 1000.0);
 			log_info("%s: %s: reconnecting in %" PRIu64 " ms "
 			    "(%s)", w->a->acc->src_user, side_name[i], d, err);
 			pace_sleep_ms(d, w->a->p->o->stop);
@@ -283,6 +290,8 @@ side_ensure(struct worker *w, int i, char *err, size_t errlen)
 			errbuf_set(err, errlen, "interrupted");
 			return (-1);
 		}
+		metrics_reconnect(i == SRC ? METRICS_SOURCE :
+		    METRICS_DESTINATION);
 		rc = side_connect(w, i, err, errlen);
 		if (rc == 0)
 			return (0);

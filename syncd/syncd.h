@@ -34,6 +34,7 @@ struct event;
 struct event_base;
 struct cutover;
 struct wakeup;
+struct syncd_http;
 
 struct syncd_last_pass {
 	int		 have;
@@ -66,11 +67,13 @@ struct syncd {
 	struct syncd_last_pass last;
 	time_t		 last_meta, last_log;
 	int		 tty, tty_drawn;
+	int		 pr_lent;	/* metrics_pass_attach() done */
 
 	/* scheduler.c */
 	struct event_base *base;
 	struct daemon	 d;
 	struct cutover	*cutover;	/* NULL: no [cutover] domains */
+	struct syncd_http *http;	/* NULL: [syncd] http empty */
 	unsigned char	*live;		/* per account: cutover_dest_live()
 					   when the running pass started */
 	pthread_t	 thread;

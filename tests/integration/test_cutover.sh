@@ -152,6 +152,7 @@ dkim = off
 socket = $T/control.sock
 http = 127.0.0.1:$HTTP_PORT
 [syncd]
+http =
 source = imap://127.0.0.1:$IMAP_PORT_A?tls=none
 destination = imap://127.0.0.1:$IMAP_PORT_B?tls=none
 accounts = $T/accounts

@@ -60,6 +60,7 @@ log_level = info
 [relay]
 hostname = old-mx.$DOMAIN
 [syncd]
+http =
 source = imap://127.0.0.1:$IMAP_PORT_src?tls=none
 destination = imap://127.0.0.1:$IMAP_PORT_dst?tls=none
 accounts = $T/accounts

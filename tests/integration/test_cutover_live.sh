@@ -34,6 +34,7 @@ cat >"$T/syncd.conf" <<EOF
 state_dir = $T/state
 log = stderr
 [syncd]
+http =
 source = imap://127.0.0.1:$SRC?tls=none
 destination = imap://127.0.0.1:$DST?tls=none
 accounts = $T/accounts

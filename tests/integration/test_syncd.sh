@@ -227,6 +227,7 @@ mkconf() {
 state_dir = $T/state
 log = stderr
 [syncd]
+http =
 source = imaps://127.0.0.1:$IMAPS_PORT_src
 destination = imap://127.0.0.1:$IMAP_PORT_dst?tls=none
 ca_file = $TEST_CA

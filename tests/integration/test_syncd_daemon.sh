@@ -32,6 +32,7 @@ log = stderr
 log_level = info
 ${3:-}
 [syncd]
+http =
 source = imap://127.0.0.1:$IMAP_PORT_src?tls=none
 destination = imap://127.0.0.1:$IMAP_PORT_dst?tls=none
 accounts = $T/accounts

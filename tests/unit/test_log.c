@@ -1,5 +1,7 @@
 /*
- * test_log.c - one line per event, levels, and no line injection.
+ * test_log.c - one line per event, levels, and no line injection; the
+ * terminal status line: log lines are written above it (clear, line,
+ * redraw in one write), and erasing it leaves plain lines.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -96,6 +98,40 @@ test_errno_and_long(void **state)
 	fclose(fp);
 }
 
+/* test_status_line - stderr (fd 2) redirected to a file for the test */
+static void
+test_status_line(void **state)
+{
+	FILE *fp = tmpfile();
+	int saved = dup(STDERR_FILENO);
+	const char *out;
+
+	(void)state;
+	assert_non_null(fp);
+	assert_true(saved >= 0);
+	assert_true(dup2(fileno(fp), STDERR_FILENO) >= 0);
+	log_open("test", LOG_DEST_STDERR, 0, LOG_LVL_INFO);
+	log_status("1/2 accounts");
+	log_info("one");
+	log_status("2/2 accounts");
+	log_status(NULL);
+	log_status(NULL);		/* nothing shown: writes nothing */
+	log_info("two");
+	fflush(stderr);
+	assert_true(dup2(saved, STDERR_FILENO) >= 0);
+	close(saved);
+	out = capture(fp);
+	/* drawn; cleared, the line, drawn again; replaced; erased; plain */
+	assert_non_null(strstr(out, "\r\033[K1/2 accounts\r\033[K"));
+	assert_non_null(strstr(out, "test["));
+	assert_non_null(strstr(out, ": info: one\n1/2 accounts\r\033[K2/2 accounts"
+	    "\r\033[K2"));
+	assert_null(strstr(strstr(out, "two"), "\033"));
+	assert_int_equal(out[strlen(out) - 1], '\n');
+	assert_null(strstr(out, "accounts2"));	/* never glued */
+	fclose(fp);
+}
+
 int
 main(void)
 {
@@ -103,6 +139,7 @@ main(void)
 		cmocka_unit_test(test_levels),
 		cmocka_unit_test(test_no_injection),
 		cmocka_unit_test(test_errno_and_long),
+		cmocka_unit_test(test_status_line),
 	};
 	return (cmocka_run_group_tests(tests, NULL, NULL));
 }
