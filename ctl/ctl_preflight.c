@@ -1,0 +1,326 @@
+/*
+ * ctl_preflight.c - "ferryctl preflight": the checklist before a
+ * cutover, walked by a machine (ferryctl(8)).
+ *
+ * The run: both IMAP servers before login (ctl_preflight_server.c),
+ * every account on both sides and the connection limit
+ * (ctl_preflight_imap.c), every [cutover] domain's DNS
+ * (ctl_preflight_dns.c).  Each check adds rows to its section's table;
+ * this file prints the tables (or one JSON document) and the verdict
+ * line, "ready" or "N blocking problems".
+ *
+ * Exit status: 0 ready, 1 blocking problems, 2 configuration error
+ * (no [syncd] source/destination/accounts, an unreadable accounts file,
+ * --account naming nobody).
+ */
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <event2/event.h>
+
+#include "accounts.h"
+#include "cli.h"
+#include "ctl.h"
+#include "ctl_preflight_p.h"
+#include "json.h"
+#include "log.h"
+#include "tls.h"
+#include "util.h"
+
+static const struct {
+	const char	*name;
+	const char	*title;
+	const char	*cols[PF_COLS_MAX];
+} table_defs[PF_T_COUNT_] = {
+	[PF_T_SERVERS] = { "servers", "IMAP servers",
+	    { "side", "server", "tcp", "tls", "certificate", "capabilities" } },
+	[PF_T_CREDS] = { "credentials", "Credentials",
+	    { "account", "side", "user", "login" } },
+	[PF_T_ACCOUNTS] = { "accounts", "Accounts",
+	    { "account", "folders", "messages", "size", "largest",
+	      "dest_free", "appendlimit", "note" } },
+	[PF_T_SPECIAL] = { "special_folders", "Special folders",
+	    { "account", "side", "sent", "drafts", "trash", "junk",
+	      "archive" } },
+	[PF_T_FOLDERS] = { "folders", "Folder mapping",
+	    { "account", "source", "messages", "destination", "action" } },
+	[PF_T_CONNS] = { "connections", "Connection limit",
+	    { "side", "server", "wanted", "opened", "note" } },
+	[PF_T_MX] = { "mx", "MX per resolver",
+	    { "domain", "resolver", "mx", "ttl", "note" } },
+	[PF_T_RECORDS] = { "dns_records", "SPF, DMARC, DKIM",
+	    { "domain", "check", "record", "result" } },
+};
+
+static const char *const level_names[] = { "ok", "warn", "block" };
+
+const char *
+pf_fmt(char *buf, size_t len, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(buf, len, fmt, ap);
+	va_end(ap);
+	return (buf);
+}
+
+/* pf_size - bytes for people, "1.5 MiB" (exact count in JSON too) */
+const char *
+pf_size(char *buf, size_t len, uint64_t n)
+{
+	return (fmt_size(buf, len, n));
+}
+
+void
+pf_row(struct preflight *pf, enum pf_table_id id, enum pf_level lv, ...)
+{
+	struct pf_table *t = &pf->t[id];
+	const char *s;
+	va_list ap;
+	size_t i;
+
+	if (t->oom)
+		return;
+	if (t->nrows == t->cap) {
+		size_t nc = t->cap ? t->cap * 2 : 8;
+		char **c = reallocarray(t->cells, nc * t->ncols, sizeof(*c));
+		enum pf_level *l;
+
+		if (c == NULL) {
+			t->oom = 1;
+			return;
+		}
+		t->cells = c;
+		if ((l = reallocarray(t->levels, nc, sizeof(*l))) == NULL) {
+			t->oom = 1;
+			return;
+		}
+		t->levels = l;
+		t->cap = nc;
+	}
+	va_start(ap, lv);
+	for (i = 0; i < t->ncols; i++) {
+		s = va_arg(ap, const char *);
+		t->cells[t->nrows * t->ncols + i] = strdup(s ? s : "");
+		if (t->cells[t->nrows * t->ncols + i] == NULL)
+			t->oom = 1;
+	}
+	va_end(ap);
+	t->levels[t->nrows++] = lv;
+}
+
+static void
+tables_free(struct preflight *pf)
+{
+	size_t i, k;
+
+	for (i = 0; i < PF_T_COUNT_; i++) {
+		for (k = 0; k < pf->t[i].nrows * pf->t[i].ncols; k++)
+			free(pf->t[i].cells[k]);
+		free(pf->t[i].cells);
+		free(pf->t[i].levels);
+	}
+}
+
+static void
+count_levels(const struct preflight *pf, size_t *block_r, size_t *warn_r)
+{
+	size_t i, k;
+
+	*block_r = *warn_r = 0;
+	for (i = 0; i < PF_T_COUNT_; i++)
+		for (k = 0; k < pf->t[i].nrows; k++) {
+			if (pf->t[i].levels[k] == PF_BLOCK)
+				(*block_r)++;
+			else if (pf->t[i].levels[k] == PF_WARN)
+				(*warn_r)++;
+		}
+}
+
+/* ---- output ------------------------------------------------------- */
+
+#define CELL_WIDTH	60	/* text tables: longer cells are cut */
+
+static void
+print_table(const struct pf_table *t)
+{
+	size_t w[PF_COLS_MAX + 1], i, k, n;
+	char buf[CELL_WIDTH * 4 + 8];
+
+	if (t->nrows == 0)
+		return;
+	printf("%s\n", t->title);
+	for (i = 0; i < t->ncols; i++)
+		w[i] = strlen(t->cols[i]);
+	w[t->ncols] = strlen("status");
+	for (k = 0; k < t->nrows; k++)
+		for (i = 0; i < t->ncols; i++) {
+			clean(buf, sizeof(buf), t->cells[k * t->ncols + i],
+			    CELL_WIDTH);
+			if ((n = strlen(buf)) > w[i])
+				w[i] = n;
+		}
+	printf("  ");
+	for (i = 0; i < t->ncols; i++)
+		printf("%-*s  ", (int)w[i], t->cols[i]);
+	printf("status\n");
+	for (k = 0; k < t->nrows; k++) {
+		printf("  ");
+		for (i = 0; i < t->ncols; i++)
+			printf("%-*s  ", (int)w[i], clean(buf, sizeof(buf),
+			    t->cells[k * t->ncols + i], CELL_WIDTH));
+		printf("%s\n", t->levels[k] == PF_BLOCK ? "BLOCK" :
+		    level_names[t->levels[k]]);
+	}
+	printf("\n");
+}
+
+static int
+print_json(const struct preflight *pf, size_t nblock, size_t nwarn)
+{
+	struct json j;
+	size_t i, k, c;
+
+	json_init(&j, JSON_PRETTY);
+	json_object_begin(&j);
+	for (i = 0; i < PF_T_COUNT_; i++) {
+		const struct pf_table *t = &pf->t[i];
+
+		json_key(&j, t->name);
+		json_array_begin(&j);
+		for (k = 0; k < t->nrows; k++) {
+			json_object_begin(&j);
+			for (c = 0; c < t->ncols; c++) {
+				json_key(&j, t->cols[c]);
+				json_string(&j, t->cells[k * t->ncols + c]);
+			}
+			json_key(&j, "status");
+			json_string(&j, level_names[t->levels[k]]);
+			json_object_end(&j);
+		}
+		json_array_end(&j);
+	}
+	json_key(&j, "blocking");
+	json_uint(&j, nblock);
+	json_key(&j, "warnings");
+	json_uint(&j, nwarn);
+	json_key(&j, "verdict");
+	json_string(&j, nblock == 0 ? "ready" : "blocking problems");
+	json_object_end(&j);
+	return (json_print(&j));
+}
+
+/* ---- the command ---------------------------------------------------- */
+
+static int
+config_usable(const struct config *cfg, char *err, size_t errlen)
+{
+	if (!cfg->syncd.source.set || !cfg->syncd.destination.set) {
+		errbuf_set(err, errlen, "[syncd] source and destination "
+		    "must be set");
+		return (-1);
+	}
+	if (cfg->syncd.accounts == NULL || *cfg->syncd.accounts == '\0') {
+		errbuf_set(err, errlen, "[syncd] accounts must be set");
+		return (-1);
+	}
+	return (0);
+}
+
+int
+cmd_preflight(struct ctl *ctl, const char *arg)
+{
+	struct preflight pf;
+	struct accounts *accts = NULL;
+	const char *ca;
+	char err[512];
+	size_t i, nblock, nwarn;
+	int rc = EXIT_USAGE;
+
+	(void)arg;
+	/* the tables say what went wrong; the IMAP client's info lines
+	 * would only interleave with them */
+	log_set_level(LOG_LVL_ERROR);
+	memset(&pf, 0, sizeof(pf));
+	for (i = 0; i < PF_T_COUNT_; i++) {
+		pf.t[i].name = table_defs[i].name;
+		pf.t[i].title = table_defs[i].title;
+		memcpy(pf.t[i].cols, table_defs[i].cols, sizeof(pf.t[i].cols));
+		while (pf.t[i].ncols < PF_COLS_MAX &&
+		    pf.t[i].cols[pf.t[i].ncols] != NULL)
+			pf.t[i].ncols++;
+	}
+	pf.cfg = &ctl->cfg;
+	pf.only = ctl->account;
+	pf.timeout = ctl->timeout > 0 ? ctl->timeout : 10;
+	if (config_usable(&ctl->cfg, err, sizeof(err)) == -1 ||
+	    accounts_load(ctl->cfg.syncd.accounts, &accts, err,
+	    sizeof(err)) == -1) {
+		fprintf(stderr, "ferryctl: preflight: %s\n", err);
+		goto out;
+	}
+	pf.accts = accts;
+	if (pf.only != NULL && accounts_find(accts, pf.only) == NULL) {
+		fprintf(stderr, "ferryctl: preflight: no account \"%s\" in "
+		    "%s\n", clean(err, sizeof(err), pf.only, 80),
+		    ctl->cfg.syncd.accounts);
+		goto out;
+	}
+	ca = ctl->cfg.syncd.ca_file && *ctl->cfg.syncd.ca_file ?
+	    ctl->cfg.syncd.ca_file : NULL;
+	if ((pf.ssl_ctx = tls_client_ctx_new(ca, err, sizeof(err))) == NULL) {
+		fprintf(stderr, "ferryctl: preflight: %s\n", err);
+		goto out;
+	}
+	if ((pf.base = event_base_new()) == NULL) {
+		fprintf(stderr, "ferryctl: preflight: cannot create the event "
+		    "loop\n");
+		rc = EXIT_RUNTIME;
+		goto out;
+	}
+	pf_servers(&pf);
+	if (pf_accounts(&pf, err, sizeof(err)) == -1) {
+		fprintf(stderr, "ferryctl: preflight: %s\n", err);
+		rc = EXIT_RUNTIME;
+		goto out;
+	}
+	pf_dns(&pf);
+	for (i = 0; i < PF_T_COUNT_; i++)
+		if (pf.t[i].oom) {
+			fprintf(stderr, "ferryctl: preflight: out of memory\n");
+			rc = EXIT_RUNTIME;
+			goto out;
+		}
+	count_levels(&pf, &nblock, &nwarn);
+	if (ctl->json) {
+		if (print_json(&pf, nblock, nwarn) == -1) {
+			rc = EXIT_RUNTIME;
+			goto out;
+		}
+	} else {
+		for (i = 0; i < PF_T_COUNT_; i++)
+			print_table(&pf.t[i]);
+		if (nblock == 0)
+			printf("ready%s", nwarn ? "" : "\n");
+		else
+			printf("%zu blocking problem%s", nblock,
+			    nblock == 1 ? "" : "s");
+		if (nwarn)
+			printf(" (%zu warning%s)\n", nwarn,
+			    nwarn == 1 ? "" : "s");
+		else if (nblock)
+			printf("\n");
+	}
+	rc = nblock == 0 ? 0 : EXIT_RUNTIME;
+out:
+	if (pf.base != NULL)
+		event_base_free(pf.base);
+	tls_ctx_free(&pf.ssl_ctx);
+	accounts_free(&accts);
+	tables_free(&pf);
+	return (rc);
+}
