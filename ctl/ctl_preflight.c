@@ -143,13 +143,14 @@ count_levels(const struct preflight *pf, size_t *block_r, size_t *warn_r)
 
 /* ---- output ------------------------------------------------------- */
 
-#define CELL_WIDTH	60	/* text tables: longer cells are cut */
+#define CELL_WIDTH	60	/* text tables: longer cells are cut, */
+#define LAST_WIDTH	120	/* the last column (notes) less so */
 
 static void
 print_table(const struct pf_table *t)
 {
 	size_t w[PF_COLS_MAX + 1], i, k, n;
-	char buf[CELL_WIDTH * 4 + 8];
+	char buf[LAST_WIDTH * 4 + 8];
 
 	if (t->nrows == 0)
 		return;
@@ -160,7 +161,7 @@ print_table(const struct pf_table *t)
 	for (k = 0; k < t->nrows; k++)
 		for (i = 0; i < t->ncols; i++) {
 			clean(buf, sizeof(buf), t->cells[k * t->ncols + i],
-			    CELL_WIDTH);
+			    i + 1 == t->ncols ? LAST_WIDTH : CELL_WIDTH);
 			if ((n = strlen(buf)) > w[i])
 				w[i] = n;
 		}
@@ -172,7 +173,8 @@ print_table(const struct pf_table *t)
 		printf("  ");
 		for (i = 0; i < t->ncols; i++)
 			printf("%-*s  ", (int)w[i], clean(buf, sizeof(buf),
-			    t->cells[k * t->ncols + i], CELL_WIDTH));
+			    t->cells[k * t->ncols + i], i + 1 == t->ncols ?
+			    LAST_WIDTH : CELL_WIDTH));
 		printf("%s\n", t->levels[k] == PF_BLOCK ? "BLOCK" :
 		    level_names[t->levels[k]]);
 	}
@@ -304,16 +306,14 @@ cmd_preflight(struct ctl *ctl, const char *arg)
 	} else {
 		for (i = 0; i < PF_T_COUNT_; i++)
 			print_table(&pf.t[i]);
-		if (nblock == 0)
-			printf("ready%s", nwarn ? "" : "\n");
-		else
-			printf("%zu blocking problem%s", nblock,
-			    nblock == 1 ? "" : "s");
 		if (nwarn)
-			printf(" (%zu warning%s)\n", nwarn,
+			printf("%zu warning%s (not blocking)\n", nwarn,
 			    nwarn == 1 ? "" : "s");
-		else if (nblock)
-			printf("\n");
+		if (nblock == 0)
+			printf("ready\n");
+		else
+			printf("%zu blocking problem%s\n", nblock,
+			    nblock == 1 ? "" : "s");
 	}
 	rc = nblock == 0 ? 0 : EXIT_RUNTIME;
 out:

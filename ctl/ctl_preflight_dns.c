@@ -13,16 +13,21 @@
  *   DKIM: every [cutover] new_dkim_selectors selector published at
  *   SELECTOR._domainkey.DOMAIN with a key (p= not empty).
  *
- * Look-ups are blocking (dns_lookup_sync), each bounded by the
- * preflight timeout; a resolver that timed out on a domain's MX is not
- * asked for its other records, so a dead resolver costs one timeout per
- * domain.  SPF, DMARC and DKIM are asked of the first resolver.
+ * Look-ups run one at a time on the preflight's event loop (dns.h's
+ * async path: only there does the resolver's timeout bound a look-up;
+ * a blocking one without a loop waits out libunbound's own retries,
+ * some 17 s).  Each is bounded by the preflight timeout; a resolver
+ * that timed out on a domain's MX is not asked for its other records,
+ * so a dead resolver costs one timeout per domain.  SPF, DMARC and DKIM
+ * are asked of the first resolver.
  */
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+
+#include <event2/event.h>
 
 #include "config.h"
 #include "ctl_preflight_p.h"
@@ -31,27 +36,91 @@
 
 #define TTL_WARN	300
 
-/* txt_find - the records of res starting with prefix (case-insensitive);
- * returns how many, the first in *first */
-static size_t
-txt_find(const struct dns_result *res, const char *prefix, size_t plen,
-    const char **first, size_t *flen)
+/* What a look-up answered, copied out of the callback. */
+struct ans {
+	int		 done;
+	int		 st;		/* enum dns_status */
+	uint32_t	 ttl;
+	char		 why[128];
+	char		 mx[600];	/* "10 a.example, 20 b.example" */
+	struct strlist	 txt;		/* printable copies */
+};
+
+static void
+printable(char *dst, size_t dlen, const char *src, size_t slen)
 {
-	size_t i, n = 0;
+	size_t i, k = 0;
+
+	for (i = 0; i < slen && k + 1 < dlen; i++)
+		dst[k++] = (src[i] >= 0x20 && src[i] < 0x7f) ? src[i] : '?';
+	dst[k] = '\0';
+}
+
+static void
+lookup_cb(int status, const struct dns_result *res, void *arg)
+{
+	struct ans *a = arg;
+	char buf[1024];
+	size_t i;
+
+	a->done = 1;
+	a->st = status;
+	a->ttl = res->ttl;
+	str_copy(a->why, res->why, sizeof(a->why));
+	if (status != DNS_OK)
+		return;
+	for (i = 0; res->mx != NULL && i < res->count; i++)
+		snprintf(a->mx + strlen(a->mx), sizeof(a->mx) - strlen(a->mx),
+		    "%s%u %s", i ? ", " : "", res->mx[i].preference,
+		    res->mx[i].host);
+	for (i = 0; res->txt != NULL && i < res->count; i++) {
+		printable(buf, sizeof(buf), (const char *)res->txt[i].data,
+		    res->txt[i].len);
+		if (strlist_add(&a->txt, buf, strlen(buf)) == -1) {
+			a->st = DNS_TEMPFAIL;
+			str_copy(a->why, "out of memory", sizeof(a->why));
+			return;
+		}
+	}
+}
+
+/* lookup - one look-up on the loop, waited for (the resolver's timeout
+ * ends it); the caller clears a->txt */
+static void
+lookup(struct preflight *pf, struct dns_resolver *r, const char *name,
+    enum dns_type type, struct ans *a)
+{
+	char e[200];
+
+	memset(a, 0, sizeof(*a));
+	if (dns_lookup(r, name, type, lookup_cb, a, NULL, e, sizeof(e)) ==
+	    -1) {
+		a->st = DNS_PERMFAIL;
+		str_copy(a->why, e, sizeof(a->why));
+		return;
+	}
+	while (!a->done && event_base_loop(pf->base, EVLOOP_ONCE) == 0)
+		;
+	if (!a->done) {
+		a->st = DNS_TEMPFAIL;
+		str_copy(a->why, "event loop failed", sizeof(a->why));
+	}
+}
+
+/* txt_find - how many of a's TXT records start with the tag prefix
+ * (case-insensitive, then a blank, ";" or the end); the first in *first */
+static size_t
+txt_find(const struct ans *a, const char *prefix, const char **first)
+{
+	size_t i, n = 0, plen = strlen(prefix);
+	const char *t;
 
 	*first = NULL;
-	*flen = 0;
-	for (i = 0; res != NULL && i < res->count; i++) {
-		const struct dns_txt *t = &res->txt[i];
-
-		if (t->len >= plen && strncasecmp((const char *)t->data, prefix,
-		    plen) == 0 && (t->len == plen || t->data[plen] == ' ' ||
-		    t->data[plen] == ';')) {
-			if (n++ == 0) {
-				*first = (const char *)t->data;
-				*flen = t->len;
-			}
-		}
+	for (i = 0; a->st == DNS_OK && i < a->txt.count; i++) {
+		t = a->txt.items[i];
+		if (strncasecmp(t, prefix, plen) == 0 && (t[plen] == '\0' ||
+		    t[plen] == ' ' || t[plen] == ';') && n++ == 0)
+			*first = t;
 	}
 	return (n);
 }
@@ -79,50 +148,37 @@ spf_has(const char *rec, const char *want)
 }
 
 static const char *
-status_text(int st, const struct dns_result *res, char *buf, size_t len)
+status_text(const struct ans *a, char *buf, size_t len)
 {
-	if (st == DNS_NXDOMAIN)
+	if (a->st == DNS_NXDOMAIN)
 		return ("no such domain");
-	if (st == DNS_NODATA)
+	if (a->st == DNS_NODATA)
 		return ("no record");
-	snprintf(buf, len, "%s: %s", dns_status_name(st), res && res->why[0] ?
-	    res->why : "failed");
+	snprintf(buf, len, "%s: %s", dns_status_name(a->st), a->why[0] ?
+	    a->why : "failed");
 	return (buf);
-}
-
-static void
-printable(char *dst, size_t dlen, const char *src, size_t slen)
-{
-	size_t i, k = 0;
-
-	for (i = 0; i < slen && k + 1 < dlen; i++)
-		dst[k++] = (src[i] >= 0x20 && src[i] < 0x7f) ? src[i] : '?';
-	dst[k] = '\0';
 }
 
 static void
 check_spf(struct preflight *pf, const char *dom, struct dns_resolver *r)
 {
 	const struct strlist *want = &pf->cfg->cutover.new_spf;
-	struct dns_result *res = NULL;
-	const char *first;
-	char rec[1024], buf[600], e[200];
-	size_t n, flen, i;
-	int st;
+	struct ans a;
+	const char *rec;
+	char buf[600], e[200], note[700];
+	size_t n, i;
 
-	if (dns_lookup_sync(r, dom, DNS_TXT, &res, &st) == -1 ||
-	    (st != DNS_OK && st != DNS_NODATA)) {
+	lookup(pf, r, dom, DNS_TXT, &a);
+	if (a.st != DNS_OK && a.st != DNS_NODATA) {
 		pf_row(pf, PF_T_RECORDS, PF_BLOCK, dom, "SPF", "",
-		    status_text(st, res, e, sizeof(e)));
+		    status_text(&a, e, sizeof(e)));
 		goto out;
 	}
-	n = txt_find(st == DNS_OK ? res : NULL, "v=spf1", 6, &first, &flen);
-	if (n == 0) {
+	if ((n = txt_find(&a, "v=spf1", &rec)) == 0) {
 		pf_row(pf, PF_T_RECORDS, PF_BLOCK, dom, "SPF", "",
 		    "no SPF record: the new provider's mail fails SPF");
 		goto out;
 	}
-	printable(rec, sizeof(rec), first, flen);
 	if (n > 1) {
 		pf_row(pf, PF_T_RECORDS, PF_BLOCK, dom, "SPF", rec,
 		    "more than one SPF record (permerror)");
@@ -139,8 +195,6 @@ check_spf(struct preflight *pf, const char *dom, struct dns_resolver *r)
 			snprintf(buf + strlen(buf), sizeof(buf) - strlen(buf),
 			    "%s%s", buf[0] ? ", " : "", want->items[i]);
 	if (buf[0] != '\0') {
-		char note[700];
-
 		snprintf(note, sizeof(note), "does not authorize the new "
 		    "provider: missing %s", buf);
 		pf_row(pf, PF_T_RECORDS, PF_BLOCK, dom, "SPF", rec, note);
@@ -148,33 +202,30 @@ check_spf(struct preflight *pf, const char *dom, struct dns_resolver *r)
 		pf_row(pf, PF_T_RECORDS, PF_OK, dom, "SPF", rec,
 		    "authorizes the new provider");
 out:
-	dns_result_free(&res);
+	strlist_clear(&a.txt);
 }
 
 static void
 check_dmarc(struct preflight *pf, const char *dom, struct dns_resolver *r)
 {
-	struct dns_result *res = NULL;
-	const char *first, *p;
-	char name[DNS_NAME_MAX + 16], rec[1024], pol[64], e[200];
-	size_t n, flen, k;
-	int st;
+	struct ans a;
+	const char *rec, *p;
+	char name[DNS_NAME_MAX + 16], pol[64], e[200];
+	size_t n, k;
 
 	snprintf(name, sizeof(name), "_dmarc.%s", dom);
-	if (dns_lookup_sync(r, name, DNS_TXT, &res, &st) == -1 ||
-	    (st != DNS_OK && st != DNS_NODATA && st != DNS_NXDOMAIN)) {
+	lookup(pf, r, name, DNS_TXT, &a);
+	if (a.st != DNS_OK && a.st != DNS_NODATA && a.st != DNS_NXDOMAIN) {
 		pf_row(pf, PF_T_RECORDS, PF_BLOCK, dom, "DMARC", "",
-		    status_text(st, res, e, sizeof(e)));
+		    status_text(&a, e, sizeof(e)));
 		goto out;
 	}
-	n = txt_find(st == DNS_OK ? res : NULL, "v=DMARC1", 8, &first, &flen);
-	if (n == 0) {
+	if ((n = txt_find(&a, "v=DMARC1", &rec)) == 0) {
 		pf_row(pf, PF_T_RECORDS, PF_WARN, dom, "DMARC", "",
 		    "no DMARC record at _dmarc");
 		goto out;
 	}
-	printable(rec, sizeof(rec), first, flen);
-	str_copy(pol, "policy missing", sizeof(pol));
+	str_copy(pol, "no policy (p=) in the record", sizeof(pol));
 	for (p = rec; (p = strcasestr(p, "p=")) != NULL; p += 2)
 		if (p == rec || p[-1] == ';' || p[-1] == ' ') {
 			for (k = 0; p[2 + k] && p[2 + k] != ';' &&
@@ -187,18 +238,33 @@ check_dmarc(struct preflight *pf, const char *dom, struct dns_resolver *r)
 	pf_row(pf, PF_T_RECORDS, n > 1 ? PF_WARN : PF_OK, dom, "DMARC", rec,
 	    n > 1 ? "more than one DMARC record" : pol);
 out:
-	dns_result_free(&res);
+	strlist_clear(&a.txt);
+}
+
+/* key_empty - a DKIM record without a key: no "p=", or "p=" empty */
+static int
+key_empty(const char *rec)
+{
+	const char *p;
+
+	for (p = rec; (p = strstr(p, "p=")) != NULL; p += 2)
+		if (p == rec || p[-1] == ';' || p[-1] == ' ') {
+			p += 2;
+			while (*p == ' ')
+				p++;
+			return (*p == '\0' || *p == ';');
+		}
+	return (1);
 }
 
 static void
 check_dkim(struct preflight *pf, const char *dom, struct dns_resolver *r)
 {
 	const struct strlist *sel = &pf->cfg->cutover.new_dkim_selectors;
-	struct dns_result *res = NULL;
-	char name[DNS_NAME_MAX + 80], what[120], rec[1024], e[200];
-	const char *first;
-	size_t i, flen;
-	int st;
+	char name[DNS_NAME_MAX + 80], what[120], e[200];
+	const char *rec;
+	struct ans a;
+	size_t i;
 
 	if (sel->count == 0) {
 		pf_row(pf, PF_T_RECORDS, PF_WARN, dom, "DKIM", "",
@@ -214,28 +280,25 @@ check_dkim(struct preflight *pf, const char *dom, struct dns_resolver *r)
 			    "bad selector name");
 			continue;
 		}
-		if (dns_lookup_sync(r, name, DNS_TXT, &res, &st) == -1 ||
-		    (st != DNS_OK && st != DNS_NODATA && st != DNS_NXDOMAIN)) {
+		lookup(pf, r, name, DNS_TXT, &a);
+		if (a.st != DNS_OK && a.st != DNS_NODATA &&
+		    a.st != DNS_NXDOMAIN)
 			pf_row(pf, PF_T_RECORDS, PF_BLOCK, dom, what, "",
-			    status_text(st, res, e, sizeof(e)));
-		} else if (st != DNS_OK || res->count == 0) {
+			    status_text(&a, e, sizeof(e)));
+		else if (a.st != DNS_OK || a.txt.count == 0)
 			pf_row(pf, PF_T_RECORDS, PF_BLOCK, dom, what, "",
 			    "selector not published: the new provider's "
 			    "signatures will not verify");
-		} else {
-			first = (const char *)res->txt[0].data;
-			flen = res->txt[0].len;
-			printable(rec, sizeof(rec), first, flen);
-			if (strstr(rec, "p=;") != NULL ||
-			    (strlen(rec) >= 2 && strcmp(rec + strlen(rec) - 2,
-			    "p=") == 0) || strstr(rec, "p=") == NULL)
+		else {
+			rec = a.txt.items[0];
+			if (key_empty(rec))
 				pf_row(pf, PF_T_RECORDS, PF_BLOCK, dom, what,
 				    rec, "no key (p= empty: revoked)");
 			else
 				pf_row(pf, PF_T_RECORDS, PF_OK, dom, what, rec,
 				    "published");
 		}
-		dns_result_free(&res);
+		strlist_clear(&a.txt);
 	}
 }
 
@@ -245,38 +308,28 @@ static int
 check_mx(struct preflight *pf, const char *dom, struct dns_resolver *r,
     const char *label)
 {
-	struct dns_result *res = NULL;
-	char mx[600], ttl[32], e[200], note[200];
+	struct ans a;
+	char ttl[32], e[200], note[200];
 	enum pf_level lv = PF_OK;
-	size_t i;
-	int st, rc = 0;
+	int rc = 0;
 
-	if (dns_lookup_sync(r, dom, DNS_MX, &res, &st) == -1 ||
-	    st == DNS_TEMPFAIL || st == DNS_PERMFAIL) {
+	lookup(pf, r, dom, DNS_MX, &a);
+	if (a.st != DNS_OK) {
 		pf_row(pf, PF_T_MX, PF_BLOCK, dom, label, "", "",
-		    status_text(st, res, e, sizeof(e)));
-		dns_result_free(&res);
-		return (-1);
+		    status_text(&a, e, sizeof(e)));
+		rc = a.st == DNS_TEMPFAIL || a.st == DNS_PERMFAIL ? -1 : 0;
+		goto out;
 	}
-	if (st != DNS_OK) {
-		pf_row(pf, PF_T_MX, PF_BLOCK, dom, label, "", "",
-		    status_text(st, res, e, sizeof(e)));
-		dns_result_free(&res);
-		return (0);
-	}
-	mx[0] = '\0';
-	for (i = 0; i < res->count; i++)
-		snprintf(mx + strlen(mx), sizeof(mx) - strlen(mx), "%s%u %s",
-		    i ? ", " : "", res->mx[i].preference, res->mx[i].host);
-	snprintf(ttl, sizeof(ttl), "%u", res->ttl);
+	snprintf(ttl, sizeof(ttl), "%u", a.ttl);
 	note[0] = '\0';
-	if (res->ttl > TTL_WARN) {
+	if (a.ttl > TTL_WARN) {
 		lv = PF_WARN;
 		snprintf(note, sizeof(note), "TTL above %d s: lower it at "
-		    "least %u s before the switch", TTL_WARN, res->ttl);
+		    "least %u s before the switch", TTL_WARN, a.ttl);
 	}
-	pf_row(pf, PF_T_MX, lv, dom, label, mx, ttl, note);
-	dns_result_free(&res);
+	pf_row(pf, PF_T_MX, lv, dom, label, a.mx, ttl, note);
+out:
+	strlist_clear(&a.txt);
 	return (rc);
 }
 
@@ -290,14 +343,12 @@ pf_dns(struct preflight *pf)
 	struct dns_options opt;
 	char (*label)[HOSTPORT_HOSTMAX + 16];
 	char e[256];
-	int *dead;
 
 	if (cfg->cutover.domains.count == 0)
 		return;
 	r = calloc(nres, sizeof(*r));
 	label = calloc(nres, sizeof(*label));
-	dead = calloc(nres, sizeof(*dead));
-	if (r == NULL || label == NULL || dead == NULL) {
+	if (r == NULL || label == NULL) {
 		pf_row(pf, PF_T_MX, PF_BLOCK, "-", "-", "", "",
 		    "out of memory");
 		goto out;
@@ -314,10 +365,9 @@ pf_dns(struct preflight *pf)
 		} else
 			snprintf(label[i], sizeof(label[i]), "system");
 		opt.timeout_ms = pf->timeout * 1000;
-		if ((r[i] = dns_resolver_new(NULL, &opt, e, sizeof(e))) ==
+		if ((r[i] = dns_resolver_new(pf->base, &opt, e, sizeof(e))) ==
 		    NULL) {
 			pf_row(pf, PF_T_MX, PF_BLOCK, "-", label[i], "", "", e);
-			dead[i] = 1;
 		}
 	}
 	for (k = 0; k < cfg->cutover.domains.count; k++) {
@@ -350,5 +400,4 @@ out:
 		dns_resolver_free(&r[i]);
 	free(r);
 	free(label);
-	free(dead);
 }

@@ -15,9 +15,12 @@
  * either side, not even \Recent.
  *
  * Then the connection limit probe: connections_per_server connections
- * at once to each server with the first account that logged in there,
- * each counted once a NOOP after login succeeded (Dovecot refuses a
- * connection over mail_max_userip_connections only after LOGIN).
+ * to each server with the first account that logged in there, opened
+ * one after the other and all kept open, each counted once a NOOP after
+ * login succeeded.  One at a time because servers count a connection
+ * once its login is through: logins racing each other would all pass
+ * (Dovecot's mail_max_userip_connections, answered with NO [LIMIT] to
+ * the LOGIN over it), while syncd's long-lived connections would not.
  *
  * Every wait is bounded by the client's timeout (the preflight
  * timeout: seconds without progress), so a server that hangs after its
@@ -558,9 +561,12 @@ probe_side(struct run *r, int side)
 		    &pc[i], e, sizeof(e))) == NULL)
 			probe_end(&pc[i], 0, e);
 		explicit_bzero(secret, sizeof(secret));
+		while (!pc[i].over &&
+		    event_base_loop(pf->base, EVLOOP_ONCE) == 0)
+			;
+		if (ok <= i)
+			break;	/* the limit: no point in more */
 	}
-	while (done < n && event_base_loop(pf->base, EVLOOP_ONCE) == 0)
-		;
 	for (i = 0; i < n; i++)
 		imap_client_free(&pc[i].c);
 	free(pc);
@@ -745,8 +751,9 @@ account_rows(struct preflight *pf, struct pf_acct *a,
 	}
 	if (!s->finished || !d->finished) {
 		pf_row(pf, PF_T_ACCOUNTS, PF_WARN, user, "-", "-", "-", "-",
-		    "-", "-", "not checked: a side did not answer (see "
-		    "Credentials)");
+		    "-", "-", s->login_ok && d->login_ok ? "not checked: a "
+		    "server stopped answering (see Credentials)" :
+		    "not checked: login failed (see Credentials)");
 		return;
 	}
 	for (i = 0; i < s->nf; i++) {
