@@ -324,8 +324,9 @@ check_mx(struct preflight *pf, const char *dom, struct dns_resolver *r,
 	note[0] = '\0';
 	if (a.ttl > TTL_WARN) {
 		lv = PF_WARN;
-		snprintf(note, sizeof(note), "TTL above %d s: lower it at "
-		    "least %u s before the switch", TTL_WARN, a.ttl);
+		snprintf(note, sizeof(note), "above %d s: caches may keep "
+		    "this answer %u s after the switch; lower the TTL first",
+		    TTL_WARN, a.ttl);
 	}
 	pf_row(pf, PF_T_MX, lv, dom, label, a.mx, ttl, note);
 out:
