@@ -41,7 +41,8 @@ static const struct {
 	    { "account", "side", "user", "login" } },
 	[PF_T_ACCOUNTS] = { "accounts", "Accounts",
 	    { "account", "folders", "messages", "size", "largest",
-	      "dest_free", "appendlimit", "note" } },
+	      "dest_free", "appendlimit", "note", "_size_bytes",
+	      "_largest_bytes", "_dest_free_bytes", "_appendlimit_bytes" } },
 	[PF_T_SPECIAL] = { "special_folders", "Special folders",
 	    { "account", "side", "sent", "drafts", "trash", "junk",
 	      "archive" } },
@@ -149,36 +150,58 @@ count_levels(const struct preflight *pf, size_t *block_r, size_t *warn_r)
 static void
 print_table(const struct pf_table *t)
 {
-	size_t w[PF_COLS_MAX + 1], i, k, n;
+	size_t w[PF_COLS_MAX + 1], i, k, n, last;
 	char buf[LAST_WIDTH * 4 + 8];
 
 	if (t->nrows == 0)
 		return;
 	printf("%s\n", t->title);
+	for (last = t->ncols; last > 0 && t->cols[last - 1][0] == '_'; last--)
+		;
 	for (i = 0; i < t->ncols; i++)
 		w[i] = strlen(t->cols[i]);
-	w[t->ncols] = strlen("status");
 	for (k = 0; k < t->nrows; k++)
-		for (i = 0; i < t->ncols; i++) {
+		for (i = 0; i < last; i++) {
 			clean(buf, sizeof(buf), t->cells[k * t->ncols + i],
-			    i + 1 == t->ncols ? LAST_WIDTH : CELL_WIDTH);
+			    i + 1 == last ? LAST_WIDTH : CELL_WIDTH);
 			if ((n = strlen(buf)) > w[i])
 				w[i] = n;
 		}
 	printf("  ");
-	for (i = 0; i < t->ncols; i++)
+	for (i = 0; i < last; i++)
 		printf("%-*s  ", (int)w[i], t->cols[i]);
 	printf("status\n");
 	for (k = 0; k < t->nrows; k++) {
 		printf("  ");
-		for (i = 0; i < t->ncols; i++)
+		for (i = 0; i < last; i++)
 			printf("%-*s  ", (int)w[i], clean(buf, sizeof(buf),
-			    t->cells[k * t->ncols + i], i + 1 == t->ncols ?
+			    t->cells[k * t->ncols + i], i + 1 == last ?
 			    LAST_WIDTH : CELL_WIDTH));
 		printf("%s\n", t->levels[k] == PF_BLOCK ? "BLOCK" :
 		    level_names[t->levels[k]]);
 	}
 	printf("\n");
+}
+
+/* json_cell - one cell; a "_name" column is the number "name" (null
+ * when the cell is empty: not known) */
+static void
+json_cell(struct json *j, const char *col, const char *v)
+{
+	unsigned long long n;
+	char *end;
+
+	if (col[0] != '_') {
+		json_key(j, col);
+		json_string(j, v);
+		return;
+	}
+	json_key(j, col + 1);
+	n = strtoull(v, &end, 10);
+	if (*v == '\0' || *end != '\0')
+		json_null(j);
+	else
+		json_uint(j, n);
 }
 
 static int
@@ -196,10 +219,9 @@ print_json(const struct preflight *pf, size_t nblock, size_t nwarn)
 		json_array_begin(&j);
 		for (k = 0; k < t->nrows; k++) {
 			json_object_begin(&j);
-			for (c = 0; c < t->ncols; c++) {
-				json_key(&j, t->cols[c]);
-				json_string(&j, t->cells[k * t->ncols + c]);
-			}
+			for (c = 0; c < t->ncols; c++)
+				json_cell(&j, t->cols[c],
+				    t->cells[k * t->ncols + c]);
 			json_key(&j, "status");
 			json_string(&j, level_names[t->levels[k]]);
 			json_object_end(&j);

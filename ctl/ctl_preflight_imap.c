@@ -81,6 +81,7 @@ struct pf_side {
 	int		 quota_known;
 	uint64_t	 quota_used_k, quota_limit_k;
 	char		 quota_root[128];
+	char		 quota_err[160];	/* GETQUOTAROOT refused */
 	int		 oom;
 };
 
@@ -228,6 +229,8 @@ quota_done(struct imap_client *c, const struct imap_result *res, void *arg)
 		job_fail(s, "GETQUOTAROOT", res);
 		return;
 	}
+	if (res->status == IMAP_NO)
+		result_text(res, s->quota_err, sizeof(s->quota_err));
 	job_finish(s);
 }
 
@@ -732,6 +735,7 @@ account_rows(struct preflight *pf, struct pf_acct *a,
 	struct folder_plan *plan = NULL;
 	uint64_t msgs = 0, bytes = 0, largest = 0, freeb = 0;
 	char c1[32], c2[32], c3[32], c4[32], c5[64], c6[64], note[400];
+	char n1[24], n2[24], n3[24], n4[24];
 	char why[300];
 	enum pf_level lv = PF_OK;
 	size_t i, nfold = 0;
@@ -753,7 +757,8 @@ account_rows(struct preflight *pf, struct pf_acct *a,
 		pf_row(pf, PF_T_ACCOUNTS, PF_WARN, user, "-", "-", "-", "-",
 		    "-", "-", s->login_ok && d->login_ok ? "not checked: a "
 		    "server stopped answering (see Credentials)" :
-		    "not checked: login failed (see Credentials)");
+		    "not checked: login failed (see Credentials)", "", "", "",
+		    "");
 		return;
 	}
 	for (i = 0; i < s->nf; i++) {
@@ -778,6 +783,10 @@ account_rows(struct preflight *pf, struct pf_acct *a,
 			snprintf(note, sizeof(note), "quota: %s to copy, %s free",
 			    c3, c5);
 		}
+	} else if (d->quota_err[0] != '\0') {
+		snprintf(c5, sizeof(c5), "unknown");
+		snprintf(note, sizeof(note), "GETQUOTAROOT: %s", d->quota_err);
+		lv = PF_WARN;
 	} else
 		snprintf(c5, sizeof(c5), d->has_quota ? "unlimited" :
 		    "unknown (no QUOTA)");
@@ -791,7 +800,16 @@ account_rows(struct preflight *pf, struct pf_acct *a,
 		}
 	} else
 		snprintf(c6, sizeof(c6), "none");
-	pf_row(pf, PF_T_ACCOUNTS, lv, user, c1, c2, c3, c4, c5, c6, note);
+	snprintf(n1, sizeof(n1), "%llu", (unsigned long long)bytes);
+	snprintf(n2, sizeof(n2), "%llu", (unsigned long long)largest);
+	n3[0] = n4[0] = '\0';
+	if (d->quota_known && d->quota_limit_k > 0)
+		snprintf(n3, sizeof(n3), "%llu", (unsigned long long)freeb);
+	if (d->appendlimit > 0)
+		snprintf(n4, sizeof(n4), "%llu",
+		    (unsigned long long)d->appendlimit);
+	pf_row(pf, PF_T_ACCOUNTS, lv, user, c1, c2, c3, c4, c5, c6, note,
+	    n1, n2, n3, n4);
 
 	fs = calloc(s->nf ? s->nf : 1, sizeof(*fs));
 	fd = calloc(d->nf ? d->nf : 1, sizeof(*fd));
@@ -861,6 +879,9 @@ pf_accounts(struct preflight *pf, char *err, size_t errlen)
 			r.a[k].s[side].side = side;
 		}
 	}
+	if (l->insecure)
+		pf_row(pf, PF_T_CREDS, PF_WARN, "-", "-", "-", "the accounts "
+		    "file is readable by group or others: chmod 600 it");
 	r.left = r.na * 2;
 	start_more(&r, SRC);
 	start_more(&r, DST);

@@ -55,7 +55,8 @@ enum pf_table_id {
 	PF_T_COUNT_
 };
 
-#define PF_COLS_MAX	8
+#define PF_COLS_MAX	12	/* a column named "_x" is JSON only, as a
+				   number "x" (exact bytes behind "1.1M") */
 
 /* One section's table: nrows rows of ncols cells (owned strings). */
 struct pf_table {

@@ -173,6 +173,12 @@ main(int argc, char *argv[])
 			usage(stderr);
 			return (EXIT_USAGE);
 		}
+		if ((ctl.account != NULL || ctl.timeout != 0) &&
+		    strcmp(cmd->name, "preflight") != 0) {
+			fprintf(stderr, "ferryctl: --account and --timeout "
+			    "are for preflight only\n");
+			return (EXIT_USAGE);
+		}
 		if (cmd->nargs)
 			arg = argv[optind + 1];
 		if (strcmp(cmd->name, "show") == 0 && !valid_id(arg)) {

@@ -12,7 +12,7 @@
 require_cmd dovecot
 require_cmd dnsmasq
 
-plan 28
+plan 30
 
 PW_A=Alice-S3cret-7q PW_B=Bob-S3cret-8r PW_C=Carol-S3cret-9s
 PW_BAD=Wr0ng-Dave-Pw-0t PW_D=Dave-S3cret-1u
@@ -136,6 +136,8 @@ check_output "carol's largest message exceeds APPENDLIMIT" "block yes" \
 	bash -c "echo \$(row '$J' accounts 'r[\"account\"]==\"carol\"' status) \$(row '$J' accounts 'r[\"account\"]==\"carol\"' note | grep -q 'over APPENDLIMIT' && echo yes)"
 check_output "the destination's free quota is shown" "1.0M" \
 	row "$J" accounts 'r["account"]=="alice"' dest_free
+check_output "JSON: exact bytes behind the sizes" "True 1048576 204800" \
+	bash -c "echo \$(row '$J' accounts 'r[\"account\"]==\"bob\"' size_bytes | sed 's/\$/ > 1048576/' | python3 -c 'print(eval(input()))') \$(row '$J' accounts 'r[\"account\"]==\"bob\"' dest_free_bytes) \$(row '$J' accounts 'r[\"account\"]==\"bob\"' appendlimit_bytes)"
 check_output "Sent maps by SPECIAL-USE and would be created" "Sent create (special-use, USE Sent)" \
 	bash -c "echo \$(row '$J' folders 'r[\"account\"]==\"alice\" and r[\"source\"]==\"Sent\"' destination) \$(row '$J' folders 'r[\"account\"]==\"alice\" and r[\"source\"]==\"Sent\"' action)"
 check_output "special folders per side" "Sent Sent (new)" \
@@ -202,6 +204,8 @@ check_output "no destination/accounts: configuration error, exit 2" 2 \
 	cat "$T/badconf.rc"
 run nobody "$T/main.conf" --account nobody
 check_output "--account naming nobody: exit 2" 2 cat "$T/nobody.rc"
+check_output "--account with another command: exit 2" 2 \
+	bash -c "'$FERRYCTL' -c '$T/main.conf' --account alice queue >/dev/null 2>&1; echo \$?"
 
 # No password, right or wrong, in any output.
 check_fail "no credential appears in any output" \
