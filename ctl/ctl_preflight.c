@@ -58,6 +58,7 @@ static const struct {
 
 static const char *const level_names[] = { "ok", "warn", "block" };
 
+/* pf_fmt - a printf-formatted cell in the caller's buffer; returns buf */
 const char *
 pf_fmt(char *buf, size_t len, const char *fmt, ...)
 {
@@ -76,6 +77,7 @@ pf_size(char *buf, size_t len, uint64_t n)
 	return (fmt_size(buf, len, n));
 }
 
+/* pf_row - append a row to table id: its ncols cells (copied) and level */
 void
 pf_row(struct preflight *pf, enum pf_table_id id, enum pf_level lv, ...)
 {
@@ -114,6 +116,7 @@ pf_row(struct preflight *pf, enum pf_table_id id, enum pf_level lv, ...)
 	t->levels[t->nrows++] = lv;
 }
 
+/* tables_free - every table's cells and rows */
 static void
 tables_free(struct preflight *pf)
 {
@@ -127,6 +130,7 @@ tables_free(struct preflight *pf)
 	}
 }
 
+/* count_levels - blocking and warning rows over all tables */
 static void
 count_levels(const struct preflight *pf, size_t *block_r, size_t *warn_r)
 {
@@ -147,6 +151,8 @@ count_levels(const struct preflight *pf, size_t *block_r, size_t *warn_r)
 #define CELL_WIDTH	60	/* text tables: longer cells are cut, */
 #define LAST_WIDTH	120	/* the last column (notes) less so */
 
+/* print_table - one section as an aligned text table; every cell through
+ * clean() (server text may hold anything), "_" columns left out */
 static void
 print_table(const struct pf_table *t)
 {
@@ -204,6 +210,7 @@ json_cell(struct json *j, const char *col, const char *v)
 		json_uint(j, n);
 }
 
+/* print_json - the whole run as one JSON document on stdout */
 static int
 print_json(const struct preflight *pf, size_t nblock, size_t nwarn)
 {
@@ -240,6 +247,7 @@ print_json(const struct preflight *pf, size_t nblock, size_t nwarn)
 
 /* ---- the command ---------------------------------------------------- */
 
+/* config_usable - what preflight needs of [syncd]; 0 or -1 with err */
 static int
 config_usable(const struct config *cfg, char *err, size_t errlen)
 {
@@ -255,6 +263,7 @@ config_usable(const struct config *cfg, char *err, size_t errlen)
 	return (0);
 }
 
+/* cmd_preflight - the command: servers, accounts, DNS, then the verdict */
 int
 cmd_preflight(struct ctl *ctl, const char *arg)
 {

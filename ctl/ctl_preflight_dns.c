@@ -46,6 +46,7 @@ struct ans {
 	struct strlist	 txt;		/* printable copies */
 };
 
+/* printable - a TXT record (any bytes) as printable ASCII, "?" for the rest */
 static void
 printable(char *dst, size_t dlen, const char *src, size_t slen)
 {
@@ -56,6 +57,7 @@ printable(char *dst, size_t dlen, const char *src, size_t slen)
 	dst[k] = '\0';
 }
 
+/* lookup_cb - copy what the look-up answered before the result is freed */
 static void
 lookup_cb(int status, const struct dns_result *res, void *arg)
 {
@@ -147,6 +149,7 @@ spf_has(const char *rec, const char *want)
 	return (0);
 }
 
+/* status_text - why a look-up gave nothing, for the row */
 static const char *
 status_text(const struct ans *a, char *buf, size_t len)
 {
@@ -159,6 +162,7 @@ status_text(const struct ans *a, char *buf, size_t len)
 	return (buf);
 }
 
+/* check_spf - the domain's one SPF record names every new_spf term */
 static void
 check_spf(struct preflight *pf, const char *dom, struct dns_resolver *r)
 {
@@ -205,6 +209,7 @@ out:
 	strlist_clear(&a.txt);
 }
 
+/* check_dmarc - a DMARC record at _dmarc.DOMAIN, and its policy */
 static void
 check_dmarc(struct preflight *pf, const char *dom, struct dns_resolver *r)
 {
@@ -257,6 +262,7 @@ key_empty(const char *rec)
 	return (1);
 }
 
+/* check_dkim - every new_dkim_selectors selector published with a key */
 static void
 check_dkim(struct preflight *pf, const char *dom, struct dns_resolver *r)
 {
@@ -334,6 +340,7 @@ out:
 	return (rc);
 }
 
+/* pf_dns - MX per resolver, then SPF, DMARC and DKIM, per [cutover] domain */
 void
 pf_dns(struct preflight *pf)
 {

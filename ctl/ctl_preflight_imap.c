@@ -105,6 +105,7 @@ static void	start_more(struct run *r, int side);
 
 /* ---- job plumbing ----------------------------------------------------- */
 
+/* result_text - "NO [CODE]: text" for a row */
 static void
 result_text(const struct imap_result *res, char *buf, size_t len)
 {
@@ -116,6 +117,7 @@ result_text(const struct imap_result *res, char *buf, size_t len)
 		    res->text);
 }
 
+/* job_end - a side job is over: close its connection, start the next */
 static void
 job_end(struct pf_side *s)
 {
@@ -130,6 +132,7 @@ job_end(struct pf_side *s)
 	start_more(r, s->side);
 }
 
+/* job_fail - a side job failed at step what */
 static void
 job_fail(struct pf_side *s, const char *what, const struct imap_result *res)
 {
@@ -142,6 +145,7 @@ job_fail(struct pf_side *s, const char *what, const struct imap_result *res)
 	job_end(s);
 }
 
+/* job_finish - a side job completed its last step */
 static void
 job_finish(struct pf_side *s)
 {
@@ -151,6 +155,7 @@ job_finish(struct pf_side *s)
 
 /* ---- LIST and NAMESPACE ------------------------------------------------ */
 
+/* list_mailbox - keep one LIST entry */
 static void
 list_mailbox(struct imap_client *c, const struct imap_list_entry *e,
     void *arg)
@@ -186,6 +191,7 @@ list_mailbox(struct imap_client *c, const struct imap_list_entry *e,
 	s->nf++;
 }
 
+/* ns_done - the personal namespace's prefix (decoded) and separator */
 static void
 ns_done(struct imap_client *c, const struct imap_result *res, void *arg)
 {
@@ -199,6 +205,7 @@ ns_done(struct imap_client *c, const struct imap_result *res, void *arg)
 	}
 }
 
+/* quota_cb - the STORAGE resource of a quota root; the tightest root wins */
 static void
 quota_cb(struct imap_client *c, const struct imap_quota *q, void *arg)
 {
@@ -217,6 +224,7 @@ quota_cb(struct imap_client *c, const struct imap_quota *q, void *arg)
 	}
 }
 
+/* quota_done - GETQUOTAROOT over: the destination's job is done */
 static void
 quota_done(struct imap_client *c, const struct imap_result *res, void *arg)
 {
@@ -234,6 +242,7 @@ quota_done(struct imap_client *c, const struct imap_result *res, void *arg)
 	job_finish(s);
 }
 
+/* list_done - LIST over: count the source's folders, or ask the quota */
 static void
 list_done(struct imap_client *c, const struct imap_result *res, void *arg)
 {
@@ -263,6 +272,7 @@ list_done(struct imap_client *c, const struct imap_result *res, void *arg)
 
 /* ---- the source's sizes ---------------------------------------------- */
 
+/* fetch_msg - one message's RFC822.SIZE */
 static void
 fetch_msg(struct imap_client *c, const struct imap_fetch_msg *m, void *arg)
 {
@@ -277,6 +287,7 @@ fetch_msg(struct imap_client *c, const struct imap_fetch_msg *m, void *arg)
 		s->fx_max = m->size;
 }
 
+/* fetch_done - a folder counted: on to the next */
 static void
 fetch_done(struct imap_client *c, const struct imap_result *res, void *arg)
 {
@@ -305,6 +316,7 @@ fetch_done(struct imap_client *c, const struct imap_result *res, void *arg)
 	job_next_folder(s);
 }
 
+/* examine_done - a folder opened read-only: fetch its sizes unless empty */
 static void
 examine_done(struct imap_client *c, const struct imap_result *res, void *arg)
 {
@@ -335,6 +347,7 @@ examine_done(struct imap_client *c, const struct imap_result *res, void *arg)
 	job_next_folder(s);
 }
 
+/* status_done - STATUS MESSAGES SIZE of a folder (STATUS=SIZE servers) */
 static void
 status_done(struct imap_client *c, const struct imap_result *res, void *arg)
 {
@@ -379,6 +392,7 @@ job_next_folder(struct pf_side *s)
 
 /* ---- connection ------------------------------------------------------- */
 
+/* job_conn_cb - logged in (READY): list; closed: the job ends with why */
 static void
 job_conn_cb(struct imap_client *c, enum imap_client_event ev,
     const struct imap_result *res, void *arg)
@@ -447,6 +461,7 @@ client_opts(struct preflight *pf, const struct account *acc, int side,
 	return (0);
 }
 
+/* start_more - start side jobs up to connections_per_server on this side */
 static void
 start_more(struct run *r, int side)
 {
@@ -485,6 +500,7 @@ struct probe_conn {
 	size_t		 whylen;
 };
 
+/* probe_end - one probe connection counted, as opened or refused */
 static void
 probe_end(struct probe_conn *p, int ok, const char *why)
 {
@@ -498,6 +514,7 @@ probe_end(struct probe_conn *p, int ok, const char *why)
 		snprintf(p->why, p->whylen, "%s", why);
 }
 
+/* probe_noop_done - the NOOP after login: the connection really is usable */
 static void
 probe_noop_done(struct imap_client *c, const struct imap_result *res,
     void *arg)
@@ -508,6 +525,7 @@ probe_noop_done(struct imap_client *c, const struct imap_result *res,
 	probe_end(arg, res->status == IMAP_OK, res->text);
 }
 
+/* probe_conn_cb - a probe connection logged in, or was refused */
 static void
 probe_conn_cb(struct imap_client *c, enum imap_client_event ev,
     const struct imap_result *res, void *arg)
@@ -523,6 +541,7 @@ probe_conn_cb(struct imap_client *c, enum imap_client_event ev,
 	    "connection closed");
 }
 
+/* probe_side - the connection limit probe on one server */
 static void
 probe_side(struct run *r, int side)
 {
@@ -590,6 +609,7 @@ probe_side(struct run *r, int side)
 
 /* ---- rows ---------------------------------------------------------------- */
 
+/* folder_infos - one side's listing as the planner's input */
 static void
 folder_infos(const struct pf_side *s, struct folder_info *fi,
     struct folder_list *l)
@@ -628,6 +648,7 @@ dst_special(const struct pf_side *d, enum folder_role role)
 	return (NULL);
 }
 
+/* special_rows - Sent, Drafts, Trash, Junk, Archive on each side */
 static void
 special_rows(struct preflight *pf, const char *user,
     const struct folder_plan *plan, const struct pf_side *d)
@@ -661,6 +682,7 @@ special_rows(struct preflight *pf, const char *user,
 		    cell[i][FOLDER_ROLE_ARCHIVE]);
 }
 
+/* special_flag - the SPECIAL-USE flag of a CREATE, without the backslash */
 static const char *
 special_flag(unsigned bits)
 {
@@ -677,6 +699,7 @@ special_flag(unsigned bits)
 	return ("");
 }
 
+/* folder_rows - one row per source folder: where it goes, or why not */
 static void
 folder_rows(struct preflight *pf, const char *user,
     const struct folder_plan *plan, const struct pf_side *s)
@@ -724,6 +747,8 @@ folder_rows(struct preflight *pf, const char *user,
 	}
 }
 
+/* account_rows - credentials, totals, quota, APPENDLIMIT and the plan of
+ * one account */
 static void
 account_rows(struct preflight *pf, struct pf_acct *a,
     const struct folder_rules *rules)
@@ -833,6 +858,7 @@ out:
 	free(fd);
 }
 
+/* side_free - a side job's connection and listing */
 static void
 side_free(struct pf_side *s)
 {
@@ -846,6 +872,7 @@ side_free(struct pf_side *s)
 	free(s->f);
 }
 
+/* pf_accounts - every account on both sides, then the connection probe */
 int
 pf_accounts(struct preflight *pf, char *err, size_t errlen)
 {

@@ -46,6 +46,7 @@ struct probe {
 	size_t		 inlen;
 };
 
+/* now_ms - a monotonic clock in milliseconds */
 static int64_t
 now_ms(void)
 {
@@ -127,6 +128,8 @@ tcp_connect(struct probe *p, const char *host, int port, char *err,
 	return (p->fd == -1 ? -1 : 0);
 }
 
+/* tls_handshake - the handshake within the step; verification is judged
+ * afterwards */
 static int
 tls_handshake(struct probe *p, SSL_CTX *ctx, const char *host, char *err,
     size_t errlen)
@@ -161,6 +164,7 @@ tls_handshake(struct probe *p, SSL_CTX *ctx, const char *host, char *err,
 	return (-1);
 }
 
+/* send_line - write a command line within the step */
 static int
 send_line(struct probe *p, const char *line, char *err, size_t errlen)
 {
@@ -287,6 +291,7 @@ tagged(struct probe *p, const char *tag, char *caps, size_t capslen,
 	}
 }
 
+/* greeting - the server's first line: "* OK" or "* PREAUTH", with caps */
 static int
 greeting(struct probe *p, char *caps, size_t capslen, char *err,
     size_t errlen)
@@ -310,12 +315,14 @@ greeting(struct probe *p, char *caps, size_t capslen, char *err,
 	return (0);
 }
 
+/* step - the next network step gets the whole timeout */
 static void
 step(struct probe *p, int timeout)
 {
 	p->deadline_ms = now_ms() + (int64_t)timeout * 1000;
 }
 
+/* server_probe - one server's row: TCP, TLS, certificate, CAPABILITY */
 static void
 server_probe(struct preflight *pf, const char *side, const struct imap_url *u)
 {
@@ -409,6 +416,7 @@ done:
 		close(p.fd);
 }
 
+/* pf_servers - both servers' rows */
 void
 pf_servers(struct preflight *pf)
 {
