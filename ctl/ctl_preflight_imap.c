@@ -109,9 +109,10 @@ static void	start_more(struct run *r, int side);
 static void
 result_text(const struct imap_result *res, char *buf, size_t len)
 {
-	snprintf(buf, len, "%s%s%s%s%s", imap_status_name(res->status),
-	    res->code && *res->code ? " [" : "", res->code ? res->code : "",
-	    res->code && *res->code ? "]" : "", "");
+	int code = res->code != NULL && *res->code != '\0';
+
+	snprintf(buf, len, "%s%s%s%s", imap_status_name(res->status),
+	    code ? " [" : "", code ? res->code : "", code ? "]" : "");
 	if (res->text != NULL && *res->text != '\0')
 		snprintf(buf + strlen(buf), len - strlen(buf), ": %s",
 		    res->text);
@@ -769,10 +770,14 @@ account_rows(struct preflight *pf, struct pf_acct *a,
 	for (i2 = SRC; i2 <= DST; i2++) {
 		struct pf_side *x = &a->s[i2];
 
-		if (x->login_ok)
+		if (x->login_ok) {
+			char t[340];
+
+			snprintf(t, sizeof(t), "logged in, then %s", x->why);
 			pf_row(pf, PF_T_CREDS, x->finished ? PF_OK : PF_BLOCK,
 			    user, side_names[i2], i2 == SRC ? a->acc->src_user :
-			    a->acc->dst_user, x->finished ? "ok" : x->why);
+			    a->acc->dst_user, x->finished ? "ok" : t);
+		}
 		else
 			pf_row(pf, PF_T_CREDS, PF_BLOCK, user, side_names[i2],
 			    i2 == SRC ? a->acc->src_user : a->acc->dst_user,

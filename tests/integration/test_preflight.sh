@@ -12,7 +12,7 @@
 require_cmd dovecot
 require_cmd dnsmasq
 
-plan 30
+plan 31
 
 PW_A=Alice-S3cret-7q PW_B=Bob-S3cret-8r PW_C=Carol-S3cret-9s
 PW_BAD=Wr0ng-Dave-Pw-0t PW_D=Dave-S3cret-1u
@@ -196,6 +196,35 @@ check_output "alice's logins fail on both, each in its row" "block block" \
 check "all of it within a bounded time (under 20 s with --timeout 2)" \
 	test "$(cat "$T/dead.secs")" -lt 20
 
+# A server that takes the login and then stops answering (LIST).
+STALL_PORT=$(free_port)
+spawn stall-imap "$LIB_PYTHON" -c '
+import socket, sys, threading
+def serve(c):
+    f = c.makefile("rb")
+    c.sendall(b"* OK IMAP ready\r\n")
+    for line in f:
+        w = line.split()
+        if len(w) < 2:
+            continue
+        cmd = w[1].upper()
+        if cmd == b"CAPABILITY":
+            c.sendall(b"* CAPABILITY IMAP4rev1\r\n" + w[0] + b" OK done\r\n")
+        elif cmd == b"LOGIN":
+            c.sendall(w[0] + b" OK logged in\r\n")
+s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(("127.0.0.1", int(sys.argv[1]))); s.listen(16)
+while True:
+    threading.Thread(target=serve, args=(s.accept()[0],), daemon=True).start()
+' "$STALL_PORT"
+wait_port "$STALL_PORT" || { echo "Bail out! stalling server does not listen"; exit 1; }
+conf "$T/stall.conf" "imap://127.0.0.1:$STALL_PORT?tls=none" \
+	"imap://127.0.0.1:$IMAP_PORT_dst?tls=none" 1 good.test "127.0.0.1:$DNS_PORT"
+run stall "$T/stall.conf" --json --account alice
+J=$T/stall.out
+check_output "a server silent after the login: its row says so, in time" "block yes yes" \
+	bash -c "echo \$(row '$J' credentials 'r[\"side\"]==\"source\"' status) \$(row '$J' credentials 'r[\"side\"]==\"source\"' login | grep -q '^logged in, then .*2 seconds' && echo yes) \$(test \$(cat '$T/stall.secs') -lt 15 && echo yes)"
+
 # Configuration errors: exit 2.
 printf '[global]\nstate_dir = %s\n[syncd]\nsource = %s\n' "$T" "$SRC_URL" \
 	>"$T/bad.conf"
@@ -211,6 +240,7 @@ check_output "--account with another command: exit 2" 2 \
 check_fail "no credential appears in any output" \
 	grep -rlF -e "$PW_A" -e "$PW_B" -e "$PW_C" -e "$PW_D" -e "$PW_BAD" \
 	"$T"/main.out "$T"/main.err "$T"/text.out "$T"/text.err \
-	"$T"/ready.out "$T"/ready.err "$T"/dead.out "$T"/dead.err
+	"$T"/ready.out "$T"/ready.err "$T"/dead.out "$T"/dead.err \
+	"$T"/stall.out "$T"/stall.err
 
 done_testing
