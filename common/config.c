@@ -148,6 +148,8 @@ static const struct cfg_key keys[] = {
 	KEY("cutover", "check_interval", CT_DURATION, "5m", cutover.check_interval),
 	KEY("cutover", "quiet_period", CT_DURATION, "24h", cutover.quiet_period),
 	KEY("cutover", "catchup_interval", CT_DURATION, "2m", cutover.catchup_interval),
+	KLIST("cutover", "new_spf", cutover.new_spf),
+	KLIST("cutover", "new_dkim_selectors", cutover.new_dkim_selectors),
 
 	KEY("control", "socket", CT_STRING, "", control.socket),
 	KHOST("control", "http", "127.0.0.1:8025", control.http, 0, CK_SINGLE),

@@ -125,6 +125,11 @@ struct config {
 		int64_t		 quiet_period;
 		int64_t		 catchup_interval; /* between passes from the
 						      switch until closed */
+		struct strlist	 new_spf;	/* what the domains' SPF must
+						   authorize: "include:x",
+						   "ip4:...", or a host */
+		struct strlist	 new_dkim_selectors; /* the new provider's
+						       DKIM selectors */
 	} cutover;
 
 	struct {

@@ -10,6 +10,8 @@
  *   ctl_views.c    stats, drain, sync: the daemons' JSON documents
  *                  shown as tables
  *   ctl_status.c   status: the cutover per domain
+ *   ctl_preflight*.c  preflight: the checklist before a cutover
+ *                  (ctl_preflight_p.h)
  *
  * Every cmd_* prints its result (a table, or JSON with ctl->json) and
  * its errors, and returns the exit status: 0, EXIT_RUNTIME or
@@ -29,6 +31,8 @@
 struct ctl {
 	struct config	cfg;
 	int		json;
+	const char	*account;	/* --account USER (preflight) */
+	int		timeout;	/* --timeout SECS (preflight), 0 = 10 */
 };
 
 /* ctl_output.c */
@@ -67,5 +71,8 @@ int	cmd_sync(struct ctl *ctl, const char *arg);
 
 /* ctl_status.c */
 int	cmd_status(struct ctl *ctl, const char *arg);
+
+/* ctl_preflight.c */
+int	cmd_preflight(struct ctl *ctl, const char *arg);
 
 #endif

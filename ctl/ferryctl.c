@@ -17,6 +17,10 @@
  *                      evidence, and the verdict evaluated now
  *                      (common/cutover_state.h); LMDB read directly, so
  *                      it works with both daemons stopped
+ *   preflight          the checklist before a cutover: both IMAP
+ *                      servers, every account, the connection limit,
+ *                      each [cutover] domain's DNS (ctl_preflight.c);
+ *                      exit 1 when something blocks the cutover
  *
  * Every command prints a table by default and JSON with --json.  Exit
  * status: 0 ok, 1 runtime failure (relay not running, unknown ID,
@@ -47,6 +51,7 @@
 #include "cli.h"
 #include "config.h"
 #include "ctl.h"
+#include "util.h"
 
 static void
 usage(FILE *fp)
@@ -67,7 +72,9 @@ usage(FILE *fp)
 	    "  stats             the relay's counters\n"
 	    "  drain             what still reaches the old MX; is it drained?\n"
 	    "  sync              ferry-syncd's progress and last pass\n"
-	    "  status            the cutover per domain: phase, evidence, verdict\n",
+	    "  status            the cutover per domain: phase, evidence, verdict\n"
+	    "  preflight [--account USER] [--timeout SECS]\n"
+	    "                    check servers, accounts, quota, DNS before a cutover\n",
 	    CLI_DEFAULT_CONFIG);
 }
 
@@ -88,6 +95,7 @@ static const struct command {
 	{ "sync", 0, cmd_sync },
 	{ "drain", 0, cmd_drain },
 	{ "status", 0, cmd_status },
+	{ "preflight", 0, cmd_preflight },
 };
 
 int
@@ -96,6 +104,8 @@ main(int argc, char *argv[])
 	static const struct option longopts[] = {
 		{ "json", no_argument, NULL, 'j' },
 		{ "help", no_argument, NULL, 'h' },
+		{ "account", required_argument, NULL, 'a' },
+		{ "timeout", required_argument, NULL, 'T' },
 		{ NULL, 0, NULL, 0 },
 	};
 	const struct command *cmd = NULL;
@@ -118,6 +128,21 @@ main(int argc, char *argv[])
 		case 't':
 			test_only = 1;
 			break;
+		case 'a':
+			ctl.account = optarg;
+			break;
+		case 'T': {
+			int64_t v;
+
+			if (parse_int(optarg, 1, 3600, &v, buf,
+			    sizeof(buf)) == -1) {
+				fprintf(stderr, "ferryctl: --timeout: %s\n",
+				    buf);
+				return (EXIT_USAGE);
+			}
+			ctl.timeout = (int)v;
+			break;
+		}
 		case 'h':
 			usage(stdout);
 			return (0);
@@ -146,6 +171,12 @@ main(int argc, char *argv[])
 			    "a queue ID or \"all\"" : "a queue ID") :
 			    "no argument");
 			usage(stderr);
+			return (EXIT_USAGE);
+		}
+		if ((ctl.account != NULL || ctl.timeout != 0) &&
+		    strcmp(cmd->name, "preflight") != 0) {
+			fprintf(stderr, "ferryctl: --account and --timeout "
+			    "are for preflight only\n");
 			return (EXIT_USAGE);
 		}
 		if (cmd->nargs)

@@ -187,6 +187,13 @@ struct imap_cmd *imap_client_lsub(struct imap_client *c, const char *ref,
 struct imap_cmd *imap_client_status(struct imap_client *c,
 	    const char *mailbox, unsigned items, imap_done_cb done, void *arg);
 
+/* GETQUOTAROOT mailbox (QUOTA, RFC 9208): quota() once per resource of
+ * every QUOTA response; QUOTAROOT itself is not passed on. */
+struct imap_cmd *imap_client_getquotaroot(struct imap_client *c,
+	    const char *mailbox, void (*quota)(struct imap_client *c,
+	    const struct imap_quota *q, void *arg), imap_done_cb done,
+	    void *arg);
+
 /* NAMESPACE (result: ns_prefix, ns_delim). */
 struct imap_cmd *imap_client_namespace(struct imap_client *c,
 	    imap_done_cb done, void *arg);

@@ -605,6 +605,26 @@ imap_client_namespace(struct imap_client *c, imap_done_cb done, void *arg)
 	return (imapc_cmd_queue(cmd));
 }
 
+struct imap_cmd *
+imap_client_getquotaroot(struct imap_client *c, const char *mailbox,
+    void (*quota)(struct imap_client *, const struct imap_quota *, void *),
+    imap_done_cb done, void *arg)
+{
+	struct imap_cmd *cmd;
+
+	if (!imap_wire_mailbox_valid(mailbox))
+		return (NULL);
+	if ((cmd = imapc_cmd_new(c, K_QUOTA, done, arg)) == NULL)
+		return (NULL);
+	cmd->quota = quota;
+	imapc_cmd_add(cmd, "GETQUOTAROOT ");
+	if (add_mailbox(cmd, mailbox) == -1) {
+		imapc_cmd_free(cmd);
+		return (NULL);
+	}
+	return (imapc_cmd_queue(cmd));
+}
+
 /* mailbox_cmd - VERB mailbox [suffix] */
 static struct imap_cmd *
 mailbox_cmd(struct imap_client *c, const char *verb, const char *mailbox,

@@ -48,7 +48,7 @@ struct event;
 enum cmd_kind {
 	K_GENERIC = 0, K_CAPABILITY, K_STARTTLS, K_LOGIN, K_AUTH, K_COMPRESS,
 	K_ID, K_ENABLE, K_SELECT, K_LIST, K_LSUB, K_STATUS, K_NAMESPACE,
-	K_FETCH, K_SEARCH, K_STORE, K_APPEND, K_LOGOUT,
+	K_FETCH, K_SEARCH, K_STORE, K_APPEND, K_LOGOUT, K_QUOTA,
 };
 
 enum cmd_state { CMD_QUEUED = 0, CMD_INFLIGHT, CMD_DONE };
@@ -113,6 +113,8 @@ struct imap_cmd {
 	struct imap_list_cbs	 lcbs;
 	void			(*search_uid)(struct imap_client *, uint64_t,
 				    void *);
+	void			(*quota)(struct imap_client *,
+				    const struct imap_quota *, void *);
 	struct imap_append_cbs	 acbs;
 
 	/* results */

@@ -955,6 +955,39 @@ namespace_done(struct imap_client *c)
 	}
 }
 
+/* quota_done - "* QUOTA root (resource usage limit ...)" to the oldest
+ * GETQUOTAROOT in flight, one call per resource */
+static void
+quota_done(struct imap_client *c)
+{
+	struct resp *r = &c->r;
+	struct imap_cmd *t = imapc_oldest_kind(c, K_QUOTA, K_QUOTA);
+	struct imap_quota q;
+	size_t i;
+
+	if (t == NULL || t->quota == NULL)
+		return;
+	if (r->ntoks < 2 || !is_string(&r->toks[0]) ||
+	    r->toks[1].type != IMAP_EV_LIST_BEGIN)
+		goto bad;
+	q.root = tstr(c, &r->toks[0]);
+	for (i = 2; i + 2 < r->ntoks && r->toks[i].depth == 1; i += 3) {
+		if (r->toks[i].type != IMAP_EV_ATOM ||
+		    r->toks[i + 1].type != IMAP_EV_NUMBER ||
+		    r->toks[i + 2].type != IMAP_EV_NUMBER)
+			goto bad;
+		q.resource = tstr(c, &r->toks[i]);
+		q.usage = r->toks[i + 1].num;
+		q.limit = r->toks[i + 2].num;
+		t->quota(c, &q, t->arg);
+		if (imapc_freed(c))
+			return;
+	}
+	return;
+bad:
+	imapc_fail(c, IMAP_ERR_TEMP, "malformed QUOTA response from server");
+}
+
 /* id_done - log the server's ID ("name" "Dovecot" ...) */
 static void
 id_done(struct imap_client *c)
@@ -1033,6 +1066,8 @@ collect_done(struct imap_client *c)
 		namespace_done(c);
 	else if (strcmp(n, "ID") == 0)
 		id_done(c);
+	else if (strcmp(n, "QUOTA") == 0)
+		quota_done(c);
 	else
 		log_debug("%s: ignoring untagged %s", c->id, n);
 }

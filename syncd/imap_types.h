@@ -270,6 +270,15 @@ struct imap_fetch_cbs {
 		    int earlier, void *arg);
 };
 
+/* One resource of a "* QUOTA root (resource usage limit ...)" response
+ * (RFC 9208); STORAGE is counted in units of 1024 octets. */
+struct imap_quota {
+	const char	*root;		/* quota root name, "" allowed */
+	const char	*resource;	/* "STORAGE", "MESSAGE", ... */
+	uint64_t	 usage;
+	uint64_t	 limit;
+};
+
 struct imap_append_cbs {
 	void	(*writable)(struct imap_client *c, struct imap_cmd *cmd,
 		    void *arg);

@@ -149,6 +149,13 @@
 #                                    folders are created on first login and
 #                                    LIST shows the special-use flag.
 #                     DOVECOT_EXTRA  extra lines appended to dovecot.conf
+#                     DOVECOT_QUOTA  e.g. 1M: the quota plugin (count
+#                                    backend) with that storage limit per
+#                                    user, GETQUOTAROOT via imap_quota
+#                     DOVECOT_APPENDLIMIT  e.g. 200k: quota_max_mail_size
+#                                    (needs DOVECOT_QUOTA), announced as
+#                                    APPENDLIMIT=<bytes> (Dovecot 2.3 does
+#                                    not announce it by itself)
 #                   LMTP (when Dovecot's lmtp is installed: Debian's
 #                   dovecot-lmtpd) on 127.0.0.1:$LMTP_PORT: RCPT TO:<ADDR>
 #                   delivers into the INBOX of the user named ADDR (lower
@@ -831,6 +838,17 @@ _lib_dovecot_ids() {
 	fi
 }
 
+# _lib_bytes SIZE - 200k, 1M, 123 -> bytes (Dovecot's 1024-based units)
+_lib_bytes() {
+	local n=${1%[kKmMgG]}
+	case $1 in
+	*[kK]) echo $((n * 1024)) ;;
+	*[mM]) echo $((n * 1024 * 1024)) ;;
+	*[gG]) echo $((n * 1024 * 1024 * 1024)) ;;
+	*) echo "$1" ;;
+	esac
+}
+
 start_dovecot() {
 	local name=${DOVECOT_NAME:-main} sep=${DOVECOT_SEP:-.} d uid gid muser
 	local port sport lport u spec folder flag i
@@ -958,6 +976,23 @@ service imap-login {
   chroot =
 }
 EOF
+		fi
+		if [ -n "${DOVECOT_QUOTA:-}" ]; then
+			cat <<EOF
+mail_plugins = quota
+protocol imap {
+  mail_plugins = quota imap_quota
+}
+plugin {
+  quota = count:User quota
+  quota_rule = *:storage=$DOVECOT_QUOTA
+  quota_vsizes = yes
+EOF
+			[ -z "${DOVECOT_APPENDLIMIT:-}" ] ||
+				echo "  quota_max_mail_size = $DOVECOT_APPENDLIMIT"
+			echo "}"
+			[ -z "${DOVECOT_APPENDLIMIT:-}" ] ||
+				echo "imap_capability = +APPENDLIMIT=$(_lib_bytes "$DOVECOT_APPENDLIMIT")"
 		fi
 		[ -z "${DOVECOT_EXTRA:-}" ] || printf '%s\n' "$DOVECOT_EXTRA"
 	} >"$d/dovecot.conf"

@@ -544,6 +544,62 @@ test_login_limit(void **state)
 	finish(&r, &p);
 }
 
+/* ---- GETQUOTAROOT ---------------------------------------------------------- */
+
+static char quota_seen[256];
+
+static void
+quota_cb(struct imap_client *c, const struct imap_quota *q, void *arg)
+{
+	(void)c;
+	(void)arg;
+	snprintf(quota_seen + strlen(quota_seen), sizeof(quota_seen) -
+	    strlen(quota_seen), "[%s %s %llu/%llu]", q->root, q->resource,
+	    (unsigned long long)q->usage, (unsigned long long)q->limit);
+}
+
+static void
+quota_ready(struct rec *r)
+{
+	assert_non_null(imap_client_getquotaroot(r->c, "INBOX", quota_cb,
+	    done_cb, r));
+	assert_non_null(imap_client_getquotaroot(r->c, "INBOX", quota_cb,
+	    done_cb, r));
+	assert_non_null(imap_client_logout(r->c, done_cb, r));
+}
+
+/* Every resource of every QUOTA response reaches the callback; a
+ * malformed one drops the connection. */
+static void
+test_getquotaroot(void **state)
+{
+	static const struct peer_step steps[] = {
+		{ .send = GREETING },
+		LOGIN_STEP,
+		{ .expect = "A2 GETQUOTAROOT \"INBOX\"",
+		  .send = "* QUOTAROOT INBOX \"User quota\" \"\"\r\n"
+		      "* QUOTA \"User quota\" (STORAGE 10 1024 MESSAGE 3 "
+		      "100)\r\n* QUOTA \"\" ()\r\n"
+		      "A2 OK Getquotaroot completed\r\n" },
+		{ .expect = "A3 GETQUOTAROOT \"INBOX\"",
+		  .send = "* QUOTA \"x\" (STORAGE ten 1024)\r\n" },
+	};
+	struct script_peer *p;
+	struct rec r;
+
+	(void)state;
+	quota_seen[0] = '\0';
+	run(&r, steps, N(steps), IMAP_TLS_NONE, IMAP_AUTH_LOGIN, quota_ready,
+	    &p);
+	assert_string_equal(peer_error(p), "");
+	assert_string_equal(quota_seen,
+	    "[User quota STORAGE 10/1024][User quota MESSAGE 3/100]");
+	assert_int_equal(r.done[0].st, IMAP_OK);
+	assert_int_equal(r.done[1].st, IMAP_ERROR);
+	assert_int_equal(r.close.st, IMAP_ERROR);
+	finish(&r, &p);
+}
+
 /* ---- bytes after a STARTTLS OK ------------------------------------------- */
 
 static void
@@ -607,6 +663,7 @@ main(void)
 		cmocka_unit_test(test_unexpected_continuation),
 		cmocka_unit_test(test_no_limit),
 		cmocka_unit_test(test_login_limit),
+		cmocka_unit_test(test_getquotaroot),
 		cmocka_unit_test(test_starttls_injection),
 		cmocka_unit_test(test_starttls_refused),
 	};
