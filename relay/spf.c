@@ -88,6 +88,7 @@
 #include "dns.h"
 #include "log.h"
 #include "spf.h"
+#include "spf_p.h"
 #include "util.h"
 #include "wakeup.h"
 
@@ -137,6 +138,12 @@ struct spf_job {
 	SPF_record_t		*rec;
 	int			 tempfail;	/* a look-up failed temporarily */
 	char			 tempfail_why[128];
+	/* RFC 7208 rules enforced in the layer (spf_p.h): once permerror
+	 * is set every further look-up fails, libspf2 stops, and the
+	 * verdict is permerror whatever libspf2 says. */
+	struct spf_count	 count;
+	int			 permerror;
+	char			 permerror_why[128];
 	/* output */
 	struct spf_result	 res;
 };
@@ -467,17 +474,67 @@ job_tempfail(struct spf_job *job, const char *name, ns_type type,
 	    SPF_strrrtype(type), name, why);
 }
 
+static void
+job_permerror(struct spf_job *job, const char *why)
+{
+	if (job == NULL || job->permerror)
+		return;
+	job->permerror = 1;
+	str_copy(job->permerror_why, why, sizeof(job->permerror_why));
+}
+
 /*
- * rr_fill - copy a DNS_OK answer into rr (rr_type already set); -1 on
- * out of memory.  TXT: libspf2 wants a C string, so a NUL inside a TXT
- * record becomes DEL, which no SPF record may contain (the record then
- * fails to compile instead of being cut short).
+ * txt_fill - one TXT string into rr slot n, through the record pre-check
+ * (spf_p.h); -1 on out of memory, -2 when the record is a permerror
+ * (job->permerror set).
  */
 static int
-rr_fill(SPF_dns_rr_t *rr, const struct dns_result *res)
+txt_fill(struct spf_job *job, SPF_dns_rr_t *rr, int n,
+    const struct dns_txt *t)
+{
+	char why[128], *d, *out;
+	size_t k;
+	int rc = 0;
+
+	if (SPF_dns_rr_buf_realloc(rr, n, t->len + 1) != SPF_E_SUCCESS)
+		return (-1);
+	d = rr->rr[n]->txt;
+	for (k = 0; k < t->len; k++)
+		d[k] = t->data[k] ? (char)t->data[k] : '\x7f';
+	d[t->len] = '\0';
+	if (!spf_is_record(d))
+		return (0);
+	/* The rewrite only removes or moves terms: it fits in place. */
+	if ((out = malloc(t->len + 1)) == NULL)
+		return (-1);
+	switch (spf_record_precheck(d, out, t->len + 1, why, sizeof(why))) {
+	case SPF_PRE_KEEP:
+		break;
+	case SPF_PRE_REWRITTEN:
+		memcpy(d, out, strlen(out) + 1);
+		break;
+	case SPF_PRE_PERMERROR:
+		job_permerror(job, why);
+		rc = -2;
+		break;
+	}
+	free(out);
+	return (rc);
+}
+
+/*
+ * rr_fill - copy a DNS_OK answer into rr (rr_type already set); -1 on
+ * out of memory, -2 when an SPF record in it is a permerror.  TXT:
+ * libspf2 wants a C string, so a NUL inside a TXT record becomes DEL,
+ * which no SPF record may contain (the record then fails to compile
+ * instead of being cut short).  PTR: the first SPF_NAMES_MAX names only
+ * (RFC 7208 4.6.4: the rest MUST be ignored; libspf2 would permerror).
+ */
+static int
+rr_fill(struct spf_job *job, SPF_dns_rr_t *rr, const struct dns_result *res)
 {
 	size_t i;
-	int n = 0;
+	int n = 0, rc;
 
 	for (i = 0; i < res->count && n < INT16_MAX; i++) {
 		switch (rr->rr_type) {
@@ -510,18 +567,20 @@ rr_fill(SPF_dns_rr_t *rr, const struct dns_result *res)
 			memcpy(rr->rr[n++]->mx, res->mx[i].host, l + 1);
 			break;
 		}
-		case ns_t_txt: {
-			const struct dns_txt *t = &res->txt[i];
-			char *d;
-			size_t k;
+		case ns_t_txt:
+			if ((rc = txt_fill(job, rr, n, &res->txt[i])) != 0)
+				return (rc);
+			n++;
+			break;
+		case ns_t_ptr: {
+			size_t l = strlen(res->ptr[i].host);
 
-			if (SPF_dns_rr_buf_realloc(rr, n, t->len + 1) !=
+			if (n >= SPF_NAMES_MAX)
+				break;
+			if (SPF_dns_rr_buf_realloc(rr, n, l + 1) !=
 			    SPF_E_SUCCESS)
 				return (-1);
-			d = rr->rr[n++]->txt;
-			for (k = 0; k < t->len; k++)
-				d[k] = t->data[k] ? (char)t->data[k] : '\x7f';
-			d[t->len] = '\0';
+			memcpy(rr->rr[n++]->ptr, res->ptr[i].host, l + 1);
 			break;
 		}
 		default:
@@ -549,19 +608,26 @@ layer_lookup(SPF_dns_server_t *layer, const char *domain, ns_type rr_type,
 	SPF_dns_rr_t *rr;
 	enum dns_type type;
 	const char *why;
-	int status, herrno;
+	char limit[128];
+	int status, herrno, rc;
 
-	(void)should_cache;	/* common/dns caches by TTL */
+	/* common/dns caches by TTL; should_cache tells a %{p} look-up
+	 * from the ptr mechanism's (spf_count_query()). */
 	switch (rr_type) {
 	case ns_t_a:	type = DNS_A;		break;
 	case ns_t_aaaa:	type = DNS_AAAA;	break;
 	case ns_t_mx:	type = DNS_MX;		break;
 	case ns_t_txt:	type = DNS_TXT;		break;
+	case ns_t_ptr:	type = DNS_PTR;		break;
 	default:
-		/* PTR and type 99: not asked (see the file comment) */
+		/* type 99 (obsolete): not asked (see the file comment) */
 		return (SPF_dns_rr_new_init(layer, domain, rr_type, 0,
 		    NO_DATA));
 	}
+	/* After a permerror every look-up fails, so libspf2 stops. */
+	if (job != NULL && job->permerror)
+		return (SPF_dns_rr_new_init(layer, domain, rr_type, 0,
+		    TRY_AGAIN));
 	/* A name no resolver could ask for (a bad macro expansion): no
 	 * such name, as RFC 7208 4.3/4.6.4 would have it. */
 	if (!dns_name_valid(domain))
@@ -572,8 +638,21 @@ layer_lookup(SPF_dns_server_t *layer, const char *domain, ns_type rr_type,
 		return (SPF_dns_rr_new_init(layer, domain, rr_type, 0,
 		    TRY_AGAIN));
 	}
+	if (job != NULL && spf_count_query(&job->count, type, domain,
+	    should_cache, limit, sizeof(limit)) == -1) {
+		job_permerror(job, limit);
+		return (SPF_dns_rr_new_init(layer, domain, rr_type, 0,
+		    TRY_AGAIN));
+	}
 	if (chk->fn(chk->fn_ctx, domain, type, &res, &status) == -1)
 		return (NULL);
+	if (job != NULL && spf_count_answer(&job->count, type, status, res,
+	    limit, sizeof(limit)) == -1) {
+		job_permerror(job, limit);
+		dns_result_free(&res);
+		return (SPF_dns_rr_new_init(layer, domain, rr_type, 0,
+		    TRY_AGAIN));
+	}
 	switch (status) {
 	case DNS_OK:		herrno = NETDB_SUCCESS;		break;
 	case DNS_NXDOMAIN:	herrno = HOST_NOT_FOUND;	break;
@@ -591,9 +670,10 @@ layer_lookup(SPF_dns_server_t *layer, const char *domain, ns_type rr_type,
 	    res != NULL ? (int)(res->ttl > INT32_MAX ? INT32_MAX : res->ttl) :
 	    0, herrno);
 	if (rr != NULL && herrno == NETDB_SUCCESS && res != NULL &&
-	    rr_fill(rr, res) == -1) {
+	    (rc = rr_fill(job, rr, res)) != 0) {
 		SPF_dns_rr_free(rr);
-		rr = NULL;
+		rr = rc == -2 ? SPF_dns_rr_new_init(layer, domain, rr_type, 0,
+		    TRY_AGAIN) : NULL;
 	}
 	dns_result_free(&res);
 	return (rr);
@@ -663,6 +743,10 @@ map_result(struct spf_job *job, SPF_response_t *resp, SPF_errcode_t rc,
 		err = rc;
 
 	*detail_r = NULL;
+	if (job->permerror) {
+		*detail_r = job->permerror_why;
+		return (SPF_VERDICT_PERMERROR);
+	}
 	switch (result) {
 	case SPF_RESULT_PASS:		return (SPF_VERDICT_PASS);
 	case SPF_RESULT_FAIL:		return (SPF_VERDICT_FAIL);
