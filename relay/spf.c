@@ -484,14 +484,59 @@ job_permerror(struct spf_job *job, const char *why)
 }
 
 /*
- * txt_fill - one TXT string into rr slot n, through the record pre-check
- * (spf_p.h); -1 on out of memory, -2 when the record is a permerror
- * (job->permerror set).
+ * struct macro_vals - text behind a struct spf_macro_env: the values of
+ * %{s}, %{l}, %{o}, %{h}, %{i} and %{v} for one job (section 7.3).
+ */
+struct macro_vals {
+	char		 s[SPF_SENDER_MAX + 16];
+	char		 l[SPF_SENDER_MAX + 16];
+	char		 i[72];
+};
+
+/* macro_env - env for a record of domain d, checked by job */
+static void
+macro_env(const struct spf_job *job, const char *d, struct macro_vals *mv,
+    struct spf_macro_env *env)
+{
+	const char *at;
+	int k, o = 0;
+
+	memset(env, 0, sizeof(*env));
+	if (job->mail_from[0] != '\0')
+		str_copy(mv->s, job->mail_from, sizeof(mv->s));
+	else
+		snprintf(mv->s, sizeof(mv->s), "postmaster@%s", job->helo);
+	str_copy(mv->l, mv->s, sizeof(mv->l));
+	if ((at = strrchr(mv->s, '@')) == NULL)
+		return;		/* cannot happen: leave every value unknown */
+	mv->l[at - mv->s] = '\0';
+	if (job->family == AF_INET)
+		inet_ntop(AF_INET, &job->v4, mv->i, sizeof(mv->i));
+	else
+		for (k = 0; k < 16; k++)
+			o += snprintf(mv->i + o, sizeof(mv->i) - (size_t)o,
+			    "%s%x.%x", k ? "." : "", job->v6.s6_addr[k] >> 4,
+			    job->v6.s6_addr[k] & 0xf);
+	env->v['d' - 'a'] = d;
+	env->v['s' - 'a'] = mv->s;
+	env->v['l' - 'a'] = mv->l;
+	env->v['o' - 'a'] = at + 1;
+	env->v['h' - 'a'] = job->helo[0] != '\0' ? job->helo : "unknown";
+	env->v['i' - 'a'] = mv->i;
+	env->v['v' - 'a'] = job->family == AF_INET ? "in-addr" : "ip6";
+}
+
+/*
+ * txt_fill - one TXT string of domain into rr slot n, through the record
+ * pre-check (spf_p.h); -1 on out of memory, -2 when the record is a
+ * permerror (job->permerror set).
  */
 static int
-txt_fill(struct spf_job *job, SPF_dns_rr_t *rr, int n,
+txt_fill(struct spf_job *job, SPF_dns_rr_t *rr, int n, const char *domain,
     const struct dns_txt *t)
 {
+	struct spf_macro_env env;
+	struct macro_vals mv;
 	char why[128], *d, *out;
 	size_t k;
 	int rc = 0;
@@ -507,7 +552,10 @@ txt_fill(struct spf_job *job, SPF_dns_rr_t *rr, int n,
 	/* The rewrite only removes or moves terms: it fits in place. */
 	if ((out = malloc(t->len + 1)) == NULL)
 		return (-1);
-	switch (spf_record_precheck(d, out, t->len + 1, why, sizeof(why))) {
+	if (job != NULL)
+		macro_env(job, domain, &mv, &env);
+	switch (spf_record_precheck(d, job != NULL ? &env : NULL, out,
+	    t->len + 1, why, sizeof(why))) {
 	case SPF_PRE_KEEP:
 		break;
 	case SPF_PRE_REWRITTEN:
@@ -531,7 +579,8 @@ txt_fill(struct spf_job *job, SPF_dns_rr_t *rr, int n,
  * (RFC 7208 4.6.4: the rest MUST be ignored; libspf2 would permerror).
  */
 static int
-rr_fill(struct spf_job *job, SPF_dns_rr_t *rr, const struct dns_result *res)
+rr_fill(struct spf_job *job, SPF_dns_rr_t *rr, const char *domain,
+    const struct dns_result *res)
 {
 	size_t i;
 	int n = 0, rc;
@@ -568,7 +617,7 @@ rr_fill(struct spf_job *job, SPF_dns_rr_t *rr, const struct dns_result *res)
 			break;
 		}
 		case ns_t_txt:
-			if ((rc = txt_fill(job, rr, n, &res->txt[i])) != 0)
+			if ((rc = txt_fill(job, rr, n, domain, &res->txt[i])) != 0)
 				return (rc);
 			n++;
 			break;
@@ -670,7 +719,7 @@ layer_lookup(SPF_dns_server_t *layer, const char *domain, ns_type rr_type,
 	    res != NULL ? (int)(res->ttl > INT32_MAX ? INT32_MAX : res->ttl) :
 	    0, herrno);
 	if (rr != NULL && herrno == NETDB_SUCCESS && res != NULL &&
-	    (rc = rr_fill(job, rr, res)) != 0) {
+	    (rc = rr_fill(job, rr, domain, res)) != 0) {
 		SPF_dns_rr_free(rr);
 		rr = rc == -2 ? SPF_dns_rr_new_init(layer, domain, rr_type, 0,
 		    TRY_AGAIN) : NULL;

@@ -37,6 +37,16 @@ enum spf_precheck {
 int	spf_is_record(const char *txt);
 
 /*
+ * struct spf_macro_env - the values of the macro letters (section 7.3)
+ * that are known before libspf2 expands them, indexed by letter - 'a'
+ * (v['d' - 'a'] is %{d}, the domain whose record it is); NULL: not
+ * known (%{p}) or not used.
+ */
+struct spf_macro_env {
+	const char	*v[26];
+};
+
+/*
  * spf_record_precheck - apply section 6 to one SPF record (a C string;
  * not an SPF record: SPF_PRE_KEEP).  out (outlen >= strlen(rec) + 1)
  * receives the text libspf2 must evaluate instead when the answer is
@@ -52,11 +62,18 @@ int	spf_is_record(const char *txt);
  *     the relay does not use it, so its DNS look-up (which section 4.6.4
  *     does not count but which would count as void in our tally) and
  *     macro expansion are not done at all.
+ *   - a mechanism with ":" and nothing after it ("a:"): a syntax error,
+ *     SPF_PRE_PERMERROR (libspf2 takes it as the bare mechanism);
+ *   - a macro "%{xN...}" whose N is at least the number of parts of x
+ *     (known from env, may be NULL): written without N, which expands
+ *     the same (7.3), because libspf2 then drops the value's first
+ *     character.
  * Terms are separated by single or multiple spaces; the rewritten text
  * uses one.
  */
-enum spf_precheck spf_record_precheck(const char *rec, char *out,
-	    size_t outlen, char *why, size_t whylen);
+enum spf_precheck spf_record_precheck(const char *rec,
+	    const struct spf_macro_env *env, char *out, size_t outlen,
+	    char *why, size_t whylen);
 
 /*
  * struct spf_count - the section 4.6.4 tallies of one check.

@@ -12,6 +12,7 @@
 #include <ctype.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 
@@ -69,23 +70,109 @@ is_all(const char *term, size_t len)
 	return (term_is(term, len, "all"));
 }
 
-/* out_term - append " term" to out at *pos (room is checked by caller) */
-static void
-out_term(char *out, size_t *pos, const char *term, size_t len)
+/*
+ * empty_argument - a mechanism with ":" and no domain-spec or address
+ * after it ("a:", "mx:/24", "include:"): a syntax error (section 12's
+ * ABNF) that libspf2 reads as the mechanism without argument.
+ */
+static int
+empty_argument(const char *term, size_t len)
 {
+	static const char *const mech[] = { "a", "mx", "ptr", "include",
+	    "exists", "ip4", "ip6", NULL };
+	const char *colon;
+	size_t i, n;
+
+	if (len > 0 && strchr("+-~?", term[0]) != NULL) {
+		term++;
+		len--;
+	}
+	if ((colon = memchr(term, ':', len)) == NULL)
+		return (0);
+	n = (size_t)(colon - term);
+	for (i = 0; mech[i] != NULL; i++)
+		if (term_is(term, n, mech[i]))
+			return (n + 1 == len || colon[1] == '/');
+	return (0);
+}
+
+/* parts - how many parts delims (default ".") cut value into */
+static size_t
+parts(const char *value, const char *delims, size_t ndelims)
+{
+	size_t n = 1;
+
+	for (; *value != '\0'; value++)
+		if (ndelims == 0 ? *value == '.' :
+		    memchr(delims, *value, ndelims) != NULL)
+			n++;
+	return (n);
+}
+
+/*
+ * out_macro_term - append term to out at *pos, each "%{xNr...}" whose
+ * N is at least the number of parts of x's value (env) written without
+ * N: the same expansion (all parts), which libspf2 1.2.10 gets wrong
+ * (it drops the first character).  Unknown values (env NULL, %{p}) and
+ * anything that does not parse are copied as they are; libspf2 judges
+ * the syntax.
+ */
+static void
+out_macro_term(char *out, size_t *pos, const char *term, size_t len,
+    const struct spf_macro_env *env)
+{
+	size_t i = 0, j, dstart, ndig, n;
+	const char *value;
+	unsigned long num;
+
 	out[(*pos)++] = ' ';
-	memcpy(out + *pos, term, len);
-	*pos += len;
+	while (i < len) {
+		if (term[i] == '%' && i + 1 < len && term[i + 1] != '{') {
+			/* "%%", "%_", "%-" (or junk): two characters */
+			out[(*pos)++] = term[i++];
+			out[(*pos)++] = term[i++];
+			continue;
+		}
+		if (term[i] != '%' || i + 3 >= len || term[i + 1] != '{' ||
+		    !isalpha((unsigned char)term[i + 2])) {
+			out[(*pos)++] = term[i++];
+			continue;
+		}
+		j = i + 3;
+		for (ndig = 0; j < len && isdigit((unsigned char)term[j]); j++)
+			ndig++;
+		dstart = j;
+		if (j < len && (term[j] == 'r' || term[j] == 'R'))
+			j++;
+		n = j;		/* delimiters start here */
+		while (j < len && strchr(".-+,/_=", term[j]) != NULL)
+			j++;
+		value = env != NULL ? env->v[tolower((unsigned char)
+		    term[i + 2]) - 'a'] : NULL;
+		num = ndig > 0 && ndig < 4 ? strtoul(term + i + 3, NULL, 10) :
+		    0;
+		if (j >= len || term[j] != '}' || value == NULL || num == 0 ||
+		    num < parts(value, term + n, j - n)) {
+			out[(*pos)++] = term[i++];
+			continue;
+		}
+		/* "%{x" + [r] + delimiters + "}" */
+		memcpy(out + *pos, term + i, 3);
+		*pos += 3;
+		memcpy(out + *pos, term + dstart, j + 1 - dstart);
+		*pos += j + 1 - dstart;
+		i = j + 1;
+	}
 	out[*pos] = '\0';
 }
 
 enum spf_precheck
-spf_record_precheck(const char *rec, char *out, size_t outlen, char *why,
-    size_t whylen)
+spf_record_precheck(const char *rec, const struct spf_macro_env *env,
+    char *out, size_t outlen, char *why, size_t whylen)
 {
 	const char *p, *redirect = NULL;
 	size_t vlen = sizeof(SPF_VERSION) - 1, pos, rlen = 0, len, n;
-	int nredirect = 0, nexp = 0, all = 0, last_is_redirect = 0;
+	int nredirect = 0, nexp = 0, all = 0;
 
 	if (!spf_is_record(rec))
 		return (SPF_PRE_KEEP);
@@ -96,17 +183,20 @@ spf_record_precheck(const char *rec, char *out, size_t outlen, char *why,
 		len = strcspn(p, " ");
 		if (len == 0)
 			break;
-		last_is_redirect = 0;
 		n = modifier_name(p, len);
 		if (n > 0 && term_is(p, n, "redirect")) {
 			nredirect++;
 			redirect = p;
 			rlen = len;
-			last_is_redirect = 1;
 		} else if (n > 0 && term_is(p, n, "exp"))
 			nexp++;
 		else if (n == 0 && is_all(p, len))
 			all = 1;
+		else if (n == 0 && empty_argument(p, len)) {
+			errbuf_set(why, whylen, "no argument after \"%.*s\"",
+			    (int)(len > 40 ? 40 : len), p);
+			return (SPF_PRE_PERMERROR);
+		}
 	}
 	if (nredirect > 1) {
 		errbuf_set(why, whylen, "more than one redirect= modifier");
@@ -116,13 +206,12 @@ spf_record_precheck(const char *rec, char *out, size_t outlen, char *why,
 		errbuf_set(why, whylen, "more than one exp= modifier");
 		return (SPF_PRE_PERMERROR);
 	}
-	if (nexp == 0 && (nredirect == 0 || (!all && last_is_redirect)))
-		return (SPF_PRE_KEEP);
 	if (outlen < strlen(rec) + 1) {
 		errbuf_set(why, whylen, "record too long");
 		return (SPF_PRE_PERMERROR);
 	}
-	/* Second pass: copy all but exp= and redirect=, then redirect=. */
+	/* Second pass: copy all but exp= and redirect=, then redirect=.
+	 * Nothing written is longer than what it was read from. */
 	memcpy(out, rec, vlen);
 	out[vlen] = '\0';
 	pos = vlen;
@@ -135,10 +224,12 @@ spf_record_precheck(const char *rec, char *out, size_t outlen, char *why,
 		n = modifier_name(p, len);
 		if (n > 0 && (term_is(p, n, "redirect") || term_is(p, n, "exp")))
 			continue;
-		out_term(out, &pos, p, len);
+		out_macro_term(out, &pos, p, len, env);
 	}
 	if (redirect != NULL && !all)
-		out_term(out, &pos, redirect, rlen);
+		out_macro_term(out, &pos, redirect, rlen, env);
+	if (strcmp(out, rec) == 0)
+		return (SPF_PRE_KEEP);
 	return (SPF_PRE_REWRITTEN);
 }
 

@@ -1082,21 +1082,41 @@ static const struct pre_row pre_rows[] = {
 	{ "v=spf1 a:x.test/24=1 redirect=x.test", SPF_PRE_KEEP, NULL },
 	{ "v=spf1 foo=1 foo=2 -all", SPF_PRE_KEEP, NULL },
 	{ "v=spf1", SPF_PRE_KEEP, NULL },
+	{ "v=spf1 a: -all", SPF_PRE_PERMERROR, "no argument after \"a:\"" },
+	{ "v=spf1 ?include: -all", SPF_PRE_PERMERROR,
+	    "no argument after \"?include:\"" },
+	{ "v=spf1 mx:/24 -all", SPF_PRE_PERMERROR,
+	    "no argument after \"mx:/24\"" },
+	{ "v=spf1 a:/24 -all x:", SPF_PRE_PERMERROR,
+	    "no argument after \"a:/24\"" },
+	/* %{xN}: N dropped when it covers every part */
+	{ "v=spf1 exists:%{d2}.%{d1}.%{d3r}.x.test", SPF_PRE_REWRITTEN,
+	    "v=spf1 exists:%{d}.%{d1}.%{dr}.x.test" },
+	{ "v=spf1 exists:%{l2-}.%{l1-}.%{l2}.%{i4}.%{i3}.x", SPF_PRE_REWRITTEN,
+	    "v=spf1 exists:%{l-}.%{l1-}.%{l}.%{i}.%{i3}.x" },
+	{ "v=spf1 exists:%{p2}.%{d0}.%{d2x}.%{d2", SPF_PRE_KEEP, NULL },
+	{ "v=spf1 exists:%%{d2}.x", SPF_PRE_KEEP, NULL },
+	{ "v=spf1 exists:%-%{d2}.x", SPF_PRE_REWRITTEN,
+	    "v=spf1 exists:%-%{d}.x" },
 };
 
 static void
 test_record_precheck(void **state)
 {
+	struct spf_macro_env env = { { NULL } };
 	char out[256], why[128];
 	size_t i;
 
 	(void)state;
+	env.v['d' - 'a'] = "mdom.test";
+	env.v['l' - 'a'] = "first-second";
+	env.v['i' - 'a'] = "192.0.2.1";
 	for (i = 0; i < sizeof(pre_rows) / sizeof(pre_rows[0]); i++) {
 		const struct pre_row *r = &pre_rows[i];
 		enum spf_precheck got;
 
 		why[0] = out[0] = '\0';
-		got = spf_record_precheck(r->in, out, sizeof(out), why,
+		got = spf_record_precheck(r->in, &env, out, sizeof(out), why,
 		    sizeof(why));
 		if (got != r->want || (got == SPF_PRE_REWRITTEN &&
 		    strcmp(out, r->out) != 0) || (got == SPF_PRE_PERMERROR &&
@@ -1105,7 +1125,8 @@ test_record_precheck(void **state)
 			    out, why);
 	}
 	/* no room: refused rather than cut */
-	assert_int_equal(spf_record_precheck("v=spf1 exp=x -all", out, 4, why,
+	assert_int_equal(spf_record_precheck("v=spf1 exp=x -all", NULL, out, 4,
+	    why,
 	    sizeof(why)), SPF_PRE_PERMERROR);
 }
 
