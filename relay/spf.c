@@ -17,10 +17,10 @@
  * to the h_errno values libspf2 expects: NXDOMAIN -> HOST_NOT_FOUND,
  * NODATA -> NO_DATA, TEMPFAIL and PERMFAIL (timeout, SERVFAIL, malformed
  * answer) -> TRY_AGAIN, which libspf2 turns into temperror everywhere but
- * in its top-level record look-up (see below).  common/dns has no PTR:
- * PTR (and the obsolete type-99 SPF record, which libspf2 asks before
- * TXT) are answered NO_DATA without traffic, so "ptr" never matches and
- * %{p} is "unknown".
+ * in its top-level record look-up (see below).  PTR look-ups (the ptr
+ * mechanism and %{p}, which libspf2 validates by asking the names' A or
+ * AAAA) go to common/dns too; the obsolete type-99 SPF record is
+ * answered NO_DATA without traffic.
  *
  * libspf2 quirks handled here (Debian 12, libspf2 1.2.10):
  *  - A temporary DNS failure on the sender domain's own TXT look-up
@@ -39,6 +39,15 @@
  *    the check ends as temperror; memory libspf2 had in flight at that
  *    moment may leak (only on out-of-memory or a library bug).  Warning,
  *    info and debug messages go to our log at debug level.
+ *  - RFC 7208 rules libspf2 does not apply are applied here, in the
+ *    layer, by spf_record.c (spf_p.h): each SPF record is pre-checked
+ *    before libspf2 compiles it (redirect= beside all dropped, redirect=
+ *    moved last, exp= dropped, two redirect=/exp= or "a:" a permerror,
+ *    %{xN} spelled so libspf2 expands it right), and the look-ups of the
+ *    whole check are tallied (10 DNS terms over includes and redirects,
+ *    2 void look-ups, 10 MX names; PTR names past 10 are dropped).  A
+ *    rule broken makes this and every later look-up TRY_AGAIN, so
+ *    libspf2 stops, and map_result() turns the check into permerror.
  *  - The default local policy ("include:spf.trusted-forwarder.org") is
  *    disabled and the default explanation, a macro string, is replaced by
  *    a plain one: fewer macro expansions (CVE-2023-42118 is in macro
@@ -46,8 +55,9 @@
  *
  * SECURITY: SPF records, the HELO name and MAIL FROM come from the
  * network.  libspf2 parses the records (keep it patched; see the CVE
- * note above); look-ups are capped by libspf2 (10 DNS mechanisms, 10 MX
- * and PTR names) and by the per-check time budget.  Text copied into a
+ * note above); look-ups are capped by the tallies above (10 DNS terms,
+ * 2 void look-ups, 10 MX and PTR names per term) and by the per-check
+ * time budget.  Text copied into a
  * struct spf_result is made printable here, and spf_authres() quotes it
  * for the header.  libspf2 keeps no secrets of ours.
  *
@@ -241,27 +251,6 @@ handlers_install(void)
 
 /* --- names and text ------------------------------------------------------ */
 
-const char *
-spf_verdict_name(enum spf_verdict v)
-{
-	switch (v) {
-	case SPF_VERDICT_NONE:		return ("none");
-	case SPF_VERDICT_NEUTRAL:	return ("neutral");
-	case SPF_VERDICT_PASS:		return ("pass");
-	case SPF_VERDICT_FAIL:		return ("fail");
-	case SPF_VERDICT_SOFTFAIL:	return ("softfail");
-	case SPF_VERDICT_TEMPERROR:	return ("temperror");
-	case SPF_VERDICT_PERMERROR:	return ("permerror");
-	}
-	return ("temperror");
-}
-
-const char *
-spf_identity_name(enum spf_identity id)
-{
-	return (id == SPF_ID_HELO ? "helo" : "mailfrom");
-}
-
 /* printable - peer text into dst, bytes outside printable ASCII as \xHH */
 static void
 printable(char *dst, size_t dstlen, const char *src)
@@ -328,115 +317,6 @@ explain_verdict(struct spf_result *r, const char *detail)
 		    why[0] ? ": " : "", why);
 		break;
 	}
-}
-
-/* --- RFC 8601 output ----------------------------------------------------- */
-
-struct out {
-	char	*buf;
-	size_t	 len;
-	size_t	 pos;
-	int	 full;
-};
-
-static void
-out_c(struct out *o, char c)
-{
-	if (o->pos + 1 >= o->len) {
-		o->full = 1;
-		return;
-	}
-	o->buf[o->pos++] = c;
-	o->buf[o->pos] = '\0';
-}
-
-static void
-out_s(struct out *o, const char *s)
-{
-	while (*s != '\0')
-		out_c(o, *s++);
-}
-
-/* is_token_char - RFC 2045 token: CHAR minus SPACE, CTLs and tspecials */
-static int
-is_token_char(unsigned char c)
-{
-	if (c <= 0x20 || c >= 0x7f)
-		return (0);
-	return (strchr("()<>@,;:\\\"/[]?=", c) == NULL);
-}
-
-/* out_value - an RFC 8601 pvalue: a token as is, else a quoted-string */
-static void
-out_value(struct out *o, const char *s)
-{
-	const char *p;
-	int token = *s != '\0';
-
-	for (p = s; *p != '\0' && token; p++)
-		token = is_token_char((unsigned char)*p);
-	if (token) {
-		out_s(o, s);
-		return;
-	}
-	out_c(o, '"');
-	for (p = s; *p != '\0'; p++) {
-		unsigned char c = (unsigned char)*p;
-
-		if (c < 0x20 || c >= 0x7f)
-			c = '?';
-		if (c == '"' || c == '\\')
-			out_c(o, '\\');
-		out_c(o, (char)c);
-	}
-	out_c(o, '"');
-}
-
-/*
- * out_comment - an RFC 5322 comment; ( ) \ escaped as quoted-pairs.  A
- * '"' is legal in a comment but becomes '\'': header code that looks
- * for quoted-strings without tracking comments cannot be misled.
- */
-static void
-out_comment(struct out *o, const char *s)
-{
-	out_c(o, '(');
-	for (; *s != '\0'; s++) {
-		unsigned char c = (unsigned char)*s;
-
-		if (c < 0x20 || c >= 0x7f)
-			c = '?';
-		if (c == '"')
-			c = '\'';
-		if (c == '(' || c == ')' || c == '\\')
-			out_c(o, '\\');
-		out_c(o, (char)c);
-	}
-	out_c(o, ')');
-}
-
-int
-spf_authres(const struct spf_result *r, char *buf, size_t len)
-{
-	struct out o = { buf, len, 0, 0 };
-
-	if (len == 0)
-		return (-1);
-	buf[0] = '\0';
-	out_s(&o, "spf=");
-	out_s(&o, spf_verdict_name(r->verdict));
-	if (r->explanation[0] != '\0') {
-		out_c(&o, ' ');
-		out_comment(&o, r->explanation);
-	}
-	out_s(&o, r->identity == SPF_ID_HELO ? " smtp.helo=" :
-	    " smtp.mailfrom=");
-	out_value(&o, r->domain);
-	if (o.full) {
-		buf[0] = '\0';
-		return (-1);
-	}
-	return ((int)o.pos);
 }
 
 /* --- the DNS layer ------------------------------------------------------- */
