@@ -145,6 +145,7 @@ test_rdata_table(void **state)
 			free(res.txt[0].data);
 		free(res.txt);
 		free(res.addr);
+		free(res.ptr);
 	}
 }
 
