@@ -429,17 +429,22 @@ txt_fill(struct spf_job *job, SPF_dns_rr_t *rr, int n, const char *domain,
 	d[t->len] = '\0';
 	if (!spf_is_record(d))
 		return (0);
-	/* The rewrite only removes or moves terms: it fits in place. */
-	if ((out = malloc(t->len + 1)) == NULL)
+	if ((out = malloc(SPF_PRE_OUTLEN(t->len))) == NULL)
 		return (-1);
 	if (job != NULL)
 		macro_env(job, domain, &mv, &env);
 	switch (spf_record_precheck(d, job != NULL ? &env : NULL, out,
-	    t->len + 1, why, sizeof(why))) {
+	    SPF_PRE_OUTLEN(t->len), why, sizeof(why))) {
 	case SPF_PRE_KEEP:
 		break;
 	case SPF_PRE_REWRITTEN:
-		memcpy(d, out, strlen(out) + 1);
+		k = strlen(out);
+		if (k > t->len && SPF_dns_rr_buf_realloc(rr, n, k + 1) !=
+		    SPF_E_SUCCESS) {
+			rc = -1;
+			break;
+		}
+		memcpy(rr->rr[n]->txt, out, k + 1);
 		break;
 	case SPF_PRE_PERMERROR:
 		job_permerror(job, why);

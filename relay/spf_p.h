@@ -48,7 +48,8 @@ struct spf_macro_env {
 
 /*
  * spf_record_precheck - apply section 6 to one SPF record (a C string;
- * not an SPF record: SPF_PRE_KEEP).  out (outlen >= strlen(rec) + 1)
+ * not an SPF record: SPF_PRE_KEEP).  out (outlen at least
+ * SPF_PRE_OUTLEN(strlen(rec)); less may end in "record too long")
  * receives the text libspf2 must evaluate instead when the answer is
  * SPF_PRE_REWRITTEN:
  *   - more than one redirect= or more than one exp= modifier (6: "MUST
@@ -62,8 +63,12 @@ struct spf_macro_env {
  *     the relay does not use it, so its DNS look-up (which section 4.6.4
  *     does not count but which would count as void in our tally) and
  *     macro expansion are not done at all.
- *   - a mechanism with ":" and nothing after it ("a:"): a syntax error,
- *     SPF_PRE_PERMERROR (libspf2 takes it as the bare mechanism);
+ *   - a domain-spec that is missing or does not end as section 7.1 says
+ *     ("a:", "include:", "a:192.0.2.1", "exp="): SPF_PRE_PERMERROR
+ *     (libspf2 takes "a:" as the bare mechanism, and the others as
+ *     names);
+ *   - "ip4:ADDR/0" and "ip6:ADDR/0" (5.6 allows length 0, libspf2 does
+ *     not): written as the two halves of the address space;
  *   - a macro "%{xN...}" whose N is at least the number of parts of x
  *     (known from env, may be NULL): written without N, which expands
  *     the same (7.3), because libspf2 then drops the value's first
@@ -71,6 +76,8 @@ struct spf_macro_env {
  * Terms are separated by single or multiple spaces; the rewritten text
  * uses one.
  */
+#define SPF_PRE_OUTLEN(n)	((n) * 4 + 64)
+
 enum spf_precheck spf_record_precheck(const char *rec,
 	    const struct spf_macro_env *env, char *out, size_t outlen,
 	    char *why, size_t whylen);

@@ -9,6 +9,10 @@
  * (it removes modifiers that the RFC says to ignore, or moves one).
  */
 
+#include <sys/socket.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
+
 #include <ctype.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -59,41 +63,182 @@ term_is(const char *term, size_t len, const char *name)
 	return (strlen(name) == len && strncasecmp(term, name, len) == 0);
 }
 
+static const char *skip_qualifier(const char *term, size_t *len);
+
 /* is_all - the "all" mechanism, with or without a qualifier */
 static int
 is_all(const char *term, size_t len)
 {
-	if (len > 0 && strchr("+-~?", term[0]) != NULL) {
-		term++;
-		len--;
-	}
+	term = skip_qualifier(term, &len);
 	return (term_is(term, len, "all"));
 }
 
+/* struct wbuf - bounded output: full is set instead of overflowing */
+struct wbuf {
+	char	*buf;
+	size_t	 len;
+	size_t	 pos;
+	int	 full;
+};
+
+static void
+wb_put(struct wbuf *w, const char *s, size_t n)
+{
+	if (w->full || n >= w->len - w->pos) {
+		w->full = 1;
+		return;
+	}
+	memcpy(w->buf + w->pos, s, n);
+	w->pos += n;
+	w->buf[w->pos] = '\0';
+}
+
+/* skip_qualifier - past a leading + - ~ ? */
+static const char *
+skip_qualifier(const char *term, size_t *len)
+{
+	if (*len > 0 && strchr("+-~?", term[0]) != NULL) {
+		(*len)--;
+		return (term + 1);
+	}
+	return (term);
+}
+
 /*
- * empty_argument - a mechanism with ":" and no domain-spec or address
- * after it ("a:", "mx:/24", "include:"): a syntax error (section 12's
- * ABNF) that libspf2 reads as the mechanism without argument.
+ * spec_end - where the domain-spec at s (n bytes) ends for a mechanism
+ * that may have a cidr-length after it: the first "/" outside a macro
+ * ("%{l/}" has one inside).
+ */
+static size_t
+spec_end(const char *s, size_t n)
+{
+	size_t i;
+	int in_macro = 0;
+
+	for (i = 0; i < n; i++) {
+		if (s[i] == '%' && i + 1 < n && s[i + 1] == '{')
+			in_macro = 1;
+		else if (s[i] == '}')
+			in_macro = 0;
+		else if (s[i] == '/' && !in_macro)
+			return (i);
+	}
+	return (n);
+}
+
+/*
+ * domain_spec_ok - section 7.1: domain-spec = macro-string domain-end,
+ * domain-end = ( "." toplabel [ "." ] ) / macro-expand, toplabel =
+ * ( *alphanum ALPHA *alphanum ) / ( 1*alphanum "-" *( alphanum / "-" )
+ * alphanum ).  libspf2 checks less ("a:", "a:192.0.2.1" pass it).  The
+ * macro-string itself is left to libspf2.
  */
 static int
-empty_argument(const char *term, size_t len)
+domain_spec_ok(const char *s, size_t n)
 {
-	static const char *const mech[] = { "a", "mx", "ptr", "include",
-	    "exists", "ip4", "ip6", NULL };
-	const char *colon;
+	size_t i, dot;
+	int alpha = 0, dash = 0;
+
+	if (n == 0)
+		return (0);
+	if (s[n - 1] == '}' || (n >= 2 && s[n - 2] == '%' &&
+	    strchr("%_-", s[n - 1]) != NULL))
+		return (1);		/* ends in a macro-expand */
+	if (s[n - 1] == '.')
+		n--;
+	for (dot = n; dot > 0 && s[dot - 1] != '.'; dot--)
+		;
+	if (dot == 0 || dot == n)
+		return (0);		/* no "." toplabel */
+	for (i = dot; i < n; i++) {
+		unsigned char c = (unsigned char)s[i];
+
+		if (isalpha(c))
+			alpha = 1;
+		else if (c == '-')
+			dash = 1;
+		else if (!isdigit(c))
+			return (0);
+	}
+	if (s[dot] == '-' || s[n - 1] == '-')
+		return (0);
+	return (alpha || dash);
+}
+
+/*
+ * bad_argument - a DNS mechanism or a redirect=/exp= whose domain-spec
+ * is missing or does not end as section 7.1 says ("a:", "mx:/24",
+ * "include:", "a:192.0.2.1", "exp=").  name is its length n.
+ */
+static int
+bad_argument(const char *term, size_t len, size_t modifier)
+{
+	static const char *const opt[] = { "a", "mx", "ptr", NULL };
+	static const char *const req[] = { "include", "exists", NULL };
+	const char *arg;
 	size_t i, n;
 
-	if (len > 0 && strchr("+-~?", term[0]) != NULL) {
-		term++;
-		len--;
-	}
-	if ((colon = memchr(term, ':', len)) == NULL)
-		return (0);
-	n = (size_t)(colon - term);
-	for (i = 0; mech[i] != NULL; i++)
-		if (term_is(term, n, mech[i]))
-			return (n + 1 == len || colon[1] == '/');
+	if (modifier > 0)
+		return ((term_is(term, modifier, "redirect") ||
+		    term_is(term, modifier, "exp")) &&
+		    !domain_spec_ok(term + modifier + 1, len - modifier - 1));
+	term = skip_qualifier(term, &len);
+	for (n = 0; n < len && term[n] != ':' && term[n] != '/'; n++)
+		;
+	arg = n < len && term[n] == ':' ? term + n + 1 : NULL;
+	for (i = 0; req[i] != NULL; i++)
+		if (term_is(term, n, req[i]))
+			return (arg == NULL || !domain_spec_ok(arg,
+			    len - n - 1));
+	for (i = 0; opt[i] != NULL; i++)
+		if (term_is(term, n, opt[i]))
+			return (arg != NULL && !domain_spec_ok(arg,
+			    spec_end(arg, len - n - 1)));
 	return (0);
+}
+
+/*
+ * whole_range - "ip4:ADDR/0" or "ip6:ADDR/0" (RFC 7208 5.6 allows a
+ * length of 0; libspf2 1.2.10 refuses it): written as the two halves of
+ * the address space, which match the same clients.  1 if written.
+ */
+static int
+whole_range(struct wbuf *w, const char *term, size_t len)
+{
+	const char *t, *halves[2];
+	char addr[INET6_ADDRSTRLEN + 1], qual[2] = { 0, 0 };
+	unsigned char bin[16];
+	size_t n = len, alen;
+	int family, i;
+
+	t = skip_qualifier(term, &n);
+	if (t != term)
+		qual[0] = term[0];
+	if (n < 7 || memcmp(t + n - 2, "/0", 2) != 0)
+		return (0);
+	if (strncasecmp(t, "ip4:", 4) == 0) {
+		family = AF_INET;
+		halves[0] = "ip4:0.0.0.0/1";
+		halves[1] = "ip4:128.0.0.0/1";
+	} else if (strncasecmp(t, "ip6:", 4) == 0) {
+		family = AF_INET6;
+		halves[0] = "ip6:::/1";
+		halves[1] = "ip6:8000::/1";
+	} else
+		return (0);
+	alen = n - 6;
+	if (alen >= sizeof(addr))
+		return (0);
+	memcpy(addr, t + 4, alen);
+	addr[alen] = '\0';
+	if (inet_pton(family, addr, bin) != 1)
+		return (0);
+	for (i = 0; i < 2; i++) {
+		wb_put(w, " ", 1);
+		wb_put(w, qual, strlen(qual));
+		wb_put(w, halves[i], strlen(halves[i]));
+	}
+	return (1);
 }
 
 /* parts - how many parts delims (default ".") cut value into */
@@ -110,32 +255,31 @@ parts(const char *value, const char *delims, size_t ndelims)
 }
 
 /*
- * out_macro_term - append term to out at *pos, each "%{xNr...}" whose
- * N is at least the number of parts of x's value (env) written without
- * N: the same expansion (all parts), which libspf2 1.2.10 gets wrong
- * (it drops the first character).  Unknown values (env NULL, %{p}) and
- * anything that does not parse are copied as they are; libspf2 judges
- * the syntax.
+ * out_macro_term - append " term" to w, each "%{xNr...}" whose N is at
+ * least the number of parts of x's value (env) written without N: the
+ * same expansion (all parts), which libspf2 1.2.10 gets wrong (it drops
+ * the first character).  Unknown values (env NULL, %{p}) and anything
+ * that does not parse are copied as they are; libspf2 judges the syntax.
  */
 static void
-out_macro_term(char *out, size_t *pos, const char *term, size_t len,
+out_macro_term(struct wbuf *w, const char *term, size_t len,
     const struct spf_macro_env *env)
 {
 	size_t i = 0, j, dstart, ndig, n;
 	const char *value;
 	unsigned long num;
 
-	out[(*pos)++] = ' ';
+	wb_put(w, " ", 1);
 	while (i < len) {
 		if (term[i] == '%' && i + 1 < len && term[i + 1] != '{') {
 			/* "%%", "%_", "%-" (or junk): two characters */
-			out[(*pos)++] = term[i++];
-			out[(*pos)++] = term[i++];
+			wb_put(w, term + i, 2);
+			i += 2;
 			continue;
 		}
 		if (term[i] != '%' || i + 3 >= len || term[i + 1] != '{' ||
 		    !isalpha((unsigned char)term[i + 2])) {
-			out[(*pos)++] = term[i++];
+			wb_put(w, term + i++, 1);
 			continue;
 		}
 		j = i + 3;
@@ -153,25 +297,23 @@ out_macro_term(char *out, size_t *pos, const char *term, size_t len,
 		    0;
 		if (j >= len || term[j] != '}' || value == NULL || num == 0 ||
 		    num < parts(value, term + n, j - n)) {
-			out[(*pos)++] = term[i++];
+			wb_put(w, term + i++, 1);
 			continue;
 		}
 		/* "%{x" + [r] + delimiters + "}" */
-		memcpy(out + *pos, term + i, 3);
-		*pos += 3;
-		memcpy(out + *pos, term + dstart, j + 1 - dstart);
-		*pos += j + 1 - dstart;
+		wb_put(w, term + i, 3);
+		wb_put(w, term + dstart, j + 1 - dstart);
 		i = j + 1;
 	}
-	out[*pos] = '\0';
 }
 
 enum spf_precheck
 spf_record_precheck(const char *rec, const struct spf_macro_env *env,
     char *out, size_t outlen, char *why, size_t whylen)
 {
+	struct wbuf w = { out, outlen, 0, 0 };
 	const char *p, *redirect = NULL;
-	size_t vlen = sizeof(SPF_VERSION) - 1, pos, rlen = 0, len, n;
+	size_t vlen = sizeof(SPF_VERSION) - 1, rlen = 0, len, n;
 	int nredirect = 0, nexp = 0, all = 0;
 
 	if (!spf_is_record(rec))
@@ -184,6 +326,11 @@ spf_record_precheck(const char *rec, const struct spf_macro_env *env,
 		if (len == 0)
 			break;
 		n = modifier_name(p, len);
+		if (bad_argument(p, len, n)) {
+			errbuf_set(why, whylen, "bad domain-spec in \"%.*s\"",
+			    (int)(len > 60 ? 60 : len), p);
+			return (SPF_PRE_PERMERROR);
+		}
 		if (n > 0 && term_is(p, n, "redirect")) {
 			nredirect++;
 			redirect = p;
@@ -192,11 +339,6 @@ spf_record_precheck(const char *rec, const struct spf_macro_env *env,
 			nexp++;
 		else if (n == 0 && is_all(p, len))
 			all = 1;
-		else if (n == 0 && empty_argument(p, len)) {
-			errbuf_set(why, whylen, "no argument after \"%.*s\"",
-			    (int)(len > 40 ? 40 : len), p);
-			return (SPF_PRE_PERMERROR);
-		}
 	}
 	if (nredirect > 1) {
 		errbuf_set(why, whylen, "more than one redirect= modifier");
@@ -206,15 +348,13 @@ spf_record_precheck(const char *rec, const struct spf_macro_env *env,
 		errbuf_set(why, whylen, "more than one exp= modifier");
 		return (SPF_PRE_PERMERROR);
 	}
-	if (outlen < strlen(rec) + 1) {
+	/* Second pass: copy all but exp= and redirect=, then redirect=. */
+	if (outlen == 0) {
 		errbuf_set(why, whylen, "record too long");
 		return (SPF_PRE_PERMERROR);
 	}
-	/* Second pass: copy all but exp= and redirect=, then redirect=.
-	 * Nothing written is longer than what it was read from. */
-	memcpy(out, rec, vlen);
-	out[vlen] = '\0';
-	pos = vlen;
+	out[0] = '\0';
+	wb_put(&w, rec, vlen);
 	for (p = rec + vlen; *p != '\0'; p += len) {
 		while (*p == ' ')
 			p++;
@@ -224,10 +364,16 @@ spf_record_precheck(const char *rec, const struct spf_macro_env *env,
 		n = modifier_name(p, len);
 		if (n > 0 && (term_is(p, n, "redirect") || term_is(p, n, "exp")))
 			continue;
-		out_macro_term(out, &pos, p, len, env);
+		if (n == 0 && whole_range(&w, p, len))
+			continue;
+		out_macro_term(&w, p, len, env);
 	}
 	if (redirect != NULL && !all)
-		out_macro_term(out, &pos, redirect, rlen, env);
+		out_macro_term(&w, redirect, rlen, env);
+	if (w.full) {
+		errbuf_set(why, whylen, "record too long");
+		return (SPF_PRE_PERMERROR);
+	}
 	if (strcmp(out, rec) == 0)
 		return (SPF_PRE_KEEP);
 	return (SPF_PRE_REWRITTEN);
