@@ -407,8 +407,9 @@ static const struct fake_rec fake_recs[] = {
 	{ "redirall.test", DNS_TXT, DNS_OK, { "v=spf1 ip4:192.0.2.1 "
 	    "redirect=open.test -all" }, 0 },
 	{ "open.test", DNS_TXT, DNS_OK, { "v=spf1 +all" }, 0 },
-	{ "redirfirst.test", DNS_TXT, DNS_OK, { "v=spf1 redirect=open.test "
+	{ "redirfirst.test", DNS_TXT, DNS_OK, { "v=spf1 redirect=closed.test "
 	    "ip4:192.0.2.1" }, 0 },
+	{ "closed.test", DNS_TXT, DNS_OK, { "v=spf1 -all" }, 0 },
 	{ "tworedir.test", DNS_TXT, DNS_OK, { "v=spf1 redirect=open.test "
 	    "redirect=open.test" }, 0 },
 	{ "twoexp.test", DNS_TXT, DNS_OK, { "v=spf1 ip4:192.0.2.1 "
@@ -616,8 +617,10 @@ static const struct row fake_rows[] = {
 	    "x@redirall.test", SPF_VERDICT_FAIL, NULL, NULL },
 	{ "6.1: the record's own mechanisms still match", "192.0.2.1",
 	    "h.test", "x@redirall.test", SPF_VERDICT_PASS, NULL, NULL },
-	{ "6.1: redirect= written first applies last", "192.0.2.9", "h.test",
+	{ "6.1: redirect= written first applies last", "192.0.2.1", "h.test",
 	    "x@redirfirst.test", SPF_VERDICT_PASS, NULL, NULL },
+	{ "6.1: ... and still applies", "192.0.2.9", "h.test",
+	    "x@redirfirst.test", SPF_VERDICT_FAIL, NULL, NULL },
 	{ "6: two redirect= modifiers: permerror", "192.0.2.9", "h.test",
 	    "x@tworedir.test", SPF_VERDICT_PERMERROR, NULL,
 	    "more than one redirect= modifier" },
