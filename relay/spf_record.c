@@ -277,8 +277,10 @@ out_macro_term(struct wbuf *w, const char *term, size_t len,
 			i += 2;
 			continue;
 		}
+		/* the letter indexes env->v: ASCII only, whatever the
+		 * locale says isalpha() is */
 		if (term[i] != '%' || i + 3 >= len || term[i + 1] != '{' ||
-		    !isalpha((unsigned char)term[i + 2])) {
+		    (term[i + 2] | 0x20) < 'a' || (term[i + 2] | 0x20) > 'z') {
 			wb_put(w, term + i++, 1);
 			continue;
 		}
@@ -291,8 +293,8 @@ out_macro_term(struct wbuf *w, const char *term, size_t len,
 		n = j;		/* delimiters start here */
 		while (j < len && strchr(".-+,/_=", term[j]) != NULL)
 			j++;
-		value = env != NULL ? env->v[tolower((unsigned char)
-		    term[i + 2]) - 'a'] : NULL;
+		value = env != NULL ? env->v[(term[i + 2] | 0x20) - 'a'] :
+		    NULL;
 		num = ndig > 0 && ndig < 4 ? strtoul(term + i + 3, NULL, 10) :
 		    0;
 		if (j >= len || term[j] != '}' || value == NULL || num == 0 ||
