@@ -11,7 +11,7 @@
 #define EXIT_RUNTIME	1	/* a runtime failure */
 #define EXIT_USAGE	2	/* usage or configuration error */
 
-#define CLI_DEFAULT_CONFIG	FERRY_SYSCONFDIR "/mailferry.conf"
+#define CLI_DEFAULT_CONFIG	FERRY_SYSCONFDIR "/mailferry/mailferry.conf"
 
 int	cli_load_config(const char *prog, const char *path,
 	    enum config_user who, struct config *cfg);

@@ -133,6 +133,7 @@ struct work {
 	enum folder_skip skip;
 	enum folder_role role;
 	size_t		 role_rank;	/* in role_names, for name matches */
+	int		 exact_special;	/* its own name is its role's folder */
 	enum anchor	 anchor;
 	const struct map_rule *rule;	/* ANCHOR_MAP */
 	struct work	*parent;	/* ANCHOR_PARENT */

@@ -447,7 +447,15 @@ work_order_cmp(const void *a, const void *b)
 		return (x->tier < y->tier ? -1 : 1);
 	if (x->lv.n != y->lv.n)
 		return (x->lv.n < y->lv.n ? -1 : 1);
-	/* Two well-known names of one role: the preferred name first. */
+	/*
+	 * Two well-known names of one role: the one whose own name is the
+	 * destination's folder for the role takes it (a user's "Entwürfe"
+	 * stays "Entwürfe" although "Drafts" ranks higher), else the
+	 * preferred name first.
+	 */
+	if (x->anchor == ANCHOR_SPECIAL_NAME && y->anchor ==
+	    ANCHOR_SPECIAL_NAME && x->exact_special != y->exact_special)
+		return (x->exact_special ? -1 : 1);
 	if (x->anchor == ANCHOR_SPECIAL_NAME && y->anchor ==
 	    ANCHOR_SPECIAL_NAME && x->role_rank != y->role_rank)
 		return (x->role_rank < y->role_rank ? -1 : 1);
@@ -621,6 +629,18 @@ plan_destinations(struct plan_ctx *ctx)
 			w->anchor = ANCHOR_SAME;
 		}
 		w->tier = anchor_tier[w->anchor];
+		if (w->anchor == ANCHOR_SPECIAL_NAME &&
+		    ctx->special[w->role].found) {
+			unsigned warn = 0;
+			char *own = dst_append(ctx, NULL, w->lv.v, w->lv.n,
+			    &warn);
+
+			if (own == NULL)
+				goto out;
+			w->exact_special = strcmp(own,
+			    ctx->special[w->role].name) == 0;
+			free(own);
+		}
 	}
 	qsort(v, ctx->n, sizeof(*v), work_order_cmp);
 	for (i = 0; i < ctx->n; i++) {

@@ -17,6 +17,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <time.h>
 
 #include "log.h"
@@ -27,7 +28,17 @@
 #define TEMP_TRIES	3		/* a message's temp failures */
 
 enum cm_state { CM_PENDING = 0, CM_OK, CM_GONE, CM_FAIL, CM_TEMP,
-	CM_RETRY_ONE };
+	CM_RETRY_ONE, CM_QUOTA };
+
+/*
+ * Permanent refusals of an APPEND (RFC 5530), which no retry cures:
+ * [OVERQUOTA] ends the account's APPENDs to that server for the pass;
+ * [TOOBIG] fails the message as it is; [LIMIT] (an implementation limit,
+ * such as the number of keywords) fails it after the usual retry
+ * without keywords.  The IMAP client classes [LIMIT] as temporary, which
+ * is right for a login or a SELECT but not for an APPEND.
+ */
+enum refusal { REFUSE_NONE = 0, REFUSE_QUOTA, REFUSE_TOOBIG, REFUSE_LIMIT };
 
 struct batch;
 
@@ -360,6 +371,69 @@ batch_prepare(struct fctx *fc, struct batch *b, struct smsg **msgs,
 	return (0);
 }
 
+static enum refusal
+refusal_of(const struct wres *r)
+{
+	if (!r->done || r->status != IMAP_NO)
+		return (REFUSE_NONE);
+	if (strcasecmp(r->code, "OVERQUOTA") == 0)
+		return (REFUSE_QUOTA);
+	if (strcasecmp(r->code, "TOOBIG") == 0)
+		return (REFUSE_TOOBIG);
+	if (strcasecmp(r->code, "LIMIT") == 0)
+		return (REFUSE_LIMIT);
+	/* servers older than RFC 5530 say it in words only */
+	if (r->code[0] == '\0' && (strcasestr(r->text, "quota exceeded") ||
+	    strcasestr(r->text, "over quota")))
+		return (REFUSE_QUOTA);
+	return (REFUSE_NONE);
+}
+
+/* quota_note - the account is over quota on the destination: say so once */
+static void
+quota_note(struct fctx *fc, const struct wres *r)
+{
+	struct acct *a = fc->a;
+
+	pthread_mutex_lock(&a->mu);
+	if (!a->over_quota) {
+		wres_reason(r, a->quota_text, sizeof(a->quota_text));
+		a->over_quota = 1;
+	}
+	pthread_mutex_unlock(&a->mu);
+}
+
+/* quota_left - count a message left behind for quota (rf locked) */
+static void
+quota_left(struct fctx *fc, struct smsg *s, const char *why)
+{
+	s->done = 1;
+	fc->problems++;
+	report_problem(fc->rf, REPORT_FAILED, s->uid, NULL, s->size, why);
+	prog_add(fc->a, 0, 0, 0, 1, 0);
+	if (fc->quota_n == 0 || s->uid < fc->quota_lo)
+		fc->quota_lo = s->uid;
+	if (s->uid > fc->quota_hi)
+		fc->quota_hi = s->uid;
+	fc->quota_n++;
+}
+
+/* quota_skip - every message of todo not settled yet: not tried */
+static void
+quota_skip(struct fctx *fc, struct smsgv *todo)
+{
+	char why[400];
+	size_t i;
+
+	snprintf(why, sizeof(why), "not tried: over quota on the destination "
+	    "(%s)", fc->a->quota_text);
+	fc_rf_lock(fc);
+	for (i = 0; i < todo->n; i++)
+		if (!todo->v[i].done && !todo->v[i].in_map)
+			quota_left(fc, &todo->v[i], why);
+	fc_rf_unlock(fc);
+}
+
 /* batch_outcome - each message's state once the FETCH and APPENDs ended */
 static void
 batch_outcome(struct batch *b)
@@ -379,6 +453,30 @@ batch_outcome(struct batch *b)
 			wres_reason(&b->fres, cm->reason, sizeof(cm->reason));
 		} else if (!cm->got_body) {
 			cm->state = CM_GONE;
+		} else if (!b->dst_dead && refusal_of(ar) != REFUSE_NONE &&
+		    !(b->multi && nbody > 1)) {
+			/* a refusal of this very message, for good */
+			wres_reason(ar, cm->reason, sizeof(cm->reason));
+			switch (refusal_of(ar)) {
+			case REFUSE_QUOTA:
+				cm->state = CM_QUOTA;
+				quota_note(b->fc, ar);
+				break;
+			case REFUSE_LIMIT:
+				cm->state = CM_FAIL;
+				cm->append_failed = 1;
+				break;
+			default:
+				cm->state = CM_FAIL;
+				break;
+			}
+		} else if (!b->dst_dead && b->multi && nbody > 1 &&
+		    refusal_of(ar) != REFUSE_NONE) {
+			/* MULTIAPPEND is all or nothing: what fits, or which
+			 * one is too big, is found one message at a time */
+			cm->state = CM_RETRY_ONE;
+			if (refusal_of(ar) == REFUSE_QUOTA)
+				b->fc->a->quota_single = 1;
 		} else if (b->dst_dead || !ar->done || wres_temp(ar)) {
 			cm->state = CM_TEMP;
 			if (ar->done && ar->status != IMAP_OK)
@@ -501,6 +599,18 @@ batch_settle(struct fctx *fc, struct batch *b, struct state_map_entry *ev,
 				log_warnx("%s: %s: uid %" PRIu64 " not copied: "
 				    "%s", fc->a->acc->src_user,
 				    fc->j->m->src_path, s->uid, cm->reason);
+			}
+			if (fc->st)
+				state_intent_del(fc->st, &fc->key, s->uid, err,
+				    sizeof(err));
+			break;
+		case CM_QUOTA:
+			{
+				char why[450];
+
+				snprintf(why, sizeof(why), "over quota on the "
+				    "destination: %s", cm->reason);
+				quota_left(fc, s, why);
 			}
 			if (fc->st)
 				state_intent_del(fc->st, &fc->key, s->uid, err,
@@ -664,8 +774,13 @@ copy_all(struct fctx *fc, struct smsgv *todo)
 	while (!pace_stopping(fc->a)) {
 		uint64_t bytes = 0;
 
+		if (fc->a->over_quota && !fc->dry) {
+			quota_skip(fc, todo);
+			break;
+		}
 		nb = 0;
-		for (i = 0; i < todo->n && nb < (one ? 1u : maxmsgs); i++) {
+		for (i = 0; i < todo->n && nb < (one || fc->a->quota_single ?
+		    1u : maxmsgs); i++) {
 			struct smsg *s = &todo->v[i];
 
 			if (s->done || s->in_map)
@@ -734,6 +849,12 @@ copy_all(struct fctx *fc, struct smsgv *todo)
 		one = 0;
 	}
 	free(bv);
+	if (fc->quota_n > 0)
+		log_warnx("%s: %s: %" PRIu64 " message%s (uid %" PRIu64 ":%"
+		    PRIu64 ") not copied: over quota on the destination: %s",
+		    fc->a->acc->src_user, fc->j->m->src_path, fc->quota_n,
+		    fc->quota_n == 1 ? "" : "s", fc->quota_lo, fc->quota_hi,
+		    fc->a->quota_text);
 	if (pace_stopping(fc->a)) {
 		snprintf(fc->err, sizeof(fc->err), "interrupted");
 		return (-1);

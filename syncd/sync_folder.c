@@ -571,7 +571,22 @@ phase_finish(struct frun *fr)
 		 * with EXISTS (RFC 3501 6.3.11 SHOULD): it is current */
 		rf->dst_count = imap_client_mailbox(w->s[DST].c)->exists;
 	} else if (fc->dst_exists) {
-		if (side_ensure(w, DST, err, sizeof(err)) == 0) {
+		if (side_ensure(w, DST, err, sizeof(err)) == -1)
+			;
+		else if (strcmp(w->s[DST].selected, j->dst_wire) == 0) {
+			/*
+			 * STATUS of the selected mailbox may answer from the
+			 * session's old view (Courier does until a NOOP; RFC
+			 * 3501 6.3.10 allows it): a NOOP brings the view, and
+			 * EXISTS with it, up to date.
+			 */
+			memset(&r, 0, sizeof(r));
+			if (side_wait(w, imap_client_noop(w->s[DST].c,
+			    wres_done, &r), &r) == 0 &&
+			    imap_client_mailbox(w->s[DST].c) != NULL)
+				rf->dst_count =
+				    imap_client_mailbox(w->s[DST].c)->exists;
+		} else {
 			memset(&r, 0, sizeof(r));
 			if (side_wait(w, imap_client_status(w->s[DST].c,
 			    j->dst_wire, IMAP_STATUS_MESSAGES |
@@ -634,12 +649,15 @@ phase_end(struct frun *fr, int rc)
 		    "of their flags: the destination's PERMANENTFLAGS lack "
 		    "them", a->acc->src_user, j->m->src_path,
 		    fc->flags_dropped);
-	log_info("%s: %s -> %s: source=%" PRIu64 " copied=%" PRIu64
+	/* A dry run counts what it would copy in rf->copied: the log says
+	 * so instead of claiming a copy that was never made. */
+	log_info("%s: %s -> %s: source=%" PRIu64 " %s=%" PRIu64
 	    " already=%" PRIu64 " duplicates=%" PRIu64 " failed=%" PRIu64
-	    " policy=%" PRIu64 "%s", a->acc->src_user, j->m->src_path,
+	    " policy=%" PRIu64 "%s%s", a->acc->src_user, j->m->src_path,
 	    j->m->dst_path, rf->src_count == REPORT_UNKNOWN ? 0 :
-	    rf->src_count, rf->copied, rf->already, rf->duplicates,
-	    rf->failed, rf->policy, fr->delta ? " (delta)" : "");
+	    rf->src_count, fc->dry ? "to_copy" : "copied", rf->copied,
+	    rf->already, rf->duplicates, rf->failed, rf->policy,
+	    fr->delta ? " (delta)" : "", fc->dry ? " (dry run)" : "");
 	fc_prefetch_drop(fc);
 	smsgv_free(&fr->msgs);
 	smsgv_free(&fr->todo);

@@ -149,6 +149,16 @@ struct acct {
 	int		 ledger;	/* ledger non-empty: look bodies up */
 	int64_t		 ledger_since;	/* ...of messages dated from then on */
 	int		 dest_live;	/* sync_pass_opts.dest_live said so */
+	/*
+	 * The destination refused an APPEND with [OVERQUOTA]: no more
+	 * APPENDs for this account to that server in this pass (set under
+	 * mu; read unlocked by the folders' copies, which only ever see it
+	 * go from 0 to 1).  quota_single: a MULTIAPPEND was refused for
+	 * quota, so what still fits is found one message at a time.
+	 */
+	int		 over_quota;
+	int		 quota_single;
+	char		 quota_text[300];	/* the server's words */
 };
 
 struct pass {
@@ -240,6 +250,9 @@ struct fctx {
 	struct smsgv	 pf_newv, pf_flagsv;
 	int		 pf_new_q, pf_flags_q;
 	uint64_t	 pf_since;
+	/* messages left because the destination is over quota (refused
+	 * or never tried), for the folder's one log line */
+	uint64_t	 quota_n, quota_lo, quota_hi;
 	char		 err[512];
 };
 

@@ -5,6 +5,7 @@
 #   tests/suite.sh --sanitizers     the same in build-san/ with ASan+UBSan
 #   tests/suite.sh --valgrind       unit tests under valgrind (build/)
 #   tests/suite.sh --distcheck      make distcheck
+#   tests/suite.sh --package        autoreconf, make install, the Debian package
 #
 # Ends with one line "N passed, N failed"; exits non-zero on any failure.
 set -u
@@ -15,8 +16,9 @@ build=build
 flags=--enable-werror
 case "$mode" in
 normal|--valgrind|--distcheck) ;;
+--package) exec tests/package.sh ;;
 --sanitizers) build=build-san; flags="--enable-werror --enable-sanitizers" ;;
-*) echo "usage: tests/suite.sh [--sanitizers|--valgrind|--distcheck]" >&2; exit 2 ;;
+*) echo "usage: tests/suite.sh [--sanitizers|--valgrind|--distcheck|--package]" >&2; exit 2 ;;
 esac
 jobs=$(nproc 2>/dev/null || echo 2)
 

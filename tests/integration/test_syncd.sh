@@ -256,6 +256,16 @@ else
 		"$(ls "$T/state" 2>&1)" "$(mdst folders)" "$(tail -n 20 "$T/dry.log")"
 fi
 
+if grep -q " copied=[1-9]" "$T/dry.log"; then
+	not_ok "--dry-run never logs copied=N for what it did not copy" \
+		"$(grep " copied=" "$T/dry.log" | head -3)"
+elif grep -q " to_copy=[1-9].*(dry run)" "$T/dry.log"; then
+	ok "--dry-run never logs copied=N for what it did not copy"
+else
+	not_ok "--dry-run never logs copied=N for what it did not copy" \
+		"no to_copy= line: $(tail -n 5 "$T/dry.log")"
+fi
+
 # --- full pass -----------------------------------------------------------------------------
 check "first --once copies the mailbox (exit 0)" syncd --once --json
 cp "$CHECK_LOG" "$T/full.log"

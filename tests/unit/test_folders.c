@@ -362,6 +362,41 @@ test_courier_to_dovecot(void **state)
 	folder_plan_free(&p);
 }
 
+/*
+ * A German-locale destination without SPECIAL-USE already has "Entwürfe";
+ * the source has both "Drafts" and its user's own "Entwürfe".  The
+ * exact name wins: "Entwürfe" stays "Entwürfe", and "Drafts", a match by
+ * role only, gives way to its own name instead of taking the folder.
+ */
+static void
+test_exact_name_wins(void **state)
+{
+	static const struct folder_info src[] = {
+		{ "INBOX", NULL, 0 },
+		{ "Drafts", NULL, 0 },
+		{ "Entw\xc3\xbcrfe", NULL, 0 },
+		{ "Gesendet", NULL, 0 },
+	};
+	static const struct folder_info dst[] = {
+		{ "INBOX", NULL, 0 },
+		{ "Entw\xc3\xbcrfe", NULL, 0 },
+		{ "Gesendete Elemente", NULL, 0 },
+	};
+	static const struct exp want[] = {
+		COPY("INBOX", "INBOX", INBOX, 0),
+		COPY("Entw\xc3\xbcrfe", "Entw\xc3\xbcrfe", SPECIAL_NAME, 0),
+		COPYW("Drafts", "Drafts", SPECIAL_NAME, 1, W_CONF),
+		/* No exact name: the role by name still maps it. */
+		COPY("Gesendet", "Gesendete Elemente", SPECIAL_NAME, 0),
+	};
+	struct folder_plan *p;
+
+	(void)state;
+	p = build(NULL, src, N(src), '/', "", dst, N(dst), '/', "", 0);
+	check("exact-name", p, want, N(want));
+	folder_plan_free(&p);
+}
+
 /* Dovecot "." onto Dovecot "/" and back, INBOX children, escaping. */
 static void
 test_separators(void **state)
@@ -1208,6 +1243,7 @@ main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_exchange_german),
+		cmocka_unit_test(test_exact_name_wins),
 		cmocka_unit_test(test_gmail_to_courier),
 		cmocka_unit_test(test_courier_to_dovecot),
 		cmocka_unit_test(test_separators),
