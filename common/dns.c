@@ -63,6 +63,7 @@
 
 #define RR_CLASS_IN	1
 #define RR_TYPE_A	1
+#define RR_TYPE_PTR	12
 #define RR_TYPE_MX	15
 #define RR_TYPE_TXT	16
 #define RR_TYPE_AAAA	28
@@ -148,6 +149,7 @@ dns_type_name(enum dns_type type)
 	case DNS_MX:	return ("MX");
 	case DNS_TXT:	return ("TXT");
 	case DNS_ADDR:	return ("ADDR");
+	case DNS_PTR:	return ("PTR");
 	}
 	return ("?");
 }
@@ -173,6 +175,7 @@ rr_type(enum dns_type type)
 	case DNS_AAAA:	return (RR_TYPE_AAAA);
 	case DNS_MX:	return (RR_TYPE_MX);
 	case DNS_TXT:	return (RR_TYPE_TXT);
+	case DNS_PTR:	return (RR_TYPE_PTR);
 	case DNS_ADDR:	break;
 	}
 	return (-1);
@@ -212,6 +215,32 @@ dns_name_valid(const char *name)
 			return (0);
 	}
 	return (1);
+}
+
+int
+dns_reverse_name(int family, const void *addr, char *buf, size_t len)
+{
+	const unsigned char *a = addr;
+	size_t o = 0;
+	int i;
+
+	if (family == AF_INET) {
+		if (len < sizeof("255.255.255.255.in-addr.arpa"))
+			return (-1);
+		snprintf(buf, len, "%u.%u.%u.%u.in-addr.arpa", a[3], a[2],
+		    a[1], a[0]);
+		return (0);
+	}
+	if (family != AF_INET6 || len < 32 * 2 + sizeof("ip6.arpa"))
+		return (-1);
+	for (i = 15; i >= 0; i--) {
+		buf[o++] = "0123456789abcdef"[a[i] & 0xf];
+		buf[o++] = '.';
+		buf[o++] = "0123456789abcdef"[a[i] >> 4];
+		buf[o++] = '.';
+	}
+	memcpy(buf + o, "ip6.arpa", sizeof("ip6.arpa"));
+	return (0);
 }
 
 static int
@@ -371,9 +400,11 @@ result_clear_records(struct dns_result *res)
 	free(res->mx);
 	free(res->txt);
 	free(res->addr);
+	free(res->ptr);
 	res->mx = NULL;
 	res->txt = NULL;
 	res->addr = NULL;
+	res->ptr = NULL;
 	res->count = 0;
 }
 
@@ -410,11 +441,15 @@ dns_rdata_parse(enum dns_type type, char *const *data, const int *len,
 	case DNS_AAAA:
 		res->addr = calloc(n, sizeof(*res->addr));
 		break;
+	case DNS_PTR:
+		res->ptr = calloc(n, sizeof(*res->ptr));
+		break;
 	case DNS_ADDR:
 		setwhy(res, "no rdata for ADDR");
 		return (-1);
 	}
-	if (res->mx == NULL && res->txt == NULL && res->addr == NULL) {
+	if (res->mx == NULL && res->txt == NULL && res->addr == NULL &&
+	    res->ptr == NULL) {
 		setwhy(res, "out of memory");
 		return (-1);
 	}
@@ -435,6 +470,10 @@ dns_rdata_parse(enum dns_type type, char *const *data, const int *len,
 			break;
 		case DNS_AAAA:
 			rc = parse_addr(AF_INET6, p, l, &res->addr[i], res);
+			break;
+		case DNS_PTR:
+			rc = wire_name(p, l, res->ptr[i].host,
+			    sizeof(res->ptr[i].host), res);
 			break;
 		case DNS_ADDR:
 			break;
@@ -1102,6 +1141,15 @@ ub_set(struct ub_ctx *ctx, const char *opt, const char *val, char *err,
 	return (0);
 }
 
+/* libunbound's default local zones we make transparent (see above) */
+static const char *const doc_reverse[] = {
+	"2.0.192.in-addr.arpa. transparent",
+	"100.51.198.in-addr.arpa. transparent",
+	"113.0.203.in-addr.arpa. transparent",
+	"8.b.d.0.1.0.0.2.ip6.arpa. transparent",
+	NULL
+};
+
 /*
  * forwarder_set - "addr:port" / "[v6]:port" / "addr" into libunbound's
  * "addr@port".  Only IP literals: resolving the resolver's own address
@@ -1145,6 +1193,7 @@ dns_resolver_new(struct event_base *base, const struct dns_options *opt,
 	static const struct dns_options defaults;
 	struct dns_resolver *r;
 	int rc, fd;
+	size_t i;
 
 	if (opt == NULL)
 		opt = &defaults;
@@ -1181,6 +1230,13 @@ dns_resolver_new(struct event_base *base, const struct dns_options *opt,
 	if (ub_set(r->ctx, "local-zone:", "test. transparent", err,
 	    errlen) == -1)
 		goto fail;
+	/* The same for the reverse zones of the documentation networks
+	 * (RFC 5737, RFC 3849), so that PTR look-ups of test addresses
+	 * reach the servers too. */
+	for (i = 0; doc_reverse[i] != NULL; i++)
+		if (ub_set(r->ctx, "local-zone:", doc_reverse[i], err,
+		    errlen) == -1)
+			goto fail;
 	if (opt->trust_anchor_file != NULL) {
 		if ((rc = ub_ctx_add_ta_file(r->ctx,
 		    opt->trust_anchor_file)) != 0) {

@@ -32,13 +32,16 @@
 struct event_base;
 struct dns_resolver;
 
-/* What to ask.  DNS_ADDR asks A and AAAA at once and merges them. */
+/* What to ask.  DNS_ADDR asks A and AAAA at once and merges them.
+ * DNS_PTR asks the name as given: the caller builds the in-addr.arpa /
+ * ip6.arpa name (dns_reverse_name()). */
 enum dns_type {
 	DNS_A,
 	DNS_AAAA,
 	DNS_MX,
 	DNS_TXT,
-	DNS_ADDR
+	DNS_ADDR,
+	DNS_PTR
 };
 
 /*
@@ -90,6 +93,11 @@ struct dns_mx {
 	char		 host[DNS_NAME_MAX + 2];
 };
 
+/* One PTR record: the host name it points to (no final dot). */
+struct dns_ptr {
+	char		 host[DNS_NAME_MAX + 2];
+};
+
 /* One TXT record: its character-strings concatenated.  May contain NUL
  * bytes, so use len; data[len] is a NUL for convenience. */
 struct dns_txt {
@@ -101,7 +109,8 @@ struct dns_txt {
  * A parsed answer.  The array that matches the type is set, the others
  * are NULL: mx (DNS_MX, sorted by preference, ties in answer order), txt
  * (DNS_TXT, answer order), addr (DNS_A, DNS_AAAA, DNS_ADDR: IPv4 first,
- * then IPv6; ss_family AF_INET or AF_INET6, port 0).
+ * then IPv6; ss_family AF_INET or AF_INET6, port 0), ptr (DNS_PTR, answer
+ * order).
  */
 struct dns_result {
 	enum dns_type	 type;
@@ -114,6 +123,7 @@ struct dns_result {
 	struct dns_mx	*mx;
 	struct dns_txt	*txt;
 	struct sockaddr_storage *addr;
+	struct dns_ptr	*ptr;
 };
 
 /* A look-up's callback: status is an enum dns_status, res is never NULL
@@ -137,6 +147,14 @@ int	dns_lookup_sync(struct dns_resolver *r, const char *name,
 void	dns_result_free(struct dns_result **resp);
 
 int	dns_name_valid(const char *name);
+/*
+ * dns_reverse_name - the PTR query name of an address (AF_INET: 4 bytes,
+ * "d.c.b.a.in-addr.arpa"; AF_INET6: 16 bytes, 32 nibbles + "ip6.arpa")
+ * into buf (at least 74 bytes); 0, or -1 for another family or a short
+ * buffer.
+ */
+int	dns_reverse_name(int family, const void *addr, char *buf,
+	    size_t len);
 int	dns_rdata_parse(enum dns_type type, char *const *data, const int *len,
 	    struct dns_result *res);
 const char *dns_type_name(enum dns_type type);

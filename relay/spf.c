@@ -17,10 +17,10 @@
  * to the h_errno values libspf2 expects: NXDOMAIN -> HOST_NOT_FOUND,
  * NODATA -> NO_DATA, TEMPFAIL and PERMFAIL (timeout, SERVFAIL, malformed
  * answer) -> TRY_AGAIN, which libspf2 turns into temperror everywhere but
- * in its top-level record look-up (see below).  common/dns has no PTR:
- * PTR (and the obsolete type-99 SPF record, which libspf2 asks before
- * TXT) are answered NO_DATA without traffic, so "ptr" never matches and
- * %{p} is "unknown".
+ * in its top-level record look-up (see below).  PTR look-ups (the ptr
+ * mechanism and %{p}, which libspf2 validates by asking the names' A or
+ * AAAA) go to common/dns too; the obsolete type-99 SPF record is
+ * answered NO_DATA without traffic.
  *
  * libspf2 quirks handled here (Debian 12, libspf2 1.2.10):
  *  - A temporary DNS failure on the sender domain's own TXT look-up
@@ -39,6 +39,15 @@
  *    the check ends as temperror; memory libspf2 had in flight at that
  *    moment may leak (only on out-of-memory or a library bug).  Warning,
  *    info and debug messages go to our log at debug level.
+ *  - RFC 7208 rules libspf2 does not apply are applied here, in the
+ *    layer, by spf_record.c (spf_p.h): each SPF record is pre-checked
+ *    before libspf2 compiles it (redirect= beside all dropped, redirect=
+ *    moved last, exp= dropped, two redirect=/exp= or "a:" a permerror,
+ *    %{xN} spelled so libspf2 expands it right), and the look-ups of the
+ *    whole check are tallied (10 DNS terms over includes and redirects,
+ *    2 void look-ups, 10 MX names; PTR names past 10 are dropped).  A
+ *    rule broken makes this and every later look-up TRY_AGAIN, so
+ *    libspf2 stops, and map_result() turns the check into permerror.
  *  - The default local policy ("include:spf.trusted-forwarder.org") is
  *    disabled and the default explanation, a macro string, is replaced by
  *    a plain one: fewer macro expansions (CVE-2023-42118 is in macro
@@ -46,8 +55,9 @@
  *
  * SECURITY: SPF records, the HELO name and MAIL FROM come from the
  * network.  libspf2 parses the records (keep it patched; see the CVE
- * note above); look-ups are capped by libspf2 (10 DNS mechanisms, 10 MX
- * and PTR names) and by the per-check time budget.  Text copied into a
+ * note above); look-ups are capped by the tallies above (10 DNS terms,
+ * 2 void look-ups, 10 MX and PTR names per term) and by the per-check
+ * time budget.  Text copied into a
  * struct spf_result is made printable here, and spf_authres() quotes it
  * for the header.  libspf2 keeps no secrets of ours.
  *
@@ -88,6 +98,7 @@
 #include "dns.h"
 #include "log.h"
 #include "spf.h"
+#include "spf_p.h"
 #include "util.h"
 #include "wakeup.h"
 
@@ -137,6 +148,12 @@ struct spf_job {
 	SPF_record_t		*rec;
 	int			 tempfail;	/* a look-up failed temporarily */
 	char			 tempfail_why[128];
+	/* RFC 7208 rules enforced in the layer (spf_p.h): once permerror
+	 * is set every further look-up fails, libspf2 stops, and the
+	 * verdict is permerror whatever libspf2 says. */
+	struct spf_count	 count;
+	int			 permerror;
+	char			 permerror_why[128];
 	/* output */
 	struct spf_result	 res;
 };
@@ -234,27 +251,6 @@ handlers_install(void)
 
 /* --- names and text ------------------------------------------------------ */
 
-const char *
-spf_verdict_name(enum spf_verdict v)
-{
-	switch (v) {
-	case SPF_VERDICT_NONE:		return ("none");
-	case SPF_VERDICT_NEUTRAL:	return ("neutral");
-	case SPF_VERDICT_PASS:		return ("pass");
-	case SPF_VERDICT_FAIL:		return ("fail");
-	case SPF_VERDICT_SOFTFAIL:	return ("softfail");
-	case SPF_VERDICT_TEMPERROR:	return ("temperror");
-	case SPF_VERDICT_PERMERROR:	return ("permerror");
-	}
-	return ("temperror");
-}
-
-const char *
-spf_identity_name(enum spf_identity id)
-{
-	return (id == SPF_ID_HELO ? "helo" : "mailfrom");
-}
-
 /* printable - peer text into dst, bytes outside printable ASCII as \xHH */
 static void
 printable(char *dst, size_t dstlen, const char *src)
@@ -323,115 +319,6 @@ explain_verdict(struct spf_result *r, const char *detail)
 	}
 }
 
-/* --- RFC 8601 output ----------------------------------------------------- */
-
-struct out {
-	char	*buf;
-	size_t	 len;
-	size_t	 pos;
-	int	 full;
-};
-
-static void
-out_c(struct out *o, char c)
-{
-	if (o->pos + 1 >= o->len) {
-		o->full = 1;
-		return;
-	}
-	o->buf[o->pos++] = c;
-	o->buf[o->pos] = '\0';
-}
-
-static void
-out_s(struct out *o, const char *s)
-{
-	while (*s != '\0')
-		out_c(o, *s++);
-}
-
-/* is_token_char - RFC 2045 token: CHAR minus SPACE, CTLs and tspecials */
-static int
-is_token_char(unsigned char c)
-{
-	if (c <= 0x20 || c >= 0x7f)
-		return (0);
-	return (strchr("()<>@,;:\\\"/[]?=", c) == NULL);
-}
-
-/* out_value - an RFC 8601 pvalue: a token as is, else a quoted-string */
-static void
-out_value(struct out *o, const char *s)
-{
-	const char *p;
-	int token = *s != '\0';
-
-	for (p = s; *p != '\0' && token; p++)
-		token = is_token_char((unsigned char)*p);
-	if (token) {
-		out_s(o, s);
-		return;
-	}
-	out_c(o, '"');
-	for (p = s; *p != '\0'; p++) {
-		unsigned char c = (unsigned char)*p;
-
-		if (c < 0x20 || c >= 0x7f)
-			c = '?';
-		if (c == '"' || c == '\\')
-			out_c(o, '\\');
-		out_c(o, (char)c);
-	}
-	out_c(o, '"');
-}
-
-/*
- * out_comment - an RFC 5322 comment; ( ) \ escaped as quoted-pairs.  A
- * '"' is legal in a comment but becomes '\'': header code that looks
- * for quoted-strings without tracking comments cannot be misled.
- */
-static void
-out_comment(struct out *o, const char *s)
-{
-	out_c(o, '(');
-	for (; *s != '\0'; s++) {
-		unsigned char c = (unsigned char)*s;
-
-		if (c < 0x20 || c >= 0x7f)
-			c = '?';
-		if (c == '"')
-			c = '\'';
-		if (c == '(' || c == ')' || c == '\\')
-			out_c(o, '\\');
-		out_c(o, (char)c);
-	}
-	out_c(o, ')');
-}
-
-int
-spf_authres(const struct spf_result *r, char *buf, size_t len)
-{
-	struct out o = { buf, len, 0, 0 };
-
-	if (len == 0)
-		return (-1);
-	buf[0] = '\0';
-	out_s(&o, "spf=");
-	out_s(&o, spf_verdict_name(r->verdict));
-	if (r->explanation[0] != '\0') {
-		out_c(&o, ' ');
-		out_comment(&o, r->explanation);
-	}
-	out_s(&o, r->identity == SPF_ID_HELO ? " smtp.helo=" :
-	    " smtp.mailfrom=");
-	out_value(&o, r->domain);
-	if (o.full) {
-		buf[0] = '\0';
-		return (-1);
-	}
-	return ((int)o.pos);
-}
-
 /* --- the DNS layer ------------------------------------------------------- */
 
 /* job_expired - the check ran out of its budget, or nobody waits for it */
@@ -467,17 +354,121 @@ job_tempfail(struct spf_job *job, const char *name, ns_type type,
 	    SPF_strrrtype(type), name, why);
 }
 
+static void
+job_permerror(struct spf_job *job, const char *why)
+{
+	if (job == NULL || job->permerror)
+		return;
+	job->permerror = 1;
+	str_copy(job->permerror_why, why, sizeof(job->permerror_why));
+}
+
 /*
- * rr_fill - copy a DNS_OK answer into rr (rr_type already set); -1 on
- * out of memory.  TXT: libspf2 wants a C string, so a NUL inside a TXT
- * record becomes DEL, which no SPF record may contain (the record then
- * fails to compile instead of being cut short).
+ * struct macro_vals - text behind a struct spf_macro_env: the values of
+ * %{s}, %{l}, %{o}, %{h}, %{i} and %{v} for one job (section 7.3).
+ */
+struct macro_vals {
+	char		 s[SPF_SENDER_MAX + 16];
+	char		 l[SPF_SENDER_MAX + 16];
+	char		 i[72];
+};
+
+/* macro_env - env for a record of domain d, checked by job */
+static void
+macro_env(const struct spf_job *job, const char *d, struct macro_vals *mv,
+    struct spf_macro_env *env)
+{
+	const char *at;
+	int k, o = 0;
+
+	memset(env, 0, sizeof(*env));
+	if (job->mail_from[0] != '\0')
+		str_copy(mv->s, job->mail_from, sizeof(mv->s));
+	else
+		snprintf(mv->s, sizeof(mv->s), "postmaster@%s", job->helo);
+	str_copy(mv->l, mv->s, sizeof(mv->l));
+	if ((at = strrchr(mv->s, '@')) == NULL)
+		return;		/* cannot happen: leave every value unknown */
+	mv->l[at - mv->s] = '\0';
+	if (job->family == AF_INET)
+		inet_ntop(AF_INET, &job->v4, mv->i, sizeof(mv->i));
+	else
+		for (k = 0; k < 16; k++)
+			o += snprintf(mv->i + o, sizeof(mv->i) - (size_t)o,
+			    "%s%x.%x", k ? "." : "", job->v6.s6_addr[k] >> 4,
+			    job->v6.s6_addr[k] & 0xf);
+	env->v['d' - 'a'] = d;
+	env->v['s' - 'a'] = mv->s;
+	env->v['l' - 'a'] = mv->l;
+	env->v['o' - 'a'] = at + 1;
+	env->v['h' - 'a'] = job->helo[0] != '\0' ? job->helo : "unknown";
+	env->v['i' - 'a'] = mv->i;
+	env->v['v' - 'a'] = job->family == AF_INET ? "in-addr" : "ip6";
+}
+
+/*
+ * txt_fill - one TXT string of domain into rr slot n, through the record
+ * pre-check (spf_p.h); -1 on out of memory, -2 when the record is a
+ * permerror (job->permerror set).
  */
 static int
-rr_fill(SPF_dns_rr_t *rr, const struct dns_result *res)
+txt_fill(struct spf_job *job, SPF_dns_rr_t *rr, int n, const char *domain,
+    const struct dns_txt *t)
+{
+	struct spf_macro_env env;
+	struct macro_vals mv;
+	char why[128], *d, *out;
+	size_t k;
+	int rc = 0;
+
+	if (SPF_dns_rr_buf_realloc(rr, n, t->len + 1) != SPF_E_SUCCESS)
+		return (-1);
+	d = rr->rr[n]->txt;
+	for (k = 0; k < t->len; k++)
+		d[k] = t->data[k] ? (char)t->data[k] : '\x7f';
+	d[t->len] = '\0';
+	if (!spf_is_record(d))
+		return (0);
+	if ((out = malloc(SPF_PRE_OUTLEN(t->len))) == NULL)
+		return (-1);
+	if (job != NULL)
+		macro_env(job, domain, &mv, &env);
+	switch (spf_record_precheck(d, job != NULL ? &env : NULL, out,
+	    SPF_PRE_OUTLEN(t->len), why, sizeof(why))) {
+	case SPF_PRE_KEEP:
+		break;
+	case SPF_PRE_REWRITTEN:
+		k = strlen(out);
+		if (k > t->len && SPF_dns_rr_buf_realloc(rr, n, k + 1) !=
+		    SPF_E_SUCCESS) {
+			rc = -1;
+			break;
+		}
+		memcpy(rr->rr[n]->txt, out, k + 1);
+		break;
+	case SPF_PRE_PERMERROR:
+		job_permerror(job, why);
+		rc = -2;
+		break;
+	}
+	free(out);
+	return (rc);
+}
+
+/*
+ * rr_fill - copy a DNS_OK answer into rr (rr_type already set); -1 on
+ * out of memory, -2 when an SPF record in it is a permerror.  TXT:
+ * libspf2 wants a C string, so a NUL inside a TXT record becomes DEL,
+ * which no SPF record may contain (the record then fails to compile
+ * instead of being cut short).  PTR: the first SPF_NAMES_MAX names only
+ * (RFC 7208 4.6.4: the rest MUST be ignored; libspf2 would permerror).
+ */
+static int
+rr_fill(struct spf_job *job, SPF_dns_rr_t *rr, const char *domain,
+    const struct dns_result *res)
 {
 	size_t i;
-	int n = 0;
+	int n = 0, rc;
 
 	for (i = 0; i < res->count && n < INT16_MAX; i++) {
 		switch (rr->rr_type) {
@@ -510,18 +501,20 @@ rr_fill(SPF_dns_rr_t *rr, const struct dns_result *res)
 			memcpy(rr->rr[n++]->mx, res->mx[i].host, l + 1);
 			break;
 		}
-		case ns_t_txt: {
-			const struct dns_txt *t = &res->txt[i];
-			char *d;
-			size_t k;
+		case ns_t_txt:
+			if ((rc = txt_fill(job, rr, n, domain, &res->txt[i])) != 0)
+				return (rc);
+			n++;
+			break;
+		case ns_t_ptr: {
+			size_t l = strlen(res->ptr[i].host);
 
-			if (SPF_dns_rr_buf_realloc(rr, n, t->len + 1) !=
+			if (n >= SPF_NAMES_MAX)
+				break;
+			if (SPF_dns_rr_buf_realloc(rr, n, l + 1) !=
 			    SPF_E_SUCCESS)
 				return (-1);
-			d = rr->rr[n++]->txt;
-			for (k = 0; k < t->len; k++)
-				d[k] = t->data[k] ? (char)t->data[k] : '\x7f';
-			d[t->len] = '\0';
+			memcpy(rr->rr[n++]->ptr, res->ptr[i].host, l + 1);
 			break;
 		}
 		default:
@@ -549,19 +542,26 @@ layer_lookup(SPF_dns_server_t *layer, const char *domain, ns_type rr_type,
 	SPF_dns_rr_t *rr;
 	enum dns_type type;
 	const char *why;
-	int status, herrno;
+	char limit[128];
+	int status, herrno, rc;
 
-	(void)should_cache;	/* common/dns caches by TTL */
+	/* common/dns caches by TTL; should_cache tells a %{p} look-up
+	 * from the ptr mechanism's (spf_count_query()). */
 	switch (rr_type) {
 	case ns_t_a:	type = DNS_A;		break;
 	case ns_t_aaaa:	type = DNS_AAAA;	break;
 	case ns_t_mx:	type = DNS_MX;		break;
 	case ns_t_txt:	type = DNS_TXT;		break;
+	case ns_t_ptr:	type = DNS_PTR;		break;
 	default:
-		/* PTR and type 99: not asked (see the file comment) */
+		/* type 99 (obsolete): not asked (see the file comment) */
 		return (SPF_dns_rr_new_init(layer, domain, rr_type, 0,
 		    NO_DATA));
 	}
+	/* After a permerror every look-up fails, so libspf2 stops. */
+	if (job != NULL && job->permerror)
+		return (SPF_dns_rr_new_init(layer, domain, rr_type, 0,
+		    TRY_AGAIN));
 	/* A name no resolver could ask for (a bad macro expansion): no
 	 * such name, as RFC 7208 4.3/4.6.4 would have it. */
 	if (!dns_name_valid(domain))
@@ -572,8 +572,21 @@ layer_lookup(SPF_dns_server_t *layer, const char *domain, ns_type rr_type,
 		return (SPF_dns_rr_new_init(layer, domain, rr_type, 0,
 		    TRY_AGAIN));
 	}
+	if (job != NULL && spf_count_query(&job->count, type, domain,
+	    should_cache, limit, sizeof(limit)) == -1) {
+		job_permerror(job, limit);
+		return (SPF_dns_rr_new_init(layer, domain, rr_type, 0,
+		    TRY_AGAIN));
+	}
 	if (chk->fn(chk->fn_ctx, domain, type, &res, &status) == -1)
 		return (NULL);
+	if (job != NULL && spf_count_answer(&job->count, type, status, res,
+	    limit, sizeof(limit)) == -1) {
+		job_permerror(job, limit);
+		dns_result_free(&res);
+		return (SPF_dns_rr_new_init(layer, domain, rr_type, 0,
+		    TRY_AGAIN));
+	}
 	switch (status) {
 	case DNS_OK:		herrno = NETDB_SUCCESS;		break;
 	case DNS_NXDOMAIN:	herrno = HOST_NOT_FOUND;	break;
@@ -591,9 +604,10 @@ layer_lookup(SPF_dns_server_t *layer, const char *domain, ns_type rr_type,
 	    res != NULL ? (int)(res->ttl > INT32_MAX ? INT32_MAX : res->ttl) :
 	    0, herrno);
 	if (rr != NULL && herrno == NETDB_SUCCESS && res != NULL &&
-	    rr_fill(rr, res) == -1) {
+	    (rc = rr_fill(job, rr, domain, res)) != 0) {
 		SPF_dns_rr_free(rr);
-		rr = NULL;
+		rr = rc == -2 ? SPF_dns_rr_new_init(layer, domain, rr_type, 0,
+		    TRY_AGAIN) : NULL;
 	}
 	dns_result_free(&res);
 	return (rr);
@@ -663,6 +677,10 @@ map_result(struct spf_job *job, SPF_response_t *resp, SPF_errcode_t rc,
 		err = rc;
 
 	*detail_r = NULL;
+	if (job->permerror) {
+		*detail_r = job->permerror_why;
+		return (SPF_VERDICT_PERMERROR);
+	}
 	switch (result) {
 	case SPF_RESULT_PASS:		return (SPF_VERDICT_PASS);
 	case SPF_RESULT_FAIL:		return (SPF_VERDICT_FAIL);

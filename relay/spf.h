@@ -39,9 +39,15 @@
  * apply).  A timeout, SERVFAIL or malformed answer anywhere in the
  * evaluation makes the verdict temperror, never none or neutral; so does
  * an internal libspf2 error (its error handler is replaced: nothing in
- * libspf2 can abort() the daemon).  PTR look-ups are not available in
- * common/dns: the "ptr" mechanism never matches and the %{p} macro
- * expands to "unknown" (RFC 7208 section 5.5 discourages "ptr" anyway).
+ * libspf2 can abort() the daemon).  The "ptr" mechanism and the %{p}
+ * macro use PTR look-ups and accept only forward-confirmed names
+ * (section 5.5).  On top of libspf2 (see spf.c): redirect= is ignored in
+ * a record with an "all" mechanism and applies only after every
+ * mechanism (6.1); two redirect= or exp= modifiers are a permerror (6);
+ * more than 10 DNS-querying terms over the whole check (includes and
+ * redirects count), more than 2 void look-ups or more than 10 MX names
+ * are a permerror (4.6.4).  exp= is never looked up: the explanation is
+ * not used.
  * A whole check is bounded by spf_checker_set_timeout() (default
  * SPF_TIMEOUT_DEFAULT_MS): look-ups that would start after it are
  * answered as temporary failures.

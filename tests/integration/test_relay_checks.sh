@@ -16,14 +16,15 @@
 #       another authserv-id is kept as it was;
 #   spf = reject-fail: fail -> 550 5.7.23, temperror -> 451 4.7.0 (never
 #       a permanent refusal), pass and softfail accepted; nothing refused
-#       reaches the sink.
+#       reaches the sink; a redirect= beside -all is ignored (RFC 7208
+#       6.1), so a sender it would have let through gets 550.
 . "$top_srcdir/tests/integration/lib.sh"
 
 require_cmd smtp-sink dnsmasq openssl "$LIB_PYTHON"
 TOOL=$top_builddir/tests/integration/dkim_tool
 [ -x "$TOOL" ] || { echo "Bail out! $TOOL not built"; exit 1; }
 
-plan 34
+plan 35
 
 M=$T/msg
 STATE=$T/state
@@ -272,6 +273,7 @@ TXT fail.test "v=spf1 ip4:192.0.2.0/24 -all"
 TXT soft.test "v=spf1 ip4:192.0.2.0/24 ~all"
 TXT nospf.test "site-verification=abc"
 TXT incslow.test "v=spf1 include:slow.test -all"
+TXT redirall.test "v=spf1 ip4:192.0.2.1 redirect=pass.test -all"
 TIMEOUT slow.test
 TXT example.test "v=spf1 ip4:127.0.0.1 -all"
 TXT r2048._domainkey.example.test "$RSA_REC"
@@ -426,6 +428,10 @@ mk rjsoft a@soft.test
 check_output "SPF fail: 550 5.7.23" 550 eval \
 	'r=$(send -p "$PORT2" a@fail.test bob@example.net rjfail); echo "$r" >&2;
 	case $r in *" 550 5.7.23"*) echo 550 ;; *) echo "$r" ;; esac'
+mk rjredir a@redirall.test
+check_output "SPF redirect= beside -all ignored: fail, 550 5.7.23" 550 eval \
+	'r=$(send -p "$PORT2" a@redirall.test bob@example.net rjredir); echo "$r" >&2;
+	case $r in *" 550 5.7.23"*) echo 550 ;; *) echo "$r" ;; esac'
 check_output "SPF temperror: 451 4.7.0, never a 5xx" 451 eval \
 	'r=$(send -p "$PORT2" a@incslow.test bob@example.net rjtemp); echo "$r" >&2;
 	case $r in *" 451 4.7.0"*) echo 451 ;; *) echo "$r" ;; esac'
@@ -436,6 +442,6 @@ check "SPF pass and softfail: accepted and delivered" eval \
 	case $r in "DATA 250 "*) ;; *) false ;; esac &&
 	sink_file rjpass >/dev/null && sink_file rjsoft >/dev/null'
 check "the refused messages never reached the sink" eval \
-	'sleep 1; ! grep -l -x -e "X-Case: rjfail" -e "X-Case: rjtemp" "$SINK_DIR"/msg.* 2>/dev/null'
+	'sleep 1; ! grep -l -x -e "X-Case: rjfail" -e "X-Case: rjtemp" -e "X-Case: rjredir" "$SINK_DIR"/msg.* 2>/dev/null'
 
 done_testing

@@ -4,7 +4,11 @@
 # every verdict, libspf2's "invalid" quirk on a sender domain that never
 # answers, an include: that times out (temperror within the resolver's
 # timeout), the HELO identity for <>, a loopback client, cancellation,
-# 50 concurrent checks on a pool of 4 workers, and valgrind.
+# 50 concurrent checks on a pool of 4 workers, and valgrind.  Then the
+# RFC 7208 rules relay/spf adds to libspf2 (relay/spf_record.c): redirect=
+# beside all (6.1), two redirect=/exp= (6), more than two void look-ups
+# and more than ten DNS terms over includes (4.6.4), and ptr / %{p}
+# through real PTR answers (5.5, 7.3).
 . "$top_srcdir/tests/integration/lib.sh"
 
 require_cmd dnsmasq
@@ -15,7 +19,7 @@ probe() {
 	timeout -k 5 60 "$P" "$@"
 }
 
-plan 19
+plan 31
 
 RECORDS=$T/records
 cat >"$RECORDS" <<'EOF'
@@ -37,6 +41,25 @@ A host.a.test 198.51.100.30
 AAAA host.a.test 2001:db8:a::30
 TXT mta.helo.test "v=spf1 ip4:192.0.2.0/24 -all"
 TIMEOUT slow.test
+TXT redirall.test "v=spf1 ip4:192.0.2.1 redirect=open.test -all"
+TXT open.test "v=spf1 +all"
+TXT tworedir.test "v=spf1 redirect=open.test redirect=pass.test"
+TXT twoexp.test "v=spf1 ip4:192.0.2.0/24 exp=e1.test exp=e2.test -all"
+TXT void2.test "v=spf1 a:nx1.test mx:host.a.test +all"
+TXT void3.test "v=spf1 a:nx1.test mx:host.a.test exists:nx2.test +all"
+TXT terms.test "v=spf1 include:t1.test include:t2.test include:t3.test -all"
+TXT t1.test "v=spf1 a:host.a.test a:host.a.test a:host.a.test ?all"
+TXT t2.test "v=spf1 a:host.a.test a:host.a.test a:host.a.test ?all"
+TXT t3.test "v=spf1 a:host.a.test a:host.a.test a:host.a.test ?all"
+TXT ptr.test "v=spf1 ptr:good.test -all"
+TXT ptrself.test "v=spf1 ptr -all"
+TXT pmacro.test "v=spf1 exists:%{p}.p.test -all"
+PTR 5.2.0.192.in-addr.arpa mta.good.test
+PTR 6.2.0.192.in-addr.arpa mta.good.test
+PTR 7.2.0.192.in-addr.arpa mta.ptrself.test
+A mta.good.test 192.0.2.5
+A mta.ptrself.test 192.0.2.7
+A mta.good.test.p.test 127.0.0.2
 EOF
 check "dnsmasq starts" start_dns <"$RECORDS"
 S=127.0.0.1:$DNS_PORT
@@ -75,6 +98,35 @@ check_output "<>: the HELO identity" \
 	probe -t 1500 "$S" "192.0.2.10,mta.helo.test,"
 check_output "a loopback client gets no free pass" fail \
 	verdict 127.0.0.1 h.test a@pass.test
+
+# --- RFC 7208 rules on top of libspf2 -------------------------------------
+
+check_output "6.1: redirect= beside -all is ignored: fail" fail \
+	verdict 198.51.100.1 h.test a@redirall.test
+check_output "6.1: ... while the record's own ip4 still passes" pass \
+	verdict 192.0.2.1 h.test a@redirall.test
+check_output "6: two redirect= modifiers: permerror" \
+	"permerror spf=permerror (permanent error in the SPF record of a@tworedir.test: more than one redirect= modifier) smtp.mailfrom=tworedir.test" \
+	probe -t 1500 "$S" "192.0.2.10,h.test,a@tworedir.test"
+check_output "6: two exp= modifiers: permerror, though ip4 matches" \
+	permerror verdict 192.0.2.10 h.test a@twoexp.test
+check_output "4.6.4: two void look-ups (NXDOMAIN, NODATA) are allowed" \
+	pass verdict 198.51.100.1 h.test a@void2.test
+check_output "4.6.4: a third void look-up: permerror" \
+	"permerror spf=permerror (permanent error in the SPF record of a@void3.test: more than 2 void look-ups) smtp.mailfrom=void3.test" \
+	probe -t 1500 "$S" "198.51.100.1,h.test,a@void3.test"
+check_output "4.6.4: 12 DNS terms over three includes: permerror" \
+	permerror verdict 198.51.100.1 h.test a@terms.test
+check_output "5.5: ptr:domain matches a forward-confirmed PTR name" pass \
+	verdict 192.0.2.5 h.test a@ptr.test
+check_output "5.5: ptr:domain: a PTR name that does not confirm: fail" \
+	fail verdict 192.0.2.6 h.test a@ptr.test
+check_output "5.5: bare ptr matches a name under the sender domain" pass \
+	verdict 192.0.2.7 h.test a@ptrself.test
+check_output "7.3: %{p} is the validated PTR name" pass \
+	verdict 192.0.2.5 h.test a@pmacro.test
+check_output "7.3: %{p} is \"unknown\" without a validated name" fail \
+	verdict 192.0.2.6 h.test a@pmacro.test
 
 # timed CMD... - run CMD, print its output, then "elapsed_ms N"
 timed() {

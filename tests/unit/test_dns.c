@@ -71,6 +71,11 @@ static const struct rdata_case {
 	{ DNS_AAAA, R("\x20\x01\x0d\xb8\0\0\0\0\0\0\0\0\0\0\0\x01"), 1,
 	    "2001:db8::1", 0, 0 },
 	{ DNS_AAAA, R("\xc0\x00\x02\x01"), 0, NULL, 0, 0 },
+	/* PTR: one host name, the same rules as an MX host */
+	{ DNS_PTR, R("\x04host\x07""example\x04test\x00"), 1,
+	    "host.example.test", 0, 0 },
+	{ DNS_PTR, R("\x04host\xc0\x0c"), 0, NULL, 0, 0 },
+	{ DNS_PTR, R("\x04ho"), 0, NULL, 0, 0 },
 	/* no rdata for the pseudo type */
 	{ DNS_ADDR, R("\xc0\x00\x02\x01"), 0, NULL, 0, 0 },
 };
@@ -95,7 +100,8 @@ test_rdata_table(void **state)
 			fail_msg("case %zu: parse %s (%s)", i,
 			    rc == 0 ? "accepted" : "refused", res.why);
 		if (!c->ok) {
-			if (res.count != 0 || res.mx || res.txt || res.addr)
+			if (res.count != 0 || res.mx || res.txt || res.addr ||
+			    res.ptr)
 				fail_msg("case %zu: records left on failure", i);
 			if (res.why[0] == '\0')
 				fail_msg("case %zu: no reason", i);
@@ -108,6 +114,11 @@ test_rdata_table(void **state)
 			if (strcmp(res.mx[0].host, c->want) != 0)
 				fail_msg("case %zu: host %s", i,
 				    res.mx[0].host);
+			break;
+		case DNS_PTR:
+			if (strcmp(res.ptr[0].host, c->want) != 0)
+				fail_msg("case %zu: PTR %s", i,
+				    res.ptr[0].host);
 			break;
 		case DNS_TXT:
 			assert_int_equal(res.txt[0].len, c->want_len);
@@ -134,6 +145,7 @@ test_rdata_table(void **state)
 			free(res.txt[0].data);
 		free(res.txt);
 		free(res.addr);
+		free(res.ptr);
 	}
 }
 
@@ -297,11 +309,30 @@ test_name_valid(void **state)
 }
 
 static void
+test_reverse_name(void **state)
+{
+	unsigned char v4[4] = { 192, 0, 2, 10 }, v6[16];
+	char buf[80];
+
+	(void)state;
+	assert_int_equal(dns_reverse_name(AF_INET, v4, buf, sizeof(buf)), 0);
+	assert_string_equal(buf, "10.2.0.192.in-addr.arpa");
+	assert_int_equal(inet_pton(AF_INET6, "2001:db8::ab", v6), 1);
+	assert_int_equal(dns_reverse_name(AF_INET6, v6, buf, sizeof(buf)), 0);
+	assert_string_equal(buf, "b.a.0.0.0.0.0.0.0.0.0.0.0.0.0.0."
+	    "0.0.0.0.0.0.0.0.8.b.d.0.1.0.0.2.ip6.arpa");
+	assert_int_equal(dns_name_valid(buf), 1);
+	assert_int_equal(dns_reverse_name(AF_INET6, v6, buf, 40), -1);
+	assert_int_equal(dns_reverse_name(AF_UNIX, v6, buf, sizeof(buf)), -1);
+}
+
+static void
 test_names_of_enums(void **state)
 {
 	(void)state;
 	assert_string_equal(dns_type_name(DNS_MX), "MX");
 	assert_string_equal(dns_type_name(DNS_ADDR), "ADDR");
+	assert_string_equal(dns_type_name(DNS_PTR), "PTR");
 	assert_string_equal(dns_status_name(DNS_NXDOMAIN), "NXDOMAIN");
 	assert_string_equal(dns_status_name(DNS_TEMPFAIL), "TEMPFAIL");
 	assert_string_equal(dns_status_name(42), "?");
@@ -520,6 +551,7 @@ main(void)
 		cmocka_unit_test(test_rdata_txt_partial_failure),
 		cmocka_unit_test(test_name_valid),
 		cmocka_unit_test(test_names_of_enums),
+		cmocka_unit_test(test_reverse_name),
 		cmocka_unit_test(test_resolver_options),
 		cmocka_unit_test(test_timeout_cancel_free),
 	};

@@ -15,6 +15,10 @@
  *            per-check time budget, freeing the checker with checks in
  *            flight and from inside a callback, argument errors.
  *   authres  the RFC 8601 text: quoting, comment escaping, truncation.
+ *   rules    spf_record.c's record pre-check and look-up tallies (RFC
+ *            7208 sections 4.6.4 and 6), alone and through the fake
+ *            rows (redirect beside all, duplicate modifiers, void
+ *            look-ups, the 10-term limit over includes, ptr and %{p}).
  * Real DNS (dnsmasq) is tests/integration/test_spf.sh.
  */
 
@@ -45,6 +49,7 @@
 #include "dns.h"
 #include "log.h"
 #include "spf.h"
+#include "spf_p.h"
 
 /* --- running checks ------------------------------------------------------ */
 
@@ -356,7 +361,8 @@ struct fake_rec {
 	const char	*name;
 	enum dns_type	 type;
 	int		 status;	/* enum dns_status, or -1: return -1 */
-	const char	*data[3];	/* TXT strings, addresses, "pref host" */
+	const char	*data[12];	/* TXT strings, addresses, "pref host",
+					 * PTR names */
 	int		 delay_ms;
 };
 
@@ -381,10 +387,10 @@ static const struct fake_rec fake_recs[] = {
 	{ "slow.test", DNS_TXT, DNS_TEMPFAIL, { NULL }, 300 },
 	{ "chain.test", DNS_TXT, DNS_OK, { "v=spf1 a:s1.test a:s2.test "
 	    "a:s3.test a:s4.test -all" }, 0 },
-	{ "s1.test", DNS_A, DNS_NODATA, { NULL }, 150 },
-	{ "s2.test", DNS_A, DNS_NODATA, { NULL }, 150 },
-	{ "s3.test", DNS_A, DNS_NODATA, { NULL }, 150 },
-	{ "s4.test", DNS_A, DNS_NODATA, { NULL }, 150 },
+	{ "s1.test", DNS_A, DNS_OK, { "10.0.0.1" }, 150 },
+	{ "s2.test", DNS_A, DNS_OK, { "10.0.0.1" }, 150 },
+	{ "s3.test", DNS_A, DNS_OK, { "10.0.0.1" }, 150 },
+	{ "s4.test", DNS_A, DNS_OK, { "10.0.0.1" }, 150 },
 	{ "gate.test", DNS_TXT, DNS_NODATA, { NULL }, -1 },
 	{ "oom.test", DNS_TXT, -1, { NULL }, 0 },
 	{ "nul.test", DNS_TXT, DNS_OK, { "v=spf1 +all\x01" }, 0 },
@@ -397,6 +403,59 @@ static const struct fake_rec fake_recs[] = {
 	{ "helomacro.test", DNS_TXT, DNS_OK, { "v=spf1 exists:%{h}.e.test "
 	    "-all" }, 0 },
 	{ "unknown.e.test", DNS_A, DNS_OK, { "127.0.0.2" }, 0 },
+	/* RFC 7208 rules our layer adds to libspf2 (spf_p.h) */
+	{ "redirall.test", DNS_TXT, DNS_OK, { "v=spf1 ip4:192.0.2.1 "
+	    "redirect=open.test -all" }, 0 },
+	{ "open.test", DNS_TXT, DNS_OK, { "v=spf1 +all" }, 0 },
+	{ "redirfirst.test", DNS_TXT, DNS_OK, { "v=spf1 redirect=closed.test "
+	    "ip4:192.0.2.1" }, 0 },
+	{ "closed.test", DNS_TXT, DNS_OK, { "v=spf1 -all" }, 0 },
+	{ "tworedir.test", DNS_TXT, DNS_OK, { "v=spf1 redirect=open.test "
+	    "redirect=open.test" }, 0 },
+	{ "twoexp.test", DNS_TXT, DNS_OK, { "v=spf1 ip4:192.0.2.1 "
+	    "exp=e1.test exp=e2.test -all" }, 0 },
+	{ "inctwoexp.test", DNS_TXT, DNS_OK, { "v=spf1 ip4:192.0.2.1 "
+	    "include:twoexp.test -all" }, 0 },
+	{ "expsrv.test", DNS_TXT, DNS_OK, { "v=spf1 a:v1.test a:v2.test "
+	    "-all exp=v3.test" }, 0 },
+	{ "void2.test", DNS_TXT, DNS_OK, { "v=spf1 a:v1.test mx:v2.test "
+	    "+all" }, 0 },
+	{ "void3.test", DNS_TXT, DNS_OK, { "v=spf1 a:v1.test mx:v2.test "
+	    "exists:v3.test +all" }, 0 },
+	{ "v2.test", DNS_A, DNS_OK, { "10.0.0.1" }, 0 },
+	{ "ptrok.test", DNS_TXT, DNS_OK, { "v=spf1 ptr:good.test -all" },
+	    0 },
+	{ "5.2.0.192.in-addr.arpa", DNS_PTR, DNS_OK, { "host.bad.test",
+	    "host.good.test" }, 0 },
+	{ "6.2.0.192.in-addr.arpa", DNS_PTR, DNS_OK, { "host.good.test" },
+	    0 },
+	{ "7.2.0.192.in-addr.arpa", DNS_PTR, DNS_OK, { "h.test", "h.test",
+	    "h.test", "h.test", "h.test", "h.test", "h.test", "h.test",
+	    "h.test", "h.test", "host2.good.test" }, 0 },
+	{ "8.2.0.192.in-addr.arpa", DNS_PTR, DNS_OK, { "host3.good.test" },
+	    0 },
+	{ "host3.good.test", DNS_A, DNS_OK, { "192.0.2.8" }, 0 },
+	{ "host.good.test", DNS_A, DNS_OK, { "192.0.2.5" }, 0 },
+	{ "host.bad.test", DNS_A, DNS_OK, { "192.0.2.5" }, 0 },
+	{ "host2.good.test", DNS_A, DNS_OK, { "192.0.2.7" }, 0 },
+	{ "pmacro.test", DNS_TXT, DNS_OK, { "v=spf1 exists:%{p}.p.test "
+	    "-all" }, 0 },
+	{ "host3.good.test.p.test", DNS_A, DNS_OK, { "127.0.0.2" }, 0 },
+	{ "terms.test", DNS_TXT, DNS_OK, { "v=spf1 include:t1.test "
+	    "include:t2.test include:t3.test -all" }, 0 },
+	{ "t1.test", DNS_TXT, DNS_OK, { "v=spf1 a:h.test a:h.test a:h.test "
+	    "?all" }, 0 },
+	{ "t2.test", DNS_TXT, DNS_OK, { "v=spf1 a:h.test a:h.test a:h.test "
+	    "?all" }, 0 },
+	{ "t3.test", DNS_TXT, DNS_OK, { "v=spf1 a:h.test a:h.test a:h.test "
+	    "?all" }, 0 },
+	{ "terms10.test", DNS_TXT, DNS_OK, { "v=spf1 include:t1.test "
+	    "include:t2.test a:h.test a:h.test -all" }, 0 },
+	{ "h.test", DNS_A, DNS_OK, { "10.0.0.1" }, 0 },
+	{ "mx11.test", DNS_TXT, DNS_OK, { "v=spf1 mx -all" }, 0 },
+	{ "mx11.test", DNS_MX, DNS_OK, { "1 h.test", "2 h.test", "3 h.test",
+	    "4 h.test", "5 h.test", "6 h.test", "7 h.test", "8 h.test",
+	    "9 h.test", "10 h.test", "11 h.test" }, 0 },
 };
 
 static atomic_int fake_calls;
@@ -416,6 +475,10 @@ fake_add(struct dns_result *res, enum dns_type type, const char *s)
 		/* \x01 stands for a NUL byte inside the record */
 		if (strchr(s, '\x01') != NULL)
 			*strchr((char *)res->txt[n].data, '\x01') = '\0';
+		break;
+	case DNS_PTR:
+		res->ptr = realloc(res->ptr, (n + 1) * sizeof(*res->ptr));
+		snprintf(res->ptr[n].host, sizeof(res->ptr[n].host), "%s", s);
 		break;
 	case DNS_MX:
 		res->mx = realloc(res->mx, (n + 1) * sizeof(*res->mx));
@@ -495,7 +558,7 @@ fake_fn(void *ctx, const char *name, enum dns_type type,
 			    "1000 ms");
 		if (f->status == DNS_PERMFAIL)
 			snprintf(res->why, sizeof(res->why), "bad rdata");
-		for (k = 0; k < 3 && f->data[k] != NULL; k++)
+		for (k = 0; k < 12 && f->data[k] != NULL; k++)
 			fake_add(res, type, f->data[k]);
 		*res_r = res;
 		return (0);
@@ -540,16 +603,65 @@ static const struct row fake_rows[] = {
 	    "x@nul.test", SPF_VERDICT_PERMERROR, NULL, NULL },
 	{ "exp= look-up failing keeps the fail", "192.0.2.1", "h.test",
 	    "x@exp.test", SPF_VERDICT_FAIL, NULL, NULL },
-	{ "ptr never matches (no PTR in common/dns)", "192.0.2.1", "h.test",
+	{ "ptr: no PTR record, no match", "192.0.2.1", "h.test",
 	    "x@ptr.test", SPF_VERDICT_FAIL, NULL, NULL },
-	{ "%{p} expands to \"unknown\"", "192.0.2.1", "h.test",
-	    "x@macro.test", SPF_VERDICT_PASS, NULL, NULL },
+	{ "%{p} without a PTR record expands to \"unknown\"", "192.0.2.1",
+	    "h.test", "x@macro.test", SPF_VERDICT_PASS, NULL, NULL },
 	{ "%{p} with another ip", "192.0.2.9", "h.test", "x@macro.test",
 	    SPF_VERDICT_FAIL, NULL, NULL },
 	{ "<>: HELO with a trailing dot", "192.0.2.1", "ok.test.", "",
 	    SPF_VERDICT_PASS, NULL, NULL },
 	{ "no HELO at all: %{h} is \"unknown\"", "192.0.2.1", "",
 	    "x@helomacro.test", SPF_VERDICT_PASS, NULL, NULL },
+	{ "6.1: redirect= ignored beside all: fail", "192.0.2.9", "h.test",
+	    "x@redirall.test", SPF_VERDICT_FAIL, NULL, NULL },
+	{ "6.1: the record's own mechanisms still match", "192.0.2.1",
+	    "h.test", "x@redirall.test", SPF_VERDICT_PASS, NULL, NULL },
+	{ "6.1: redirect= written first applies last", "192.0.2.1", "h.test",
+	    "x@redirfirst.test", SPF_VERDICT_PASS, NULL, NULL },
+	{ "6.1: ... and still applies", "192.0.2.9", "h.test",
+	    "x@redirfirst.test", SPF_VERDICT_FAIL, NULL, NULL },
+	{ "6: two redirect= modifiers: permerror", "192.0.2.9", "h.test",
+	    "x@tworedir.test", SPF_VERDICT_PERMERROR, NULL,
+	    "more than one redirect= modifier" },
+	{ "6: two exp= modifiers: permerror, even where ip4 matches",
+	    "192.0.2.1", "h.test", "x@twoexp.test", SPF_VERDICT_PERMERROR,
+	    NULL, "more than one exp= modifier" },
+	{ "6: two exp= in an included record: permerror", "192.0.2.9",
+	    "h.test", "x@inctwoexp.test", SPF_VERDICT_PERMERROR, NULL,
+	    "more than one exp=" },
+	{ "6: an included record is not fetched after a match", "192.0.2.1",
+	    "h.test", "x@inctwoexp.test", SPF_VERDICT_PASS, NULL, NULL },
+	{ "6.2: exp= is not looked up, so no third void", "192.0.2.9",
+	    "h.test", "x@expsrv.test", SPF_VERDICT_FAIL, NULL, NULL },
+	{ "4.6.4: two void look-ups are allowed", "192.0.2.9", "h.test",
+	    "x@void2.test", SPF_VERDICT_PASS, NULL, NULL },
+	{ "4.6.4: a third void look-up is a permerror", "192.0.2.9",
+	    "h.test", "x@void3.test", SPF_VERDICT_PERMERROR, NULL,
+	    "more than 2 void look-ups" },
+	{ "5.5: ptr matches a validated name", "192.0.2.8", "h.test",
+	    "x@ptrok.test", SPF_VERDICT_PASS, NULL, NULL },
+	{ "5.5: ptr: the second PTR name validates", "192.0.2.5", "h.test",
+	    "x@ptrok.test", SPF_VERDICT_PASS, NULL, NULL },
+	{ "5.5: ptr: a name whose A is elsewhere does not count",
+	    "192.0.2.6", "h.test", "x@ptrok.test", SPF_VERDICT_FAIL, NULL,
+	    NULL },
+	{ "5.5: ptr: no PTR record", "192.0.2.9", "h.test", "x@ptrok.test",
+	    SPF_VERDICT_FAIL, NULL, NULL },
+	{ "4.6.4: PTR names past the tenth are ignored", "192.0.2.7",
+	    "h.test", "x@ptrok.test", SPF_VERDICT_FAIL, NULL, NULL },
+	{ "7.3: %{p} is the validated name", "192.0.2.8", "h.test",
+	    "x@pmacro.test", SPF_VERDICT_PASS, NULL, NULL },
+	{ "7.3: %{p} is \"unknown\" when no name validates", "192.0.2.6",
+	    "h.test", "x@pmacro.test", SPF_VERDICT_FAIL, NULL, NULL },
+	{ "4.6.4: 10 DNS terms over includes are fine", "192.0.2.9",
+	    "h.test", "x@terms10.test", SPF_VERDICT_FAIL, NULL, NULL },
+	{ "4.6.4: 12 DNS terms over includes: permerror", "192.0.2.9",
+	    "h.test", "x@terms.test", SPF_VERDICT_PERMERROR, NULL,
+	    "more than 10 DNS-querying terms" },
+	{ "4.6.4: more than 10 MX records: permerror", "10.0.0.1", "h.test",
+	    "x@mx11.test", SPF_VERDICT_PERMERROR, NULL,
+	    "more than 10 MX records" },
 };
 
 static void
@@ -944,6 +1056,171 @@ test_authres(void **state)
 	assert_string_equal(spf_identity_name(SPF_ID_HELO), "helo");
 }
 
+/* --- spf_record.c on its own -------------------------------------------- */
+
+struct pre_row {
+	const char		*in;
+	enum spf_precheck	 want;
+	const char		*out;	/* REWRITTEN: the text; PERMERROR: why */
+};
+
+static const struct pre_row pre_rows[] = {
+	{ "v=spf1 -all", SPF_PRE_KEEP, NULL },
+	{ "site-verification=x redirect=a redirect=b", SPF_PRE_KEEP, NULL },
+	{ "v=spf10 redirect=a redirect=b", SPF_PRE_KEEP, NULL },
+	{ "v=spf1 a mx redirect=x.test", SPF_PRE_KEEP, NULL },
+	{ "v=spf1 ip4:192.0.2.1 redirect=x.test -all", SPF_PRE_REWRITTEN,
+	    "v=spf1 ip4:192.0.2.1 -all" },
+	{ "V=SPF1 REDIRECT=x.test ?ALL", SPF_PRE_REWRITTEN, "V=SPF1 ?ALL" },
+	{ "v=spf1 all redirect=x.test", SPF_PRE_REWRITTEN, "v=spf1 all" },
+	{ "v=spf1 redirect=x.test  a  mx", SPF_PRE_REWRITTEN,
+	    "v=spf1 a mx redirect=x.test" },
+	{ "v=spf1 a -all exp=why.test", SPF_PRE_REWRITTEN, "v=spf1 a -all" },
+	{ "v=spf1 a:all.test redirect=x.test", SPF_PRE_KEEP, NULL },
+	{ "v=spf1 include:all.test redirect=x.test", SPF_PRE_KEEP, NULL },
+	{ "v=spf1 redirect=a.test redirect=b.test", SPF_PRE_PERMERROR,
+	    "more than one redirect= modifier" },
+	{ "v=spf1 -all Exp=a.test exp=b.test", SPF_PRE_PERMERROR,
+	    "more than one exp= modifier" },
+	{ "v=spf1 a:x.test/24=1 redirect=x.test", SPF_PRE_KEEP, NULL },
+	{ "v=spf1 foo=1 foo=2 -all", SPF_PRE_KEEP, NULL },
+	{ "v=spf1", SPF_PRE_KEEP, NULL },
+	{ "v=spf1 a: -all", SPF_PRE_PERMERROR, "bad domain-spec in \"a:\"" },
+	{ "v=spf1 ?include: -all", SPF_PRE_PERMERROR,
+	    "bad domain-spec in \"?include:\"" },
+	{ "v=spf1 mx:/24 -all", SPF_PRE_PERMERROR,
+	    "bad domain-spec in \"mx:/24\"" },
+	{ "v=spf1 a:/24 -all x:", SPF_PRE_PERMERROR,
+	    "bad domain-spec in \"a:/24\"" },
+	{ "v=spf1 exists -all", SPF_PRE_PERMERROR,
+	    "bad domain-spec in \"exists\"" },
+	{ "v=spf1 a:192.0.2.1 -all", SPF_PRE_PERMERROR,
+	    "bad domain-spec in \"a:192.0.2.1\"" },
+	{ "v=spf1 a:localhost -all", SPF_PRE_PERMERROR,
+	    "bad domain-spec in \"a:localhost\"" },
+	{ "v=spf1 a:x.-test -all", SPF_PRE_PERMERROR,
+	    "bad domain-spec in \"a:x.-test\"" },
+	{ "v=spf1 mx:%{d}. -all", SPF_PRE_PERMERROR,
+	    "bad domain-spec in \"mx:%{d}.\"" },
+	{ "v=spf1 -all exp=", SPF_PRE_PERMERROR,
+	    "bad domain-spec in \"exp=\"" },
+	{ "v=spf1 redirect=x", SPF_PRE_PERMERROR,
+	    "bad domain-spec in \"redirect=x\"" },
+	{ "v=spf1 a:x.test. mx:x.te-st a:x.123-4 ptr ptr:x.test a/24 "
+	    "a:%{l/}.x.test/24//64 exists:%{i}.%{d} include:x.test%%",
+	    SPF_PRE_KEEP, NULL },
+	/* a length of 0 */
+	{ "v=spf1 ip4:192.0.2.1/0 -ip6:2001:db8::/0 -all", SPF_PRE_REWRITTEN,
+	    "v=spf1 ip4:0.0.0.0/1 ip4:128.0.0.0/1 -ip6:::/1 -ip6:8000::/1 "
+	    "-all" },
+	{ "v=spf1 ip4:192.0.2.1/00 ip4:300.0.0.1/0 -all", SPF_PRE_KEEP, NULL },
+	/* %{xN}: N dropped when it covers every part */
+	{ "v=spf1 exists:%{d2}.%{d1}.%{d3r}.x.test", SPF_PRE_REWRITTEN,
+	    "v=spf1 exists:%{d}.%{d1}.%{dr}.x.test" },
+	{ "v=spf1 exists:%{l2-}.%{l1-}.%{l2}.%{i4}.%{i3}.x", SPF_PRE_REWRITTEN,
+	    "v=spf1 exists:%{l-}.%{l1-}.%{l}.%{i}.%{i3}.x" },
+	{ "v=spf1 exists:%{p2}.%{d0}.%{d2x}.x.test", SPF_PRE_KEEP, NULL },
+	{ "v=spf1 exists:%%{d2}.x", SPF_PRE_KEEP, NULL },
+	{ "v=spf1 exists:%-%{d2}.x", SPF_PRE_REWRITTEN,
+	    "v=spf1 exists:%-%{d}.x" },
+};
+
+static void
+test_record_precheck(void **state)
+{
+	struct spf_macro_env env = { { NULL } };
+	char out[256], why[128];
+	size_t i;
+
+	(void)state;
+	env.v['d' - 'a'] = "mdom.test";
+	env.v['l' - 'a'] = "first-second";
+	env.v['i' - 'a'] = "192.0.2.1";
+	for (i = 0; i < sizeof(pre_rows) / sizeof(pre_rows[0]); i++) {
+		const struct pre_row *r = &pre_rows[i];
+		enum spf_precheck got;
+
+		why[0] = out[0] = '\0';
+		got = spf_record_precheck(r->in, &env, out, sizeof(out), why,
+		    sizeof(why));
+		if (got != r->want || (got == SPF_PRE_REWRITTEN &&
+		    strcmp(out, r->out) != 0) || (got == SPF_PRE_PERMERROR &&
+		    strcmp(why, r->out) != 0))
+			fail_msg("\"%s\": got %d \"%s\" \"%s\"", r->in, got,
+			    out, why);
+	}
+	/* no room: refused rather than cut */
+	assert_int_equal(spf_record_precheck("v=spf1 exp=x -all", NULL, out, 4,
+	    why,
+	    sizeof(why)), SPF_PRE_PERMERROR);
+}
+
+static void
+test_count(void **state)
+{
+	struct spf_count c;
+	struct dns_result mx = { 0 };
+	struct dns_mx hosts[11];
+	char why[128];
+	int i;
+
+	(void)state;
+	memset(&c, 0, sizeof(c));
+	/* the identity's own TXT is free, then 10 terms, the 11th fails */
+	assert_int_equal(spf_count_query(&c, DNS_TXT, "d.test", 1, why,
+	    sizeof(why)), 0);
+	for (i = 0; i < 10; i++)
+		assert_int_equal(spf_count_query(&c, i % 2 ? DNS_TXT : DNS_A,
+		    "x.test", 1, why, sizeof(why)), 0);
+	assert_int_equal(spf_count_query(&c, DNS_MX, "x.test", 1, why,
+	    sizeof(why)), -1);
+	assert_string_equal(why, "more than 10 DNS-querying terms");
+
+	/* MX follow-ups and the %{p} PTR are not terms */
+	memset(&c, 0, sizeof(c));
+	c.txt_seen = 1;
+	memset(hosts, 0, sizeof(hosts));
+	for (i = 0; i < 11; i++)
+		snprintf(hosts[i].host, sizeof(hosts[i].host), "m%d.test", i);
+	mx.type = DNS_MX;
+	mx.count = 2;
+	mx.mx = hosts;
+	assert_int_equal(spf_count_query(&c, DNS_MX, "x.test", 1, why,
+	    sizeof(why)), 0);
+	assert_int_equal(spf_count_answer(&c, DNS_MX, DNS_OK, &mx, why,
+	    sizeof(why)), 0);
+	assert_int_equal(spf_count_query(&c, DNS_A, "M0.test", 1, why,
+	    sizeof(why)), 0);
+	assert_int_equal(spf_count_query(&c, DNS_A, "m1.test", 1, why,
+	    sizeof(why)), 0);
+	assert_int_equal(spf_count_query(&c, DNS_PTR, "1.2.0.192.in-addr.arpa",
+	    0, why, sizeof(why)), 0);
+	assert_int_equal(c.terms, 1);
+	/* a name after the list is a term again */
+	assert_int_equal(spf_count_query(&c, DNS_A, "m1.test", 1, why,
+	    sizeof(why)), 0);
+	assert_int_equal(c.terms, 2);
+	mx.count = 11;
+	assert_int_equal(spf_count_answer(&c, DNS_MX, DNS_OK, &mx, why,
+	    sizeof(why)), -1);
+
+	/* voids: NXDOMAIN and NODATA count, TXT does not, the third fails */
+	memset(&c, 0, sizeof(c));
+	assert_int_equal(spf_count_answer(&c, DNS_TXT, DNS_NXDOMAIN, NULL, why,
+	    sizeof(why)), 0);
+	assert_int_equal(spf_count_answer(&c, DNS_A, DNS_NXDOMAIN, NULL, why,
+	    sizeof(why)), 0);
+	assert_int_equal(spf_count_answer(&c, DNS_TXT, DNS_NODATA, NULL, why,
+	    sizeof(why)), 0);
+	assert_int_equal(spf_count_answer(&c, DNS_A, DNS_TEMPFAIL, NULL, why,
+	    sizeof(why)), 0);
+	assert_int_equal(spf_count_answer(&c, DNS_PTR, DNS_NODATA, NULL, why,
+	    sizeof(why)), 0);
+	assert_int_equal(spf_count_answer(&c, DNS_MX, DNS_NODATA, NULL, why,
+	    sizeof(why)), -1);
+	assert_string_equal(why, "more than 2 void look-ups");
+}
+
 /* Sender text from the network is stored printable. */
 static void
 test_printable_result(void **state)
@@ -980,6 +1257,8 @@ main(void)
 		cmocka_unit_test(test_queue_bound),
 		cmocka_unit_test(test_authres),
 		cmocka_unit_test(test_printable_result),
+		cmocka_unit_test(test_record_precheck),
+		cmocka_unit_test(test_count),
 	};
 
 	log_open("test_spf", LOG_DEST_STDERR, 0, LOG_LVL_WARNING);
