@@ -134,6 +134,7 @@ static const struct cfg_key keys[] = {
 	KPATTERNS("syncd", "exclude", syncd.exclude),
 	KPATTERNS("syncd", "map", syncd.map),
 	KEY("syncd", "skip_non_mail", CT_BOOL, "yes", syncd.skip_non_mail),
+	KEY("syncd", "accept_altered", CT_BOOL, "no", syncd.accept_altered),
 	KEY("syncd", "tls_verify", CT_BOOL, "yes", syncd.tls_verify),
 	KEY("syncd", "ca_file", CT_STRING, "", syncd.ca_file),
 	KEY("syncd", "max_bytes_per_second", CT_SIZE, "0", syncd.max_bytes_per_second),

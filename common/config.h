@@ -107,6 +107,8 @@ struct config {
 		struct strlist	 exclude;
 		struct strlist	 map;
 		int		 skip_non_mail;
+		int		 accept_altered;	/* a copy the destination
+						   changed is not a failure */
 		int		 tls_verify;
 		char		*ca_file;
 		uint64_t	 max_bytes_per_second;

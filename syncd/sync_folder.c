@@ -159,7 +159,8 @@ apply_deletions(struct fctx *fc, const uint64_t *live, size_t nlive)
 		const struct state_map_entry *e = &fc->map.v[i];
 		uint64_t *x;
 
-		if (e->origin != STATE_ORIGIN_COPIED || e->dst_uid == 0 ||
+		if ((e->origin != STATE_ORIGIN_COPIED &&
+		    e->origin != STATE_ORIGIN_ALTERED) || e->dst_uid == 0 ||
 		    e->src_uid > fc->max_uid)
 			continue;
 		if (find_n(&e->src_uid, live, nlive, sizeof(*live),
@@ -486,6 +487,22 @@ phase_todo(struct frun *fr)
 	uint64_t already = 0;
 	size_t i;
 
+	/* copies an earlier pass found altered stay in every report
+	 * (before this pass adds its own copies to the map) */
+	if (!a->p->o->cfg->syncd.accept_altered) {
+		fc_rf_lock(fc);
+		for (i = 0; i < fc->map.n; i++) {
+			const struct state_map_entry *e = &fc->map.v[i];
+
+			if (e->origin != STATE_ORIGIN_ALTERED)
+				continue;
+			fc->problems++;
+			report_problem(rf, REPORT_FAILED, e->src_uid, NULL,
+			    e->size, "altered by the destination when an "
+			    "earlier pass copied it (not copied again)");
+		}
+		fc_rf_unlock(fc);
+	}
 	for (i = 0; i < fr->msgs.n; i++) {
 		struct smsg *s = &fr->msgs.v[i];
 

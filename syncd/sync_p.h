@@ -39,6 +39,7 @@
 #include <stdlib.h>
 
 #include <event2/event.h>
+#include <openssl/evp.h>
 
 #include "accounts.h"
 #include "folders.h"
@@ -256,6 +257,32 @@ struct fctx {
 	char		 err[512];
 };
 
+/*
+ * A message as sent to the destination: its size (a lone LF counted as
+ * CRLF) and the SHA-256 of its header section (sync_faithful.c).
+ */
+struct faith {
+	EVP_MD_CTX	*ctx;		/* while it streams; owned */
+	unsigned char	 md[32];
+	int		 ready;		/* md holds the digest */
+	uint64_t	 nbytes;
+	int		 eightbit;	/* a byte >= 0x80 in the header */
+	int		 hdr_done, line_empty;
+	unsigned char	 last;
+};
+
+/* One copy to check: filled by faith_check. */
+struct faith_item {
+	uint64_t	 dst_uid;
+	const struct faith *sent;
+	void		*owner;		/* the caller's */
+	int		 got_size, got_header, header_same;
+	uint64_t	 dst_size;
+	int		 checked;	/* the destination answered for it */
+	int		 altered;
+	char		 why[300];
+};
+
 typedef void (*side_ready_fn)(struct worker *w, int i, void *arg);
 typedef void (*fc_queued_fn)(struct fctx *fc);
 
@@ -271,6 +298,14 @@ void	prog_add(struct acct *a, uint64_t copied, uint64_t dups,
 void	prog_stream(struct acct *a, uint64_t bytes);
 void	prog_total(struct acct *a, uint64_t msgs);
 void	prog_folder_done(struct acct *a);
+
+/* sync_faithful.c */
+int	faith_begin(struct faith *f);
+void	faith_feed(struct faith *f, const void *data, size_t len);
+void	faith_end(struct faith *f);
+void	faith_free(struct faith *f);
+int	faith_check(struct worker *w, const char *wire,
+	    struct faith_item *v, size_t n, char *err, size_t errlen);
 
 /* sync_side.c */
 void	wres_fill(struct wres *r, const struct imap_result *res);
