@@ -418,6 +418,7 @@ quota_left(struct fctx *fc, struct smsg *s, const char *why)
 	fc->problems++;
 	report_problem(fc->rf, REPORT_FAILED, s->uid, NULL, s->size, why);
 	prog_add(fc->a, 0, 0, 0, 1, 0);
+	metrics_failed(METRICS_FAIL_OVER_QUOTA);
 	if (fc->quota_n == 0 || s->uid < fc->quota_lo)
 		fc->quota_lo = s->uid;
 	if (s->uid > fc->quota_hi)
@@ -558,6 +559,7 @@ batch_copied(struct fctx *fc, struct cmsg *cm, struct state_map_entry *ev)
 			report_problem(fc->rf, REPORT_FAILED, s->uid, NULL,
 			    s->size, cm->reason);
 			prog_add(fc->a, 0, 0, 0, 1, 0);
+			metrics_failed(METRICS_FAIL_ALTERED);
 			return;
 		}
 		report_problem(fc->rf, REPORT_NOTE, s->uid, NULL, s->size,
