@@ -731,6 +731,7 @@ copy_batch(struct fctx *fc, struct smsg **msgs, size_t n, int multi)
 	char set[BATCH_MSGS * 22];
 	size_t i, ne = 0, so;
 	uint64_t bytes = 0;
+	double t0;
 	int rc = 0;
 
 	memset(&b, 0, sizeof(b));
@@ -758,6 +759,7 @@ copy_batch(struct fctx *fc, struct smsg **msgs, size_t n, int multi)
 		goto out;
 	}
 	pace_rate_wait(fc->a, n, bytes);
+	t0 = pace_now();
 	/* the intents: committed before any byte of the APPEND is sent
 	 * (with the previous batch's map entries, one transaction) */
 	if (fc_commit(fc, in, n, NULL) == -1) {
@@ -781,6 +783,11 @@ copy_batch(struct fctx *fc, struct smsg **msgs, size_t n, int multi)
 	batch_lookup(fc, &b);
 	batch_verify(fc, &b);
 	rc = batch_settle(fc, &b, ev, &ne);
+	/* what a message costs on one pair, for sync_pairs.c */
+	pthread_mutex_lock(&fc->a->mu);
+	fc->a->app_msgs += ne;
+	fc->a->app_secs += pace_now() - t0;
+	pthread_mutex_unlock(&fc->a->mu);
 	if (ne > 0 && fc_pend_add(fc, ev, ne) == -1)
 		rc = -2;
 	for (i = 0; i < n; i++)

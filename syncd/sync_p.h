@@ -109,6 +109,8 @@ struct fjob {
 	int		 have_sst, have_dst;
 	int		 skip;		/* CREATE failed: reported */
 	const char	*special;	/* CREATE ... (USE (flag)) */
+	uint64_t	 est_msgs;	/* messages that may be new (0 when
+					   the folder is unchanged) */
 };
 
 struct side {
@@ -159,6 +161,10 @@ struct acct {
 	 */
 	int		 over_quota;
 	int		 quota_single;
+	/* the copies so far, for sync_pairs.c (under mu): messages
+	 * settled and the wall time their batches took on one pair */
+	uint64_t	 app_msgs;
+	double		 app_secs;
 	char		 quota_text[300];	/* the server's words */
 };
 
@@ -298,6 +304,9 @@ void	prog_add(struct acct *a, uint64_t copied, uint64_t dups,
 void	prog_stream(struct acct *a, uint64_t bytes);
 void	prog_total(struct acct *a, uint64_t msgs);
 void	prog_folder_done(struct acct *a);
+
+/* sync_pairs.c */
+int	pairs_more(struct acct *a, size_t running);
 
 /* sync_faithful.c */
 int	faith_begin(struct faith *f);
