@@ -18,6 +18,9 @@
  *   smtp_server_tls.c      STARTTLS: discarding pre-handshake bytes,
  *                          the handshake, the restart inside TLS, and
  *                          flushing the last record on close
+ *   smtp_server_limits.c   deadlines (a whole command line, DATA at a
+ *                          minimum rate), stress mode (shorter timeouts
+ *                          and a lower per-address cap under load)
  *
  * Ownership: struct smtp_server owns its sessions (a TAILQ); a session
  * owns its bufferevent, its reply buffer and its transaction.  A session
@@ -55,6 +58,8 @@
 #define SMTP_SHUTDOWN_GRACE	60	/* seconds for DATA to finish */
 #define SMTP_SCRATCH		16384	/* DATA output per step */
 #define SMTP_ADDRSTRLEN		INET6_ADDRSTRLEN
+#define SMTP_ACCEPT_PAUSE_MS	500	/* listeners off after EMFILE */
+#define SMTP_ACCEPT_LOG_EVERY	10	/* seconds between EMFILE reports */
 
 /* Changed only through session_state(), which logs the change. */
 enum session_state {
@@ -100,6 +105,11 @@ struct smtp_session {
 	unsigned		 quit_after_tx:1; /* shutting down */
 	uint8_t			 errors;
 	struct smtp_tx		*tx;
+	/* The deadline of the current phase (a command line, DATA): armed
+	 * by session_deadline_arm() at every state change and command,
+	 * not reset by each byte as the bufferevent's idle timeouts are. */
+	struct event		*deadline_ev;
+	int64_t			 phase_start;	/* monotonic ms */
 };
 
 TAILQ_HEAD(session_list, smtp_session);
@@ -124,6 +134,15 @@ struct smtp_server {
 	void			*done_arg;
 	struct event		*done_ev;	/* calls done from the loop */
 	struct event		*grace_ev;	/* shutdown deadline */
+	/* Out of file descriptors: listeners paused until pause_ev, one
+	 * client answered 421 through the reserve descriptor, the log
+	 * line given once per SMTP_ACCEPT_LOG_EVERY with a count. */
+	struct event		*pause_ev;
+	int			 paused;
+	int			 reserve_fd;	/* /dev/null; -1 when spent */
+	int64_t			 accept_log_at;	/* monotonic ms */
+	uint64_t		 accept_errors;	/* since the last report */
+	int			 stress;	/* stress mode is on */
 	unsigned char		 scratch[SMTP_SCRATCH];
 };
 
@@ -158,6 +177,14 @@ void	session_command(struct smtp_session *s, const char *line, size_t len);
 /* smtp_server_data.c */
 void	session_data_start(struct smtp_session *s);
 int	session_data(struct smtp_session *s);
+
+/* smtp_server_limits.c */
+int64_t	server_mono_ms(void);
+int	session_deadline_new(struct smtp_session *s);
+void	session_deadline_arm(struct smtp_session *s);
+void	session_deadline_data(struct smtp_session *s);
+void	server_stress_update(struct smtp_server *server);
+int64_t	server_max_per_ip(const struct smtp_server *server);
 
 /* smtp_server_tls.c */
 void	session_starttls(struct smtp_session *s);
