@@ -40,7 +40,9 @@
  *              goes on)
  *   550 5.7.1  sender-specified routing in RCPT (%, !, a quoted @ or a
  *              source route), like Postfix's defaults
- *   452 4.3.1  MAIL while the spool's file system has no room (RFC 1870)
+ *   452 4.3.1  MAIL while the spool's file system has no room (RFC 1870),
+ *              or SIZE= is more than it has; MAIL and the end of DATA
+ *              while the LMDB map is full at [global] map_size
  *   452 4.5.3  too many recipients (RFC 5321 §4.5.3.1.10)
  *   421 4.7.0  too many connections (total or from one address)
  *   421 4.4.2  timeout, or a deadline missed (smtp_server_limits.c)

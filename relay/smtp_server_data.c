@@ -243,7 +243,10 @@ commit_cb(int status, const char *id, const char *why, void *arg)
 			queue_enqueued(relay->queue, id);
 	} else {
 		session_count_reject(s, REJ_TEMPFAIL);
-		if (!s->dead)
+		if (!s->dead && session_store_full(s))
+			session_reply(s, "452 4.3.1 Insufficient system "
+			    "storage");
+		else if (!s->dead)
 			session_reply(s, "451 4.3.0 Local error, try again "
 			    "later");
 	}

@@ -60,6 +60,7 @@
 #define SMTP_ADDRSTRLEN		INET6_ADDRSTRLEN
 #define SMTP_ACCEPT_PAUSE_MS	500	/* listeners off after EMFILE */
 #define SMTP_ACCEPT_LOG_EVERY	10	/* seconds between EMFILE reports */
+#define SMTP_STORE_FULL_HOLD	10	/* seconds of 452 after a full map */
 
 /* Changed only through session_state(), which logs the change. */
 enum session_state {
@@ -163,6 +164,7 @@ void	session_state(struct smtp_session *s, enum session_state st);
 void	session_set_timeouts(struct smtp_session *s, int64_t secs);
 void	session_close(struct smtp_session *s);
 void	session_count_reject(struct smtp_session *s, enum reject_reason why);
+int	session_store_full(const struct smtp_session *s);
 int	session_error(struct smtp_session *s);
 void	session_tx_free(struct smtp_tx **txp);
 void	session_reset(struct smtp_session *s);

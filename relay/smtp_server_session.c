@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
@@ -124,6 +125,23 @@ session_close(struct smtp_session *s)
 	if (evbuffer_get_length(bufferevent_get_output(s->bev)) == 0)
 		bufferevent_trigger(s->bev, EV_WRITE,
 		    BEV_TRIG_IGNORE_WATERMARKS | BEV_TRIG_DEFER_CALLBACKS);
+}
+
+/*
+ * session_store_full - the LMDB map refused a write at its cap less than
+ * SMTP_STORE_FULL_HOLD seconds ago: new mail gets 452 4.3.1 (RFC 3463
+ * "mail system full") until a write commits again or the hold passes and
+ * one more transaction may try
+ */
+int
+session_store_full(const struct smtp_session *s)
+{
+	struct store *store = s->server->relay->store;
+	time_t at;
+
+	if (store == NULL || (at = store_full_at(store)) == 0)
+		return (0);
+	return (time(NULL) - at < SMTP_STORE_FULL_HOLD);
 }
 
 void
