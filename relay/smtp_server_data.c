@@ -390,8 +390,8 @@ data_end(struct smtp_session *s)
 		session_count_reject(s, REJ_TEMPFAIL);
 		goto refused;
 	}
+	session_state(s, S_COMMIT);	/* first: stress mode spares COMMIT */
 	session_set_timeouts(s, server_cfg(s->server)->relay.timeout);
-	session_state(s, S_COMMIT);
 	bufferevent_disable(s->bev, EV_READ);
 	checks_data_end(tx->checks, checks_done_cb, s);
 	return;
