@@ -21,7 +21,7 @@
  * deadline is cut to stress_timeout (running sessions included: their
  * deadlines are re-armed from the start of their phase) and one address
  * may hold at most stress_max_connections_per_ip connections; it ends
- * when the sessions fall 10 % below the threshold.  Both changes are
+ * when the sessions fall below half the threshold.  Both changes are
  * logged once.  While the relay is not under load nothing changes, so
  * a slow but honest peer is served as before.
  *
@@ -201,7 +201,10 @@ server_stress_update(struct smtp_server *server)
 	    cfg->relay.stress_threshold + 99) / 100);
 	if (on_at == 0)
 		on_at = 1;
-	off_below = on_at - (on_at / 10 > 0 ? on_at / 10 : 1);
+	/* Off only at half the threshold: cutting slow clients lowers the
+	 * count at once, and the rest of them must not get the long
+	 * timeouts back while the load is still there. */
+	off_below = (on_at + 1) / 2;
 	if (!server->stress)
 		stress = server->nsessions >= on_at;
 	else
