@@ -22,8 +22,12 @@
  * deadlines are re-armed from the start of their phase) and one address
  * may hold at most stress_max_connections_per_ip connections; it ends
  * when the sessions fall below half the threshold.  Both changes are
- * logged once.  While the relay is not under load nothing changes, so
- * a slow but honest peer is served as before.
+ * logged once.  A session that lived through stress mode keeps the
+ * short limits to its end (as a Postfix smtpd started under stress
+ * does): cutting the slow clients ends stress mode at once, and those
+ * not cut yet must not get the long timeouts back.  While the relay is
+ * not under load nothing changes, so a slow but honest peer is served
+ * as before.
  *
  * Exposure: these are the defences against clients that hold sockets
  * without sending mail (slowloris); they never touch a session waiting
@@ -55,11 +59,11 @@ server_mono_ms(void)
 
 /* stress_cap - secs, or stress_timeout when that is shorter under stress */
 static int64_t
-stress_cap(const struct smtp_server *server, int64_t secs)
+stress_cap(const struct smtp_session *s, int64_t secs)
 {
-	int64_t st = server_cfg(server)->relay.stress_timeout;
+	int64_t st = server_cfg(s->server)->relay.stress_timeout;
 
-	if (server->stress && st > 0 && (secs <= 0 || secs > st))
+	if (s->stressed && st > 0 && (secs <= 0 || secs > st))
 		return (st);
 	return (secs);
 }
@@ -77,13 +81,13 @@ phase_allowed(const struct smtp_session *s)
 	case S_MAIL:
 	case S_RCPT:
 	case S_TLS_HANDSHAKE:
-		secs = stress_cap(s->server, cfg->relay.command_deadline);
+		secs = stress_cap(s, cfg->relay.command_deadline);
 		return (secs > 0 ? secs * 1000 : NO_DEADLINE);
 	case S_DATA:
 		rate = cfg->relay.min_data_rate;
 		if (rate <= 0)
 			return (NO_DEADLINE);
-		secs = stress_cap(s->server, cfg->relay.data_timeout);
+		secs = stress_cap(s, cfg->relay.data_timeout);
 		seen = s->tx != NULL ? (int64_t)s->tx->data.seen : 0;
 		return (secs * 1000 + seen / rate * 1000 +
 		    seen % rate * 1000 / rate);
@@ -137,7 +141,7 @@ deadline_cb(evutil_socket_t fd, short what, void *arg)
 	log_info("deadline exceeded in %s from %s[%s]%s",
 	    s->state == S_DATA ? "DATA" : "a command",
 	    s->helo ? s->helo : "unknown", s->addr,
-	    server->stress ? " (stress mode)" : "");
+	    s->stressed ? " (stress mode)" : "");
 	session_reply(s, "421 4.4.2 %s Error: timeout exceeded",
 	    server->hostname);
 	session_tx_free(&s->tx);
@@ -159,6 +163,8 @@ session_deadline_new(struct smtp_session *s)
 void
 session_deadline_arm(struct smtp_session *s)
 {
+	if (s->server->stress)
+		s->stressed = 1;
 	s->phase_start = server_mono_ms();
 	deadline_rearm(s);
 }
@@ -201,9 +207,8 @@ server_stress_update(struct smtp_server *server)
 	    cfg->relay.stress_threshold + 99) / 100);
 	if (on_at == 0)
 		on_at = 1;
-	/* Off only at half the threshold: cutting slow clients lowers the
-	 * count at once, and the rest of them must not get the long
-	 * timeouts back while the load is still there. */
+	/* Off only at half the threshold, so that it does not flap with
+	 * every connection that comes or goes near it. */
 	off_below = (on_at + 1) / 2;
 	if (!server->stress)
 		stress = server->nsessions >= on_at;
@@ -212,16 +217,19 @@ server_stress_update(struct smtp_server *server)
 	if (stress == server->stress)
 		return;
 	server->stress = stress;
-	if (stress)
-		log_warnx("stress mode on: %zu of %lld connections; timeouts "
-		    "%llds, at most %lld connections per address",
-		    server->nsessions, (long long)cfg->relay.max_connections,
-		    (long long)cfg->relay.stress_timeout,
-		    (long long)server_max_per_ip(server));
-	else
+	if (!stress) {
+		/* sessions that lived through it keep its limits */
 		log_info("stress mode off: %zu of %lld connections",
 		    server->nsessions, (long long)cfg->relay.max_connections);
+		return;
+	}
+	log_warnx("stress mode on: %zu of %lld connections; timeouts %llds, "
+	    "at most %lld connections per address", server->nsessions,
+	    (long long)cfg->relay.max_connections,
+	    (long long)cfg->relay.stress_timeout,
+	    (long long)server_max_per_ip(server));
 	TAILQ_FOREACH(s, &server->sessions, entry) {
+		s->stressed = 1;
 		switch (s->state) {
 		case S_INIT:
 		case S_READY:

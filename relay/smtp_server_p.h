@@ -104,6 +104,8 @@ struct smtp_session {
 	unsigned		 dead:1;	/* socket gone during COMMIT */
 	unsigned		 skip_line:1;	/* discarding an overlong line */
 	unsigned		 quit_after_tx:1; /* shutting down */
+	unsigned		 stressed:1;	/* lived through stress mode:
+						   its limits for good */
 	uint8_t			 errors;
 	struct smtp_tx		*tx;
 	/* The deadline of the current phase (a command line, DATA): armed

@@ -98,7 +98,8 @@ session_set_timeouts(struct smtp_session *s, int64_t secs)
 	struct timeval tv;
 	int64_t st = server_cfg(s->server)->relay.stress_timeout;
 
-	if (s->server->stress && s->state != S_COMMIT && st > 0 && secs > st)
+	if ((s->stressed || s->server->stress) && s->state != S_COMMIT &&
+	    st > 0 && secs > st)
 		secs = st;
 	tv.tv_sec = (time_t)secs;
 	tv.tv_usec = 0;
