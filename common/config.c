@@ -84,6 +84,7 @@ static const struct cfg_key keys[] = {
 	KENUM("global", "log", "syslog", global.log, log_dests),
 	KENUM("global", "log_level", "info", global.log_level, log_levels),
 	KEY("global", "log_facility", CT_FACILITY, "mail", global.log_facility),
+	KEY("global", "map_size", CT_SIZE, "16G", global.map_size),
 
 	KHOST("relay", "listen", "0.0.0.0:25", relay.listen, 25, 0),
 	KEY("relay", "hostname", CT_STRING, "", relay.hostname),
@@ -99,6 +100,11 @@ static const struct cfg_key keys[] = {
 	KEY("relay", "tls_cert", CT_STRING, "", relay.tls_cert),
 	KEY("relay", "tls_key", CT_STRING, "", relay.tls_key),
 	KEY("relay", "pid_file", CT_STRING, "", relay.pid_file),
+	KEY("relay", "command_deadline", CT_DURATION, "5m", relay.command_deadline),
+	KINT("relay", "min_data_rate", "500", relay.min_data_rate, 0, 1000000000),
+	KINT("relay", "stress_threshold", "80", relay.stress_threshold, 1, 100),
+	KEY("relay", "stress_timeout", CT_DURATION, "10s", relay.stress_timeout),
+	KINT("relay", "stress_max_connections_per_ip", "10", relay.stress_max_connections_per_ip, 1, 1000000),
 
 	KHOST("forward", "upstream", "", forward.upstream, 25, 0),
 	KENUM("forward", "tls", "require", forward.tls, tls_policies),
@@ -154,6 +160,7 @@ static const struct cfg_key keys[] = {
 
 	KEY("control", "socket", CT_STRING, "", control.socket),
 	KHOST("control", "http", "127.0.0.1:8025", control.http, 0, CK_SINGLE),
+	KINT("control", "max_connections", "32", control.max_connections, 1, 100000),
 };
 #define NKEYS	(sizeof(keys) / sizeof(keys[0]))
 

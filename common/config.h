@@ -47,6 +47,8 @@ struct config {
 		enum cfg_log_dest log;
 		int		 log_level;	/* enum log_level */
 		int		 log_facility;	/* syslog LOG_* facility */
+		uint64_t	 map_size;	/* LMDB map: the most it may
+						   grow to, bytes */
 	} global;
 
 	struct {
@@ -64,6 +66,12 @@ struct config {
 		char		*tls_cert;
 		char		*tls_key;
 		char		*pid_file;
+		int64_t		 command_deadline; /* a whole command line */
+		int64_t		 min_data_rate;	/* DATA bytes/s past
+						   data_timeout; 0: none */
+		int64_t		 stress_threshold; /* % of max_connections */
+		int64_t		 stress_timeout;
+		int64_t		 stress_max_connections_per_ip;
 	} relay;
 
 	struct {
@@ -137,6 +145,7 @@ struct config {
 	struct {
 		char		*socket;
 		struct hostport_list http;
+		int64_t		 max_connections; /* HTTP, at once */
 	} control;
 };
 

@@ -73,6 +73,9 @@ struct store {
 	int		 lock_inited;
 	size_t		 map_size;	/* current map; written under the
 					   write lock, read atomically */
+	int64_t		 full_at;	/* last write refused at map_max; 0
+					   after a later write commits
+					   (atomic: any thread) */
 };
 
 /*
@@ -541,6 +544,8 @@ store_grow(struct store *st, size_t seen, char *err, size_t errlen)
 	}
 	if (seen >= st->map_max) {
 		pthread_rwlock_unlock(&st->resize_lock);
+		__atomic_store_n(&st->full_at, (int64_t)time(NULL),
+		    __ATOMIC_RELAXED);
 		errbuf_set(err, errlen,
 		    "store full: map size %zu bytes reached its limit", seen);
 		return (-1);
@@ -669,11 +674,21 @@ store_txn_run(struct store *store, int rdonly, store_txn_fn *fn, void *arg,
 			    mdb_strerror(rc));
 			return (-1);
 		}
+		if (!rdonly && __atomic_load_n(&store->full_at,
+		    __ATOMIC_RELAXED) != 0)
+			__atomic_store_n(&store->full_at, 0, __ATOMIC_RELAXED);
 		return (0);
 	}
 	errbuf_set(err, errlen, "transaction retried %d times, giving up",
 	    STORE_RETRIES);
 	return (-1);
+}
+
+/* store_full_at - when a write last failed on a full map (see store.h) */
+time_t
+store_full_at(struct store *store)
+{
+	return ((time_t)__atomic_load_n(&store->full_at, __ATOMIC_RELAXED));
 }
 
 /* store_txn_mdb - the raw LMDB transaction, for cursors and such */

@@ -28,9 +28,12 @@
  * store in a child after fork(); the child must open its own.
  *
  * Map size.  The map starts at 64 MiB (or what the file records) and
- * doubles whenever a transaction fills it, up to STORE_MAP_MAX_DEFAULT;
- * when the other process has grown the file, this one adopts its size.
- * Growing waits until no transaction of this process is running.
+ * doubles whenever a transaction fills it, up to STORE_MAP_MAX_DEFAULT
+ * (or store_opts.map_max: [global] map_size); when the other process has
+ * grown the file, this one adopts its size.  Growing waits until no
+ * transaction of this process is running.  At the cap a write fails
+ * ("store full: ...", -1) and store_full_at() says since when, until a
+ * later write commits: callers answer their clients 4xx and go on.
  *
  * ON-DISK FORMAT (stable; both daemons and ferryctl depend on it).
  *   Named databases: "queue", "dedupe", "ledger", "sync_folder",
@@ -163,6 +166,7 @@ const char *store_db_name(enum store_db db);	/* NULL if unknown */
 int	 store_db_expiring(enum store_db db);	/* dedupe, ledger */
 int	 store_stale_readers(const struct store *store);
 size_t	 store_map_size(struct store *store);	/* this process's map */
+time_t	 store_full_at(struct store *store);	/* 0: not full */
 int	 store_reader_check(struct store *store, int *cleared_r,
 	    char *err, size_t errlen);
 

@@ -58,6 +58,7 @@
 #include <event2/listener.h>
 
 #include "control.h"
+#include "control_cap.h"
 #include "cutover_state.h"
 #include "drain.h"
 #include "json.h"
@@ -103,6 +104,7 @@ struct ctl_conn {
 struct control {
 	struct relay		*relay;
 	struct evhttp		*http;		/* NULL: [control] http empty */
+	struct http_cap		*http_cap;	/* [control] max_connections */
 	struct evconnlistener	*listener;	/* the control socket */
 	char			*sock_path;	/* the file we created, or NULL */
 	TAILQ_HEAD(, ctl_conn)	 conns;
@@ -571,6 +573,12 @@ control_http_open(struct control *ctl, const struct hostport *hp, char *err,
 	hostport_format(hp, where, sizeof(where));
 	if ((ctl->http = evhttp_new(ctl->relay->base)) == NULL) {
 		snprintf(err, errlen, "evhttp_new failed");
+		return (-1);
+	}
+	ctl->http_cap = http_cap_new(ctl->http, ctl->relay->base,
+	    (size_t)ctl->relay->cfg->control.max_connections);
+	if (ctl->http_cap == NULL) {
+		snprintf(err, errlen, "out of memory");
 		return (-1);
 	}
 	/* Allow every method so that we, not libevent, answer 405. */
@@ -1059,6 +1067,7 @@ control_free(struct control **control)
 	}
 	if (ctl->http != NULL)
 		evhttp_free(ctl->http);
+	http_cap_free(&ctl->http_cap);	/* after: evhttp_free reports to it */
 	free(ctl);
 	*control = NULL;
 }

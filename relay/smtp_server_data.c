@@ -243,7 +243,10 @@ commit_cb(int status, const char *id, const char *why, void *arg)
 			queue_enqueued(relay->queue, id);
 	} else {
 		session_count_reject(s, REJ_TEMPFAIL);
-		if (!s->dead)
+		if (!s->dead && session_store_full(s))
+			session_reply(s, "452 4.3.1 Insufficient system "
+			    "storage");
+		else if (!s->dead)
 			session_reply(s, "451 4.3.0 Local error, try again "
 			    "later");
 	}
@@ -387,8 +390,8 @@ data_end(struct smtp_session *s)
 		session_count_reject(s, REJ_TEMPFAIL);
 		goto refused;
 	}
+	session_state(s, S_COMMIT);	/* first: stress mode spares COMMIT */
 	session_set_timeouts(s, server_cfg(s->server)->relay.timeout);
-	session_state(s, S_COMMIT);
 	bufferevent_disable(s->bev, EV_READ);
 	checks_data_end(tx->checks, checks_done_cb, s);
 	return;
