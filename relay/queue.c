@@ -437,6 +437,9 @@ queue_new(struct queue **queue_r, struct relay *relay, char *err,
 	if (q->cli == NULL)
 		goto fail;
 	q->srs = relay->srs;
+	if (getenv(QUEUE_TEST_CRASH_ENV) != NULL)
+		q->test_crash_after = strtoul(getenv(QUEUE_TEST_CRASH_ENV),
+		    NULL, 10);
 	if (relay->resolver != NULL) {
 		q->dns = relay->resolver;
 		smtp_client_ctx_set_resolver(q->cli, q->dns);

@@ -200,7 +200,20 @@ struct queue {
 	void		*done_arg;
 	struct event	*done_ev;
 	struct event	*grace_ev;
+	/* QUEUE_TEST_CRASH_ENV: end after this many upstream transactions
+	 * got a 2xx (0: never), and how many did so far */
+	unsigned long	 test_crash_after, test_crash_n;
 };
+
+/* Test hook: a decimal count N read at queue_new(); the N-th upstream
+ * transaction answered 2xx ends the process with
+ * _exit(QUEUE_TEST_CRASH_STATUS) right after that answer and before its
+ * result is committed: the upstream has the message, the queue record
+ * still says pending and QR_INFLIGHT (inflight.h), for
+ * tests/integration/test_relay_crash.sh.  Unset (production), nothing
+ * is different. */
+#define QUEUE_TEST_CRASH_ENV	"MAILFERRY_TEST_CRASH_AFTER_DATA"
+#define QUEUE_TEST_CRASH_STATUS	137
 
 static inline int64_t
 now_s(void)

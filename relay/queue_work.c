@@ -349,6 +349,57 @@ work_defer_all(struct qwork *w, const char *why)
 	work_finish(w);
 }
 
+static int
+txn_mark_inflight(struct store_txn *tx, void *arg)
+{
+	struct qwork *w = arg;
+	struct queue_record rec;
+	const void *val;
+	size_t vlen;
+	unsigned char *buf;
+	size_t blen;
+	char err[128];
+	int rc;
+
+	rc = store_get(tx, STORE_DB_QUEUE, w->m->id, QUEUE_ID_LEN, &val, &vlen);
+	if (rc != 0) {
+		if (rc == STORE_NOTFOUND)
+			store_txn_seterr(tx, "the queue record vanished");
+		return (-1);
+	}
+	if (queue_record_decode(val, vlen, &rec, err, sizeof(err)) == -1) {
+		store_txn_seterr(tx, "%s", err);
+		return (-1);
+	}
+	rec.flags |= QR_INFLIGHT;
+	rc = queue_record_encode(&rec, &buf, &blen);
+	queue_record_clear(&rec);
+	if (rc == -1) {
+		store_txn_seterr(tx, "cannot encode the record");
+		return (-1);
+	}
+	rc = store_put(tx, STORE_DB_QUEUE, w->m->id, QUEUE_ID_LEN, buf, blen, 0);
+	free(buf);
+	return (rc == 0 ? 0 : -1);
+}
+
+/*
+ * work_mark_inflight - commit QR_INFLIGHT on w's record before its
+ * upstream transaction starts (inflight.h): if the relay dies after the
+ * upstream's 250 and before the result's commit, the next start knows
+ * to look in the destination mailboxes instead of sending blindly.  One
+ * durable LMDB commit per upstream transaction.
+ */
+static int
+work_mark_inflight(struct queue *q, struct qwork *w, char *err,
+    size_t errlen)
+{
+	if (w->rec.flags & QR_INFLIGHT)
+		return (0);	/* left by a failed commit: still set */
+	return (store_txn_run(q->relay->store, 0, txn_mark_inflight, w, err,
+	    errlen) == 0 ? 0 : -1);
+}
+
 /* work_start - take a ready slot onto an idle connection */
 void
 work_start(struct conn *cn, struct qslot *s)
@@ -399,6 +450,13 @@ work_start(struct conn *cn, struct qslot *s)
 		w->tx.hlen = strlen(w->rec.headers);
 	}
 	w->ledger = d->kind == DK_UPSTREAM;
+	if (w->ledger && work_mark_inflight(q, w, err, sizeof(err)) == -1) {
+		log_warnx("%s: cannot record the transaction as in flight: "
+		    "%s", m->id, err);
+		work_defer_all(w, "cannot record the transaction as in "
+		    "flight");
+		return;
+	}
 	if (smtp_client_send(cn->c, &w->tx, tx_done, w, err,
 	    sizeof(err)) == -1) {
 		/* Cannot happen on an idle connection; be safe anyway. */
@@ -429,6 +487,16 @@ tx_done(struct smtp_client *c, struct smtp_tx *tx, void *arg)
 	snprintf(w->remote, sizeof(w->remote), "%s", smtp_client_peer_host(c));
 	for (i = 0; i < w->n; i++)
 		w->action[i] = classify(w->res[i].code);
+	if (q->test_crash_after > 0 && d->kind == DK_UPSTREAM) {
+		for (i = 0; i < w->n && w->action[i] != A_SENT; i++)
+			;
+		if (i < w->n && ++q->test_crash_n >= q->test_crash_after) {
+			log_warnx("%s: %s: ending the process after the "
+			    "upstream's answer, before its commit", w->m->id,
+			    QUEUE_TEST_CRASH_ENV);
+			_exit(QUEUE_TEST_CRASH_STATUS);
+		}
+	}
 	if (d->kind == DK_UPSTREAM) {
 		st->latency_count++;
 		st->latency_sum += tx->elapsed;
@@ -675,6 +743,9 @@ work_apply(struct store_txn *tx, struct queue *q, struct qwork *w, int64_t now)
 		return (0);		/* leave a damaged record alone */
 	}
 	w->found = 1;
+	/* The upstream transaction's result is in: no longer in flight. */
+	if (w->ledger)
+		rec.flags &= ~(uint32_t)QR_INFLIGHT;
 	for (i = 0; i < w->n; i++) {
 		struct delivery *d;
 
