@@ -76,6 +76,14 @@ work_free(struct qwork *w)
 
 	if (w == NULL)
 		return;
+	if (w->mark_wait) {
+		/* Freed before its mark was reported (shutdown): forget
+		 * it; a mark committed later only makes the next start
+		 * look in the mailbox once more. */
+		TAILQ_REMOVE(&w->q->mark.waiting, w, mentry);
+		w->q->mark.npending--;
+		w->mark_wait = 0;
+	}
 	if (w->fd != -1)
 		close(w->fd);
 	queue_record_clear(&w->rec);
@@ -384,18 +392,14 @@ txn_mark_inflight(struct store_txn *tx, void *arg)
 }
 
 /*
- * work_mark_inflight - commit QR_INFLIGHT on w's record before its
- * upstream transaction starts (inflight.h): if the relay dies after the
- * upstream's 250 and before the result's commit, the next start knows
- * to look in the destination mailboxes instead of sending blindly.  One
- * durable LMDB commit per upstream transaction.
+ * work_mark_inflight - commit QR_INFLIGHT on w's record on the loop,
+ * before its upstream transaction starts (inflight.h): the fallback
+ * when the mark thread cannot take it (queue_mark.c is the usual way).
  */
 static int
 work_mark_inflight(struct queue *q, struct qwork *w, char *err,
     size_t errlen)
 {
-	if (w->rec.flags & QR_INFLIGHT)
-		return (0);	/* left by a failed commit: still set */
 	return (store_txn_run(q->relay->store, 0, txn_mark_inflight, w, err,
 	    errlen) == 0 ? 0 : -1);
 }
@@ -450,12 +454,19 @@ work_start(struct conn *cn, struct qslot *s)
 		w->tx.hlen = strlen(w->rec.headers);
 	}
 	w->ledger = d->kind == DK_UPSTREAM;
-	if (w->ledger && work_mark_inflight(q, w, err, sizeof(err)) == -1) {
-		log_warnx("%s: cannot record the transaction as in flight: "
-		    "%s", m->id, err);
-		work_defer_all(w, "cannot record the transaction as in "
-		    "flight");
-		return;
+	/* The in-flight mark (queue_mark.c): committed by the mark thread
+	 * while the transaction runs; the final dot waits for it.  When
+	 * the thread cannot take it, commit it here. */
+	if (w->ledger && !(w->rec.flags & QR_INFLIGHT)) {
+		if (mark_submit(q, w) == 0)
+			w->tx.hold_dot = 1;
+		else if (work_mark_inflight(q, w, err, sizeof(err)) == -1) {
+			log_warnx("%s: cannot record the transaction as in "
+			    "flight: %s", m->id, err);
+			work_defer_all(w, "cannot record the transaction as "
+			    "in flight");
+			return;
+		}
 	}
 	if (smtp_client_send(cn->c, &w->tx, tx_done, w, err,
 	    sizeof(err)) == -1) {
@@ -543,6 +554,23 @@ dsn_committed(int status, const char *id, const char *why, void *arg)
 			if (w->action[i] == A_BOUNCE)
 				w->action[i] = A_DEFER;
 	}
+	work_to_batch(w);
+}
+
+/*
+ * work_to_batch - w's results join the next commit; while its in-flight
+ * mark is not committed yet they wait for it (queue_mark.c), so the
+ * commit that clears the mark never comes before the one that sets it.
+ */
+void
+work_to_batch(struct qwork *w)
+{
+	struct queue *q = w->q;
+
+	if (w->mark_wait) {
+		w->mark_finish = 1;
+		return;
+	}
 	TAILQ_INSERT_TAIL(&q->batch, w, entry);
 	event_active(q->flush_ev, EV_TIMEOUT, 0);
 }
@@ -629,8 +657,7 @@ fail:
 		if (w->action[i] == A_BOUNCE)
 			w->action[i] = A_DEFER;
 commit:
-	TAILQ_INSERT_TAIL(&q->batch, w, entry);
-	event_active(q->flush_ev, EV_TIMEOUT, 0);
+	work_to_batch(w);
 }
 
 /* ---- committing results ---- */
