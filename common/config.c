@@ -58,6 +58,7 @@ static const char *const log_levels[] = {
 static const char *const tls_policies[] = {
 	"require", "opportunistic", "none", NULL };
 static const char *const on_expire[] = { "bounce", "hold", NULL };
+static const char *const crash_checks[] = { "inbox", "all", "off", NULL };
 static const char *const spf_policies[] = {
 	"tag", "reject-fail", "off", NULL };
 static const char *const dkim_policies[] = { "tag", "off", NULL };
@@ -120,6 +121,8 @@ static const struct cfg_key keys[] = {
 	KHOST("forward", "dsn_relay", "", forward.dsn_relay, 25, CK_SINGLE),
 	KEY("forward", "srs_secret", CT_STRING, "", forward.srs_secret),
 	KEY("forward", "srs_domain", CT_STRING, "", forward.srs_domain),
+	KENUM("forward", "crash_check", "inbox", forward.crash_check, crash_checks),
+	KEY("forward", "crash_check_timeout", CT_DURATION, "1m", forward.crash_check_timeout),
 
 	KENUM("checks", "spf", "tag", checks.spf, spf_policies),
 	KENUM("checks", "dkim", "tag", checks.dkim, dkim_policies),

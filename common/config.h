@@ -23,6 +23,10 @@ enum cfg_tls_policy	{ CFG_TLS_REQUIRE, CFG_TLS_OPPORTUNISTIC, CFG_TLS_NONE };
 enum cfg_on_expire	{ CFG_EXPIRE_BOUNCE, CFG_EXPIRE_HOLD };
 enum cfg_spf_policy	{ CFG_SPF_TAG, CFG_SPF_REJECT_FAIL, CFG_SPF_OFF };
 enum cfg_dkim_policy	{ CFG_DKIM_TAG, CFG_DKIM_OFF };
+/* [forward] crash_check: where to look for a message that was in flight
+ * when the relay stopped uncleanly, before sending it again */
+enum cfg_crash_check	{ CFG_CRASH_CHECK_INBOX, CFG_CRASH_CHECK_ALL,
+			  CFG_CRASH_CHECK_OFF };
 
 /* "imaps://host:port" or "imap://host:port" (STARTTLS unless ?tls=none) */
 enum cfg_imap_tls	{ CFG_IMAP_TLS_IMPLICIT, CFG_IMAP_TLS_STARTTLS, CFG_IMAP_TLS_NONE };
@@ -89,6 +93,8 @@ struct config {
 		struct hostport_list dsn_relay;	/* empty: the sender domain's MX */
 		char		*srs_secret;
 		char		*srs_domain;
+		enum cfg_crash_check crash_check;
+		int64_t		 crash_check_timeout;
 	} forward;
 
 	struct {

@@ -265,6 +265,8 @@ control_status_json(struct control *ctl, const struct queue_counts *qc,
 		json_uint(j, st->bounced);
 		json_key(j, "dsn_sent");
 		json_uint(j, st->dsn_sent);
+		json_key(j, "crash_duplicates");
+		json_uint(j, st->crash_duplicates);
 		json_object_end(j);
 
 		json_key(j, "upstream_latency");
@@ -423,6 +425,9 @@ control_metrics(struct control *ctl, const struct queue_counts *qc,
 	    "Deliveries refused permanently or expired.", st->bounced);
 	counter(b, "dsn_sent_total", "Delivery status notifications made.",
 	    st->dsn_sent);
+	counter(b, "crash_duplicates_total", "Possible duplicates after "
+	    "crash: deliveries in flight at an unclean stop, sent again "
+	    "without a look into the new mailbox.", st->crash_duplicates);
 
 	metric(b, "upstream_latency_seconds", "histogram",
 	    "Time from connecting to the destination's answer to DATA.");

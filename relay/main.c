@@ -56,6 +56,7 @@
 #include "dkim_verify.h"
 #include "dns.h"
 #include "drain.h"
+#include "inflight.h"
 #include "log.h"
 #include "queue.h"
 #include "relay.h"
@@ -72,6 +73,9 @@ struct daemon_ctx {
 	struct relay	 relay;
 	struct daemon	 d;
 	struct event	*ev_sweep;
+	/* [syncd] accounts, read before the privilege drop, for the crash
+	 * check (inflight.h) and freed by it */
+	struct accounts	*crash_accounts;
 };
 
 static void
@@ -231,6 +235,7 @@ ctx_free(struct daemon_ctx *ctx)
 	struct relay *r = &ctx->relay;
 	char err[256];
 
+	inflight_accounts_free(&ctx->crash_accounts);
 	control_free(&r->control);
 	queue_free(&r->queue);
 	smtp_server_free(&r->server);
@@ -335,6 +340,8 @@ start_up(struct daemon_ctx *ctx, int foreground, int rebuild)
 		log_errorx("%s", err);
 		return (-1);
 	}
+	if (!rebuild)
+		inflight_accounts_load(cfg, &ctx->crash_accounts);
 	if (daemon_drop_privileges(cfg->global.user) == -1)
 		return (-1);
 	/* [global] map_size caps the map's growth: a full map fails the
@@ -367,6 +374,13 @@ serve(struct daemon_ctx *ctx)
 
 	if (checks_init(r, err, sizeof(err)) == -1) {
 		log_errorx("%s", err);
+		return (-1);
+	}
+	/* Before the queue loads: what was in flight at an unclean stop is
+	 * settled first (found at the destination, or sent again). */
+	if (inflight_recover(r, &ctx->crash_accounts, err, sizeof(err)) ==
+	    -1) {
+		log_errorx("crash check: %s", err);
 		return (-1);
 	}
 	if (queue_new(&r->queue, r, err, sizeof(err)) == -1) {

@@ -399,7 +399,8 @@ queue_maybe_done(struct queue *q)
 {
 	if (!q->stopping || q->done == NULL)
 		return;
-	if (q->ntx > 0 || q->nops > 0 || !TAILQ_EMPTY(&q->batch))
+	if (q->ntx > 0 || q->nops > 0 || !TAILQ_EMPTY(&q->batch) ||
+	    q->mark.npending > 0)
 		return;
 	event_active(q->done_ev, EV_TIMEOUT, 0);
 }
@@ -437,6 +438,11 @@ queue_new(struct queue **queue_r, struct relay *relay, char *err,
 	if (q->cli == NULL)
 		goto fail;
 	q->srs = relay->srs;
+	if (mark_init(q, err, errlen) == -1)
+		goto fail;
+	if (getenv(QUEUE_TEST_CRASH_ENV) != NULL)
+		q->test_crash_after = strtoul(getenv(QUEUE_TEST_CRASH_ENV),
+		    NULL, 10);
 	if (relay->resolver != NULL) {
 		q->dns = relay->resolver;
 		smtp_client_ctx_set_resolver(q->cli, q->dns);
@@ -768,6 +774,7 @@ queue_free(struct queue **qp)
 		TAILQ_REMOVE(&q->batch, w, entry);
 		work_free(w);
 	}
+	mark_free(q);
 	dest_free(q->upstream);
 	dest_free(q->copy);
 	dest_free(q->dsn_relay);

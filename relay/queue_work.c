@@ -76,6 +76,14 @@ work_free(struct qwork *w)
 
 	if (w == NULL)
 		return;
+	if (w->mark_wait) {
+		/* Freed before its mark was reported (shutdown): forget
+		 * it; a mark committed later only makes the next start
+		 * look in the mailbox once more. */
+		TAILQ_REMOVE(&w->q->mark.waiting, w, mentry);
+		w->q->mark.npending--;
+		w->mark_wait = 0;
+	}
 	if (w->fd != -1)
 		close(w->fd);
 	queue_record_clear(&w->rec);
@@ -349,6 +357,53 @@ work_defer_all(struct qwork *w, const char *why)
 	work_finish(w);
 }
 
+static int
+txn_mark_inflight(struct store_txn *tx, void *arg)
+{
+	struct qwork *w = arg;
+	struct queue_record rec;
+	const void *val;
+	size_t vlen;
+	unsigned char *buf;
+	size_t blen;
+	char err[128];
+	int rc;
+
+	rc = store_get(tx, STORE_DB_QUEUE, w->m->id, QUEUE_ID_LEN, &val, &vlen);
+	if (rc != 0) {
+		if (rc == STORE_NOTFOUND)
+			store_txn_seterr(tx, "the queue record vanished");
+		return (-1);
+	}
+	if (queue_record_decode(val, vlen, &rec, err, sizeof(err)) == -1) {
+		store_txn_seterr(tx, "%s", err);
+		return (-1);
+	}
+	rec.flags |= QR_INFLIGHT;
+	rc = queue_record_encode(&rec, &buf, &blen);
+	queue_record_clear(&rec);
+	if (rc == -1) {
+		store_txn_seterr(tx, "cannot encode the record");
+		return (-1);
+	}
+	rc = store_put(tx, STORE_DB_QUEUE, w->m->id, QUEUE_ID_LEN, buf, blen, 0);
+	free(buf);
+	return (rc == 0 ? 0 : -1);
+}
+
+/*
+ * work_mark_inflight - commit QR_INFLIGHT on w's record on the loop,
+ * before its upstream transaction starts (inflight.h): the fallback
+ * when the mark thread cannot take it (queue_mark.c is the usual way).
+ */
+static int
+work_mark_inflight(struct queue *q, struct qwork *w, char *err,
+    size_t errlen)
+{
+	return (store_txn_run(q->relay->store, 0, txn_mark_inflight, w, err,
+	    errlen) == 0 ? 0 : -1);
+}
+
 /* work_start - take a ready slot onto an idle connection */
 void
 work_start(struct conn *cn, struct qslot *s)
@@ -399,6 +454,20 @@ work_start(struct conn *cn, struct qslot *s)
 		w->tx.hlen = strlen(w->rec.headers);
 	}
 	w->ledger = d->kind == DK_UPSTREAM;
+	/* The in-flight mark (queue_mark.c): committed by the mark thread
+	 * while the transaction runs; the final dot waits for it.  When
+	 * the thread cannot take it, commit it here. */
+	if (w->ledger && !(w->rec.flags & QR_INFLIGHT)) {
+		if (mark_submit(q, w) == 0)
+			w->tx.hold_dot = 1;
+		else if (work_mark_inflight(q, w, err, sizeof(err)) == -1) {
+			log_warnx("%s: cannot record the transaction as in "
+			    "flight: %s", m->id, err);
+			work_defer_all(w, "cannot record the transaction as "
+			    "in flight");
+			return;
+		}
+	}
 	if (smtp_client_send(cn->c, &w->tx, tx_done, w, err,
 	    sizeof(err)) == -1) {
 		/* Cannot happen on an idle connection; be safe anyway. */
@@ -429,6 +498,16 @@ tx_done(struct smtp_client *c, struct smtp_tx *tx, void *arg)
 	snprintf(w->remote, sizeof(w->remote), "%s", smtp_client_peer_host(c));
 	for (i = 0; i < w->n; i++)
 		w->action[i] = classify(w->res[i].code);
+	if (q->test_crash_after > 0 && d->kind == DK_UPSTREAM) {
+		for (i = 0; i < w->n && w->action[i] != A_SENT; i++)
+			;
+		if (i < w->n && ++q->test_crash_n >= q->test_crash_after) {
+			log_warnx("%s: %s: ending the process after the "
+			    "upstream's answer, before its commit", w->m->id,
+			    QUEUE_TEST_CRASH_ENV);
+			_exit(QUEUE_TEST_CRASH_STATUS);
+		}
+	}
 	if (d->kind == DK_UPSTREAM) {
 		st->latency_count++;
 		st->latency_sum += tx->elapsed;
@@ -474,6 +553,23 @@ dsn_committed(int status, const char *id, const char *why, void *arg)
 		for (i = 0; i < w->n; i++)
 			if (w->action[i] == A_BOUNCE)
 				w->action[i] = A_DEFER;
+	}
+	work_to_batch(w);
+}
+
+/*
+ * work_to_batch - w's results join the next commit; while its in-flight
+ * mark is not committed yet they wait for it (queue_mark.c), so the
+ * commit that clears the mark never comes before the one that sets it.
+ */
+void
+work_to_batch(struct qwork *w)
+{
+	struct queue *q = w->q;
+
+	if (w->mark_wait) {
+		w->mark_finish = 1;
+		return;
 	}
 	TAILQ_INSERT_TAIL(&q->batch, w, entry);
 	event_active(q->flush_ev, EV_TIMEOUT, 0);
@@ -561,8 +657,7 @@ fail:
 		if (w->action[i] == A_BOUNCE)
 			w->action[i] = A_DEFER;
 commit:
-	TAILQ_INSERT_TAIL(&q->batch, w, entry);
-	event_active(q->flush_ev, EV_TIMEOUT, 0);
+	work_to_batch(w);
 }
 
 /* ---- committing results ---- */
@@ -675,6 +770,9 @@ work_apply(struct store_txn *tx, struct queue *q, struct qwork *w, int64_t now)
 		return (0);		/* leave a damaged record alone */
 	}
 	w->found = 1;
+	/* The upstream transaction's result is in: no longer in flight. */
+	if (w->ledger)
+		rec.flags &= ~(uint32_t)QR_INFLIGHT;
 	for (i = 0; i < w->n; i++) {
 		struct delivery *d;
 

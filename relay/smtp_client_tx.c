@@ -296,8 +296,8 @@ client_body_fill(struct smtp_client *c)
 			return;
 		}
 	}
-	if (c->body_pos < total)
-		return;
+	if (c->body_pos < total || tx->hold_dot)
+		return;		/* more to come, or the dot is held */
 	/* The message should end with CRLF; if not, the CRLF before the
 	 * dot is ours. */
 	if (total > 0 && (c->body_last[0] != '\r' || c->body_last[1] != '\n'))
@@ -331,6 +331,16 @@ body_start(struct smtp_client *c)
 		return;
 	}
 	client_body_fill(c);
+}
+
+void
+smtp_client_release_dot(struct smtp_client *c, struct smtp_tx *tx)
+{
+	tx->hold_dot = 0;
+	if (c == NULL || c->dead || c->tx != tx || c->state != CS_BODY)
+		return;		/* not there yet, or over */
+	if (c->body_pos >= tx_total(tx))
+		client_body_fill(c);	/* waiting for us: the dot now */
 }
 
 /* client_tx_reply - one reply to the transaction's commands */
