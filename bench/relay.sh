@@ -39,6 +39,13 @@
 #                quick look)
 #   BENCH_POSTFIX=0  skip Postfix (it needs root and the Debian postfix
 #                package's "postfix" user and "postdrop" group)
+#   BENCH_TRACE=DIR  trace every ferry-relay, ferry+checks and Postfix run
+#                with strace -f (all its processes and threads), keep the
+#                traces in DIR and print a line per run below its row:
+#                system calls, fsync/fdatasync, file and socket reads and
+#                writes per message (bench/strace_summary.py).  strace
+#                slows every traced row down: read the counts, not the
+#                rates, of such a run
 #   BENCH_CHECKS=0  skip the ferry+checks rows (they need dnsmasq, openssl
 #                and dkim_tool: BENCH_DKIM_TOOL, default
 #                tests/integration/dkim_tool beside the relay's directory)
@@ -355,6 +362,41 @@ pf_stop() {
 	PF_ETC=
 }
 
+# --- strace (BENCH_TRACE) ---------------------------------------------------------
+
+TRACE_DIR=${BENCH_TRACE:-}
+BENCH_SRC=$(cd "$(dirname "$0")" && pwd)
+TRACE_PID=
+TRACE_OUT=
+if [ -n "$TRACE_DIR" ]; then
+	command -v strace >/dev/null || die "BENCH_TRACE: strace missing"
+	mkdir -p "$TRACE_DIR" || die "BENCH_TRACE: cannot create $TRACE_DIR"
+fi
+# trace_start NAME PID SESSIONS - strace PID and its children (Postfix:
+# the master and the daemons it has already started; -f follows the rest)
+trace_start() {
+	local p args=() i
+	[ -n "$TRACE_DIR" ] && [ "$2" != - ] || return 0
+	for p in "$2" $(pgrep -P "$2"); do
+		args+=(-p "$p")
+	done
+	TRACE_OUT=$TRACE_DIR/$1-$SIZE_NAME-$3.strace
+	TRACE_OUT=${TRACE_OUT// /_}
+	strace -f -C -y -qq -o "$TRACE_OUT" "${args[@]}" 2>/dev/null &
+	TRACE_PID=$!
+	# strace attaches before it writes its first line
+	for ((i = 0; i < 100; i++)); do
+		[ -s "$TRACE_OUT" ] && break
+		sleep 0.05
+	done
+}
+trace_stop() {
+	[ -n "$TRACE_PID" ] || return 0
+	kill -INT "$TRACE_PID" 2>/dev/null
+	wait "$TRACE_PID" 2>/dev/null
+	TRACE_PID=
+}
+
 # --- one measurement ------------------------------------------------------------
 
 # run_one NAME PORT PID SIZE SESSIONS N [SMTP-SOURCE-OPTION...] - prints
@@ -368,6 +410,7 @@ run_one() {
 	[ ${#opts[@]} -gt 0 ] || opts=(-l "$size")
 	base=$(sink_count)
 	[ "$pid" = - ] || mon_start "$pid"
+	trace_start "$name" "$pid" "$sess"
 	t0=$(now)
 	timeout "$RUN_CAP" smtp-source -s "$sess" -m "$n" "${opts[@]}" \
 		-f sender@bench.example -t rcpt@example.com "127.0.0.1:$port" \
@@ -384,6 +427,7 @@ run_one() {
 	t2=$(now)
 	MON="- -"
 	[ "$pid" = - ] || mon_stop
+	trace_stop
 	read -r ACC DLV CPU RSS < <("$PY" -c "
 n, got = $n, $got
 acc = n / ($t1 - $t0)
@@ -396,6 +440,10 @@ print('%.0f %.0f %s %s' % (acc, dlv, cpu, rss))")
 	printf '%-6s %5s %-14s %6s %11s %12s %8s %10s%s\n' "$SIZE_NAME" "$sess" \
 		"$name" "$n" "$ACC" "$DLV" "$CPU" \
 		"$([ "$RSS" = - ] && echo - || echo "$((RSS / 1024)) MB")" "$note"
+	if [ -n "$TRACE_OUT" ]; then
+		echo "       trace: $("$PY" "$BENCH_SRC/strace_summary.py" "$TRACE_OUT" "$n")"
+		TRACE_OUT=
+	fi
 }
 
 ratio() {

@@ -240,6 +240,8 @@ ctx_free(struct daemon_ctx *ctx)
 	drain_free(&r->drain);
 	dns_resolver_free(&r->resolver);
 	spool_close(&r->spool);
+	if (r->store != NULL && store_sync(r->store, err, sizeof(err)) == -1)
+		log_warnx("store: %s", err);
 	store_close(&r->store);
 	if (ctx->ev_sweep)
 		event_free(ctx->ev_sweep);
@@ -279,8 +281,25 @@ start_up(struct daemon_ctx *ctx, int foreground, int rebuild)
 	}
 	if (daemon_drop_privileges(cfg->global.user) == -1)
 		return (-1);
+	/*
+	 * STORE_NOMETASYNC (store.h): a commit flushes its pages but not
+	 * its meta page, so an OS crash or power cut may undo the relay's
+	 * last commit, never corrupt the store, and never touch ferry-syncd's
+	 * commits (its own handle syncs both).  Why that loses nothing:
+	 *  - a spool round's commit (records, dedupe keys, pending ledger
+	 *    entries) comes after its files are fsync'd in spool/queue, and
+	 *    spool_open() rebuilds what a file lacks - record, dedupe key,
+	 *    ledger entries - at every start (spool_rebuild.c);
+	 *  - an undone delivery result means a message is sent again (a
+	 *    duplicate), as after any crash during a delivery; the pending
+	 *    ledger entries of a record whose file is gone are released;
+	 *  - what only an admin or the drain view knows (hold, delete, the
+	 *    drain state) is followed by store_sync(), and so is shutdown.
+	 * A kill -9 undoes nothing: the commit is in the page cache.
+	 */
 	if (config_state_path(cfg, "db", path, sizeof(path)) == -1 ||
-	    store_open(&r->store, path, 0, err, sizeof(err)) == -1) {
+	    store_open(&r->store, path, STORE_NOMETASYNC, err,
+	    sizeof(err)) == -1) {
 		log_errorx("store %s: %s (is state_dir writable by this user?)",
 		    path, err);
 		return (-1);

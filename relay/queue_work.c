@@ -775,6 +775,10 @@ work_log_delivery(const struct qmsg *m, const char *rcpt, const char *orig_to,
 		    text);
 }
 
+/* Records of finished messages wait at most this long for a batch. */
+#define WORK_DELS_DELAY_MS	200
+#define WORK_DELS_MAX		256	/* ... or until this many wait */
+
 void
 work_dels_add(struct queue *q, const char *id)
 {
@@ -791,7 +795,21 @@ work_dels_add(struct queue *q, const char *id)
 		q->delcap = ncap;
 	}
 	memcpy(q->dels[q->ndels++], id, QUEUE_ID_LEN + 1);
-	event_active(q->flush_ev, EV_TIMEOUT, 0);
+	/*
+	 * Not urgent: the file is gone and every delivery is final, so the
+	 * record rides along with the next batch of results (one LMDB
+	 * commit, one flush, per delivered message instead of two), or goes
+	 * within WORK_DELS_DELAY_MS.  A crash before that leaves a record
+	 * without a file, which start-up drops (spool_rebuild.c); shutdown
+	 * flushes (queue_free).
+	 */
+	if (q->ndels >= WORK_DELS_MAX)
+		event_active(q->flush_ev, EV_TIMEOUT, 0);
+	else if (!event_pending(q->flush_ev, EV_TIMEOUT, NULL)) {
+		struct timeval tv = { 0, WORK_DELS_DELAY_MS * 1000 };
+
+		event_add(q->flush_ev, &tv);
+	}
 }
 
 /*
