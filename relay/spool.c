@@ -262,11 +262,13 @@ spool_msg_envelope(struct spool_msg *m, const struct queue_record *rec)
 	}
 	if (tmp.arrived == 0)
 		tmp.arrived = time(NULL);
+	tmp.size = 0;	/* not known yet: spool_writer.c writes it in */
 	if (spool_env_build(&tmp, m->id, &text, &len) == -1) {
 		m->werr = ENOMEM;
 		return (-1);
 	}
 	rc = msg_put(m, text, len);
+	m->size_off = spool_env_size_off(text, len);
 	free(text);
 	m->env_written = 1;
 	return (rc);

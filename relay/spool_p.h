@@ -34,6 +34,7 @@ struct wakeup;
 #define SPOOL_MAGIC	"mailferry-spool 1"
 #define SPOOL_BUFSZ	(16 * 1024)	/* write buffer, DATA sessions only */
 #define SPOOL_LINEMAX	8192		/* longest header line */
+#define SPOOL_SIZE_DIGITS 20		/* the header's size value, padded */
 #define DEDUPE_VALUE_VERSION	1
 /* Test hook: when set (to anything) in the relay's environment at start,
  * the writer thread ends the process with _exit(SPOOL_TEST_CRASH_STATUS)
@@ -61,6 +62,7 @@ struct spool_msg {
 	char		*buf;		/* pending bytes, lazily allocated */
 	size_t		 buflen;
 	int		 env_written;	/* header is at the start of the file */
+	size_t		 size_off;	/* its size value's offset, 0: none */
 	uint64_t	 body;		/* message bytes accepted */
 	int		 werr;		/* first write errno, 0 if none */
 	/* set at commit */
@@ -117,6 +119,7 @@ void	spool_msg_unlink(struct spool *sp, struct spool_msg *m);
 /* spool_file.c: the envelope header */
 int	spool_env_build(const struct queue_record *rec, const char *id,
 	    char **text_r, size_t *len_r);
+size_t	spool_env_size_off(const char *text, size_t len);
 int	spool_file_read(struct spool *sp, const char *id,
 	    struct queue_record *rec, int *fd_r, uint64_t *offset_r,
 	    uint64_t *size_r, char *err, size_t errlen);

@@ -277,10 +277,38 @@ round_put(struct store_txn *tx, void *arg)
 	return (0);
 }
 
+/* round_size - write the message's length into its header (spool_file.c) */
+static int
+round_size(struct spool_msg *m)
+{
+	char v[SPOOL_SIZE_DIGITS + 1];
+	ssize_t n;
+
+	if (m->size_off == 0)
+		return (0);
+	snprintf(v, sizeof(v), "%0*" PRIu64, SPOOL_SIZE_DIGITS, m->body);
+	do
+		n = pwrite(m->fd, v, SPOOL_SIZE_DIGITS, (off_t)m->size_off);
+	while (n == -1 && errno == EINTR);
+	if (n != SPOOL_SIZE_DIGITS) {
+		if (n >= 0)
+			errno = EIO;
+		return (-1);
+	}
+	return (0);
+}
+
 /*
  * spool_round - make every message of round durable, or fail it
  *
- * The order is DESIGN.md §4's: file fsync, rename, directory fsync, LMDB.
+ * The order is DESIGN.md §4's - file fsync, directory fsync, LMDB - with
+ * the rename moved before the file's fsync: on a journalling file system
+ * the file's fsync then commits the rename with the data, and the
+ * directory's fsync that POSIX asks for finds little left to do.  Until
+ * that fsync returns, a crash may leave queue/ID cut short; its header
+ * says how long the message is (round_size), so start-up refuses such a
+ * file (spool_file_read) rather than index half a message.  None of
+ * that was acknowledged: 250 comes after the LMDB commit.
  */
 static void
 spool_round(struct spool *sp, struct msgq *round)
@@ -296,8 +324,8 @@ spool_round(struct spool *sp, struct msgq *round)
 			continue;
 		if (spool_msg_flush(m) == -1)
 			spool_msg_fail(m, "write", m->werr);
-		else if (fsync(m->fd) == -1)
-			spool_msg_fail(m, "fsync", errno);
+		else if (round_size(m) == -1)
+			spool_msg_fail(m, "write", errno);
 	}
 	TAILQ_FOREACH(m, round, entry) {
 		if (m->status != 0)
@@ -309,6 +337,9 @@ spool_round(struct spool *sp, struct msgq *round)
 			nrenamed++;
 		}
 	}
+	TAILQ_FOREACH(m, round, entry)
+		if (m->status == 0 && fsync(m->fd) == -1)
+			spool_msg_fail(m, "fsync", errno);
 	if (nrenamed > 0 && fsync(sp->queuefd) == -1) {
 		int saved = errno;
 
