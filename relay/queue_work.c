@@ -43,6 +43,21 @@
 
 static struct qwork *	work_new(struct queue *q, struct qmsg *m, int si,
 		    enum work_none *why_r);
+/*
+ * Results wait up to WORK_FLUSH_DELAY_MS for others, so that one LMDB
+ * commit (one flush of the disk, on the loop) serves every delivery
+ * finished meanwhile instead of one each: a message relayed one by one
+ * would otherwise pay a flush per message on the loop, where the SMTP
+ * sessions wait.  Nothing waits on it but the record: the recipient has
+ * the message, and a crash before the commit means it is sent again (a
+ * duplicate, as for any crash during a delivery).  Records of finished
+ * messages (work_dels_add) wait longer: their files are already gone.
+ */
+#define WORK_FLUSH_DELAY_MS	20
+#define WORK_DELS_DELAY_MS	200
+#define WORK_DELS_MAX		256	/* ... or until this many wait */
+
+static void	work_flush_soon(struct queue *q, int ms);
 static void	tx_done(struct smtp_client *c, struct smtp_tx *tx, void *arg);
 static void	work_finish(struct qwork *w);
 static void	msg_done(struct queue *q, struct qmsg *m);
@@ -562,7 +577,7 @@ fail:
 			w->action[i] = A_DEFER;
 commit:
 	TAILQ_INSERT_TAIL(&q->batch, w, entry);
-	event_active(q->flush_ev, EV_TIMEOUT, 0);
+	work_flush_soon(q, WORK_FLUSH_DELAY_MS);
 }
 
 /* ---- committing results ---- */
@@ -775,9 +790,6 @@ work_log_delivery(const struct qmsg *m, const char *rcpt, const char *orig_to,
 		    text);
 }
 
-/* Records of finished messages wait at most this long for a batch. */
-#define WORK_DELS_DELAY_MS	200
-#define WORK_DELS_MAX		256	/* ... or until this many wait */
 
 void
 work_dels_add(struct queue *q, const char *id)
@@ -805,11 +817,8 @@ work_dels_add(struct queue *q, const char *id)
 	 */
 	if (q->ndels >= WORK_DELS_MAX)
 		event_active(q->flush_ev, EV_TIMEOUT, 0);
-	else if (!event_pending(q->flush_ev, EV_TIMEOUT, NULL)) {
-		struct timeval tv = { 0, WORK_DELS_DELAY_MS * 1000 };
-
-		event_add(q->flush_ev, &tv);
-	}
+	else
+		work_flush_soon(q, WORK_DELS_DELAY_MS);
 }
 
 /*
@@ -887,6 +896,16 @@ work_committed(struct queue *q, struct qwork *w)
 		sched_slot_set_dest(s, dest_srs(q, w->slot_rcpt));
 	s->next_try = w->slot_next;
 	sched_slot(q, s);
+}
+
+/* work_flush_soon - commit the batch within ms, or sooner if already due */
+static void
+work_flush_soon(struct queue *q, int ms)
+{
+	struct timeval tv = { 0, ms * 1000 };
+
+	if (!event_pending(q->flush_ev, EV_TIMEOUT, NULL))
+		event_add(q->flush_ev, &tv);
 }
 
 /* work_flush - commit the batch: one LMDB write transaction */
