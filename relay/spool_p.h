@@ -44,6 +44,12 @@ struct wakeup;
  * is different. */
 #define SPOOL_TEST_CRASH_ENV	"MAILFERRY_TEST_CRASH_BEFORE_COMMIT"
 #define SPOOL_TEST_CRASH_STATUS	86
+/* Test hook: milliseconds (decimal) the index thread waits before each
+ * of its commits, read at spool_open(), so a test can kill the relay
+ * after a 250 that came before the record (spool_msg_early()) and see
+ * start-up index the message from its file; tests/integration/
+ * test_relay_pending.sh.  Unset (production): no wait. */
+#define SPOOL_TEST_INDEX_DELAY_ENV "MAILFERRY_TEST_INDEX_DELAY_MS"
 #define DEDUPE_VALUE_LEN	(1 + 8 + QUEUE_ID_LEN)
 /* Test hook: a decimal byte count read at spool_open() that replaces
  * SPOOL_RESERVE, so a test can make any file system look full (a huge
@@ -72,6 +78,12 @@ struct spool_msg {
 	size_t		 enclen;
 	spool_commit_cb	*cb;
 	void		*arg;
+	/* spool_msg_early(): told once the file is durable */
+	spool_commit_cb	*dcb;
+	void		*darg;
+	TAILQ_ENTRY(spool_msg) early;	/* on struct spool's durable (mu) */
+	TAILQ_ENTRY(spool_msg) acked;	/* on struct spool's acked (loop) */
+	int		 in_acked;	/* (loop) */
 	int		 status;	/* 0, -1, or 1: duplicate */
 	char		 why[320];
 	/* dedupe: the relay key, put with the record */
@@ -100,9 +112,22 @@ struct spool {
 	pthread_cond_t	 cv;
 	struct msgq	 pending;	/* waiting for the next round (mu) */
 	struct msgq	 done;		/* finished, for the loop (mu) */
+	struct msgq	 indexq;	/* durable, for the index thread (mu) */
+	struct msgq	 durable;	/* early notices, for the loop (mu;
+					   linked through early) */
+	pthread_cond_t	 icv;		/* the index thread's */
+	/* Loop only: reported durable, record not committed yet; their
+	 * relay keys count for spool_dedupe_lookup().  Linked through
+	 * acked; only has_key, key and id are read, set before the commit. */
+	struct msgq	 acked;
 	int		 stop;		/* (mu) */
+	int		 istop;		/* (mu) the index thread's stop */
+	char		 ierr[300];	/* (mu) index failure to log, "" none */
 	pthread_t	 thread;
 	int		 thread_started;
+	pthread_t	 ithread;	/* the index thread */
+	int		 ithread_started;
+	unsigned	 index_delay_ms; /* SPOOL_TEST_INDEX_DELAY_ENV */
 	struct wakeup	*wake;		/* writer -> loop: "done is not empty" */
 	int		 test_crash;	/* SPOOL_TEST_CRASH_ENV was set */
 	uint64_t	 reserve;	/* bytes kept free (spool_has_room) */
@@ -138,6 +163,7 @@ int	spool_ledger_keys(const struct relay *relay,
 int	spool_view_domains(const struct queue_record *rec, char **list_r,
 	    size_t *len_r);
 void	*spool_writer(void *arg);
+void	*spool_indexer(void *arg);
 void	spool_done_cb(void *arg);
 
 /* spool_rebuild.c: start-up */
