@@ -287,8 +287,10 @@ pf_cmd() {
 	# postfix(1) reports to stderr only on a terminal, syslog otherwise.
 	script -qec "postfix -c $PF_ETC $*" /dev/null >>"$B/postfix.log" 2>&1
 }
+# pf_start NAME [checks] - with checks: the OpenDKIM milter and
+# policyd-spf (pf_checks_setup) on every message
 pf_start() {
-	local d=$B/postfix-$1
+	local d=$B/postfix-$1 restr="permit_mynetworks, reject_unauth_destination"
 	mkdir -p "$d/etc" "$d/queue" "$d/data"
 	chown postfix "$d/data"
 	PF_ETC=$d/etc
@@ -310,13 +312,20 @@ alias_database =
 relay_domains = example.com
 relayhost = [127.0.0.1]:$SINK_PORT
 mynetworks = 127.0.0.0/8
-smtpd_relay_restrictions = permit_mynetworks, reject_unauth_destination
+smtpd_relay_restrictions = $restr
 smtp_tls_security_level = none
 smtpd_tls_security_level = none
 smtp_dns_support_level = disabled
 biff = no
 maillog_file = $d/maillog
 maillog_file_prefixes = $d
+EOF
+	[ "${2:-}" = checks ] && cat >>"$d/etc/main.cf" <<EOF
+smtpd_milters = inet:127.0.0.1:$MILTER_PORT
+non_smtpd_milters =
+milter_default_action = tempfail
+smtpd_recipient_restrictions = check_policy_service unix:private/policyd-spf, $restr
+policyd-spf_time_limit = 3600
 EOF
 	# Every service chroot "n": the instance lives in a temporary dir.
 	cat >"$d/etc/master.cf" <<EOF
@@ -345,6 +354,9 @@ anvil     unix  - - n - 1 anvil
 scache    unix  - - n - 1 scache
 postlog   unix-dgram n - n - 1 postlogd
 EOF
+	[ "${2:-}" = checks ] &&
+		echo "policyd-spf unix - n n - 0 spawn user=nobody argv=$B/policyd-spf.sh" \
+			>>"$d/etc/master.cf"
 	pf_cmd start || {
 		tail -n 20 "$B/postfix.log" "$d/maillog" >&2 2>/dev/null
 		die "Postfix does not start"
@@ -455,7 +467,7 @@ def r(a, b):
     except (ValueError, ZeroDivisionError):
         return '-'
     return ('%.2fx' if v >= 0.1 else '%.3fx') % v
-print('%-6s %5s %-14s %6s %11s %12s %8s %10s' % ('', '', 'ferry/postfix', '',
+print('%-6s %5s %-14s %6s %11s %12s %8s %10s' % ('', '', '${RATIO_NAME:-ferry/postfix}', '',
       r('$1', '$5'), r('$2', '$6'), r('$3', '$7'), r('$4', '$8')))"
 }
 
@@ -512,6 +524,77 @@ if [ "$WITH_CHECKS" = 1 ] && ! checks_setup; then
 	echo "bench: ferry+checks rows skipped (setup failed; see $B/dnsmasq.log)" >&2
 	WITH_CHECKS=0
 fi
+# pf_checks_setup - the same records from a second dnsmasq on
+# 127.0.0.2:53 (neither OpenDKIM nor policyd-spf takes a DNS port; the
+# address is loopback all the same), OpenDKIM verifying as a milter, and
+# policyd-spf spawned by Postfix in a private mount namespace whose
+# /etc/resolv.conf names that server (the system's file is not touched).
+# Both as Debian configures them, except: OpenDKIM verifies only (Mode v)
+# and adds Authentication-Results, policyd-spf does not skip loopback
+# clients (skip_addresses) and writes Authentication-Results too.
+WITH_PF_CHECKS=0
+pf_checks_setup() {
+	local c
+	for c in opendkim /usr/bin/policyd-spf unshare; do
+		command -v "$c" >/dev/null || {
+			echo "bench: postfix+checks rows skipped ($c missing:" \
+				"Debian packages opendkim, postfix-policyd-spf-python)" >&2
+			return 1
+		}
+	done
+	dnsmasq --keep-in-foreground --conf-file="$B/dnsmasq.conf" --no-resolv \
+		--no-hosts --no-poll --listen-address=127.0.0.2 --bind-interfaces \
+		--port=53 --pid-file="$B/dnsmasq2.pid" --user="$(id -un)" \
+		--cache-size=0 --local-ttl=3600 >"$B/dnsmasq2.log" 2>&1 &
+	PIDS+=($!)
+	sleep 0.3
+	kill -0 "${PIDS[-1]}" 2>/dev/null || {
+		echo "bench: postfix+checks rows skipped (no DNS on 127.0.0.2:53:" \
+			"$(tail -n 1 "$B/dnsmasq2.log"))" >&2
+		return 1
+	}
+	echo "nameserver 127.0.0.2" >"$B/resolv.conf"
+	chmod 644 "$B/resolv.conf"
+	cat >"$B/policyd-spf.conf" <<EOF
+debugLevel = 0
+TestOnly = 1
+HELO_reject = False
+Mail_From_reject = Fail
+PermError_reject = False
+TempError_Defer = False
+skip_addresses = 192.0.2.255/32
+Header_Type = AR
+Authserv_Id = postfix-bench.localdomain
+EOF
+	cat >"$B/policyd-spf.sh" <<EOF
+#!/bin/sh
+exec unshare -Urm sh -c 'mount --bind $B/resolv.conf /etc/resolv.conf && exec /usr/bin/policyd-spf $B/policyd-spf.conf'
+EOF
+	chmod 755 "$B/policyd-spf.sh"
+	chmod 644 "$B/policyd-spf.conf"
+	MILTER_PORT=$(free_port)
+	cat >"$B/opendkim.conf" <<EOF
+Mode v
+Socket inet:$MILTER_PORT@127.0.0.1
+PidFile $B/opendkim.pid
+UserID opendkim
+Nameservers 127.0.0.2
+Syslog no
+AlwaysAddARHeader yes
+AuthservID postfix-bench.localdomain
+EOF
+	opendkim -f -x "$B/opendkim.conf" >"$B/opendkim.log" 2>&1 &
+	PIDS+=($!)
+	wait_tcp "$MILTER_PORT" || {
+		echo "bench: postfix+checks rows skipped (OpenDKIM does not" \
+			"start: $(tail -n 1 "$B/opendkim.log"))" >&2
+		return 1
+	}
+	WITH_PF_CHECKS=1
+}
+if [ "$WITH_CHECKS" = 1 ] && [ "$WITH_POSTFIX" = 1 ]; then
+	pf_checks_setup || true
+fi
 SUMMARY=()
 # passed - log lines of accepted messages with spf=pass and dkim=pass
 passed() {
@@ -549,6 +632,7 @@ for size in 4096 102400; do
 			p0=$(passed)
 			run_one ferry+checks "$RELAY_PORT" "$RELAY_PID" "$size" \
 				"$sess" "$n" -F "$B/signed-$size.eml" -N
+			FC=("$ACC" "$DLV" "$CPU" "$RSS")
 			relay_stop
 			p1=$(passed)
 			[ $((p1 - p0)) -ge "$n" ] ||
@@ -564,6 +648,15 @@ for size in 4096 102400; do
 			P=("$ACC" "$DLV" "$CPU" "$RSS")
 			pf_stop
 			ratio "${F[@]}" "${P[@]}"
+		fi
+
+		if [ "$WITH_PF_CHECKS" = 1 ]; then
+			pf_start "$size-$sess-checks" checks
+			run_one postfix+checks "$PF_PORT" "$PF_PID" "$size" \
+				"$sess" "$n" -F "$B/signed-$size.eml" -N
+			PC=("$ACC" "$DLV" "$CPU" "$RSS")
+			pf_stop
+			RATIO_NAME="ferry+chk/pf+chk" ratio "${FC[@]}" "${PC[@]}"
 		fi
 	done
 done
