@@ -46,6 +46,11 @@
 #                writes per message (bench/strace_summary.py).  strace
 #                slows every traced row down: read the counts, not the
 #                rates, of such a run
+#   BENCH_PERF=DIR  profile every ferry-relay and ferry+checks run with
+#                "perf record -g" (perf.data files in DIR) and print the
+#                ten hottest functions below its row
+#   BENCH_KEEP=1 keep the spools, queues, logs and configurations (the
+#                directory is named on stderr at the end)
 #   BENCH_CHECKS=0  skip the ferry+checks rows (they need dnsmasq, openssl
 #                and dkim_tool: BENCH_DKIM_TOOL, default
 #                tests/integration/dkim_tool beside the relay's directory)
@@ -102,7 +107,11 @@ cleanup() {
 	for p in "${PIDS[@]}"; do
 		wait "$p" 2>/dev/null
 	done
-	rm -rf "$B"
+	if [ "${BENCH_KEEP:-0}" = 1 ]; then
+		echo "bench: kept $B" >&2
+	else
+		rm -rf "$B"
+	fi
 }
 trap cleanup EXIT
 trap 'exit 130' INT
@@ -402,6 +411,28 @@ trace_start() {
 		sleep 0.05
 	done
 }
+PERF_DIR=${BENCH_PERF:-}
+PERF_PID=
+PERF_OUT=
+if [ -n "$PERF_DIR" ]; then
+	command -v perf >/dev/null || die "BENCH_PERF: perf missing (Debian linux-perf)"
+	mkdir -p "$PERF_DIR" || die "BENCH_PERF: cannot create $PERF_DIR"
+fi
+perf_start() {
+	[ -n "$PERF_DIR" ] && [ "$2" != - ] || return 0
+	case $1 in ferry*) ;; *) return 0 ;; esac
+	PERF_OUT=$PERF_DIR/$1-$SIZE_NAME-$3.data
+	PERF_OUT=${PERF_OUT//+/_}
+	perf record -q -g -F 999 -p "$2" -o "$PERF_OUT" >/dev/null 2>&1 &
+	PERF_PID=$!
+	sleep 0.3
+}
+perf_stop() {
+	[ -n "$PERF_PID" ] || return 0
+	kill -INT "$PERF_PID" 2>/dev/null
+	wait "$PERF_PID" 2>/dev/null
+	PERF_PID=
+}
 trace_stop() {
 	[ -n "$TRACE_PID" ] || return 0
 	kill -INT "$TRACE_PID" 2>/dev/null
@@ -423,6 +454,7 @@ run_one() {
 	base=$(sink_count)
 	[ "$pid" = - ] || mon_start "$pid"
 	trace_start "$name" "$pid" "$sess"
+	perf_start "$name" "$pid" "$sess"
 	t0=$(now)
 	timeout "$RUN_CAP" smtp-source -s "$sess" -m "$n" "${opts[@]}" \
 		-f sender@bench.example -t rcpt@example.com "127.0.0.1:$port" \
@@ -440,6 +472,7 @@ run_one() {
 	MON="- -"
 	[ "$pid" = - ] || mon_stop
 	trace_stop
+	perf_stop
 	read -r ACC DLV CPU RSS < <("$PY" -c "
 n, got = $n, $got
 acc = n / ($t1 - $t0)
@@ -455,6 +488,12 @@ print('%.0f %.0f %s %s' % (acc, dlv, cpu, rss))")
 	if [ -n "$TRACE_OUT" ]; then
 		echo "       trace: $("$PY" "$BENCH_SRC/strace_summary.py" "$TRACE_OUT" "$n")"
 		TRACE_OUT=
+	fi
+	if [ -n "$PERF_OUT" ]; then
+		perf report -i "$PERF_OUT" --stdio --no-children --sort symbol \
+			-g none 2>/dev/null | grep -E '^ +[0-9]' | head -n 10 |
+			sed 's/^/       perf: /'
+		PERF_OUT=
 	fi
 }
 

@@ -32,7 +32,7 @@ struct relay;
 struct wakeup;
 
 #define SPOOL_MAGIC	"mailferry-spool 1"
-#define SPOOL_BUFSZ	(16 * 1024)	/* write buffer, DATA sessions only */
+#define SPOOL_BUFSZ	(64 * 1024)	/* write buffer, DATA sessions only */
 #define SPOOL_LINEMAX	8192		/* longest header line */
 #define SPOOL_SIZE_DIGITS 20		/* the header's size value, padded */
 #define DEDUPE_VALUE_VERSION	1
