@@ -24,6 +24,11 @@
 # duplicate of another and dedupe stays on.  A note follows the row when
 # fewer than N were logged with spf=pass and dkim=pass (then the checks
 # did not measure what they should).  A summary at the end lists both.
+# As root, "postfix+checks" is its peer: a private Postfix with the
+# OpenDKIM milter (Debian opendkim, verifying) and policyd-spf (Debian
+# postfix-policyd-spf-python) asked at RCPT, against the same records
+# (pf_checks_setup), sent the same signed messages (a tenth as many: it
+# is that much slower); its ratio row is ferry+checks / postfix+checks.
 #
 # Printed per row: accepted msgs/s (N / smtp-source's wall time),
 # delivered msgs/s (N / the time until the sink has all N), CPU seconds of
@@ -49,11 +54,16 @@
 #   BENCH_PERF=DIR  profile every ferry-relay and ferry+checks run with
 #                "perf record -g" (perf.data files in DIR) and print the
 #                ten hottest functions below its row
+#   BENCH_BASE=FERRY_RELAY  another ferry-relay binary (an older build,
+#                say) run right after ferry-relay in every row as
+#                "ferry-base", with a ratio row ferry-relay / ferry-base:
+#                before and after under the same load
 #   BENCH_KEEP=1 keep the spools, queues, logs and configurations (the
 #                directory is named on stderr at the end)
-#   BENCH_CHECKS=0  skip the ferry+checks rows (they need dnsmasq, openssl
-#                and dkim_tool: BENCH_DKIM_TOOL, default
-#                tests/integration/dkim_tool beside the relay's directory)
+#   BENCH_CHECKS=0  skip the ferry+checks and postfix+checks rows (they
+#                need dnsmasq, openssl and dkim_tool: BENCH_DKIM_TOOL,
+#                default tests/integration/dkim_tool beside the relay's
+#                directory, built by "make")
 #
 # Everything listens on 127.0.0.1 only; every process started here is
 # stopped and every file removed on exit.  Each run has a time cap, so the
@@ -245,6 +255,12 @@ sink_count() {
 
 RELAY_PORT=$(free_port)
 RELAY_PID=
+BASE=${BENCH_BASE:-}
+if [ -n "$BASE" ]; then
+	[ -x "$BASE" ] || die "BENCH_BASE: $BASE not found"
+	BASE=$(cd "$(dirname "$BASE")" && pwd)/$(basename "$BASE")
+fi
+RUN_RELAY=$RELAY
 # relay_start NAME [checks]
 relay_start() {
 	local st=$B/relay-$1 checks="spf = off
@@ -275,7 +291,7 @@ $checks
 [control]
 http =
 EOF
-	"$RELAY" -d -c "$B/relay.conf" >>"$B/relay.log" 2>&1 &
+	"$RUN_RELAY" -d -c "$B/relay.conf" >>"$B/relay.log" 2>&1 &
 	RELAY_PID=$!
 	PIDS+=("$RELAY_PID")
 	wait_tcp "$RELAY_PORT" || {
@@ -666,6 +682,17 @@ for size in 4096 102400; do
 		F=("$ACC" "$DLV" "$CPU" "$RSS")
 		relay_stop
 
+		if [ -n "$BASE" ]; then
+			RUN_RELAY=$BASE
+			relay_start "$size-$sess-base"
+			run_one ferry-base "$RELAY_PORT" "$RELAY_PID" "$size" \
+				"$sess" "$n"
+			relay_stop
+			RUN_RELAY=$RELAY
+			RATIO_NAME="ferry/base" ratio "${F[@]}" "$ACC" "$DLV" \
+				"$CPU" "$RSS"
+		fi
+
 		if [ "$WITH_CHECKS" = 1 ]; then
 			relay_start "$size-$sess-checks" checks
 			p0=$(passed)
@@ -690,9 +717,12 @@ for size in 4096 102400; do
 		fi
 
 		if [ "$WITH_PF_CHECKS" = 1 ]; then
+			# a tenth of the messages: it is that much slower,
+			# and each run has its time cap
 			pf_start "$size-$sess-checks" checks
 			run_one postfix+checks "$PF_PORT" "$PF_PID" "$size" \
-				"$sess" "$n" -F "$B/signed-$size.eml" -N
+				"$sess" "$(((n + 9) / 10 > 50 ? (n + 9) / 10 : 50))" \
+				-F "$B/signed-$size.eml" -N
 			PC=("$ACC" "$DLV" "$CPU" "$RSS")
 			pf_stop
 			RATIO_NAME="ferry+chk/pf+chk" ratio "${FC[@]}" "${PC[@]}"
