@@ -360,7 +360,7 @@ spool_round(struct spool *sp, struct msgq *round)
 }
 
 /*
- * round_release - close what failed (status != 0; with keep_ok the rest
+ * round_release - close what failed (status != 0; with all the rest
  * too): files removed, descriptors closed, buffers freed
  */
 static void
@@ -427,7 +427,7 @@ spool_writer(void *arg)
 	struct spool *sp = arg;
 	struct spool_msg *m;
 	struct msgq round;
-	int early;
+	int tell;
 
 	for (;;) {
 		pthread_mutex_lock(&sp->mu);
@@ -443,24 +443,24 @@ spool_writer(void *arg)
 
 		spool_round(sp, &round);
 
-		early = 0;
+		tell = 0;
 		pthread_mutex_lock(&sp->mu);
 		while ((m = TAILQ_FIRST(&round)) != NULL) {
 			TAILQ_REMOVE(&round, m, entry);
 			if (m->status != 0) {
 				TAILQ_INSERT_TAIL(&sp->done, m, entry);
-				early = 1;
+				tell = 1;
 				continue;
 			}
 			if (m->dcb != NULL) {
 				TAILQ_INSERT_TAIL(&sp->durable, m, early);
-				early = 1;
+				tell = 1;
 			}
 			TAILQ_INSERT_TAIL(&sp->indexq, m, entry);
 		}
 		pthread_cond_signal(&sp->icv);
 		pthread_mutex_unlock(&sp->mu);
-		if (early)
+		if (tell)
 			wakeup_signal(sp->wake);
 	}
 	return (NULL);
