@@ -398,6 +398,8 @@ store_open_opts(struct store **store_r, const char *dir, int flags,
 	}
 	/* MDB_NOTLS: read transactions may run on worker threads. */
 	envflags = MDB_NOTLS | (st->rdonly ? MDB_RDONLY : 0);
+	if ((flags & STORE_NOMETASYNC) && !st->rdonly)
+		envflags |= MDB_NOMETASYNC;
 	if ((rc = mdb_env_open(st->env, dir, envflags, 0600)) != 0) {
 		if (rc == ENOENT && st->rdonly)
 			errbuf_set(err, errlen,
@@ -460,6 +462,21 @@ store_close(struct store **store)
 		pthread_rwlock_destroy(&st->resize_lock);
 	free(st);
 	*store = NULL;
+}
+
+/* store_sync - flush this process's commits, the last meta page included */
+int
+store_sync(struct store *store, char *err, size_t errlen)
+{
+	int rc;
+
+	if (store->rdonly)
+		return (0);
+	if ((rc = mdb_env_sync(store->env, 1)) != 0) {
+		errbuf_set(err, errlen, "mdb_env_sync: %s", mdb_strerror(rc));
+		return (-1);
+	}
+	return (0);
 }
 
 /*

@@ -82,6 +82,18 @@ enum store_db {
 
 /* store_open() flags. */
 #define STORE_RDONLY	0x01	/* read only: create nothing, write nothing */
+/*
+ * STORE_NOMETASYNC: commits of THIS process write their meta page
+ * without waiting for it (LMDB's MDB_NOMETASYNC): one flush per commit
+ * instead of two.  The database stays intact after any crash, but an
+ * OS crash or power cut may undo this process's last commit (the next
+ * commit, or store_sync(), makes it durable).  Only for a process
+ * whose every write either can be redone from elsewhere or is followed
+ * by store_sync() where it must survive a power cut: ferry-relay, whose
+ * spool files are the truth (relay/spool.c).  The flag is per open
+ * environment handle: the other process's commits keep their own.
+ */
+#define STORE_NOMETASYNC 0x02
 
 /* Bytes in front of every value of an expiring database. */
 #define STORE_EXPIRY_HDRLEN	8
@@ -149,6 +161,9 @@ int	store_open(struct store **store_r, const char *dir, int flags,
 int	store_open_opts(struct store **store_r, const char *dir, int flags,
 	    const struct store_opts *opts, char *err, size_t errlen);
 void	store_close(struct store **store);
+/* store_sync - make every commit of this process durable now (for a
+ * STORE_NOMETASYNC store; a no-op flush otherwise); -1 with err. */
+int	store_sync(struct store *store, char *err, size_t errlen);
 
 /*
  * Accessors.  store_env() and store_dbi() are for raw LMDB calls on

@@ -247,6 +247,8 @@ ctx_free(struct daemon_ctx *ctx)
 	drain_free(&r->drain);
 	dns_resolver_free(&r->resolver);
 	spool_close(&r->spool);
+	if (r->store != NULL && store_sync(r->store, err, sizeof(err)) == -1)
+		log_warnx("store: %s", err);
 	store_close(&r->store);
 	if (ctx->ev_sweep)
 		event_free(ctx->ev_sweep);
@@ -344,6 +346,22 @@ start_up(struct daemon_ctx *ctx, int foreground, int rebuild)
 		inflight_accounts_load(cfg, &ctx->crash_accounts);
 	if (daemon_drop_privileges(cfg->global.user) == -1)
 		return (-1);
+	/*
+	 * STORE_NOMETASYNC (store.h): a commit flushes its pages but not
+	 * its meta page, so an OS crash or power cut may undo the relay's
+	 * last commit, never corrupt the store, and never touch ferry-syncd's
+	 * commits (its own handle syncs both).  Why that loses nothing:
+	 *  - a spool round's commit (records, dedupe keys, pending ledger
+	 *    entries) comes after its files are fsync'd in spool/queue, and
+	 *    spool_open() rebuilds what a file lacks - record, dedupe key,
+	 *    ledger entries - at every start (spool_rebuild.c);
+	 *  - an undone delivery result means a message is sent again (a
+	 *    duplicate), as after any crash during a delivery; the pending
+	 *    ledger entries of a record whose file is gone are released;
+	 *  - what only an admin or the drain view knows (hold, delete, the
+	 *    drain state) is followed by store_sync(), and so is shutdown.
+	 * A kill -9 undoes nothing: the commit is in the page cache.
+	 */
 	/* [global] map_size caps the map's growth: a full map fails the
 	 * transaction (a 4xx to the client), it never stops the relay */
 	memset(&sopts, 0, sizeof(sopts));
@@ -351,7 +369,7 @@ start_up(struct daemon_ctx *ctx, int foreground, int rebuild)
 	sopts.map_size = sopts.map_max < STORE_MAP_DEFAULT ? sopts.map_max :
 	    STORE_MAP_DEFAULT;
 	if (config_state_path(cfg, "db", path, sizeof(path)) == -1 ||
-	    store_open_opts(&r->store, path, 0, &sopts, err,
+	    store_open_opts(&r->store, path, STORE_NOMETASYNC, &sopts, err,
 	    sizeof(err)) == -1) {
 		log_errorx("store %s: %s (is state_dir writable by this user?)",
 		    path, err);

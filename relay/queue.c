@@ -590,6 +590,10 @@ queue_set_held(struct queue *q, const char *id, int hold, char *err,
 	int rc;
 
 	rc = store_txn_run(q->relay->store, 0, txn_held, &ha, err, errlen);
+	/* The store commits without its meta sync (main.c): an admin's
+	 * decision must survive a power cut all the same. */
+	if (rc == 0 && store_sync(q->relay->store, err, errlen) == -1)
+		return (-1);
 	if (rc == 1)
 		errbuf_set(err, errlen, "unknown id");
 	return (rc == 0 ? 0 : -1);
@@ -697,6 +701,10 @@ queue_delete(struct queue *q, const char *id, char *err, size_t errlen)
 	da.id = idbuf;
 	rc = store_txn_run(q->relay->store, 0, txn_delete, &da, err, errlen);
 	if (rc < 0)
+		return (-1);
+	/* Durable before the file goes (the store skips its meta sync:
+	 * main.c), so a power cut cannot bring the record back alone. */
+	if (store_sync(q->relay->store, err, errlen) == -1)
 		return (-1);
 	/* The record is gone: nothing can send it after a restart.  A
 	 * transaction in flight finishes (its file stays readable through

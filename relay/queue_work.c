@@ -43,6 +43,21 @@
 
 static struct qwork *	work_new(struct queue *q, struct qmsg *m, int si,
 		    enum work_none *why_r);
+/*
+ * Results wait up to WORK_FLUSH_DELAY_MS for others, so that one LMDB
+ * commit (one flush of the disk, on the loop) serves every delivery
+ * finished meanwhile instead of one each: a message relayed one by one
+ * would otherwise pay a flush per message on the loop, where the SMTP
+ * sessions wait.  Nothing waits on it but the record: the recipient has
+ * the message, and a crash before the commit means it is sent again (a
+ * duplicate, as for any crash during a delivery).  Records of finished
+ * messages (work_dels_add) wait longer: their files are already gone.
+ */
+#define WORK_FLUSH_DELAY_MS	20
+#define WORK_DELS_DELAY_MS	200
+#define WORK_DELS_MAX		256	/* ... or until this many wait */
+
+static void	work_flush_soon(struct queue *q, int ms);
 static void	tx_done(struct smtp_client *c, struct smtp_tx *tx, void *arg);
 static void	work_finish(struct qwork *w);
 static void	msg_done(struct queue *q, struct qmsg *m);
@@ -572,7 +587,8 @@ work_to_batch(struct qwork *w)
 		return;
 	}
 	TAILQ_INSERT_TAIL(&q->batch, w, entry);
-	event_active(q->flush_ev, EV_TIMEOUT, 0);
+	/* results of several deliveries share one commit */
+	work_flush_soon(q, WORK_FLUSH_DELAY_MS);
 }
 
 /*
@@ -873,6 +889,7 @@ work_log_delivery(const struct qmsg *m, const char *rcpt, const char *orig_to,
 		    text);
 }
 
+
 void
 work_dels_add(struct queue *q, const char *id)
 {
@@ -889,7 +906,18 @@ work_dels_add(struct queue *q, const char *id)
 		q->delcap = ncap;
 	}
 	memcpy(q->dels[q->ndels++], id, QUEUE_ID_LEN + 1);
-	event_active(q->flush_ev, EV_TIMEOUT, 0);
+	/*
+	 * Not urgent: the file is gone and every delivery is final, so the
+	 * record rides along with the next batch of results (one LMDB
+	 * commit, one flush, per delivered message instead of two), or goes
+	 * within WORK_DELS_DELAY_MS.  A crash before that leaves a record
+	 * without a file, which start-up drops (spool_rebuild.c); shutdown
+	 * flushes (queue_free).
+	 */
+	if (q->ndels >= WORK_DELS_MAX)
+		event_active(q->flush_ev, EV_TIMEOUT, 0);
+	else
+		work_flush_soon(q, WORK_DELS_DELAY_MS);
 }
 
 /*
@@ -967,6 +995,16 @@ work_committed(struct queue *q, struct qwork *w)
 		sched_slot_set_dest(s, dest_srs(q, w->slot_rcpt));
 	s->next_try = w->slot_next;
 	sched_slot(q, s);
+}
+
+/* work_flush_soon - commit the batch within ms, or sooner if already due */
+static void
+work_flush_soon(struct queue *q, int ms)
+{
+	struct timeval tv = { 0, ms * 1000 };
+
+	if (!event_pending(q->flush_ev, EV_TIMEOUT, NULL))
+		event_add(q->flush_ev, &tv);
 }
 
 /* work_flush - commit the batch: one LMDB write transaction */

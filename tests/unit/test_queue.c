@@ -671,7 +671,7 @@ test_deferred(void **state)
 	H_UP->code = 451;
 	spool_one(fx, "alice@example.com", 1, 0, 1, id);
 	spin_while(fx, &H_UP->nsend, 0);
-	spin(fx, 50);
+	spin(fx, 400);	/* past the results' batching delay (queue_work.c) */
 	assert_int_equal(get_rec(fx, id, &rec), 1);
 	assert_int_equal(rec.dlv[0].state, DLV_PENDING);
 	assert_int_equal(rec.dlv[0].attempts, 1);
@@ -691,7 +691,7 @@ test_deferred(void **state)
 	/* A second 4xx: the delay doubles. */
 	assert_int_equal(queue_retry(fx->relay.queue, id, err, sizeof(err)), 0);
 	spin_while(fx, &H_UP->nsend, 1);
-	spin(fx, 50);
+	spin(fx, 400);
 	assert_int_equal(get_rec(fx, id, &rec), 1);
 	assert_int_equal(rec.dlv[0].attempts, 2);
 	assert_true(rec.dlv[0].next_try >= now + 160);
