@@ -143,11 +143,13 @@ fmt_age(char *buf, size_t len, int64_t secs)
 	return (buf);
 }
 
-/* fmt_mb - bytes as MB with one decimal ("0.0", "12.3") */
+/* fmt_mb - bytes as MB ("0.01", "12.3", "2048") */
 static const char *
 fmt_mb(char *buf, size_t len, uint64_t n)
 {
-	snprintf(buf, len, "%.1f", (double)n / (1024.0 * 1024.0));
+	double mb = (double)n / (1024.0 * 1024.0);
+
+	snprintf(buf, len, mb < 10 ? "%.2f" : mb < 1000 ? "%.1f" : "%.0f", mb);
 	return (buf);
 }
 
@@ -207,7 +209,7 @@ flat_push(struct flat *f, const char *path, const char *value)
 	return (0);
 }
 
-/* flat_get - the value at path, or def (null reads as def too) */
+/* flat_get - the value at path, or def (a JSON null reads as def too) */
 static const char *
 flat_get(const struct flat *f, const char *path, const char *def)
 {
@@ -215,8 +217,8 @@ flat_get(const struct flat *f, const char *path, const char *def)
 
 	for (i = 0; i < f->n; i++)
 		if (strcmp(f->paths[i], path) == 0)
-			return (strcmp(f->values[i], "null") == 0 &&
-			    def != NULL ? def : f->values[i]);
+			return (strcmp(f->values[i], "null") == 0 ? def :
+			    f->values[i]);
 	return (def);
 }
 
