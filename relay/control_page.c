@@ -758,7 +758,7 @@ page_queue(struct evbuffer *b, struct relay *relay, time_t now, char *err,
 static void
 page_arrivals(struct evbuffer *b, struct relay *relay, time_t now)
 {
-	enum { BAR = 10, GAP = 2, H = 120, TOP = 14, AXIS = 16 };
+	enum { BAR = 15, GAP = 3, H = 120, TOP = 14, AXIS = 16 };
 	uint64_t hourly[DRAIN_HOURS], max = 0, total = 0, last24 = 0;
 	char when[40], ago[32];
 	time_t last;
