@@ -21,7 +21,11 @@
  * one inline script is ours.
  */
 
+#include <sys/types.h>
+
+#include <errno.h>
 #include <inttypes.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -899,6 +903,7 @@ page_sync(struct evbuffer *b, struct relay *relay, time_t now, char *err,
 	struct page_sync s;
 	const char *v;
 	char t1[40], t2[32], mb[32];
+	uint64_t pid;
 	int64_t eta;
 	size_t i;
 	int rc, running;
@@ -935,7 +940,13 @@ page_sync(struct evbuffer *b, struct relay *relay, time_t now, char *err,
 	esc(b, flat_get(&s.top, "pass", "?"));
 	out(b, "\" data-pass-number=\"%" PRIu64 "\">", to_u64(flat_get(&s.top,
 	    "pass_number", "0")));
-	if (running)
+	pid = to_u64(flat_get(&s.top, "pid", "0"));
+	if (running && (pid == 0 || pid > INT32_MAX ||
+	    (kill((pid_t)pid, 0) == -1 && errno == ESRCH)))
+		out(b, "ferry-syncd pid %" PRIu64 " is gone without finishing "
+		    "(killed?); pass #%" PRIu64 " ", pid, to_u64(flat_get(&s.top,
+		    "pass_number", "0")));
+	else if (running)
 		out(b, "ferry-syncd pid %" PRIu64 " (%s), pass #%" PRIu64 " ",
 		    to_u64(flat_get(&s.top, "pid", "0")),
 		    strcmp(flat_get(&s.top, "mode", ""), "daemon") == 0 ?
