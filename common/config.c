@@ -8,12 +8,15 @@
  * failed load leaves the caller with nothing to free but the struct.
  */
 
+#include <arpa/inet.h>
+
 #include <errno.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <syslog.h>
 #include <unistd.h>
 
@@ -164,6 +167,9 @@ static const struct cfg_key keys[] = {
 	KEY("control", "socket", CT_STRING, "", control.socket),
 	KHOST("control", "http", "127.0.0.1:8025", control.http, 0, CK_SINGLE),
 	KINT("control", "max_connections", "32", control.max_connections, 1, 100000),
+	KEY("control", "auth_token_file", CT_STRING, "", control.auth_token_file),
+	KEY("control", "auth_user", CT_STRING, "", control.auth_user),
+	KEY("control", "auth_password_file", CT_STRING, "", control.auth_password_file),
 };
 #define NKEYS	(sizeof(keys) / sizeof(keys[0]))
 
@@ -589,6 +595,70 @@ key_line(const unsigned *lines, const char *section, const char *name)
 }
 
 /*
+ * config_host_is_loopback - whether a listener on host is reachable
+ * from this machine only: 127.0.0.0/8, ::1 (also as ::ffff:127.x.y.z)
+ * or "localhost".  Anything else, names and wildcards included, counts
+ * as reachable from the network.
+ */
+int
+config_host_is_loopback(const char *host)
+{
+	struct in_addr a4;
+	struct in6_addr a6;
+
+	if (strcasecmp(host, "localhost") == 0)
+		return (1);
+	if (inet_pton(AF_INET, host, &a4) == 1)
+		return ((ntohl(a4.s_addr) >> 24) == 127);
+	if (inet_pton(AF_INET6, host, &a6) == 1)
+		return (IN6_IS_ADDR_LOOPBACK(&a6) ||
+		    (IN6_IS_ADDR_V4MAPPED(&a6) && a6.s6_addr[12] == 127));
+	return (0);
+}
+
+/* check_control_auth - [control] auth_* and the non-loopback rule */
+static int
+check_control_auth(const struct config *cfg, const unsigned *lines,
+    char *err, size_t errlen)
+{
+	const char *path = cfg->path ? cfg->path : "(defaults)";
+	const struct hostport_list *http = &cfg->control.http;
+	int user = cfg->control.auth_user[0] != '\0';
+	int pass = cfg->control.auth_password_file[0] != '\0';
+	int token = cfg->control.auth_token_file[0] != '\0';
+	unsigned line;
+
+	if (user != pass) {
+		line = key_line(lines, "control", user ? "auth_user" :
+		    "auth_password_file");
+		snprintf(err, errlen, "%s:%u: [control] auth_user and "
+		    "auth_password_file must be set together", path,
+		    line ? line : 1);
+		return (-1);
+	}
+	if (user && strchr(cfg->control.auth_user, ':') != NULL) {
+		line = key_line(lines, "control", "auth_user");
+		snprintf(err, errlen, "%s:%u: [control] auth_user: must not "
+		    "contain ':' (HTTP basic authentication)", path,
+		    line ? line : 1);
+		return (-1);
+	}
+	if (http->count > 0 && !user && !token &&
+	    !config_host_is_loopback(http->items[0].host)) {
+		/* Queue, senders and accounts must not be open to the
+		 * network: refuse before anything binds. */
+		line = key_line(lines, "control", "http");
+		snprintf(err, errlen, "%s:%u: [control] http: %s is not a "
+		    "loopback address: set auth_token_file or auth_user and "
+		    "auth_password_file, or listen on 127.0.0.1", path,
+		    line ? line : 1, http->items[0].host[0] ?
+		    http->items[0].host : "(every address)");
+		return (-1);
+	}
+	return (0);
+}
+
+/*
  * check_consistency - rules that span keys, checked after the whole
  * file; lines (NULL for defaults) gives each key's line for the errors
  * that can name one.
@@ -649,6 +719,8 @@ check_consistency(const struct config *cfg, const unsigned *lines,
 		    "check_interval" : "catchup_interval");
 		return (-1);
 	}
+	if (check_control_auth(cfg, lines, err, errlen) == -1)
+		return (-1);
 	return (0);
 }
 

@@ -152,6 +152,11 @@ struct config {
 		char		*socket;
 		struct hostport_list http;
 		int64_t		 max_connections; /* HTTP, at once */
+		/* HTTP authentication: a bearer token and/or basic auth;
+		 * the secrets stay in their files (read by the daemon). */
+		char		*auth_token_file;
+		char		*auth_user;
+		char		*auth_password_file;
 	} control;
 };
 
@@ -167,6 +172,7 @@ void	config_free(struct config *cfg);
 size_t	config_diff(const struct config *a, const struct config *b,
 	    void (*changed)(const char *section, const char *key, void *arg),
 	    void *arg);
+int	config_host_is_loopback(const char *host);
 int	config_state_path(const struct config *cfg, const char *name,
 	    char *buf, size_t len);
 

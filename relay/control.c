@@ -18,8 +18,9 @@
  *
  * SECURITY: both listeners take input from other local processes.  HTTP
  * binds only where [control] http says (loopback by default); it is
- * read-only, serves three fixed paths, reads no body and caps header sizes
- * and time.  The socket is created mode 0600 (umask around bind(), since
+ * read-only, serves four fixed paths (/ is the status page of
+ * control_page.c), reads no body and caps header sizes and time; with
+ * [control] auth_* set, every path needs the credentials (control_auth.c).  The socket is created mode 0600 (umask around bind(), since
  * fchmod() on a socket does not restrict connect()), peers must be root
  * or our own user (SO_PEERCRED), and request lines are hostile: at most
  * CTL_LINE_MAX bytes, printable ASCII only, every ID checked for exactly
@@ -59,6 +60,8 @@
 
 #include "control.h"
 #include "control_cap.h"
+#include "control_auth.h"
+#include "control_page.h"
 #include "cutover_state.h"
 #include "drain.h"
 #include "json.h"
@@ -105,6 +108,7 @@ struct control {
 	struct relay		*relay;
 	struct evhttp		*http;		/* NULL: [control] http empty */
 	struct http_cap		*http_cap;	/* [control] max_connections */
+	struct control_auth	*auth;		/* NULL: no HTTP auth */
 	struct evconnlistener	*listener;	/* the control socket */
 	char			*sock_path;	/* the file we created, or NULL */
 	TAILQ_HEAD(, ctl_conn)	 conns;
@@ -515,10 +519,18 @@ control_http_cb(struct evhttp_request *req, void *arg)
 	size_t len;
 	int is_metrics;
 
+	if (!control_auth_allow(ctl->auth, req))
+		return;		/* answered 401 */
+	if (path != NULL && strcmp(path, "/") == 0 &&
+	    cmd == EVHTTP_REQ_GET) {
+		control_page_reply(ctl->relay, req);
+		return;
+	}
 	if (path == NULL || (strcmp(path, "/metrics") != 0 &&
-	    strcmp(path, "/status") != 0 && strcmp(path, "/cutover") != 0)) {
+	    strcmp(path, "/status") != 0 && strcmp(path, "/cutover") != 0 &&
+	    strcmp(path, "/") != 0)) {
 		http_reply(req, HTTP_NOTFOUND, "Not Found",
-		    "not found: try /metrics, /status or /cutover");
+		    "not found: try /, /metrics, /status or /cutover");
 		return;
 	}
 	/* Not even HEAD: libevent 2.1 would send the body after it. */
@@ -602,7 +614,8 @@ control_http_open(struct control *ctl, const struct hostport *hp, char *err,
 		    where, errno ? strerror(errno) : "bind failed");
 		return (-1);
 	}
-	log_info("control: HTTP /metrics, /status and /cutover on %s", where);
+	log_info("control: HTTP /, /metrics, /status and /cutover on %s "
+	    "(authentication: %s)", where, control_auth_describe(ctl->auth));
 	return (0);
 }
 
@@ -1040,6 +1053,9 @@ control_new(struct control **control_r, struct relay *relay, char *err,
 	ctl->relay = relay;
 	TAILQ_INIT(&ctl->conns);
 	if (cfg->control.http.count > 0 &&
+	    control_auth_new(&ctl->auth, cfg, err, errlen) == -1)
+		goto fail;
+	if (cfg->control.http.count > 0 &&
 	    control_http_open(ctl, &cfg->control.http.items[0], err,
 	    errlen) == -1)
 		goto fail;
@@ -1073,6 +1089,7 @@ control_free(struct control **control)
 	if (ctl->http != NULL)
 		evhttp_free(ctl->http);
 	http_cap_free(&ctl->http_cap);	/* after: evhttp_free reports to it */
+	control_auth_free(&ctl->auth);
 	free(ctl);
 	*control = NULL;
 }

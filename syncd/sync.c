@@ -360,6 +360,7 @@ acct_thread(void *arg)
 	a->t0 = pace_now();
 	pthread_mutex_lock(&pr->mu);
 	pr->acc[a->idx].state = SYNC_ACCT_RUNNING;
+	pr->acc[a->idx].started = (int64_t)time(NULL);
 	pthread_mutex_unlock(&pr->mu);
 	err[0] = '\0';
 	if ((w0 = keep_take(a)) == NULL && (w0 = worker_new(a)) == NULL) {
@@ -396,6 +397,7 @@ acct_thread(void *arg)
 	pthread_mutex_lock(&pr->mu);
 	pr->accounts_done++;
 	pr->acc[a->idx].state = ok ? SYNC_ACCT_DONE : SYNC_ACCT_FAILED;
+	pr->acc[a->idx].finished = (int64_t)time(NULL);
 	pthread_mutex_unlock(&pr->mu);
 	goto done;
 fail:
@@ -406,6 +408,7 @@ fail:
 	pthread_mutex_lock(&pr->mu);
 	pr->accounts_done++;
 	pr->acc[a->idx].state = SYNC_ACCT_FAILED;
+	pr->acc[a->idx].finished = (int64_t)time(NULL);
 	(void)str_copy(pr->acc[a->idx].error, err,
 	    sizeof(pr->acc[a->idx].error));	/* cut to fit */
 	pthread_mutex_unlock(&pr->mu);
