@@ -66,13 +66,13 @@ for t in $targets; do
 	    -rss_limit_mb=2048 -print_final_stats=1 \
 	    -artifact_prefix="$build/fuzz-crashes/$t-" ${FUZZ_FLAGS:-} \
 	    "$work" "tests/fuzz/corpus/$t" >"$log" 2>&1; then
-		echo "ok - fuzz_$t: $(grep -E '^stat::number_of_executed_units' "$log" |
+		echo "ok - fuzz_$t: $(grep -aE '^stat::number_of_executed_units' "$log" |
 		    awk '{print $2}') runs, no crash"
 		pass=$((pass + 1))
 	else
 		echo "not ok - fuzz_$t failed; from $log:"
 		# the report without libFuzzer's progress lines and stacks
-		grep -vE '^#[0-9]+[[:space:]]|^    #[0-9]+ 0x|^INFO:' "$log" | tail -40
+		grep -avE '^#[0-9]+[[:space:]]|^    #[0-9]+ 0x|^INFO:' "$log" | tail -40
 		ls "$build/fuzz-crashes/$t-"* 2>/dev/null
 		fail=$((fail + 1))
 	fi
