@@ -28,6 +28,8 @@ int	fuzz_msgid(const uint8_t *data, size_t size);
 int	fuzz_config(const uint8_t *data, size_t size);
 /* fuzz_srs.c: relay/srs.c, forward, parse and reverse */
 int	fuzz_srs(const uint8_t *data, size_t size);
+/* fuzz_imap_session.c: syncd's IMAP client against a hostile server */
+int	fuzz_imap_session(const uint8_t *data, size_t size);
 /* fuzz_authres.c: relay/authres.c, the filter and our own field */
 int	fuzz_authres(const uint8_t *data, size_t size);
 
