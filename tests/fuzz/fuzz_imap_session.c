@@ -42,6 +42,14 @@
 
 #define NCMDS		16
 
+struct session;
+
+/* One queued command: its done and data callbacks get its slot. */
+struct slot {
+	struct session	*s;
+	int		 done;		/* done calls */
+};
+
 struct session {
 	struct event_base *base;
 	struct imap_client *c;
@@ -50,7 +58,7 @@ struct session {
 	const uint8_t	*data;
 	size_t		 size, off;
 	int		 closed;
-	int		 done[NCMDS];	/* done calls per command */
+	struct slot	 cmd[NCMDS];
 	int		 ncmds;
 	int		 in_body;
 	uint64_t	 body_size, body_got;
@@ -59,11 +67,11 @@ struct session {
 static void
 done_cb(struct imap_client *c, const struct imap_result *res, void *arg)
 {
-	int *n = arg;
+	struct slot *k = arg;
 
 	(void)c;
 	(void)res;
-	if (++*n > 1)
+	if (++k->done > 1)
 		abort();
 }
 
@@ -85,7 +93,7 @@ static void
 body_begin(struct imap_client *c, const struct imap_fetch_msg *m,
     const char *section, uint64_t size, void *arg)
 {
-	struct session *s = arg;
+	struct session *s = ((struct slot *)arg)->s;
 
 	(void)c;
 	(void)m;
@@ -99,7 +107,7 @@ body_begin(struct imap_client *c, const struct imap_fetch_msg *m,
 static void
 body_data(struct imap_client *c, const void *data, size_t len, void *arg)
 {
-	struct session *s = arg;
+	struct session *s = ((struct slot *)arg)->s;
 
 	(void)c;
 	if (!s->in_body || (len > 0 && data == NULL))
@@ -112,7 +120,7 @@ body_data(struct imap_client *c, const void *data, size_t len, void *arg)
 static void
 body_end(struct imap_client *c, void *arg)
 {
-	struct session *s = arg;
+	struct session *s = ((struct slot *)arg)->s;
 
 	(void)c;
 	if (!s->in_body || s->body_got != s->body_size)
@@ -242,6 +250,7 @@ listen_any(int *port_r)
 
 /* queue - one command of the pass, its done count slot */
 #define QUEUE(call) do {						\
+	s.cmd[s.ncmds].s = &s;						\
 	if (s.ncmds < NCMDS && (call) != NULL)				\
 		s.ncmds++;						\
 } while (0)
@@ -297,25 +306,25 @@ fuzz_imap_session(const uint8_t *data, size_t size)
 		abort();
 	QUEUE(imap_client_list(s.c, "", "*", IMAP_LIST_SPECIAL_USE,
 	    IMAP_STATUS_MESSAGES | IMAP_STATUS_UIDNEXT, &lcbs, done_cb,
-	    &s.done[s.ncmds]));
+	    &s.cmd[s.ncmds]));
 	QUEUE(imap_client_select(s.c, "INBOX", IMAP_SELECT_READONLY, NULL,
-	    NULL, done_cb, &s.done[s.ncmds]));
+	    NULL, done_cb, &s.cmd[s.ncmds]));
 	QUEUE(imap_client_uid_fetch(s.c, "1:*", "(UID FLAGS INTERNALDATE "
 	    "RFC822.SIZE BODY.PEEK[HEADER.FIELDS (MESSAGE-ID DATE FROM)])",
-	    0, 0, &meta, done_cb, &s.done[s.ncmds]));
+	    0, 0, &meta, done_cb, &s.cmd[s.ncmds]));
 	QUEUE(imap_client_uid_fetch(s.c, "1:*", "(UID BODY.PEEK[])", 0, 0,
-	    &meta, done_cb, &s.done[s.ncmds]));
+	    &meta, done_cb, &s.cmd[s.ncmds]));
 	QUEUE(imap_client_uid_search(s.c, "ALL", search_uid, done_cb,
-	    &s.done[s.ncmds]));
+	    &s.cmd[s.ncmds]));
 	QUEUE(imap_client_status(s.c, "Sent", IMAP_STATUS_MESSAGES |
-	    IMAP_STATUS_UIDVALIDITY, done_cb, &s.done[s.ncmds]));
-	QUEUE(imap_client_namespace(s.c, done_cb, &s.done[s.ncmds]));
-	QUEUE(imap_client_logout(s.c, done_cb, &s.done[s.ncmds]));
+	    IMAP_STATUS_UIDVALIDITY, done_cb, &s.cmd[s.ncmds]));
+	QUEUE(imap_client_namespace(s.c, done_cb, &s.cmd[s.ncmds]));
+	QUEUE(imap_client_logout(s.c, done_cb, &s.cmd[s.ncmds]));
 
 	event_base_dispatch(s.base);
 	imap_client_free(&s.c);
 	for (i = 0; i < s.ncmds; i++)
-		if (s.done[i] != 1)
+		if (s.cmd[i].done != 1)
 			abort();
 
 	event_free(tev);
