@@ -15,9 +15,10 @@
  *   - a dropped count without a dropped byte, or the reverse;
  *   - our own field: authres_build() with an SPF result whose
  *     smtp.mailfrom is the input's first line (via authres_pvalue())
- *     and a DKIM result naming it, when it succeeds, is not one
- *     CRLF-terminated field that authres_claims_ours() recognises as
- *     ours, or has a line over 998 bytes.
+ *     and a DKIM result naming it (253 bytes at most, as long as the
+ *     SMTP path or DNS name the relay puts there), when it succeeds, is
+ *     not one CRLF-terminated field that authres_claims_ours()
+ *     recognises as ours, or has a line over 998 bytes.
  */
 
 #include <stdio.h>
@@ -128,8 +129,9 @@ check_build(const uint8_t *data, size_t size)
 	size_t n = 0;
 	ssize_t len;
 
-	while (n < size && n < sizeof(value) - 1 && data[n] != '\n' &&
-	    data[n] != '\0')
+	/* as long as what the relay puts there can be: an SMTP path, a
+	 * DNS name (253); longer ones may need lines over 998 bytes */
+	while (n < size && n < 253 && data[n] != '\n' && data[n] != '\0')
 		n++;
 	memcpy(value, data, n);
 	value[n] = '\0';
