@@ -149,6 +149,32 @@ batch_find(struct batch *b, const struct imap_fetch_msg *m)
 	return (NULL);
 }
 
+/*
+ * size_mismatch - the body literal is not the RFC822.SIZE the scan got.
+ * What was received is copied: the literal is the message as the server
+ * delivers it, RFC822.SIZE only its claim (servers compute it from a
+ * cache or an LF file, and some get it wrong); refusing would leave the
+ * message behind for good.  It is flagged instead: a warning naming the
+ * folder and UID, a note in the report and the folder's size_mismatch
+ * count.  The scan's size stays the message's identity in the state.
+ */
+static void
+size_mismatch(struct fctx *fc, const struct smsg *s, uint64_t got)
+{
+	char why[200];
+
+	log_warnx("%s: %s: uid %" PRIu64 ": RFC822.SIZE is %" PRIu64 " but "
+	    "the body received is %" PRIu64 " bytes: copied as received",
+	    fc->a->acc->src_user, fc->j->m->src_path, s->uid, s->size, got);
+	snprintf(why, sizeof(why), "RFC822.SIZE %" PRIu64 " but the body "
+	    "received was %" PRIu64 " bytes: copied as received", s->size,
+	    got);
+	fc_rf_lock(fc);
+	fc->rf->size_mismatch++;
+	report_problem(fc->rf, REPORT_NOTE, s->uid, NULL, got, why);
+	fc_rf_unlock(fc);
+}
+
 static void
 c_body_begin(struct imap_client *c, const struct imap_fetch_msg *m,
     const char *section, uint64_t size, void *arg)
@@ -171,6 +197,8 @@ c_body_begin(struct imap_client *c, const struct imap_fetch_msg *m,
 	b->nseen++;
 	/* out of memory: the copy is left unverified, never failed */
 	(void)faith_begin(&cm->fh);
+	if (size != cm->s->size)
+		size_mismatch(b->fc, cm->s, size);
 	if (b->dst_dead || dst == NULL)
 		return;
 	if (b->multi) {

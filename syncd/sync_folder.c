@@ -399,6 +399,18 @@ phase_scan(struct frun *fr)
 		fc_fail(fc, "FETCH source", &r);
 		return (-1);
 	}
+	if (fr->msgs.dup_uids > 0) {
+		char why[200];
+
+		/* scan_meta_end logged it; kept once, so it is copied
+		 * once and not taken for a message that vanished */
+		snprintf(why, sizeof(why), "the source sent %zu UID%s more "
+		    "than once in one FETCH response (this one first): "
+		    "each counted and copied once", fr->msgs.dup_uids,
+		    fr->msgs.dup_uids == 1 ? "" : "s");
+		report_problem(fc->rf, REPORT_NOTE, fr->msgs.dup_first, NULL,
+		    0, why);
+	}
 	fc->max_uid = fc->sf.src_last_uid;
 	for (i = 0; i < fr->msgs.n; i++) {
 		struct smsg *s = &fr->msgs.v[i];
@@ -470,6 +482,7 @@ phase_flags(struct frun *fr)
 	if (fc->a->dest_live)
 		return (0);
 	sort_n(fr->flags.v, fr->flags.n, sizeof(*fr->flags.v), smsg_cmp);
+	(void)smsgv_dedupe(&fr->flags);
 	return (apply_flags(fc, &fr->flags));
 }
 
@@ -563,6 +576,17 @@ phase_deletions(struct frun *fr)
 		return (-1);
 	}
 	sort_n(live.v, live.n, sizeof(*live.v), scan_uid_cmp);
+	{
+		uint64_t dup = 0;
+		size_t nd = uidlist_dedupe(&live, &dup);
+
+		if (nd > 0)
+			log_warnx("%s: %s: the source server sent %zu UID%s "
+			    "more than once in one SEARCH response (UID %"
+			    PRIu64 " first): each counted once",
+			    fc->a->acc->src_user, fc->j->m->src_path, nd,
+			    nd == 1 ? "" : "s", dup);
+	}
 	rc = apply_deletions(fc, live.v, live.n);
 	free(live.v);
 	return (rc);

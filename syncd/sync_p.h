@@ -202,6 +202,10 @@ struct smsg {
 struct smsgv {
 	struct smsg	*v;
 	size_t		 n, alloc;
+	/* UIDs the server sent more than once in the response (each kept
+	 * once, see scan_meta_end); the lowest of them */
+	size_t		 dup_uids;
+	uint64_t	 dup_first;
 };
 
 
@@ -214,6 +218,7 @@ struct metafetch {
 	size_t		 hlen;
 	int		 want_hdr;
 	struct msg_ident *id;
+	int		 side;		/* SRC or DST, for the log */
 	int		 oom;
 };
 
@@ -343,6 +348,8 @@ int	scan_meta_begin(struct worker *w, int i, const char *uidset,
 	    uint64_t min_uid, int want_hdr, struct smsgv *out,
 	    struct metafetch *mf);
 int	scan_meta_end(struct worker *w, struct metafetch *mf, struct wres *r);
+size_t	smsgv_dedupe(struct smsgv *l);
+size_t	uidlist_dedupe(struct uidlist *l, uint64_t *first_r);
 int	scan_meta(struct worker *w, int i, const char *uidset, uint64_t min_uid,
 	    int want_hdr, struct smsgv *out, struct wres *r);
 int	scan_flags_begin(struct worker *w, const char *set, uint64_t since,
