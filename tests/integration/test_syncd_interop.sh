@@ -12,6 +12,9 @@
 # everything below "INBOX."), and the report's destination counts must
 # match what that reader counts on the destination.  The folders are the
 # generator's (nested, non-ASCII, "&", "Sent Items", "Junk E-mail"...).
+# Then a message with UTF-8 in its header to a munging Cyrus (reported
+# as altered), to one with munge8bit: no and to Courier (intact), and a
+# Cyrus over quota ([OVERQUOTA]: no APPEND storm, copied once raised).
 . "$top_srcdir/tests/integration/lib.sh"
 require_cmd dovecot doveadm "$FERRY_SYNCD"
 export LC_ALL=C
@@ -248,6 +251,47 @@ if [ -n "$cyrus_ok" ]; then
 	check_output "accept_altered = yes: the alteration is still listed (as a note)" 1 altered "$T/cyr8c.json"
 else
 	skip "8-bit header to Cyrus: $cyrus_why"
+fi
+# --- Cyrus over quota: [OVERQUOTA] ends the account's APPENDs -----------------------
+if [ -n "$cyrus_ok" ]; then
+	CYRUS_NAME=cyrq CYRUS_QUOTA=40 check "a Cyrus with a 40 KB quota starts" \
+		start_cyrus quinn:pass || done_testing
+	DOVECOT_NAME=dovq check "a Dovecot source for the quota case starts" \
+		start_dovecot quinn:pass || done_testing
+	seed "$IMAP_PORT_dovq" quinn 1 120 >/dev/null
+	cat >"$T/cyrq.conf" <<EOF2
+[global]
+state_dir = $T/state-cyrq
+log = stderr
+log_level = debug
+
+[syncd]
+source = imap://127.0.0.1:$IMAP_PORT_dovq?tls=none
+destination = imap://127.0.0.1:$IMAP_PORT_cyrq?tls=none
+accounts = $T/cyrq.accounts
+tls_verify = no
+EOF2
+	printf 'quinn pass quinn pass\n' >"$T/cyrq.accounts"
+	chmod 600 "$T/cyrq.accounts"
+	timeout -s KILL 120 "$FERRY_SYNCD" -c "$T/cyrq.conf" --once --json \
+		>"$T/cyrq.json" 2>"$T/log/syncd-cyrq.log"
+	check_output "Cyrus over quota: the pass exits 1" 1 echo $?
+	n=$(grep -cE 'dst:[^ ]*: C: A[0-9]+ APPEND ' "$T/log/syncd-cyrq.log")
+	if [ "$n" -gt 0 ] && [ "$n" -le $((120 + 5)) ]; then
+		ok "Cyrus over quota: no more APPENDs than messages plus a small constant ($n for 120)"
+	else
+		not_ok "Cyrus over quota: no more APPENDs than messages plus a small constant" "$n"
+	fi
+	left=$("$LIB_PYTHON" -c 'import json, sys
+j = json.load(open(sys.argv[1]))
+print(len([p for a in j["accounts"] for f in a["folders"] for p in f["problems"]
+           if "over quota" in (p["reason"] or "")]))' "$T/cyrq.json")
+	copied=$("$LIB_PYTHON" -c 'import json,sys; j=json.load(open(sys.argv[1])); print(sum(f["copied"] for a in j["accounts"] for f in a["folders"]))' "$T/cyrq.json")
+	check_output "Cyrus over quota: every message copied or reported over quota" 120 echo $((left + copied))
+	check "Cyrus: the quota is raised" cyrus_setquota cyrq quinn 100000
+	timeout -s KILL 120 "$FERRY_SYNCD" -c "$T/cyrq.conf" --once --json \
+		>"$T/cyrq2.json" 2>>"$T/log/syncd-cyrq.log"
+	check_output "Cyrus: after the quota is raised the next pass completes" 0 echo $?
 fi
 if [ -n "$courier_ok" ]; then
 	eightbit_run cou8 "$COU" alice
