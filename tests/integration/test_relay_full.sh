@@ -174,8 +174,11 @@ check "every acknowledged message is in the spool" \
 	sh -c "comm -23 '$T/acked' '$T/spooled' | wc -l | grep -qx 0"
 mdb_dump -p -s queue "$T/state2/db" | sed -n 's/^ \([0-9a-f]\{16\}\)$/\1/p' |
 	sort >"$T/indexed"
-check "every acknowledged message is in the queue index" \
-	sh -c "comm -23 '$T/acked' '$T/indexed' | wc -l | grep -qx 0"
+# The 250 follows the spool file's fsync and the index commit comes
+# after it: the last acknowledged messages may have found the map full
+# and wait, spooled, for an index; the restart below indexes them from
+# their files, and every one must go out.
+diag "acknowledged and not yet in the queue index: $(comm -23 "$T/acked" "$T/indexed" | wc -l)"
 check "nothing refused was left behind (spool = acknowledged)" \
 	cmp -s "$T/acked" "$T/spooled"
 "$LIB_PYTHON" "$T/smtp.py" "$PORT" ">EHLO c.test" \
