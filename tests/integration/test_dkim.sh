@@ -146,9 +146,10 @@ sed '0,/^From: /s//From: Mallory <mallory@evil.test>\r\nFrom: /' \
 check_output "second (unsigned) From: fail" \
 	"$(line r2048 "$M/rsa.eml" fail "2 From fields (RFC 5322 3.6 allows one)")" \
 	verify "$M/rsa-from2.eml"
-if python3 -c 'import dkim' 2>/dev/null; then
+# dkimpy is Debian's python3-dkim, seen by the system Python (LIB_PYTHON)
+if "$LIB_PYTHON" -c 'import dkim' 2>/dev/null; then
 	check "dkimpy agrees: the second From does not verify" \
-		python3 -c 'import sys, dkim
+		"$LIB_PYTHON" -c 'import sys, dkim
 sys.exit(0 if not dkim.verify(open(sys.argv[1], "rb").read(),
     dnsfunc=lambda n, timeout=5: sys.argv[2].encode()) else 1)' \
 		"$M/rsa-from2.eml" "$RSA_REC"
