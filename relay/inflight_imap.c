@@ -36,6 +36,8 @@
 #define HDR_MAX		(64 * 1024)	/* header block kept per message */
 #define UIDS_MAX	32		/* matches fetched per search */
 #define FOLDERS_MAX	1024		/* crash_check = all */
+#define SETTLE_ROUNDS	10		/* looks, 1 s apart, before a copy
+					   counts as absent */
 
 /* The state of one check; lives on inflight_imap_check()'s stack. */
 struct ichk {
@@ -394,7 +396,7 @@ check_account(struct ichk *k, const struct config *cfg, SSL_CTX *ctx,
 	struct imap_client_opts o;
 	char secret[ACCOUNTS_SECRET_MAX + 1], e[256], why[400];
 	size_t i, f;
-	int rc;
+	int rc, round, missing;
 
 	memset(&o, 0, sizeof(o));
 	o.host = u->addr.host;
@@ -444,47 +446,67 @@ check_account(struct ichk *k, const struct config *cfg, SSL_CTX *ctx,
 		    a->dst_user, k->why);
 		goto fail;
 	}
-	for (f = 0; f <= k->nfolders; f++) {
-		const char *folder = f == 0 ? "INBOX" : k->folders[f - 1];
-		int left = 0;
+	for (round = 0;; round++) {
+		for (f = 0; f <= k->nfolders; f++) {
+			const char *folder = f == 0 ? "INBOX" : k->folders[f - 1];
+			int left = 0;
 
-		for (i = 0; i < n; i++)
+			for (i = 0; i < n; i++)
+				if (p[i].verdict == IF_UNCHECKED &&
+				    account_of(acc, p[i].rcpt) == a)
+					left = 1;
+			if (!left)
+				break;
+			if (CMD(k, imap_client_select(k->c, folder,
+			    IMAP_SELECT_READONLY, NULL, NULL, cmd_cb, k),
+			    "EXAMINE") == -1) {
+				if (f == 0 || k->conn != 1 || k->expired) {
+					snprintf(why, sizeof(why), "IMAP %s as %s: "
+					    "%s: %s", o.host, a->dst_user, folder,
+					    k->why);
+					goto fail;
+				}
+				log_warnx("crash check: %s: cannot examine %s: %s",
+				    a->dst_user, folder, k->why);
+				continue;
+			}
+			for (i = 0; i < n; i++) {
+				if (p[i].verdict != IF_UNCHECKED ||
+				    account_of(acc, p[i].rcpt) != a)
+					continue;
+				rc = probe_folder(k, &p[i], folder);
+				if (rc == -2) {
+					p[i].verdict = IF_UNKNOWN;
+					snprintf(p[i].why, sizeof(p[i].why), "%s",
+					    k->why);
+					continue;
+				}
+				if (rc == -1) {
+					snprintf(why, sizeof(why), "IMAP %s as %s: %s",
+					    o.host, a->dst_user, k->why);
+					goto fail;
+				}
+				if (rc == 1)
+					p[i].verdict = IF_FOUND;
+			}
+		}
+		/*
+		 * The new MX may have taken a message and not put it in the
+		 * mailbox yet (its own queue, LMTP): what is still missing is
+		 * looked for again a little later before it counts as absent.
+		 */
+		for (i = 0, missing = 0; i < n; i++)
 			if (p[i].verdict == IF_UNCHECKED &&
 			    account_of(acc, p[i].rcpt) == a)
-				left = 1;
-		if (!left)
+				missing = 1;
+		if (!missing || round + 1 >= SETTLE_ROUNDS || k->conn != 1 ||
+		    k->expired)
 			break;
-		if (CMD(k, imap_client_select(k->c, folder,
-		    IMAP_SELECT_READONLY, NULL, NULL, cmd_cb, k),
-		    "EXAMINE") == -1) {
-			if (f == 0 || k->conn != 1 || k->expired) {
-				snprintf(why, sizeof(why), "IMAP %s as %s: "
-				    "%s: %s", o.host, a->dst_user, folder,
-				    k->why);
-				goto fail;
-			}
-			log_warnx("crash check: %s: cannot examine %s: %s",
-			    a->dst_user, folder, k->why);
-			continue;
-		}
-		for (i = 0; i < n; i++) {
-			if (p[i].verdict != IF_UNCHECKED ||
-			    account_of(acc, p[i].rcpt) != a)
-				continue;
-			rc = probe_folder(k, &p[i], folder);
-			if (rc == -2) {
-				p[i].verdict = IF_UNKNOWN;
-				snprintf(p[i].why, sizeof(p[i].why), "%s",
-				    k->why);
-				continue;
-			}
-			if (rc == -1) {
-				snprintf(why, sizeof(why), "IMAP %s as %s: %s",
-				    o.host, a->dst_user, k->why);
-				goto fail;
-			}
-			if (rc == 1)
-				p[i].verdict = IF_FOUND;
+		{
+			struct timeval tv = { 1, 0 };
+
+			(void)event_base_loopexit(k->base, &tv);
+			(void)event_base_dispatch(k->base);
 		}
 	}
 	for (i = 0; i < n; i++)
