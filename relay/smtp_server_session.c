@@ -132,7 +132,9 @@ session_close(struct smtp_session *s)
  * session_store_full - the LMDB map refused a write at its cap less than
  * SMTP_STORE_FULL_HOLD seconds ago: new mail gets 452 4.3.1 (RFC 3463
  * "mail system full") until a write commits again or the hold passes and
- * one more transaction may try
+ * one more transaction may try; and while acknowledged messages wait for
+ * an index the spool could not commit (they are safe in their files,
+ * but the queue cannot move them)
  */
 int
 session_store_full(const struct smtp_session *s)
@@ -140,6 +142,9 @@ session_store_full(const struct smtp_session *s)
 	struct store *store = s->server->relay->store;
 	time_t at;
 
+	if (s->server->relay->spool != NULL &&
+	    spool_index_stalled(s->server->relay->spool))
+		return (1);
 	if (store == NULL || (at = store_full_at(store)) == 0)
 		return (0);
 	return (time(NULL) - at < SMTP_STORE_FULL_HOLD);

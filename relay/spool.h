@@ -76,6 +76,7 @@ int	spool_remove(struct spool *spool, const char *id);
 /* 1: the spool's file system has size bytes free beyond SPOOL_RESERVE
  * (and a free inode); 0: it has not; a failed query counts as room. */
 int	spool_has_room(struct spool *spool, uint64_t size);
+int	spool_index_stalled(struct spool *spool);
 int	spool_rebuild_index(struct spool *spool, size_t *count_r, char *err,
 	    size_t errlen);
 /* 1: key is a live dedupe key (first_id: the queued copy, "?" if

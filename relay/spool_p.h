@@ -123,6 +123,8 @@ struct spool {
 	int		 stop;		/* (mu) */
 	int		 istop;		/* (mu) the index thread's stop */
 	char		 ierr[300];	/* (mu) index failure to log, "" none */
+	int		 istalled;	/* (mu) acknowledged messages wait for
+					   an index the last round failed */
 	pthread_t	 thread;
 	int		 thread_started;
 	pthread_t	 ithread;	/* the index thread */

@@ -503,7 +503,11 @@ spool_indexer(void *arg)
 
 		TAILQ_INIT(&retry);
 		failed = 0;
-		if (index_round(sp, &round, err, sizeof(err)) == -1) {
+		if (index_round(sp, &round, err, sizeof(err)) == 0) {
+			pthread_mutex_lock(&sp->mu);
+			sp->istalled = 0;
+			pthread_mutex_unlock(&sp->mu);
+		} else {
 			char what[300];
 
 			snprintf(what, sizeof(what), "queue index: %s", err);
@@ -521,6 +525,7 @@ spool_indexer(void *arg)
 			}
 			pthread_mutex_lock(&sp->mu);
 			snprintf(sp->ierr, sizeof(sp->ierr), "%s", what);
+			sp->istalled = !TAILQ_EMPTY(&retry);
 			if (sp->istop) {
 				/* Left to start-up (spool_reconcile). */
 				TAILQ_FOREACH(m, &retry, entry)
@@ -590,4 +595,20 @@ spool_done_cb(void *arg)
 			    m->arg);
 		spool_msg_free(m);
 	}
+}
+
+/*
+ * spool_index_stalled - 1 while acknowledged messages wait for an index
+ * the last round could not commit (a full map, say): new mail is better
+ * refused with a 4xx than acknowledged into a queue that cannot move
+ */
+int
+spool_index_stalled(struct spool *sp)
+{
+	int stalled;
+
+	pthread_mutex_lock(&sp->mu);
+	stalled = sp->istalled;
+	pthread_mutex_unlock(&sp->mu);
+	return (stalled);
 }

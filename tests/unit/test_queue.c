@@ -435,6 +435,16 @@ spin(struct fx *fx, int n)
 	}
 }
 
+/* SPIN_WHILE - run the loop while cond holds, at most ~5 s: for results
+ * that wait for a shared commit (a loaded machine, sanitizers) */
+#define SPIN_WHILE(fx, cond) do {					\
+	int spin_n_ = 0;						\
+	while ((cond) && spin_n_++ < 50000) {				\
+		event_base_loop((fx)->relay.base, EVLOOP_NONBLOCK);	\
+		usleep(100);						\
+	}								\
+} while (0)
+
 /* spin_until - run the loop until *flag is set (at most ~2 s) */
 static void
 spin_until(struct fx *fx, int *flag)
@@ -785,6 +795,7 @@ test_paused(void **state)
 	assert_int_equal(queue_retry(fx->relay.queue, NULL, err, sizeof(err)),
 	    0);
 	spin(fx, 300);
+	SPIN_WHILE(fx, H_UP->nsend < 4 || fx->relay.stats.forwarded < 4);
 	assert_int_equal(H_UP->nconnect, 2);
 	assert_int_equal(H_UP->nsend, 4);
 	assert_int_equal(fx->relay.stats.forwarded, 4);
