@@ -65,11 +65,11 @@ static void	pass_start(struct syncd *sd, const char *why);
 /*
  * keep_cap - how many connection pairs may stay logged in between passes:
  * [syncd] keep_connections, as far as the descriptors allow.  A kept pair
- * holds KEEP_FDS of them (two sockets, its event loop's epoll and notify
- * descriptors), so the soft RLIMIT_NOFILE is raised to the hard one and
- * the cap cut, with a warning, to what fits beside a pass's own.
+ * holds KEEP_FDS of them (two sockets, its event loop's epoll and its
+ * two-ended notify pipe), so the soft RLIMIT_NOFILE is raised to the hard
+ * one and the cap cut, with a warning, to what fits beside a pass's own.
  */
-#define KEEP_FDS	4
+#define KEEP_FDS	5
 #define PASS_FDS	256
 
 static size_t
