@@ -14,8 +14,9 @@
 # mbsync.  Printed rows (wall s, CPU s, peak RSS MB):
 #   full            ferry-syncd --once; mbsync -a over N channels
 #   no-op --once    each run again with nothing new
-#   daemon no-op    ferry-syncd -d (interval 1 s): pass 1 (a no-op
-#                   pass that still logs in everywhere), then pass 2,
+#   daemon no-op    ferry-syncd -d (interval 1 s, keep_connections = N
+#                   when the build has it): pass 1 (a no-op pass that
+#                   still logs in everywhere), then pass 2,
 #                   timed by the daemon itself ("pass 2: done in S s");
 #                   CPU and peak RSS are the daemon's over both passes
 # then the ratios ferry-syncd / mbsync, the size of ferry-syncd's LMDB
@@ -150,6 +151,15 @@ syncd_conf notice >"$T/syncd/once.conf"
 	syncd_conf info
 	printf 'interval = 1s\npid_file = %s\n' "$T/syncd/daemon.pid"
 } >"$T/syncd/daemon.conf"
+# A pair kept per account (a build without the key: its own rule)
+cp "$T/syncd/daemon.conf" "$T/syncd/keep.conf"
+echo "keep_connections = $ACCOUNTS" >>"$T/syncd/keep.conf"
+if "$SYNCD" -c "$T/syncd/keep.conf" -t >/dev/null 2>&1; then
+	mv "$T/syncd/keep.conf" "$T/syncd/daemon.conf"
+	KEEP="keep_connections = $ACCOUNTS"
+else
+	KEEP="no keep_connections key"
+fi
 
 {
 	for ((k = 1; k <= ACCOUNTS; k++)); do
@@ -253,6 +263,7 @@ D_P2=$(sed -n 's/.*pass 2: done in \([0-9.]*\) s.*/\1/p' "$DLOG" | head -n 1)
 if [ -n "$D_P2" ]; then
 	ROWS+=("ferry-syncd daemon pass 1|$D_P1|-|-|0")
 	ROWS+=("ferry-syncd daemon no-op pass 2|$D_P2|$D_CPU|$D_RSS|0")
+	say "bench: daemon: $KEEP; $(grep -c "logged in as" "$DLOG") logins"
 else
 	say "bench: the daemon did not finish 2 passes:"
 	tail -n 5 "$DLOG" >&2
@@ -281,7 +292,8 @@ awk -v a="$S_FULL" -v b="$M_FULL" -v c="$S_NOOP" -v d="$M_NOOP" \
 		c * 1000 / n, e == "" ? "-" : sprintf("%.1f", e * 1000 / n)
 	printf "(goals at 1,000 accounts: full <= 0.30, no-op --once <= 0.30, daemon pass <= 5 s, RSS < 200 MB)\n"
 }'
-echo "ferry-syncd's LMDB state: $LMDB MB; open fds of the daemon after pass 2: $D_FDS"
+echo "ferry-syncd's LMDB state: $LMDB MB; the daemon ($KEEP): $D_FDS open fds after pass 2," \
+	"$(grep -c "logged in as" "$DLOG") logins in passes 1-2"
 echo "messages: source $SRC_MSGS, ferry-syncd's destination $F_MSGS, mbsync's destination $M_MSGS"
 [ "$F_MSGS" = "$SRC_MSGS" ] ||
 	echo "WARNING: ferry-syncd's destination does not hold every source message"
