@@ -41,6 +41,14 @@ Plus:
   --big BYTES     add one message of about BYTES (a single attachment)
                   to INBOX or --folder (the 50 MB memory measure).
   --folder NAME   put every message in this folder.
+  --folders LIST  comma-separated folder names: messages go to them in
+                  turn (--count 40 --folders INBOX,Archive: 20 each).
+  --accounts N    with --maildir: DIR is the mail root, and N accounts
+                  are written as DIR/USER/Maildir (USER from --user,
+                  default "u%05d", numbered from 1), --count messages
+                  each, every account's messages distinct (its own
+                  seed); one process instead of N: the many-account
+                  benchmark.
 """
 
 import argparse
@@ -273,6 +281,8 @@ def plan(args):
         n = args.start + i
         if args.folder:
             folder = args.folder
+        elif args.folders:
+            folder = args.folders[i % len(args.folders)]
         elif i < len(folders) and args.count >= len(folders):
             folder = folders[i]          # every folder gets one
         else:
@@ -280,8 +290,9 @@ def plan(args):
         yield n, folder, random.Random("%d/%d" % (args.seed, n))
 
 
-def messages(args):
-    corpus = Corpus(random.Random(args.seed))
+def messages(args, corpus=None):
+    if corpus is None:
+        corpus = Corpus(random.Random(args.seed))
     for n, folder, rnd in plan(args):
         size, kind = pick_size(rnd, args.scale)
         yield (folder,) + make_message(rnd, corpus, n, folder, size, kind,
@@ -470,6 +481,31 @@ class Imap:
         self.c.logout()
 
 
+def many_accounts(args):
+    """--accounts: N maildirs under args.maildir, one corpus for all."""
+    corpus = Corpus(random.Random(args.seed))
+    root, seed = args.maildir, args.seed
+    total = count = 0
+    started = time.time()
+    for k in range(1, args.accounts + 1):
+        try:
+            user = args.user % k
+        except (TypeError, ValueError):
+            sys.exit("gen_mailbox: --user needs one %d")
+        args.seed = seed * 100003 + k
+        out = Maildir(os.path.join(root, user, "Maildir"))
+        for folder, data, idate, flags, kws, mid in messages(args, corpus):
+            out.put(folder, data, idate, flags, kws)
+            total += len(data)
+            count += 1
+        out.close()
+    args.seed = seed
+    if not args.quiet:
+        print("gen_mailbox: %d accounts, %d messages, %.1f MB in %.1f s" % (
+            args.accounts, count, total / 1e6, time.time() - started))
+    return 0
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--seed", type=int, default=1)
@@ -481,6 +517,9 @@ def main():
     ap.add_argument("--folder", help="put every message in this folder")
     ap.add_argument("--big", type=int, default=0, metavar="BYTES",
                     help="add one message of about BYTES to INBOX or --folder")
+    ap.add_argument("--folders", metavar="LIST")
+    ap.add_argument("--accounts", type=int, default=0, metavar="N")
+    ap.add_argument("--user", default="u%05d", metavar="FORMAT")
     ap.add_argument("--maildir", metavar="DIR")
     ap.add_argument("--mbox", metavar="FILE")
     ap.add_argument("--imap", nargs=3, metavar=("HOST:PORT", "USER", "PASS"))
@@ -496,6 +535,14 @@ def main():
     outs = [x for x in (args.maildir, args.mbox, args.imap) if x]
     if len(outs) != 1:
         ap.error("give exactly one of --maildir, --mbox, --imap")
+    if args.folders is not None:
+        args.folders = [f for f in args.folders.split(",") if f]
+        if not args.folders:
+            ap.error("--folders: no folder named")
+    if args.accounts:
+        if not args.maildir:
+            ap.error("--accounts needs --maildir")
+        return many_accounts(args)
     if args.maildir:
         out = Maildir(args.maildir)
     elif args.mbox:

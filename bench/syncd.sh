@@ -3,7 +3,11 @@
 #
 # usage: bench/syncd.sh [--count N] [--scale F] [--quick] [--no-syncd]
 #                       [FERRY_SYNCD]
+#        bench/syncd.sh --accounts N [--messages M] [FERRY_SYNCD]
 #        (default: syncd/ferry-syncd under the current directory)
+#
+# With --accounts: many small accounts on one Dovecot pair instead of
+# one big mailbox; bench/syncd_accounts.sh --help tells the rows.
 #
 # In one run, against two private Dovecot instances (source: user alice,
 # filled by bench/gen_mailbox.py; destination: bob for ferry-syncd, carol
@@ -44,6 +48,12 @@
 # part of make check: the full run takes a few minutes.
 set -u
 
+for a in "$@"; do
+	case $a in
+	--accounts | --accounts=*)
+		exec "$(dirname "$0")/syncd_accounts.sh" "$@" ;;
+	esac
+done
 COUNT=10000
 SCALE=1
 QUICK=0

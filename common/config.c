@@ -140,6 +140,7 @@ static const struct cfg_key keys[] = {
 	KEY("syncd", "accounts", CT_STRING, "", syncd.accounts),
 	KINT("syncd", "parallel", "4", syncd.parallel, 1, 256),
 	KINT("syncd", "connections_per_server", "8", syncd.connections_per_server, 1, 1024),
+	KINT("syncd", "keep_connections", "256", syncd.keep_connections, 0, 100000),
 	KEY("syncd", "interval", CT_DURATION, "15m", syncd.interval),
 	KEY("syncd", "delete", CT_BOOL, "no", syncd.delete),
 	KPATTERNS("syncd", "include", syncd.include),

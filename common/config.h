@@ -115,6 +115,7 @@ struct config {
 		char		*accounts;
 		int64_t		 parallel;
 		int64_t		 connections_per_server;
+		int64_t		 keep_connections;
 		int64_t		 interval;
 		int		 delete;
 		struct strlist	 include;

@@ -31,6 +31,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include <sys/resource.h>
 
 #include <event2/event.h>
 
@@ -60,6 +61,43 @@ static const struct {
 };
 
 static void	pass_start(struct syncd *sd, const char *why);
+
+/*
+ * keep_cap - how many connection pairs may stay logged in between passes:
+ * [syncd] keep_connections, as far as the descriptors allow.  A kept pair
+ * holds KEEP_FDS of them (two sockets, its event loop's epoll and its
+ * two-ended notify pipe), so the soft RLIMIT_NOFILE is raised to the hard
+ * one and the cap cut, with a warning, to what fits beside a pass's own.
+ */
+#define KEEP_FDS	5
+#define PASS_FDS	256
+
+static size_t
+keep_cap(const struct config *cfg)
+{
+	struct rlimit rl;
+	uint64_t want = (uint64_t)cfg->syncd.keep_connections, fit;
+
+	if (want == 0 || getrlimit(RLIMIT_NOFILE, &rl) == -1)
+		return ((size_t)want);
+	if (rl.rlim_cur < rl.rlim_max && rl.rlim_cur <
+	    want * KEEP_FDS + PASS_FDS) {
+		rlim_t old = rl.rlim_cur;
+
+		rl.rlim_cur = rl.rlim_max;
+		if (setrlimit(RLIMIT_NOFILE, &rl) == -1)
+			rl.rlim_cur = old;
+	}
+	fit = rl.rlim_cur > PASS_FDS ? (rl.rlim_cur - PASS_FDS) / KEEP_FDS : 0;
+	if (want > fit) {
+		log_warnx("keep_connections = %" PRIu64 " needs %" PRIu64
+		    " descriptors; the limit is %" PRIu64 ": keeping %" PRIu64,
+		    want, want * KEEP_FDS + PASS_FDS, (uint64_t)rl.rlim_cur,
+		    fit);
+		want = fit;
+	}
+	return ((size_t)want);
+}
 
 /* ---- the cutover's side of a pass ----------------------------------------------- */
 
@@ -420,7 +458,7 @@ syncd_daemon_run(struct syncd *sd)
 		sd->o.dest_live_arg = sd;
 	}
 	/* between passes the daemon stays logged in (sync.c, "kept") */
-	if ((sd->o.keep = sync_keep_new()) == NULL) {
+	if ((sd->o.keep = sync_keep_new(keep_cap(&sd->cfg))) == NULL) {
 		log_errorx("out of memory");
 		goto out;
 	}

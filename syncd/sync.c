@@ -202,32 +202,44 @@ worker_loop(struct worker *w, struct pairs *px)
 /* ---- connections kept between passes (daemon mode) ------------------------------ */
 
 /*
- * The first connection pair of each account stays logged in between the
+ * The first connection pair of an account stays logged in between the
  * daemon's passes: a delta pass then costs one LIST-STATUS a side, not
  * two logins (each of which costs a server like Dovecot two process
- * starts).  Only when every account's pair fits in
- * connections_per_server, so kept connections never exceed it.  A pair
- * the server closed meanwhile is noticed when the next pass looks at it
- * (keep_take) and logged in again by side_ensure.
+ * starts).  At most [syncd] keep_connections pairs are held, so the
+ * servers see at most connections_per_server working connections plus
+ * keep_connections idle ones from this host; with more accounts than
+ * that, the first accounts to finish a pass keep theirs and the rest log
+ * out as before.  "held" counts the pairs in the pool and those taken out
+ * of it by a running account (w->kept): a pair goes back to its place.
+ * A pair the server closed meanwhile is noticed when the next pass looks
+ * at it (keep_take) and logged in again by side_ensure.  A pair no pass
+ * over all accounts took (its account left the accounts file) is logged
+ * out at the end of that pass (keep_sweep).
  */
 struct kept {
 	char		 user[ACCOUNTS_USER_MAX + 1];
 	struct worker	*w;		/* owned; w->a is NULL while kept */
+	unsigned	 gen;		/* the pass that put it */
 };
 
 struct sync_keep {
 	pthread_mutex_t	 mu;
 	struct kept	*v;
 	size_t		 n, alloc;
+	size_t		 held;		/* in v, plus taken out (w->kept) */
+	size_t		 cap;		/* at most this many held */
+	unsigned	 gen;		/* the pass running */
 };
 
 struct sync_keep *
-sync_keep_new(void)
+sync_keep_new(size_t cap)
 {
 	struct sync_keep *k = calloc(1, sizeof(*k));
 
-	if (k != NULL)
+	if (k != NULL) {
 		pthread_mutex_init(&k->mu, NULL);
+		k->cap = cap;
+	}
 	return (k);
 }
 
@@ -270,6 +282,7 @@ keep_take(struct acct *a)
 		return (NULL);
 	w->a = a;
 	w->stop_seen = 0;
+	w->kept = 1;
 	/* what arrived while nobody listened: a BYE, a close */
 	for (round = 0; round < 4; round++)
 		if (event_base_loop(w->base, EVLOOP_NONBLOCK) != 0)
@@ -277,6 +290,20 @@ keep_take(struct acct *a)
 	for (side = 0; side < 2; side++)
 		w->s[side].selected[0] = '\0';	/* SELECT again: news */
 	return (w);
+}
+
+/* keep_drop - a pair taken out of the pool is logged out, not put back */
+static void
+keep_drop(struct acct *a, struct worker *w)
+{
+	struct sync_keep *k = a->p->o->keep;
+
+	if (k == NULL || w == NULL || !w->kept)
+		return;
+	pthread_mutex_lock(&k->mu);
+	k->held--;
+	pthread_mutex_unlock(&k->mu);
+	w->kept = 0;
 }
 
 /* keep_put - keep the account's first pair for the next pass: 1 kept */
@@ -288,12 +315,19 @@ keep_put(struct acct *a, struct worker *w)
 	int i, kept = 0;
 
 	if (k == NULL || o->dry_run || pace_stopping(a) ||
-	    o->cfg->syncd.connections_per_server < 0 ||
-	    o->accounts->count >
-	    (size_t)o->cfg->syncd.connections_per_server ||
 	    w->s[SRC].c == NULL || w->s[SRC].state != 1 ||
 	    w->s[DST].c == NULL || w->s[DST].state != 1)
 		return (0);
+	if (!w->kept) {
+		pthread_mutex_lock(&k->mu);
+		if (k->held < k->cap) {
+			k->held++;	/* its place, before the UNSELECTs */
+			w->kept = 1;
+		}
+		pthread_mutex_unlock(&k->mu);
+		if (!w->kept)
+			return (0);
+	}
 	/*
 	 * Nothing may stay selected: LIST-STATUS of the selected mailbox
 	 * may give the session's old view (Dovecot does, RFC 3501 6.3.10),
@@ -331,6 +365,7 @@ keep_put(struct acct *a, struct worker *w)
 	if (k->n < k->alloc) {
 		snprintf(k->v[k->n].user, sizeof(k->v[k->n].user), "%s",
 		    a->acc->src_user);
+		k->v[k->n].gen = k->gen;
 		k->v[k->n++].w = w;
 		kept = 1;
 	}
@@ -342,6 +377,30 @@ keep_put(struct acct *a, struct worker *w)
 		w->a = NULL;
 	}
 	return (kept);
+}
+
+/*
+ * keep_sweep - after a pass over every account: log out the pairs that
+ * pass did not take (their accounts are gone); then the next pass's
+ * number.  Runs when no account thread is left.
+ */
+static void
+keep_sweep(struct sync_keep *k, int every_account)
+{
+	size_t i;
+
+	if (k == NULL)
+		return;
+	for (i = 0; every_account && i < k->n;) {
+		if (k->v[i].gen != k->gen) {
+			worker_free(&k->v[i].w);
+			k->v[i] = k->v[--k->n];
+			k->held--;
+			continue;
+		}
+		i++;
+	}
+	k->gen++;
 }
 
 static void *
@@ -389,8 +448,10 @@ acct_thread(void *arg)
 	worker_loop(w0, &px);
 	for (i = 0; i < px.n; i++)
 		pthread_join(px.tid[i], NULL);
-	if (!keep_put(a, w0))
+	if (!keep_put(a, w0)) {
+		keep_drop(a, w0);
 		worker_free(&w0);
+	}
 	w0 = NULL;
 	a->ra->seconds = pace_now() - a->t0;
 	ok = report_account_complete(a->ra);
@@ -401,6 +462,7 @@ acct_thread(void *arg)
 	pthread_mutex_unlock(&pr->mu);
 	goto done;
 fail:
+	keep_drop(a, w0);
 	worker_free(&w0);
 	report_account_error(a->ra, "%s", err);
 	log_warnx("%s: %s", a->acc->src_user, err);
@@ -533,6 +595,8 @@ sync_pass_run(const struct sync_pass_opts *o, struct report *r,
 			pthread_join(tids[i], NULL);
 	for (i = started; i < n; i++)
 		report_account_error(accts[i].ra, "interrupted");
+	keep_sweep(o->keep, o->only_account == NULL && started == n &&
+	    !(o->stop && *o->stop));
 	for (i = 0; i < n; i++) {
 		folder_plan_free(&accts[i].plan);
 		free(accts[i].jobs);

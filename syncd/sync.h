@@ -101,8 +101,9 @@ int	sync_pass_run(const struct sync_pass_opts *o, struct report *r,
 	    struct sync_progress *p, char *err, size_t errlen);
 void	sync_progress_free(struct sync_progress *p);
 
-/* connections kept between passes; sync_keep_free logs them out */
-struct sync_keep *sync_keep_new(void);
+/* connections kept between passes, at most cap pairs ([syncd]
+ * keep_connections); sync_keep_free logs them out */
+struct sync_keep *sync_keep_new(size_t cap);
 void	sync_keep_free(struct sync_keep **kp);
 
 #endif

@@ -131,6 +131,7 @@ struct worker {
 	double		 stop_seen;
 	struct side	 s[2];
 	int		 holds_slot;
+	int		 kept;		/* counted in the keep's "held" */
 };
 
 struct acct {
