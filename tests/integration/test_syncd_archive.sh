@@ -120,7 +120,7 @@ remap() { # remap LOG
 import re, sys
 m = {}
 for l in open(sys.argv[1]):
-    x = re.search(r": (.+?) -> (.+?): source=", l)
+    x = re.search(r"info: [^:]+: (.+?) -> (.+?): source=", l)
     if x:
         m[x.group(1)] = x.group(2)
 for l in sys.stdin:
