@@ -184,6 +184,23 @@ check "maildir rerun (exit 0)" syncd --once --json
 cp "$CHECK_LOG" "$T/md3.log"
 check_output "a rerun copies nothing" 0 jget "$T/md3.log" 'tot("copied")'
 
+# a message the reader cannot serve fails its folder, with file and reason
+printf 'Subject: nul\nMessage-ID: <nul@example.com>\n\na\0b\n' \
+	>"$T/arch/alice/Maildir/cur/1700000000.M1P1.host:2,S"
+check_output "a message with NUL bytes makes the pass incomplete (exit 1)" 1 \
+	bash -c "timeout 60 '$FERRY_SYNCD' -c '$T/syncd.conf' --once --json >'$T/md4.log' 2>&1; echo \$?"
+grep -q "1700000000.M1P1.host.*contains NUL bytes" "$T/md4.log" &&
+	ok "the report names the file and the reason" ||
+	not_ok "the report names the file and the reason" "$(grep -i 'nul\|fail' "$T/md4.log" | head -5)"
+rm -f "$T/arch/alice/Maildir/cur/1700000000.M1P1.host:2,S"
+
+if [ -x "${FERRYCTL:-}" ]; then
+	"$FERRYCTL" -c "$T/syncd.conf" preflight >"$T/pf.log" 2>&1
+	grep -q "local archive" "$T/pf.log" && ! grep -qi "src.*cannot\|archive.*BLOCK" "$T/pf.log" &&
+		ok "ferryctl preflight logs in through the archive reader" ||
+		not_ok "ferryctl preflight logs in through the archive reader" "$(head -30 "$T/pf.log")"
+fi
+
 # --- mbox: a directory of files ----------------------------------------------
 # (into bob, so the maildir copy does not mix in)
 cat >"$T/accounts" <<EOF
