@@ -113,7 +113,8 @@ arc_maildir_list(struct arc_store *st, char *err, size_t errlen)
 		names = nn;
 		n++;
 	}
-	qsort(names, n, sizeof(*names), name_cmp);
+	if (n > 1)
+		qsort(names, n, sizeof(*names), name_cmp);
 	if (arc_add_folder(st, "INBOX", st->root) == -1) {
 		errbuf_set(err, errlen, "out of memory");
 		goto out;
@@ -329,7 +330,8 @@ assign_uids(struct arc_store *st, struct arc_folder *f, const char *lpath)
 		if (uv == 0)
 			uv = 1;
 	}
-	qsort(e, ne_n, sizeof(*e), ent_cmp);
+	if (ne_n > 1)
+		qsort(e, ne_n, sizeof(*e), ent_cmp);
 	for (i = 0; i < f->n; i++) {
 		char *name = strchr(f->v[i].file, '/') + 1;
 		char save;
@@ -346,7 +348,8 @@ assign_uids(struct arc_store *st, struct arc_folder *f, const char *lpath)
 			fresh++;
 	}
 	/* known ones by UID, new ones after them by (mtime, name) */
-	qsort(f->v, f->n, sizeof(*f->v), msg_new_cmp);
+	if (f->n > 1)
+		qsort(f->v, f->n, sizeof(*f->v), msg_new_cmp);
 	if (fresh > 0) {
 		arc_path(tmp, sizeof(tmp), "%s.tmp", lpath);
 		if ((fp = fopen(tmp, "w")) == NULL)
@@ -426,6 +429,37 @@ arc_maildir_load(struct arc_store *st, struct arc_folder *f)
 	return (rc);
 }
 
+/* refind - a file renamed since the scan (new/ -> cur/, or its flags
+ * changed): the same base name in cur/ or new/; 0 and path set */
+static int
+refind(struct arc_folder *f, const char *file, char *path, size_t plen)
+{
+	static const char *const subs[] = { "cur", "new" };
+	const char *name = strchr(file, '/') + 1;
+	size_t bl = base_len(name), i;
+	struct dirent *de;
+	char d[1200];
+	DIR *dp;
+
+	for (i = 0; i < 2; i++) {
+		arc_path(d, sizeof(d), "%s/%s", f->path, subs[i]);
+		if ((dp = opendir(d)) == NULL)
+			continue;
+		while ((de = readdir(dp)) != NULL)
+			if (base_len(de->d_name) == bl &&
+			    strncmp(de->d_name, name, bl) == 0) {
+				int rc = arc_path(path, plen, "%s/%s", d,
+				    de->d_name);
+
+				closedir(dp);
+				return (rc);
+			}
+		closedir(dp);
+	}
+	errno = ENOENT;
+	return (-1);
+}
+
 int
 arc_maildir_read(struct arc_folder *f, const struct arc_msg *m, char **buf,
     size_t *len, char *err, size_t errlen)
@@ -438,7 +472,10 @@ arc_maildir_read(struct arc_folder *f, const struct arc_msg *m, char **buf,
 	int fd;
 
 	arc_path(p, sizeof(p), "%s/%s", f->path, m->file);
-	if ((fd = open(p, O_RDONLY | O_CLOEXEC)) == -1) {
+	if ((fd = open(p, O_RDONLY | O_CLOEXEC)) == -1 && errno == ENOENT &&
+	    refind(f, m->file, p, sizeof(p)) == 0)
+		fd = open(p, O_RDONLY | O_CLOEXEC);
+	if (fd == -1) {
 		errbuf_set(err, errlen, "%s", strerror(errno));
 		return (-1);
 	}

@@ -214,7 +214,7 @@ walk(struct arc_store *st, const char *dir, const char *rel, int depth,
 		n++;
 	}
 	closedir(d);
-	if (rc == 0)
+	if (rc == 0 && n > 1)
 		qsort(names, n, sizeof(*names), name_cmp);
 	for (i = 0; rc == 0 && i < n; i++) {
 		char path[1200], fname[1024], *wire, e[200];

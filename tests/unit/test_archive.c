@@ -206,6 +206,20 @@ test_maildir_uids(void **state)
 	assert_int_equal(st.f[0].v[1].uid, 2);
 	assert_int_equal(st.f[0].v[1].flags, ARC_FLAGGED | ARC_SEEN);
 	assert_int_equal(st.f[0].v[2].uid, 3);
+	/* renamed after the scan: still read, by its base name */
+	snprintf(q, sizeof(q), "%s/cur/200.b.h:2,FRS", st.root);
+	snprintf(p, sizeof(p), "%s/cur/200.b.h:2,FS", st.root);
+	assert_int_equal(rename(p, q), 0);
+	{
+		char *b, e[200];
+		size_t n;
+
+		assert_int_equal(arc_maildir_read(&st.f[0], &st.f[0].v[1], &b,
+		    &n, e, sizeof(e)), 0);
+		assert_int_equal(n, 14);
+		assert_memory_equal(b, "Subject: b\n\ny\n", 14);
+		free(b);
+	}
 	arc_folder_clear(&st.f[0]);
 	free(st.f[0].name);
 	free(st.f[0].path);
