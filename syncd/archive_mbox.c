@@ -122,6 +122,18 @@ hdr_find(const char *b, size_t h, const char *name, size_t *vlen)
 	return (NULL);
 }
 
+/* sep_trim - the message's length without the separator's blank line
+ * (LF or CRLF) before a From_ line or the end of the file */
+static size_t
+sep_trim(const char *b, size_t p)
+{
+	if (p >= 2 && b[p - 1] == '\n' && b[p - 2] == '\n')
+		return (p - 1);
+	if (p >= 4 && memcmp(b + p - 4, "\r\n\r\n", 4) == 0)
+		return (p - 2);
+	return (p);
+}
+
 int
 arc_mbox_split(const char *buf, size_t n, int cl2, size_t *len,
     size_t *next)
@@ -162,13 +174,12 @@ arc_mbox_split(const char *buf, size_t n, int cl2, size_t *len,
 		if (buf[p] == 'F' && arc_mbox_from_line(buf + p, e - p -
 		    (buf[e - 1] == '\n'), NULL)) {
 			*next = p;
-			*len = p >= 2 && buf[p - 1] == '\n' && buf[p - 2] ==
-			    '\n' ? p - 1 : p;
+			*len = sep_trim(buf, p);
 			return (0);
 		}
 	}
 	*next = n;
-	*len = n >= 2 && buf[n - 1] == '\n' && buf[n - 2] == '\n' ? n - 1 : n;
+	*len = sep_trim(buf, n);
 	return (0);
 }
 

@@ -20,7 +20,7 @@ GEN=$top_srcdir/bench/gen_mailbox.py
 DIGEST=$top_srcdir/tests/integration/data/mailbox_digest.py
 
 DOVECOT_NAME=dst DOVECOT_SEP=/ check "destination dovecot starts" \
-	start_dovecot alice:pw bob:pw || {
+	start_dovecot alice:pw bob:pw carol:pw || {
 	echo "Bail out! dovecot does not start"
 	exit 1
 }
@@ -266,6 +266,24 @@ check_output "the delta pass copies exactly the appended message" 1 \
 check "mbox rerun (exit 0)" syncd --once --json
 cp "$CHECK_LOG" "$T/mb3.log"
 check_output "an mbox rerun copies nothing" 0 jget "$T/mb3.log" 'tot("copied")'
+
+# --- mbox: one file, as bench/gen_mailbox.py --mbox writes it ---------------
+cat >"$T/accounts" <<EOF
+carol x carol pw
+EOF
+check "gen_mailbox writes an mboxrd file" \
+	"$LIB_PYTHON" "$GEN" --seed 9 --count 60 --scale 0.05 --mbox "$T/one.mbox" -q
+NF=$(grep -c '^From gen@mailferry.test ' "$T/one.mbox")
+mkconf "mbox://$T/one.mbox" st-one
+check "a single mbox file --once (exit 0)" syncd --once --json
+cp "$CHECK_LOG" "$T/one1.log"
+check_output "every message of the file lands in INBOX" "$NF" \
+	jget "$T/one1.log" 'tot("copied")'
+check_output "the destination INBOX holds them" "$NF" \
+	bash -c "'$LIB_PYTHON' '$DIGEST' '$IMAP_PORT_dst' carol pw INBOX | wc -l"
+check "a rerun of the single file (exit 0)" syncd --once --json
+cp "$CHECK_LOG" "$T/one2.log"
+check_output "copies nothing" 0 jget "$T/one2.log" 'tot("copied")'
 
 # --- bad input is reported, not skipped -------------------------------------
 mkdir -p "$T/bad"

@@ -82,6 +82,11 @@ test_split_rd(void **state)
 	assert_int_equal(len, strlen("Subject: a\n\nFrom the body\nbye\n"));
 	assert_int_equal(next, strlen("Subject: a\n\nFrom the body\nbye\n\n"));
 	/* the last message: up to the end, less the final blank line */
+	/* CRLF files: the separator is "\r\n" */
+	b = "Subject: a\r\n\r\nx\r\n\r\nFrom x@y Mon Mar  2 10:00:00 2020\r\n";
+	assert_int_equal(arc_mbox_split(b, strlen(b), 0, &len, &next), 0);
+	assert_int_equal(len, strlen("Subject: a\r\n\r\nx\r\n"));
+	assert_int_equal(next, len + 2);
 	b = "Subject: c\n\nend\n\n";
 	assert_int_equal(arc_mbox_split(b, strlen(b), 0, &len, &next), 0);
 	assert_int_equal(len, strlen(b) - 1);
