@@ -804,41 +804,46 @@ fetch_one(struct sess *s, size_t seq, struct arc_msg *m, const char *items,
 				out_fmt(s, "%sRFC822.SIZE %zu", first ? "" :
 				    " ", n);
 			} else {
-				char *sec = strchr(item, '['), *e;
+				const char *sec = strchr(item, '['), *e;
 				size_t h = header_len(body, n);
+				int sk = -1;
 
 				if (strcasecmp(item, "RFC822") == 0)
 					sec = "[]";
-				if (sec == NULL || (e = strrchr(sec, ']')) ==
-				    NULL) {
+				if (sec != NULL && (e = strrchr(sec, ']')) !=
+				    NULL && e[1] == '\0') {
+					if (strcmp(sec, "[]") == 0)
+						sk = 0;
+					else if (strcasecmp(sec, "[HEADER]") == 0)
+						sk = 1;
+					else if (strcasecmp(sec, "[TEXT]") == 0)
+						sk = 2;
+					else if (strncasecmp(sec,
+					    "[HEADER.FIELDS.NOT (", 20) == 0)
+						sk = 4;
+					else if (strncasecmp(sec,
+					    "[HEADER.FIELDS (", 16) == 0)
+						sk = 3;
+				}
+				if (sk == -1) {
 					free(body);
 					errbuf_set(why, wlen, "unsupported "
 					    "FETCH item %s", item);
 					return (-2);
 				}
-				e[1] = '\0';
 				out_fmt(s, "%sBODY%s ", first ? "" : " ", sec);
-				if (strcmp(sec, "[]") == 0) {
+				if (sk == 0) {
 					out_fmt(s, "{%zu}\r\n", n);
 					out_bytes(s, body, n);
-				} else if (strcasecmp(sec, "[HEADER]") == 0) {
+				} else if (sk == 1) {
 					out_fmt(s, "{%zu}\r\n", h);
 					out_bytes(s, body, h);
-				} else if (strcasecmp(sec, "[TEXT]") == 0) {
+				} else if (sk == 2) {
 					out_fmt(s, "{%zu}\r\n", n - h);
 					out_bytes(s, body + h, n - h);
-				} else if (strncasecmp(sec,
-				    "[HEADER.FIELDS.NOT ", 19) == 0)
-					out_fields(s, body, h, sec + 19, 1);
-				else if (strncasecmp(sec,
-				    "[HEADER.FIELDS ", 15) == 0)
-					out_fields(s, body, h, sec + 15, 0);
-				else {
-					free(body);
-					errbuf_set(why, wlen, "unsupported "
-					    "section %s", sec);
-					return (-2);
-				}
+				} else
+					out_fields(s, body, h, sec + (sk == 4 ?
+					    19 : 15), sk == 4);
 			}
 		} else {
 			free(body);
