@@ -294,4 +294,11 @@ check_output "a file that is not an mbox fails the pass (exit 1) with the reason
 grep -q "no From_ line" "$T/bad.log" && ok "the reason names the file and the missing From_ line" ||
 	not_ok "the reason names the file and the missing From_ line" "$(tail -5 "$T/bad.log")"
 
+mkconf "maildir://$T/nowhere/%u/Maildir" st-bad3
+check_output "a missing maildir fails the account (exit 1)" 1 \
+	bash -c "timeout 60 '$FERRY_SYNCD' -c '$T/syncd.conf' --once >'$T/bad3.log' 2>&1; echo \$?"
+grep -q "nowhere/carol/Maildir is not a maildir" "$T/bad3.log" &&
+	ok "the reason names the path, with %u expanded" ||
+	not_ok "the reason names the path, with %u expanded" "$(tail -5 "$T/bad3.log")"
+
 done_testing
