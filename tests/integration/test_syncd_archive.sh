@@ -285,6 +285,27 @@ check "a rerun of the single file (exit 0)" syncd --once --json
 cp "$CHECK_LOG" "$T/one2.log"
 check_output "copies nothing" 0 jget "$T/one2.log" 'tot("copied")'
 
+# --- daemon: kept sessions see what arrives between passes ------------------
+wait_for() { # wait_for COUNT PATTERN FILE (15 s at most)
+	local i
+	for ((i = 0; i < 150; i++)); do
+		[ "$(grep -c -- "$2" "$3" 2>/dev/null)" -ge "$1" ] && return 0
+		sleep 0.1
+	done
+	return 1
+}
+mkconf "mbox://$T/one.mbox" st-one
+echo "interval = 2s" >>"$T/syncd.conf"
+spawn syncd-d "$FERRY_SYNCD" -d -c "$T/syncd.conf"
+dp=$SPAWN_PID
+check "the daemon runs a pass over the mbox" wait_for 1 "pass [0-9]*: done" "$T/log/syncd-d.log"
+printf 'From x@example.com Thu May  6 06:06:06 2021\nSubject: later\nMessage-ID: <later@example.com>\n\nlater\n\n' >>"$T/one.mbox"
+n0=$(grep -c "pass [0-9]*: done" "$T/log/syncd-d.log")
+check "two more passes follow" wait_for $((n0 + 2)) "pass [0-9]*: done" "$T/log/syncd-d.log"
+stop_pid "$dp"
+check_output "the daemon copied the message appended between passes, once" 1 \
+	bash -c "'$LIB_PYTHON' '$DIGEST' '$IMAP_PORT_dst' carol pw INBOX | grep -c later@example.com"
+
 # --- bad input is reported, not skipped -------------------------------------
 mkdir -p "$T/bad"
 printf 'this is not an mbox\n' >"$T/bad/inbox"
