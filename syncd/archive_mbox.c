@@ -2,7 +2,8 @@
  * archive_mbox.c - mbox files as archive folders.  mbox:///path/FILE is
  * one folder, INBOX; mbox:///path/DIR is a tree of them, one folder per
  * file named by its path below DIR ("Work/2019"; Thunderbird's ".sbd"
- * directories and ".msf" summaries are understood; a file named
+ * directories and ".msf" summaries are understood, and readpst -r's
+ * "Folder/mbox" files name their directory's folder; a file named
  * "inbox" in any case is INBOX).  Names are UTF-8 on disk and go on the
  * wire as modified UTF-7.
  *
@@ -248,8 +249,12 @@ walk(struct arc_store *st, const char *dir, const char *rel, int depth,
 		}
 		if (!S_ISREG(sb.st_mode))
 			continue;
-		arc_path(fname, sizeof(fname), "%s%s%s", rel, *rel ? "/" : "",
-		    names[i]);
+		if (*rel && strcmp(names[i], "mbox") == 0)
+			/* readpst -r: DIR/Folder/mbox is folder "Folder" */
+			arc_path(fname, sizeof(fname), "%s", rel);
+		else
+			arc_path(fname, sizeof(fname), "%s%s%s", rel,
+			    *rel ? "/" : "", names[i]);
 		if (strcasecmp(fname, "inbox") == 0)
 			wire = strdup("INBOX");
 		else if ((wire = mutf7_encode_dup(fname, e, sizeof(e))) ==

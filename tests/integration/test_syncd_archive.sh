@@ -59,6 +59,9 @@ for i in range(6):
     msgs.append((b"Mon Mar  2 10:0%d:00 2020" % i, body))
 rd(os.path.join(d, "inbox"), msgs)
 rd(os.path.join(d, "Work.sbd", "2019"), msgs[:2])
+# readpst -r layout: a directory per folder holding a file "mbox"
+os.makedirs(os.path.join(d, "Outlook", "Sent"))
+rd(os.path.join(d, "Outlook", "Sent", "mbox"), msgs[2:3])
 # mboxcl2: Content-Length, no escaping, a "From " line in the body
 with open(os.path.join(d, "Work"), "wb") as f:
     for i in range(3):
@@ -234,7 +237,7 @@ def parse(path, cl2):
         msg = re.sub(rb"(?m)^>(>*From )", rb"\1", msg)
         out.append((fl, msg))
     return out
-for folder, path, cl2 in (("INBOX", "inbox", 0), ("Work/2019", "Work.sbd/2019", 0), ("Work", "Work", 1)):
+for folder, path, cl2 in (("INBOX", "inbox", 0), ("Work/2019", "Work.sbd/2019", 0), ("Work", "Work", 1), ("Outlook/Sent", "Outlook/Sent/mbox", 0)):
     for fl, msg in parse(os.path.join(d, path), cl2):
         body = msg.replace(b"\n", b"\r\n")
         mid = re.search(rb"(?im)^message-id:[ \t]*(.*?)$", msg).group(1).decode()
@@ -250,13 +253,13 @@ for folder, path, cl2 in (("INBOX", "inbox", 0), ("Work/2019", "Work.sbd/2019", 
         print("%s\t%s\t%s\t%s\t%d" % (folder, mid, hashlib.sha256(body).hexdigest(), " ".join(sorted(flags)), t))
 PYEOF
 "$LIB_PYTHON" "$DIGEST" "$IMAP_PORT_dst" bob pw | norm >"$T/mb.got"
-if [ "$(wc -l <"$T/mb.want")" -eq 11 ] && cmp -s "$T/mb.want" "$T/mb.got"; then
-	ok "mbox: 11 messages byte for byte (From_ unescaped, mboxcl2 kept), flags, dates"
+if [ "$(wc -l <"$T/mb.want")" -eq 12 ] && cmp -s "$T/mb.want" "$T/mb.got"; then
+	ok "mbox: 12 messages byte for byte (From_ unescaped, mboxcl2 kept), flags, dates"
 else
-	not_ok "mbox: 11 messages byte for byte (From_ unescaped, mboxcl2 kept), flags, dates" \
+	not_ok "mbox: 12 messages byte for byte (From_ unescaped, mboxcl2 kept), flags, dates" \
 		"$(diff "$T/mb.want" "$T/mb.got" | head -12)" "$(grep -i 'warn\|error\|fail' "$T/mb1.log" | head -10)"
 fi
-check_output "the report counts 11 copied" 11 jget "$T/mb1.log" 'tot("copied")'
+check_output "the report counts 12 copied" 12 jget "$T/mb1.log" 'tot("copied")'
 
 printf 'From x@example.com Wed May  5 05:05:05 2021\nSubject: appended\nMessage-ID: <app@example.com>\n\nnew\n\n' >>"$T/mbox/inbox"
 check "mbox delta pass after an append (exit 0)" syncd --once --json
