@@ -229,6 +229,45 @@ key_clear(struct config *cfg, const struct cfg_key *k)
 	}
 }
 
+/* parse_archive_url - maildir:///abs/path, mbox:///abs/path[/] */
+static int
+parse_archive_url(const char *s, struct imap_url *u, char *err,
+    size_t errlen)
+{
+	int md = strncmp(s, "maildir://", 10) == 0;
+	const char *p = s + (md ? 10 : 7), *q;
+
+	if (*p != '/') {
+		snprintf(err, errlen, "bad archive URL \"%s\": the path must be "
+		    "absolute (%s:///path)", s, md ? "maildir" : "mbox");
+		return (-1);
+	}
+	if (strlen(p) >= sizeof(u->path)) {
+		snprintf(err, errlen, "bad archive URL \"%s\": path too long", s);
+		return (-1);
+	}
+	for (q = p; *q != '\0'; q++)
+		if ((unsigned char)*q < 0x20 || *q == 0x7f) {
+			snprintf(err, errlen, "bad archive URL: control "
+			    "character in the path");
+			return (-1);
+		}
+	if (strstr(p, "/../") != NULL || (strlen(p) >= 3 &&
+	    strcmp(p + strlen(p) - 3, "/..") == 0)) {
+		snprintf(err, errlen, "bad archive URL \"%s\": \"..\" in the "
+		    "path", s);
+		return (-1);
+	}
+	memcpy(u->path, p, strlen(p) + 1);
+	u->kind = md ? CFG_IMAP_KIND_MAILDIR : CFG_IMAP_KIND_MBOX;
+	u->tls = CFG_IMAP_TLS_NONE;
+	snprintf(u->addr.host, sizeof(u->addr.host), "%s",
+	    md ? "maildir" : "mbox");
+	u->addr.port = 0;
+	u->set = 1;
+	return (0);
+}
+
 /* parse_imap_url - imaps://host[:993], imap://host[:143][?tls=none] */
 static int
 parse_imap_url(const char *s, struct imap_url *u, char *err, size_t errlen)
@@ -240,6 +279,8 @@ parse_imap_url(const char *s, struct imap_url *u, char *err, size_t errlen)
 	memset(u, 0, sizeof(*u));
 	if (*s == '\0')
 		return (0);	/* unset */
+	if (strncmp(s, "maildir://", 10) == 0 || strncmp(s, "mbox://", 7) == 0)
+		return (parse_archive_url(s, u, err, errlen));
 	if (strncmp(s, "imaps://", 8) == 0) {
 		u->tls = CFG_IMAP_TLS_IMPLICIT;
 		rest = s + 8;
@@ -823,6 +864,12 @@ config_require(const struct config *cfg, enum config_user who, char *err,
 			    "%s: [syncd] source and destination are required", path);
 			return (-1);
 		}
+		if (cfg->syncd.destination.kind != CFG_IMAP_KIND_IMAP) {
+			snprintf(err, errlen, "%s: [syncd] destination must be "
+			    "an IMAP server (maildir:// and mbox:// are read-only "
+			    "sources)", path);
+			return (-1);
+		}
 		if (cfg->syncd.accounts[0] == '\0') {
 			snprintf(err, errlen, "%s: [syncd] accounts is required", path);
 			return (-1);
@@ -905,7 +952,8 @@ key_equal(const struct config *a, const struct config *b,
 		ub = FIELD(b, k, struct imap_url);
 		return (ua->set == ub->set && ua->tls == ub->tls &&
 		    strcmp(ua->addr.host, ub->addr.host) == 0 &&
-		    ua->addr.port == ub->addr.port);
+		    ua->addr.port == ub->addr.port && ua->kind == ub->kind &&
+		    strcmp(ua->path, ub->path) == 0);
 	}
 	return (0);
 }

@@ -30,10 +30,18 @@ enum cfg_crash_check	{ CFG_CRASH_CHECK_INBOX, CFG_CRASH_CHECK_ALL,
 
 /* "imaps://host:port" or "imap://host:port" (STARTTLS unless ?tls=none) */
 enum cfg_imap_tls	{ CFG_IMAP_TLS_IMPLICIT, CFG_IMAP_TLS_STARTTLS, CFG_IMAP_TLS_NONE };
+/* A [syncd] source may also be a local archive, "maildir:///path" or
+ * "mbox:///path" (read by a built-in read-only IMAP server; then addr
+ * holds the scheme name as host, port 0, tls NONE).  path may hold
+ * "%u", the account's src_user. */
+enum cfg_imap_kind	{ CFG_IMAP_KIND_IMAP, CFG_IMAP_KIND_MAILDIR, CFG_IMAP_KIND_MBOX };
+#define CFG_ARCHIVE_PATHMAX	1024
 struct imap_url {
 	int		set;
 	enum cfg_imap_tls tls;
 	struct hostport	addr;
+	enum cfg_imap_kind kind;
+	char		path[CFG_ARCHIVE_PATHMAX];
 };
 
 /* A list of endpoints, e.g. "mx1:25, [::1]:2525". */

@@ -31,10 +31,12 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <unistd.h>
 
 #include <event2/event.h>
 
 #include "accounts.h"
+#include "archive.h"
 #include "ctl.h"
 #include "ctl_preflight_p.h"
 #include "folders.h"
@@ -456,6 +458,16 @@ client_opts(struct preflight *pf, const struct account *acc, int side,
 	    IMAP_AUTH_AUTO;
 	o->window = 4;
 	o->timeout = pf->timeout;
+	if (u->kind != CFG_IMAP_KIND_IMAP) {
+		/* a local archive: the reader ferry-syncd would use */
+		if (archive_imapd_start(u->kind == CFG_IMAP_KIND_MAILDIR ?
+		    ARCHIVE_MAILDIR : ARCHIVE_MBOX, u->path, o->user,
+		    cfg->global.state_dir, &o->fd, err, errlen) == -1) {
+			explicit_bzero(secret, slen);
+			return (-1);
+		}
+		o->have_fd = 1;
+	}
 	snprintf(logid, llen, "preflight %s:%s", side == SRC ? "src" : "dst",
 	    o->user);
 	o->log_id = logid;
@@ -484,6 +496,8 @@ start_more(struct run *r, int side)
 		s->c = imap_client_new(r->pf->base, &o, job_conn_cb, s, e,
 		    sizeof(e));
 		explicit_bzero(secret, sizeof(secret));
+		if (s->c == NULL && o.have_fd)
+			close(o.fd);
 		if (s->c == NULL) {
 			snprintf(s->why, sizeof(s->why), "%s", e);
 			job_end(s);
@@ -581,8 +595,11 @@ probe_side(struct run *r, int side)
 		if (client_opts(pf, acc, side, &o, secret, sizeof(secret),
 		    logid, sizeof(logid), e, sizeof(e)) == -1 ||
 		    (pc[i].c = imap_client_new(pf->base, &o, probe_conn_cb,
-		    &pc[i], e, sizeof(e))) == NULL)
+		    &pc[i], e, sizeof(e))) == NULL) {
+			if (o.have_fd && pc[i].c == NULL)
+				close(o.fd);
 			probe_end(&pc[i], 0, e);
+		}
 		explicit_bzero(secret, sizeof(secret));
 		while (!pc[i].over &&
 		    event_base_loop(pf->base, EVLOOP_ONCE) == 0)

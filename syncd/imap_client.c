@@ -1086,9 +1086,14 @@ imap_client_new(struct event_base *base, const struct imap_client_opts *o,
 	TAILQ_INIT(&c->inflight);
 	c->parser = imap_parse_new(NULL, imapc_on_event, c);
 	c->ev_later = event_new(base, -1, 0, later_cb, c);
-	b = bufferevent_socket_new(base, -1, BEV_OPT_CLOSE_ON_FREE |
-	    BEV_OPT_DEFER_CALLBACKS);
+	if (o->have_fd && (o->tls != IMAP_TLS_NONE || o->fd < 0 ||
+	    evutil_make_socket_nonblocking(o->fd) == -1))
+		bad = 1;
+	b = bufferevent_socket_new(base, o->have_fd ? o->fd : -1,
+	    BEV_OPT_CLOSE_ON_FREE | BEV_OPT_DEFER_CALLBACKS);
 	if (bad || c->parser == NULL || c->ev_later == NULL || b == NULL) {
+		if (b != NULL && o->have_fd)
+			bufferevent_setfd(b, -1);	/* still the caller's */
 		if (b != NULL)
 			bufferevent_free(b);
 		really_free(c);
@@ -1097,6 +1102,13 @@ imap_client_new(struct event_base *base, const struct imap_client_opts *o,
 	}
 	imapc_state(c, ICS_CONNECTING);
 	set_top(c, b);
+	if (o->have_fd) {
+		/* already connected: straight to the greeting */
+		log_info("%s: talking to the built-in %s reader", c->id,
+		    c->host);
+		on_connected(c);
+		return (c);
+	}
 	log_info("%s: connecting to %s port %d (%s)", c->id, c->host, c->port,
 	    c->tls == IMAP_TLS_IMPLICIT ? "TLS" : c->tls == IMAP_TLS_STARTTLS ?
 	    "STARTTLS" : "plain");

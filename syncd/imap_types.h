@@ -45,6 +45,11 @@ struct imap_client_opts {
 	int		 tls_no_verify;	/* 1 = accept any certificate */
 	const char	*tls_name;	/* name to verify; NULL = host */
 	struct evdns_base *dns;		/* NULL = blocking getaddrinfo */
+	int		 have_fd;	/* 1: talk over fd, an already */
+	int		 fd;		/*   connected stream socket the
+					   client owns once imap_client_new
+					   returned non-NULL; host only names
+					   it in logs; no TLS) */
 
 	const char	*user;
 	const char	*secret;	/* password or OAuth2 token */

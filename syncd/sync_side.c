@@ -23,9 +23,11 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "log.h"
 #include "metrics.h"
+#include "archive.h"
 #include "sync_p.h"
 
 #define RECONNECT_TRIES	5
@@ -171,9 +173,22 @@ side_start(struct worker *w, int i, char *err, size_t errlen)
 	o.timing = metrics_imap_timing;
 	o.timing_arg = metrics_server_arg(i == SRC ? METRICS_SOURCE :
 	    METRICS_DESTINATION);
+	if (u->kind != CFG_IMAP_KIND_IMAP) {
+		/* a local archive: the built-in reader on a socketpair */
+		if (archive_imapd_start(u->kind == CFG_IMAP_KIND_MAILDIR ?
+		    ARCHIVE_MAILDIR : ARCHIVE_MBOX, u->path, o.user,
+		    cfg->global.state_dir, &o.fd, e, sizeof(e)) == -1) {
+			explicit_bzero(secret, sizeof(secret));
+			errbuf_set(err, errlen, "%s: %s", side_name[i], e);
+			return (-1);
+		}
+		o.have_fd = 1;
+	}
 	s->state = 0;
 	s->c = imap_client_new(w->base, &o, conn_cb, s, e, sizeof(e));
 	explicit_bzero(secret, sizeof(secret));
+	if (s->c == NULL && o.have_fd)
+		close(o.fd);
 	if (s->c == NULL) {
 		s->state = -1;
 		errbuf_set(err, errlen, "%s: %s", side_name[i], e);
