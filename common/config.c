@@ -126,6 +126,7 @@ static const struct cfg_key keys[] = {
 	KEY("forward", "srs_domain", CT_STRING, "", forward.srs_domain),
 	KENUM("forward", "crash_check", "inbox", forward.crash_check, crash_checks),
 	KEY("forward", "crash_check_timeout", CT_DURATION, "1m", forward.crash_check_timeout),
+	KEY("forward", "crash_check_settle", CT_DURATION, "10s", forward.crash_check_settle),
 
 	KENUM("checks", "spf", "tag", checks.spf, spf_policies),
 	KENUM("checks", "dkim", "tag", checks.dkim, dkim_policies),

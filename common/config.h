@@ -103,6 +103,7 @@ struct config {
 		char		*srs_domain;
 		enum cfg_crash_check crash_check;
 		int64_t		 crash_check_timeout;
+		int64_t		 crash_check_settle; /* look again that long */
 	} forward;
 
 	struct {

@@ -36,8 +36,6 @@
 #define HDR_MAX		(64 * 1024)	/* header block kept per message */
 #define UIDS_MAX	32		/* matches fetched per search */
 #define FOLDERS_MAX	1024		/* crash_check = all */
-#define SETTLE_ROUNDS	10		/* looks, 1 s apart, before a copy
-					   counts as absent */
 
 /* The state of one check; lives on inflight_imap_check()'s stack. */
 struct ichk {
@@ -493,14 +491,15 @@ check_account(struct ichk *k, const struct config *cfg, SSL_CTX *ctx,
 		/*
 		 * The new MX may have taken a message and not put it in the
 		 * mailbox yet (its own queue, LMTP): what is still missing is
-		 * looked for again a little later before it counts as absent.
+		 * looked for again every second for [forward]
+		 * crash_check_settle before it counts as absent.
 		 */
 		for (i = 0, missing = 0; i < n; i++)
 			if (p[i].verdict == IF_UNCHECKED &&
 			    account_of(acc, p[i].rcpt) == a)
 				missing = 1;
-		if (!missing || round + 1 >= SETTLE_ROUNDS || k->conn != 1 ||
-		    k->expired)
+		if (!missing || round >= cfg->forward.crash_check_settle ||
+		    k->conn != 1 || k->expired)
 			break;
 		{
 			struct timeval tv = { 1, 0 };

@@ -194,6 +194,8 @@ setup_cfg(struct config *cfg, int port, int64_t timeout)
 	cfg->syncd.destination.addr.port = port;
 	cfg->forward.crash_check = CFG_CRASH_CHECK_INBOX;
 	cfg->forward.crash_check_timeout = timeout;
+	/* one look: the scripted server answers each SEARCH once */
+	cfg->forward.crash_check_settle = 0;
 }
 
 static struct accounts *
