@@ -471,6 +471,40 @@ noop_rows ", pre-forked"
 SYNCD_NOOP_PF=$SYNCD_NOOP
 MBSYNC_NOOP_PF=$MBSYNC_NOOP
 
+# --- a destination slow to APPEND: Courier-IMAP ----------------------------------------
+
+# Courier on maildir answers each APPEND in tens of milliseconds and has
+# no MULTIAPPEND: ferry-syncd opens connection pairs from the measured cost
+# per message (syncd/sync_pairs.c).  The same full copy of alice's mailbox
+# into Courier (lib_servers.sh; root, unpacked by install-deps.sh), by
+# ferry-syncd and by mbsync; skipped where Courier cannot run.
+COURIER_SYNCD= COURIER_MBSYNC= COURIER_PAIRS=
+if [ "${BENCH_COURIER:-1}" = 1 ] && why=$(have_courier); then
+	say "bench: full copy into Courier-IMAP"
+	COURIER_NAME=cou start_courier frank:pass gina:pass || exit 1
+	COU=$IMAP_PORT_cou
+	printf 'alice pass frank pass\n' >"$T/syncd/accounts.cou"
+	chmod 600 "$T/syncd/accounts.cou"
+	syncd_conf "$T/syncd/cou.conf" "$T/syncd/accounts.cou" "$T/syncd/state-cou"
+	sed -i -e "s#^destination = .*#destination = imap://127.0.0.1:$COU?tls=none#" \
+		-e 's/^log_level = notice/log_level = info/' "$T/syncd/cou.conf"
+	if [ "$WITH_SYNCD" = 1 ]; then
+		LAST_BYTES=$FLOOR_BYTES
+		timed "ferry-syncd full -> Courier" "$SRC_MSGS" "$SYNCD" -c "$T/syncd/cou.conf" --once
+		COURIER_SYNCD=$LAST_WALL
+		COURIER_PAIRS=$(grep -c "one more connection pair" "$T/log/bench-runs.log")
+	fi
+	mbsync_conf "$T/mbsync/cou.rc" alice gina "$T/mbsync/state-cou"
+	# Courier keeps every folder below its "INBOX." namespace
+	sed -i -e "s/^Port $DST\$/Port $COU/" \
+		-e 's/^IMAPStore dst$/IMAPStore dst\nPath INBOX./' "$T/mbsync/cou.rc"
+	LAST_BYTES=$FLOOR_BYTES
+	timed "mbsync full -> Courier" "$SRC_MSGS" mbsync -c "$T/mbsync/cou.rc" -q copy
+	COURIER_MBSYNC=$LAST_WALL
+else
+	say "bench: no Courier row: ${why:-BENCH_COURIER=0}"
+fi
+
 # --- the table ------------------------------------------------------------------------
 
 echo
@@ -500,6 +534,11 @@ if [ "$WITH_SYNCD" = 1 ]; then
 			a / b, c / d, g / h, k == "" ? "-" : sprintf("%.2f", k / d), e / f
 		printf "(goals: full <= 0.50, no-op delta <= 0.50)\n"
 	}'
+	[ -z "$COURIER_SYNCD" ] || [ -z "$COURIER_MBSYNC" ] ||
+		awk -v a="$COURIER_SYNCD" -v b="$COURIER_MBSYNC" 'BEGIN {
+		printf "full copy into Courier-IMAP, ferry-syncd / mbsync: %.2f\n", a / b }'
+	[ -z "$COURIER_SYNCD" ] ||
+		echo "connection pairs ferry-syncd added for Courier from the measured APPEND cost: ${COURIER_PAIRS:-0}"
 fi
 echo
 echo "messages: source $SRC_NOW, ferry-syncd's destination $BOB, mbsync's destination $CAROL"
