@@ -1,11 +1,11 @@
 /*
- * control.c - the relay's admin interfaces: HTTP GET /metrics
- * (Prometheus text format), GET /status (JSON) and GET /cutover (the
- * cutover document of `ferryctl status --json`, common/cutover_state.h:
- * the one HTTP endpoint for the cutover, since ferry-syncd has no HTTP
- * listener; read from the shared LMDB, so it shows syncd's record even
- * while syncd is stopped) on [control] http, and the UNIX control socket
- * ferryctl uses to act on the queue.
+ * control.c - the relay's admin interfaces: HTTP GET / (the status
+ * page, control_page.c), GET /metrics (Prometheus text format), GET
+ * /status (JSON) and GET /cutover (the cutover document of `ferryctl
+ * status --json`, common/cutover_state.h, read from the shared LMDB, so it
+ * shows syncd's record even while syncd is stopped; ferry-syncd's own
+ * listener serves only its metrics) on [control] http, and the UNIX
+ * control socket ferryctl uses to act on the queue.
  *
  * Control socket protocol: one request line per connection, one reply
  * line, then the relay closes.
