@@ -47,6 +47,8 @@ void	strlist_clear(struct strlist *l);
 
 size_t	str_copy(char *dst, const char *src, size_t dstlen);
 char   *str_trim(char *s);
+/* fmt_age - a duration for people: "45s", "12m05s", "3h05m", "2d04h" */
+const char *fmt_age(char *buf, size_t len, int64_t secs);
 size_t	str_printable(char *dst, size_t dstlen, const char *src, size_t srclen);
 void	str_lower(char *s);
 

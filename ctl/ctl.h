@@ -37,7 +37,6 @@ struct ctl {
 
 /* ctl_output.c */
 const char	*clean(char *buf, size_t len, const char *s, size_t width);
-const char	*fmt_age(char *buf, size_t len, int64_t secs);
 const char	*fmt_size(char *buf, size_t len, uint64_t n);
 const char	*fmt_time(char *buf, size_t len, int64_t t);
 int		 json_print(struct json *j);

@@ -42,26 +42,6 @@ clean(char *buf, size_t len, const char *s, size_t width)
 	return (buf);
 }
 
-/* fmt_age - "45s", "12m05s", "3h05m", "2d04h" */
-const char *
-fmt_age(char *buf, size_t len, int64_t secs)
-{
-	if (secs < 0)
-		secs = 0;
-	if (secs < 60)
-		snprintf(buf, len, "%" PRId64 "s", secs);
-	else if (secs < 3600)
-		snprintf(buf, len, "%" PRId64 "m%02" PRId64 "s", secs / 60,
-		    secs % 60);
-	else if (secs < 86400)
-		snprintf(buf, len, "%" PRId64 "h%02" PRId64 "m", secs / 3600,
-		    secs % 3600 / 60);
-	else
-		snprintf(buf, len, "%" PRId64 "d%02" PRId64 "h", secs / 86400,
-		    secs % 86400 / 3600);
-	return (buf);
-}
-
 /* fmt_size - "812", "4.1K", "12M" */
 const char *
 fmt_size(char *buf, size_t len, uint64_t n)

@@ -23,78 +23,17 @@
 #include "cli.h"
 #include "config.h"
 #include "json.h"
+#include "json_flat.h"
 #include "queue_record.h"
 #include "drain.h"
 #include "spool.h"
 #include "store.h"
 #include "ctl.h"
 
-/* The stats document, flattened by json_walk(). */
-struct flat {
-	char	**paths;
-	char	**values;
-	size_t	  n;
-	size_t	  alloc;
-};
-
-static void
-flat_clear(struct flat *f)
-{
-	size_t i;
-
-	for (i = 0; i < f->n; i++) {
-		free(f->paths[i]);
-		free(f->values[i]);
-	}
-	free(f->paths);
-	free(f->values);
-	memset(f, 0, sizeof(*f));
-}
-
-static int
-flat_add(const char *path, enum json_type type, const char *value, void *arg)
-{
-	struct flat *f = arg;
-
-	(void)type;
-	if (f->n == f->alloc) {
-		size_t n = f->alloc ? f->alloc * 2 : 64;
-		char **p = reallocarray(f->paths, n, sizeof(*p));
-
-		if (p == NULL)
-			return (-2);
-		f->paths = p;
-		if ((p = reallocarray(f->values, n, sizeof(*p))) == NULL)
-			return (-2);
-		f->values = p;
-		f->alloc = n;
-	}
-	if ((f->paths[f->n] = strdup(path)) == NULL)
-		return (-2);
-	if ((f->values[f->n] = strdup(value)) == NULL) {
-		free(f->paths[f->n]);
-		return (-2);
-	}
-	f->n++;
-	return (0);
-}
-
-/* flat_get - the value at path as text, or def */
-static const char *
-flat_get(const struct flat *f, const char *path, const char *def)
-{
-	size_t i;
-
-	for (i = 0; i < f->n; i++)
-		if (strcmp(f->paths[i], path) == 0)
-			return (f->values[i]);
-	return (def);
-}
-
 static int64_t
-flat_int(const struct flat *f, const char *path)
+flat_int(const struct json_flat *f, const char *path)
 {
-	return (strtoll(flat_get(f, path, "0"), NULL, 10));
+	return (strtoll(json_flat_get(f, path, "0"), NULL, 10));
 }
 
 /* cmd_stats - the relay's counters */
@@ -105,7 +44,7 @@ cmd_stats(struct ctl *ctl, const char *arg)
 		"connections", "accepted", "duplicates", "forwarded", "copied",
 		"deferred", "bounced", "dsn_sent",
 	};
-	struct flat f = { 0 };
+	struct json_flat f = { 0 };
 	char *reply, *text, err[256], b1[64], b2[64];
 	const char *v;
 	size_t i;
@@ -121,26 +60,26 @@ cmd_stats(struct ctl *ctl, const char *arg)
 		free(reply);
 		return (EXIT_RUNTIME);
 	}
-	rc = json_walk(text, strlen(text), flat_add, &f, err, sizeof(err));
+	rc = json_walk(text, strlen(text), json_flat_walk, &f, err, sizeof(err));
 	if (rc != 0) {
 		fprintf(stderr, "ferryctl: stats: bad reply from the relay: %s\n",
 		    rc == -1 ? err : "out of memory");
-		flat_clear(&f);
+		json_flat_clear(&f);
 		free(reply);
 		return (EXIT_RUNTIME);
 	}
 	if (ctl->json) {
 		/* The relay's document, checked above, as it came. */
 		printf("%s\n", text);
-		flat_clear(&f);
+		json_flat_clear(&f);
 		free(reply);
 		return (0);
 	}
 	printf("ferry-relay %s, pid %s, up %s, %s SMTP session%s open\n",
-	    clean(err, sizeof(err), flat_get(&f, "version", "?"), 20),
-	    flat_get(&f, "pid", "?"),
+	    clean(err, sizeof(err), json_flat_get(&f, "version", "?"), 20),
+	    json_flat_get(&f, "pid", "?"),
 	    fmt_age(b1, sizeof(b1), flat_int(&f, "uptime")),
-	    flat_get(&f, "sessions", "0"),
+	    json_flat_get(&f, "sessions", "0"),
 	    flat_int(&f, "sessions") == 1 ? "" : "s");
 	if (flat_int(&f, "last_inbound") > 0)
 		printf("last message accepted %s ago (%s)\n",
@@ -153,7 +92,7 @@ cmd_stats(struct ctl *ctl, const char *arg)
 	    flat_int(&f, "queue.total") == 1 ? "" : "s",
 	    flat_int(&f, "queue.pending"), flat_int(&f, "queue.deferred"),
 	    flat_int(&f, "queue.held"));
-	v = flat_get(&f, "queue.oldest_age", "null");
+	v = json_flat_get(&f, "queue.oldest_age", "null");
 	if (strcmp(v, "null") != 0)
 		printf(", %s, oldest %s", fmt_size(b2, sizeof(b2),
 		    (uint64_t)flat_int(&f, "queue.bytes")),
@@ -179,9 +118,9 @@ cmd_stats(struct ctl *ctl, const char *arg)
 	if (flat_int(&f, "upstream_latency.count") > 0)
 		printf("\nupstream latency: %" PRId64 " deliveries, mean %.1f ms\n",
 		    flat_int(&f, "upstream_latency.count"),
-		    strtod(flat_get(&f, "upstream_latency.mean", "0"), NULL) *
+		    strtod(json_flat_get(&f, "upstream_latency.mean", "0"), NULL) *
 		    1000);
-	flat_clear(&f);
+	json_flat_clear(&f);
 	free(reply);
 	return (0);
 }
@@ -267,7 +206,7 @@ drain_offline(const struct ctl *ctl)
 
 /* drain_table - one top table ("top_domains" / "top_clients") */
 static void
-drain_table(const struct flat *f, const char *key, const char *title,
+drain_table(const struct json_flat *f, const char *key, const char *title,
     time_t now)
 {
 	char path[128], b1[64], b2[300];
@@ -277,7 +216,7 @@ drain_table(const struct flat *f, const char *key, const char *title,
 	printf("\n%s:\n", title);
 	for (i = 0; i < DRAIN_TOP_SHOWN; i++) {
 		snprintf(path, sizeof(path), "drain.%s.%d.name", key, i);
-		if ((name = flat_get(f, path, NULL)) == NULL)
+		if ((name = json_flat_get(f, path, NULL)) == NULL)
 			break;
 		snprintf(path, sizeof(path), "drain.%s.%d.count", key, i);
 		printf("  %-40s %8" PRId64, clean(b2, sizeof(b2), name, 40),
@@ -297,7 +236,7 @@ drain_table(const struct flat *f, const char *key, const char *title,
 int
 cmd_drain(struct ctl *ctl, const char *arg)
 {
-	struct flat f = { 0 };
+	struct json_flat f = { 0 };
 	char *reply = NULL, *doc, *text, err[256], b1[64], b2[64], path[64];
 	int64_t last, since, quiet = ctl->cfg.cutover.quiet_period, total24;
 	time_t now;
@@ -321,11 +260,11 @@ cmd_drain(struct ctl *ctl, const char *arg)
 		}
 		doc = NULL;
 	}
-	rc = json_walk(text, strlen(text), flat_add, &f, err, sizeof(err));
+	rc = json_walk(text, strlen(text), json_flat_walk, &f, err, sizeof(err));
 	if (rc != 0) {
 		fprintf(stderr, "ferryctl: drain: bad document: %s\n",
 		    rc == -1 ? err : "out of memory");
-		flat_clear(&f);
+		json_flat_clear(&f);
 		free(reply);
 		free(doc);
 		return (EXIT_RUNTIME);
@@ -338,7 +277,7 @@ cmd_drain(struct ctl *ctl, const char *arg)
 	last = flat_int(&f, "drain.last_inbound");
 	since = flat_int(&f, "drain.seconds_since_last");
 	printf("drain view of the old MX (%s)\n\n",
-	    strcmp(flat_get(&f, "source", ""), "store") == 0 ?
+	    strcmp(json_flat_get(&f, "source", ""), "store") == 0 ?
 	    "ferry-relay is not running: as last saved" : "live");
 	if (last > 0)
 		printf("last inbound message: %s ago (%s)\n",
@@ -381,7 +320,7 @@ cmd_drain(struct ctl *ctl, const char *arg)
 		    flat_int(&f, "queue.total") > 0 ? "the queue is not empty" :
 		    "mail arrived within [cutover] quiet_period");
 out:
-	flat_clear(&f);
+	json_flat_clear(&f);
 	free(reply);
 	free(doc);
 	return (0);
@@ -485,7 +424,7 @@ pid_alive(int64_t pid)
 int
 cmd_sync(struct ctl *ctl, const char *arg)
 {
-	struct flat f = { 0 };
+	struct json_flat f = { 0 };
 	struct sync_doc d = { NULL, 0 };
 	char err[256], b1[64], b2[64], b3[64], path[64];
 	const char *v;
@@ -495,24 +434,24 @@ cmd_sync(struct ctl *ctl, const char *arg)
 	(void)arg;
 	if ((rc = sync_read(ctl, &d)) != 0)
 		return (EXIT_RUNTIME);
-	rc = json_walk(d.doc, d.len, flat_add, &f, err, sizeof(err));
+	rc = json_walk(d.doc, d.len, json_flat_walk, &f, err, sizeof(err));
 	if (rc != 0) {
 		fprintf(stderr, "ferryctl: sync: unreadable progress record: "
 		    "%s\n", rc == -1 ? err : "out of memory");
-		flat_clear(&f);
+		json_flat_clear(&f);
 		free(d.doc);
 		return (EXIT_RUNTIME);
 	}
 	if (ctl->json) {
 		/* ferry-syncd's document, checked above, as it is stored. */
 		printf("%s\n", d.doc);
-		flat_clear(&f);
+		json_flat_clear(&f);
 		free(d.doc);
 		return (0);
 	}
 
 	pid = flat_int(&f, "pid");
-	running = strcmp(flat_get(&f, "running", "false"), "true") == 0;
+	running = strcmp(json_flat_get(&f, "running", "false"), "true") == 0;
 	if (running && !pid_alive(pid))
 		printf("ferry-syncd pid %" PRId64 " is gone without finishing "
 		    "(killed?); last update %s ago\n", pid,
@@ -520,9 +459,9 @@ cmd_sync(struct ctl *ctl, const char *arg)
 	else if (running)
 		printf("ferry-syncd pid %" PRId64 ", %s, %s pass #%" PRId64
 		    " running since %s (updated %s ago)\n", pid,
-		    strcmp(flat_get(&f, "mode", ""), "daemon") == 0 ?
+		    strcmp(json_flat_get(&f, "mode", ""), "daemon") == 0 ?
 		    "daemon" : "one pass (--once)",
-		    clean(b3, sizeof(b3), flat_get(&f, "pass", "?"), 10),
+		    clean(b3, sizeof(b3), json_flat_get(&f, "pass", "?"), 10),
 		    flat_int(&f, "pass_number"),
 		    fmt_time(b1, sizeof(b1), flat_int(&f, "started")),
 		    fmt_age(b2, sizeof(b2), now - flat_int(&f, "updated")));
@@ -545,23 +484,23 @@ cmd_sync(struct ctl *ctl, const char *arg)
 	    flat_int(&f, "duplicates"), flat_int(&f, "skipped_policy"),
 	    flat_int(&f, "failed"));
 	if (running) {
-		v = flat_get(&f, "eta_seconds", "null");
+		v = json_flat_get(&f, "eta_seconds", "null");
 		printf("  rate %.1f msgs/s, %s/s, ETA %s\n",
-		    strtod(flat_get(&f, "rate_msgs", "0"), NULL),
-		    fmt_size(b1, sizeof(b1), (uint64_t)strtod(flat_get(&f,
+		    strtod(json_flat_get(&f, "rate_msgs", "0"), NULL),
+		    fmt_size(b1, sizeof(b1), (uint64_t)strtod(json_flat_get(&f,
 		    "rate_bytes", "0"), NULL)),
 		    strcmp(v, "null") == 0 ? "unknown" :
 		    fmt_age(b2, sizeof(b2), strtoll(v, NULL, 10)));
 	}
-	if (flat_get(&f, "last_pass.finished", NULL) != NULL) {
+	if (json_flat_get(&f, "last_pass.finished", NULL) != NULL) {
 		printf("\nlast finished pass: %s, %s, copied %" PRId64
 		    ", failed %" PRId64 "\n  verdict: %s\n",
 		    fmt_time(b1, sizeof(b1), flat_int(&f, "last_pass.finished")),
-		    strcmp(flat_get(&f, "last_pass.complete", "false"),
+		    strcmp(json_flat_get(&f, "last_pass.complete", "false"),
 		    "true") == 0 ? "complete" : "INCOMPLETE",
 		    flat_int(&f, "last_pass.copied"),
 		    flat_int(&f, "last_pass.failed"),
-		    clean(err, sizeof(err), flat_get(&f, "last_pass.verdict",
+		    clean(err, sizeof(err), json_flat_get(&f, "last_pass.verdict",
 		    "?"), 200));
 	} else
 		printf("\nno pass has finished yet\n");
@@ -572,11 +511,11 @@ cmd_sync(struct ctl *ctl, const char *arg)
 		char user[64], folders[32];
 
 		snprintf(path, sizeof(path), "accounts.%" PRId64 ".user", i);
-		if ((v = flat_get(&f, path, NULL)) == NULL)
+		if ((v = json_flat_get(&f, path, NULL)) == NULL)
 			break;
 		clean(user, sizeof(user), v, 32);
 		snprintf(path, sizeof(path), "accounts.%" PRId64 ".state", i);
-		clean(b3, sizeof(b3), flat_get(&f, path, "?"), 8);
+		clean(b3, sizeof(b3), json_flat_get(&f, path, "?"), 8);
 		snprintf(path, sizeof(path), "accounts.%" PRId64
 		    ".folders_done", i);
 		snprintf(folders, sizeof(folders), "%" PRId64, flat_int(&f, path));
@@ -589,7 +528,7 @@ cmd_sync(struct ctl *ctl, const char *arg)
 		snprintf(path, sizeof(path), "accounts.%" PRId64 ".failed", i);
 		snprintf(b2, sizeof(b2), "%" PRId64, flat_int(&f, path));
 		snprintf(path, sizeof(path), "accounts.%" PRId64 ".error", i);
-		v = flat_get(&f, path, "null");
+		v = json_flat_get(&f, path, "null");
 		printf("%-32s %-8s %9s %9s %7s", user, b3, folders, b1, b2);
 		if (strcmp(v, "null") != 0)
 			printf("  %s", clean(err, sizeof(err), v, 100));
@@ -598,7 +537,7 @@ cmd_sync(struct ctl *ctl, const char *arg)
 	}
 	if (n == 0)
 		printf("(no accounts yet)\n");
-	flat_clear(&f);
+	json_flat_clear(&f);
 	free(d.doc);
 	return (0);
 }

@@ -42,6 +42,7 @@
 #include "cutover_state.h"
 #include "drain.h"
 #include "json.h"
+#include "json_flat.h"
 #include "log.h"
 #include "queue_record.h"
 #include "relay.h"
@@ -127,26 +128,6 @@ esc(struct evbuffer *b, const char *s)
 	control_page_escape(b, s != NULL ? s : "");
 }
 
-/* fmt_age - "45s", "12m05s", "3h05m", "2d04h" */
-static const char *
-fmt_age(char *buf, size_t len, int64_t secs)
-{
-	if (secs < 0)
-		secs = 0;
-	if (secs < 60)
-		snprintf(buf, len, "%" PRId64 "s", secs);
-	else if (secs < 3600)
-		snprintf(buf, len, "%" PRId64 "m%02" PRId64 "s", secs / 60,
-		    secs % 60);
-	else if (secs < 86400)
-		snprintf(buf, len, "%" PRId64 "h%02" PRId64 "m", secs / 3600,
-		    secs % 3600 / 60);
-	else
-		snprintf(buf, len, "%" PRId64 "d%02" PRId64 "h", secs / 86400,
-		    secs % 86400 / 3600);
-	return (buf);
-}
-
 /* fmt_mb - bytes as MB ("0.01", "12.3", "2048") */
 static const char *
 fmt_mb(char *buf, size_t len, uint64_t n)
@@ -167,71 +148,21 @@ num_cell(struct evbuffer *b, const char *id, uint64_t v)
 
 /* ---- a JSON document as path/value pairs -------------------------------- */
 
-struct flat {
-	char	**paths;
-	char	**values;
-	size_t	  n, alloc;
-};
-
-static void
-flat_clear(struct flat *f)
-{
-	size_t i;
-
-	for (i = 0; i < f->n; i++) {
-		free(f->paths[i]);
-		free(f->values[i]);
-	}
-	free(f->paths);
-	free(f->values);
-	memset(f, 0, sizeof(*f));
-}
-
-static int
-flat_push(struct flat *f, const char *path, const char *value)
-{
-	char **p;
-	size_t n;
-
-	if (f->n == f->alloc) {
-		n = f->alloc ? f->alloc * 2 : 64;
-		if ((p = reallocarray(f->paths, n, sizeof(*p))) == NULL)
-			return (-2);
-		f->paths = p;
-		if ((p = reallocarray(f->values, n, sizeof(*p))) == NULL)
-			return (-2);
-		f->values = p;
-		f->alloc = n;
-	}
-	if ((f->paths[f->n] = strdup(path)) == NULL)
-		return (-2);
-	if ((f->values[f->n] = strdup(value)) == NULL) {
-		free(f->paths[f->n]);
-		return (-2);
-	}
-	f->n++;
-	return (0);
-}
-
 /* flat_get - the value at path, or def (a JSON null reads as def too) */
 static const char *
-flat_get(const struct flat *f, const char *path, const char *def)
+flat_get(const struct json_flat *f, const char *path, const char *def)
 {
-	size_t i;
+	const char *v = json_flat_get(f, path, NULL);
 
-	for (i = 0; i < f->n; i++)
-		if (strcmp(f->paths[i], path) == 0)
-			return (strcmp(f->values[i], "null") == 0 ? def :
-			    f->values[i]);
-	return (def);
+	return (v == NULL || strcmp(v, "null") == 0 ? def : v);
 }
 
 static const char *
-flat_getf(const struct flat *f, const char *def, const char *fmt, ...)
+flat_getf(const struct json_flat *f, const char *def, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
 static const char *
-flat_getf(const struct flat *f, const char *def, const char *fmt, ...)
+flat_getf(const struct json_flat *f, const char *def, const char *fmt, ...)
 {
 	char path[256];
 	va_list ap;
@@ -370,7 +301,7 @@ struct page_acct {
 };
 
 struct page_sync {
-	struct flat	  top;		/* everything but "accounts." */
+	struct json_flat	  top;		/* everything but "accounts." */
 	struct page_acct *acc;
 	size_t		  nacc, alloc;
 };
@@ -386,7 +317,7 @@ page_sync_clear(struct page_sync *s)
 		free(s->acc[i].error);
 	}
 	free(s->acc);
-	flat_clear(&s->top);
+	json_flat_clear(&s->top);
 	memset(s, 0, sizeof(*s));
 }
 
@@ -402,7 +333,7 @@ sync_walk(const char *path, enum json_type type, const char *value,
 	const char *field;
 
 	if (strncmp(path, "accounts.", 9) != 0)
-		return (flat_push(&s->top, path, value));
+		return (json_flat_push(&s->top, path, value));
 	idx = strtoul(path + 9, &end, 10);
 	if (*end != '.' || idx >= PAGE_ACCOUNTS_MAX)
 		return (0);
@@ -536,7 +467,7 @@ time_or(struct evbuffer *b, const char *v, const char *none)
 
 /* page_cutover_domain - one domain of the cutover document */
 static void
-page_cutover_domain(struct evbuffer *b, const struct flat *f, size_t d)
+page_cutover_domain(struct evbuffer *b, const struct json_flat *f, size_t d)
 {
 	const char *domain, *phase, *verdict, *v, *cls;
 	size_t i, k, n;
@@ -644,20 +575,11 @@ page_cutover_domain(struct evbuffer *b, const struct flat *f, size_t d)
 	out(b, "</table></div>\n");
 }
 
-/* flat_walk - json_walk callback: every scalar into a flat */
-static int
-flat_walk(const char *path, enum json_type type, const char *value,
-    void *arg)
-{
-	(void)type;
-	return (flat_push(arg, path, value));
-}
-
 static int
 page_cutover(struct evbuffer *b, struct relay *relay, time_t now, char *err,
     size_t errlen)
 {
-	struct flat f = { 0 };
+	struct json_flat f = { 0 };
 	struct json j;
 	const char *doc;
 	size_t len, d;
@@ -680,18 +602,18 @@ page_cutover(struct evbuffer *b, struct relay *relay, time_t now, char *err,
 		snprintf(err, errlen, "out of memory");
 		return (-1);
 	}
-	rc = json_walk(doc, len, flat_walk, &f, err, errlen);
+	rc = json_walk(doc, len, json_flat_walk, &f, err, errlen);
 	json_clear(&j);
 	if (rc != 0) {
 		if (rc != -1)
 			snprintf(err, errlen, "out of memory");
-		flat_clear(&f);
+		json_flat_clear(&f);
 		return (-1);
 	}
 	for (d = 0; flat_getf(&f, NULL, "domains.%zu.domain", d) != NULL; d++)
 		page_cutover_domain(b, &f, d);
 	out(b, "</section>\n");
-	flat_clear(&f);
+	json_flat_clear(&f);
 	return (0);
 }
 
