@@ -40,6 +40,7 @@ static const char *const phase_names[CUTOVER_NPHASES] = {
 	[CUTOVER_SWITCHING] = "switching",
 	[CUTOVER_DUAL] = "dual-reception",
 	[CUTOVER_CLOSED] = "closed",
+	[CUTOVER_ROLLBACK] = "rollback",
 };
 
 static const char *const class_names[MX_CLASS_NCLASSES] = {

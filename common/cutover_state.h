@@ -79,6 +79,11 @@ enum cutover_phase {
 	CUTOVER_SWITCHING,	/* at least one resolver answers new */
 	CUTOVER_DUAL,		/* every resolver answers new */
 	CUTOVER_CLOSED,		/* the verdict holds: safe to retire */
+	CUTOVER_ROLLBACK,	/* the MX went back to the old host after
+				   the switch ([cutover] rollback = yes):
+				   the relay delivers the domain's mail
+				   locally, reverse passes bring back
+				   what reached the new host */
 	CUTOVER_NPHASES
 };
 
