@@ -15,7 +15,8 @@
  * destination's APPENDLIMIT: left behind by policy, as the copy does),
  * other destination messages are extra.  A matched pair whose flags
  * (as far as the destination's PERMANENTFLAGS keep them, as the copy
- * applies them) or INTERNALDATE differ is "different".
+ * applies them; an EXAMINE usually names none, and then every source
+ * flag counts) or INTERNALDATE differ is "different".
  */
 
 #include <inttypes.h>
@@ -200,7 +201,10 @@ pair(const struct fin *f, struct vmsg *s, struct vmsg *d, int body)
 		s->diff |= VD_BODY;
 	if (s->idate != d->idate)
 		s->diff |= VD_IDATE;
-	want = scan_flags_filter(f->dside, s->flags, 0, NULL, 0);
+	/* EXAMINE answers PERMANENTFLAGS () (read-only): the filter only
+	 * applies when the server named the flags it keeps */
+	want = f->dside->permflags_known && f->dside->permflags.count > 0 ?
+	    scan_flags_filter(f->dside, s->flags, 0, NULL, 0) : NULL;
 	if (!flags_same(want ? want : s->flags, d->flags))
 		s->diff |= VD_FLAGS;
 	free(want);
@@ -255,9 +259,13 @@ finish_group(struct vmsg **s, size_t ns, struct vmsg **d, size_t nd,
 		if (s[i]->state == V_OPEN)
 			s[i]->state = f->limit > 0 && s[i]->size > f->limit ?
 			    V_POLICY : V_MISSING;
+	/* an extra message of an identity the source has: a second copy;
+	 * peer names the source message, for the listing */
 	for (j = 0; j < nd; j++)
-		if (d[j]->state == V_OPEN)
+		if (d[j]->state == V_OPEN) {
 			d[j]->state = V_EXTRA;
+			d[j]->peer = ns > 0 ? s[0] : NULL;
+		}
 }
 
 void
@@ -384,7 +392,12 @@ vmatch_collect(struct vacct *va, struct vfolder *const *vf,
 		if (m->state == V_MATCH)
 			continue;
 		vf[0]->extra++;
-		if (issue_add(va, VI_EXTRA, dst_path, m, NULL) == NULL)
+		what[0] = '\0';
+		if (m->peer != NULL)
+			snprintf(what, sizeof(what), "another copy of source "
+			    "%s uid %" PRIu64, vf[m->peer->folder]->src,
+			    m->peer->uid);
+		if (issue_add(va, VI_EXTRA, dst_path, m, what) == NULL)
 			return (-1);
 	}
 	return (0);
