@@ -89,9 +89,10 @@ verdict(const struct vacct *va, char *buf, size_t len)
 		return;
 	}
 	errors = totals(va, &t);
+	/* out of the messages the copy is meant to bring over */
 	o = (size_t)snprintf(buf, len, "%s: %" PRIu64 " of %" PRIu64
 	    " messages on the destination", vacct_complete(va) ? "COMPLETE" :
-	    "INCOMPLETE", t.matched, t.src_n);
+	    "INCOMPLETE", t.matched, t.src_n - t.policy);
 	if (o < len && t.missing)
 		o += (size_t)snprintf(buf + o, len - o, ", %" PRIu64
 		    " missing", t.missing);
@@ -135,6 +136,11 @@ row_cells(const struct vfolder *f, char cell[NCOLS][160])
 	snprintf(cell[9], 160, "%" PRIu64, f->policy);
 	if (f->error)
 		snprintf(cell[6], 160, "?");
+	if (f->skipped) {	/* counted by STATUS, the source only */
+		snprintf(cell[3], 160, "-");
+		snprintf(cell[4], 160, "-");
+		snprintf(cell[5], 160, "-");
+	}
 }
 
 static void
