@@ -54,6 +54,10 @@ usage(FILE *fp)
 /* The process; static so that --once's signal handler can reach it. */
 static struct syncd the_syncd;
 
+/* --verify: no state_dir created, no store opened at start (verify.c
+ * opens it for its records once an account has been verified) */
+static int verify_mode;
+
 /* on_signal_once - --once has no loop: SIGTERM/SIGINT only set the flag
  * the engine polls */
 static void
@@ -80,7 +84,7 @@ setup(struct syncd *sd)
 		    "passwords", sd->accounts->path);
 	sd->tty = sd->once && isatty(STDERR_FILENO);
 	daemon_detach(&sd->d, sd->foreground || sd->once);
-	if (!sd->dry_run &&
+	if (!sd->dry_run && !verify_mode &&
 	    daemon_state_dir(cfg->global.state_dir, cfg->global.user) == -1)
 		return (-1);
 	if (!sd->once && daemon_pidfile(&sd->d, cfg->syncd.pid_file) == -1)
@@ -99,7 +103,9 @@ setup(struct syncd *sd)
 		return (-1);
 	}
 	/* a dry run reads the state if there is one, never creates it */
-	if (store_open(&sd->store, path, sd->dry_run ? STORE_RDONLY : 0, err,
+	if (verify_mode)
+		sd->store = NULL;
+	else if (store_open(&sd->store, path, sd->dry_run ? STORE_RDONLY : 0, err,
 	    sizeof(err)) == -1) {
 		if (sd->dry_run)
 			sd->store = NULL;
@@ -201,7 +207,7 @@ main(int argc, char *argv[])
 	/* a verification runs in the foreground like --once, never as the
 	 * daemon: no pid file, logs on stderr, the result on stdout */
 	if (verify)
-		sd->once = 1;
+		sd->once = verify_mode = 1;
 	if ((rc = cli_load_config("ferry-syncd", conf, CONFIG_FOR_SYNCD,
 	    &sd->cfg)) != 0)
 		return (rc);
@@ -232,6 +238,7 @@ main(int argc, char *argv[])
 		goto out;
 	if (verify) {
 		struct sigaction sa;
+		char path[4096];
 
 		memset(&sa, 0, sizeof(sa));
 		sa.sa_handler = on_signal_once;
@@ -239,8 +246,13 @@ main(int argc, char *argv[])
 		sigaction(SIGTERM, &sa, NULL);
 		sigaction(SIGINT, &sa, NULL);
 		signal(SIGPIPE, SIG_IGN);
-		rc = verify_run(&sd->o, deep, sd->json, stdout, err,
+		err[0] = '\0';
+		rc = config_state_path(cfg, "db", path, sizeof(path)) == -1 ?
+		    -1 : verify_run(&sd->o, deep, sd->json, stdout, path, err,
 		    sizeof(err));
+		if (rc == -1 && err[0] == '\0')
+			errbuf_set(err, sizeof(err), "[global] state_dir is "
+			    "too long");
 		if (rc == -1)
 			log_errorx("--verify: %s", err);
 		exit_code = rc == VERIFY_COMPLETE ? 0 : EXIT_RUNTIME;

@@ -511,6 +511,8 @@ verify_group(struct worker *w, struct vacct *va, int deep,
 			ok = 0;
 			continue;
 		}
+		if (r.have_mb && r.mb.exists == 0)
+			continue;	/* empty: "1:*" is an error on some servers */
 		if (fetch_meta(w, SRC, k, &s, &r) == -1) {
 			vfolder_fail(vf[k], "FETCH source", &r);
 			ok = 0;
@@ -531,7 +533,8 @@ verify_group(struct worker *w, struct vacct *va, int deep,
 		} else if (side_select(w, DST, dwire, 0, &r) == -1) {
 			vfolder_fail(vf[0], "EXAMINE destination", &r);
 			ok = 0;
-		} else if (fetch_meta(w, DST, 0, &d, &r) == -1) {
+		} else if (!(r.have_mb && r.mb.exists == 0) &&
+		    fetch_meta(w, DST, 0, &d, &r) == -1) {
 			vfolder_fail(vf[0], "FETCH destination", &r);
 			ok = 0;
 		}
@@ -672,12 +675,33 @@ out:
 	folder_plan_free(&a->plan);
 }
 
+/* record - the account's verification record, the store opened on the
+ * first one (so a run that verified nothing creates nothing) */
+static void
+record(struct store **st, int *tried, const char *store_path,
+    const struct vacct *va, int deep)
+{
+	char err[512];
+
+	if (*st == NULL && !*tried && store_path != NULL) {
+		*tried = 1;
+		if (store_open(st, store_path, 0, err, sizeof(err)) == -1) {
+			log_warnx("store %s: %s: no verification record "
+			    "written", store_path, err);
+			*st = NULL;
+		}
+	}
+	verify_record(*st, va, deep);
+}
+
 int
 verify_run(const struct sync_pass_opts *o, int deep, int json, FILE *out,
-    char *err, size_t errlen)
+    const char *store_path, char *err, size_t errlen)
 {
+	struct store *st = NULL;
 	struct pass p;
 	struct vacct *va;
+	int tried = 0;
 	size_t i, n = 0;
 	int rc = VERIFY_COMPLETE;
 
@@ -717,7 +741,7 @@ verify_run(const struct sync_pass_opts *o, int deep, int json, FILE *out,
 			log_warnx("%s: not verified: %s", a.acc->src_user,
 			    va[n].err);
 		else
-			verify_record(o->store, &va[n], deep);
+			record(&st, &tried, store_path, &va[n], deep);
 		if (!vacct_complete(&va[n]))
 			rc = VERIFY_INCOMPLETE;
 		n++;
@@ -729,6 +753,7 @@ verify_run(const struct sync_pass_opts *o, int deep, int json, FILE *out,
 	for (i = 0; i < n; i++)
 		vacct_free(&va[i]);
 	free(va);
+	store_close(&st);
 	pthread_mutex_destroy(&p.mu);
 	pthread_cond_destroy(&p.cv);
 	pthread_mutex_destroy(&p.rmu);

@@ -29,11 +29,13 @@
 /*
  * verify_run - verify every account (o->only_account: that one) and
  * print the result to out: text tables, or one JSON document (json).
- * deep: hash every body, not only the ambiguous ones.  Returns
+ * deep: hash every body, not only the ambiguous ones.  store_path: the
+ * store the records go to, opened only when the first account has been
+ * verified (NULL: no records).  o->store is not used.  Returns
  * VERIFY_COMPLETE, VERIFY_INCOMPLETE, or -1 with err when it could not
  * start (no memory, no such account).
  */
 int	verify_run(const struct sync_pass_opts *o, int deep, int json,
-	    FILE *out, char *err, size_t errlen);
+	    FILE *out, const char *store_path, char *err, size_t errlen);
 
 #endif
