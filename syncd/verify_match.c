@@ -342,8 +342,8 @@ diff_text(const struct vmsg *s, char *buf, size_t len)
 	if ((s->diff & VD_IDATE) && o < len) {
 		imap_parse_format_date_time(s->idate, s->tz, a, sizeof(a));
 		imap_parse_format_date_time(d->idate, d->tz, b, sizeof(b));
-		snprintf(buf + o, len - o, "%sINTERNALDATE different: source "
-		    "%s destination %s", o ? "; " : "", a, b);
+		snprintf(buf + o, len - o, "%sINTERNALDATE different: source \""
+		    "%s\" destination \"%s\"", o ? "; " : "", a, b);
 	}
 }
 
