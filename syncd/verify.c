@@ -480,7 +480,7 @@ skipped_folder(struct worker *w, struct vacct *va, const struct folder_map *m)
  * (several only when the plan merges them into one)
  */
 static int
-verify_group(struct worker *w, struct vacct *va, int deep,
+verify_group(struct worker *w, struct vacct *va, int deep, struct store *st,
     const struct folder_map *const *ms, size_t nm, uint64_t appendlimit)
 {
 	struct vlist s, d;
@@ -490,6 +490,7 @@ verify_group(struct worker *w, struct vacct *va, int deep,
 	size_t k;
 	int rc = -1, ok = 1;
 	int64_t got;
+	uint64_t duv = 0;
 
 	memset(&s, 0, sizeof(s));
 	memset(&d, 0, sizeof(d));
@@ -533,10 +534,13 @@ verify_group(struct worker *w, struct vacct *va, int deep,
 		} else if (side_select(w, DST, dwire, 0, &r) == -1) {
 			vfolder_fail(vf[0], "EXAMINE destination", &r);
 			ok = 0;
-		} else if (!(r.have_mb && r.mb.exists == 0) &&
-		    fetch_meta(w, DST, 0, &d, &r) == -1) {
-			vfolder_fail(vf[0], "FETCH destination", &r);
-			ok = 0;
+		} else {
+			duv = r.have_mb ? r.mb.uidvalidity : 0;
+			if (!(r.have_mb && r.mb.exists == 0) &&
+			    fetch_meta(w, DST, 0, &d, &r) == -1) {
+				vfolder_fail(vf[0], "FETCH destination", &r);
+				ok = 0;
+			}
 		}
 		for (k = 0; k < d.n; k++) {
 			vf[0]->dst_n++;
@@ -572,6 +576,18 @@ verify_group(struct worker *w, struct vacct *va, int deep,
 		va->hashed += (uint64_t)got;
 	}
 	vmatch_finish(&s, &d, &w->s[DST], appendlimit);
+	for (k = 0; k < nm && st != NULL && duv != 0; k++) {
+		struct state_key key;
+		struct state_map map;
+		char e[256];
+
+		memset(&map, 0, sizeof(map));
+		if (state_folder_key(&key, va->src_user, ms[k]->src_path, e,
+		    sizeof(e)) == 0 && state_map_load(st, &key, &map, e,
+		    sizeof(e)) == 0)
+			vmatch_gone(&s, k, &d, &map, duv);
+		state_map_free(&map);
+	}
 	rc = vmatch_collect(va, vf, &s, &d, ms[0]->dst_path, appendlimit);
 out:
 	free(vf);
@@ -582,7 +598,7 @@ out:
 
 /* verify_folders - every entry of the plan, destination by destination */
 static int
-verify_folders(struct worker *w, struct vacct *va, int deep)
+verify_folders(struct worker *w, struct vacct *va, int deep, struct store *st)
 {
 	const struct folder_plan *plan = w->a->plan;
 	const struct folder_map **ms;
@@ -614,7 +630,7 @@ verify_folders(struct worker *w, struct vacct *va, int deep)
 				ms[nm++] = &plan->maps[k];
 				done[k] = 1;
 			}
-		rc = verify_group(w, va, deep, ms, nm, limit);
+		rc = verify_group(w, va, deep, st, ms, nm, limit);
 		if (pace_stopping(w->a)) {
 			snprintf(va->err, sizeof(va->err), "interrupted");
 			va->error = 1;
@@ -628,7 +644,7 @@ verify_folders(struct worker *w, struct vacct *va, int deep)
 
 /* verify_account - connect (no retries), plan, compare every folder */
 static void
-verify_account(struct acct *a, struct vacct *va, int deep)
+verify_account(struct acct *a, struct vacct *va, int deep, struct store *st)
 {
 	const struct config *cfg = a->p->o->cfg;
 	struct worker *w;
@@ -665,7 +681,7 @@ verify_account(struct acct *a, struct vacct *va, int deep)
 		snprintf(va->err, sizeof(va->err), "%s", err);
 		goto out;
 	}
-	if (verify_folders(w, va, deep) == -1 && !va->error) {
+	if (verify_folders(w, va, deep, st) == -1 && !va->error) {
 		va->error = 1;
 		snprintf(va->err, sizeof(va->err), "out of memory");
 	}
@@ -675,23 +691,28 @@ out:
 	folder_plan_free(&a->plan);
 }
 
-/* record - the account's verification record, the store opened on the
- * first one (so a run that verified nothing creates nothing) */
+/* records - one verification record per verified account, the store
+ * opened read-write only when there is one to write */
 static void
-record(struct store **st, int *tried, const char *store_path,
-    const struct vacct *va, int deep)
+records(const char *store_path, const struct vacct *va, size_t n, int deep)
 {
+	struct store *st = NULL;
 	char err[512];
+	size_t i, want = 0;
 
-	if (*st == NULL && !*tried && store_path != NULL) {
-		*tried = 1;
-		if (store_open(st, store_path, 0, err, sizeof(err)) == -1) {
-			log_warnx("store %s: %s: no verification record "
-			    "written", store_path, err);
-			*st = NULL;
-		}
+	for (i = 0; i < n; i++)
+		want += !va[i].error;
+	if (want == 0 || store_path == NULL)
+		return;
+	if (store_open(&st, store_path, 0, err, sizeof(err)) == -1) {
+		log_warnx("store %s: %s: no verification record written",
+		    store_path, err);
+		return;
 	}
-	verify_record(*st, va, deep);
+	for (i = 0; i < n; i++)
+		if (!va[i].error)
+			verify_record(st, &va[i], deep);
+	store_close(&st);
 }
 
 int
@@ -701,7 +722,7 @@ verify_run(const struct sync_pass_opts *o, int deep, int json, FILE *out,
 	struct store *st = NULL;
 	struct pass p;
 	struct vacct *va;
-	int tried = 0;
+	char e[512];
 	size_t i, n = 0;
 	int rc = VERIFY_COMPLETE;
 
@@ -719,6 +740,10 @@ verify_run(const struct sync_pass_opts *o, int deep, int json, FILE *out,
 		errbuf_set(err, errlen, "out of memory");
 		return (-1);
 	}
+	/* the state maps, read-only: a state_dir without a store stays so */
+	if (store_path != NULL && store_open(&st, store_path, STORE_RDONLY, e,
+	    sizeof(e)) == -1)
+		st = NULL;
 	memset(&p, 0, sizeof(p));
 	p.o = o;
 	pthread_mutex_init(&p.mu, NULL);
@@ -735,17 +760,24 @@ verify_run(const struct sync_pass_opts *o, int deep, int json, FILE *out,
 		a.acc = &o->accounts->items[i];
 		a.idx = n;
 		pthread_mutex_init(&a.mu, NULL);
-		verify_account(&a, &va[n], deep);
+		verify_account(&a, &va[n], deep, st);
 		pthread_mutex_destroy(&a.mu);
 		if (va[n].error)
 			log_warnx("%s: not verified: %s", a.acc->src_user,
 			    va[n].err);
-		else
-			record(&st, &tried, store_path, &va[n], deep);
 		if (!vacct_complete(&va[n]))
 			rc = VERIFY_INCOMPLETE;
 		n++;
+		if (o->stop != NULL && *o->stop)
+			break;
 	}
+	if (o->stop != NULL && *o->stop) {
+		log_notice("interrupted after %zu %s", n, n == 1 ? "account" :
+		    "accounts");
+		rc = VERIFY_INCOMPLETE;
+	}
+	store_close(&st);
+	records(store_path, va, n, deep);
 	if (json)
 		verify_print_json(out, va, n, deep);
 	else
@@ -753,7 +785,6 @@ verify_run(const struct sync_pass_opts *o, int deep, int json, FILE *out,
 	for (i = 0; i < n; i++)
 		vacct_free(&va[i]);
 	free(va);
-	store_close(&st);
 	pthread_mutex_destroy(&p.mu);
 	pthread_cond_destroy(&p.cv);
 	pthread_mutex_destroy(&p.rmu);

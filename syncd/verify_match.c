@@ -16,7 +16,9 @@
  * other destination messages are extra.  A matched pair whose flags
  * (as far as the destination's PERMANENTFLAGS keep them, as the copy
  * applies them; an EXAMINE usually names none, and then every source
- * flag counts) or INTERNALDATE differ is "different".
+ * flag counts) or INTERNALDATE differ is "different".  An extra message
+ * the state map names as syncd's copy of a source message deleted since
+ * is not extra but kept by policy (vmatch_gone).
  */
 
 #include <inttypes.h>
@@ -284,6 +286,52 @@ vmatch_finish(struct vlist *s, struct vlist *d, const struct side *dside,
 	}
 }
 
+/*
+ * vmatch_gone - a destination message nothing matched, that the state
+ * map of source folder `folder` says is syncd's copy (or a match) of a
+ * source UID no longer in s: deleted on the source after the copy and
+ * kept on the destination ([syncd] delete = no, or not yet applied).
+ * Only entries of the destination's current UIDVALIDITY count.
+ */
+void
+vmatch_gone(const struct vlist *s, size_t folder, struct vlist *d,
+    const struct state_map *map, uint64_t dst_uidvalidity)
+{
+	struct vmsg **ps, **pd, key, *kp = &key, **hit;
+	size_t i, k, ns = 0;
+
+	ps = calloc(s->n + 1, sizeof(*ps));
+	pd = calloc(d->n + 1, sizeof(*pd));
+	if (ps == NULL || pd == NULL)
+		goto out;	/* no memory: they stay extra, nothing hidden */
+	for (k = 0; k < s->n; k++)
+		if (s->v[k].folder == folder)
+			ps[ns++] = &s->v[k];
+	for (k = 0; k < d->n; k++)
+		pd[k] = &d->v[k];
+	sort_n(ps, ns, sizeof(*ps), vmsg_uid_cmp);
+	sort_n(pd, d->n, sizeof(*pd), vmsg_uid_cmp);
+	for (i = 0; i < map->n; i++) {
+		const struct state_map_entry *e = &map->v[i];
+
+		if (e->dst_uid == 0 || e->dst_uidvalidity != dst_uidvalidity)
+			continue;
+		key.uid = e->dst_uid;
+		hit = find_n(&kp, pd, d->n, sizeof(*pd), vmsg_uid_cmp);
+		if (hit == NULL || (*hit)->state != V_EXTRA)
+			continue;
+		key.uid = e->src_uid;
+		if (find_n(&kp, ps, ns, sizeof(*ps), vmsg_uid_cmp) != NULL)
+			continue;	/* still there: a true second copy */
+		(*hit)->state = V_GONE;
+		(*hit)->gone_uid = e->src_uid;
+		(*hit)->folder = folder;
+	}
+out:
+	free(ps);
+	free(pd);
+}
+
 static struct vissue *
 issue_add(struct vacct *va, enum vkind kind, const char *folder,
     const struct vmsg *m, const char *what)
@@ -391,6 +439,16 @@ vmatch_collect(struct vacct *va, struct vfolder *const *vf,
 
 		if (m->state == V_MATCH)
 			continue;
+		if (m->state == V_GONE) {
+			vf[m->folder]->policy++;
+			snprintf(what, sizeof(what), "deleted on the source "
+			    "(%s uid %" PRIu64 ") after the copy; kept on the "
+			    "destination", vf[m->folder]->src, m->gone_uid);
+			if (issue_add(va, VI_POLICY, dst_path, m, what) ==
+			    NULL)
+				return (-1);
+			continue;
+		}
 		vf[0]->extra++;
 		what[0] = '\0';
 		if (m->peer != NULL)

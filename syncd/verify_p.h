@@ -27,6 +27,8 @@ enum vstate {
 	V_MISSING,	/* source message without a copy */
 	V_EXTRA,	/* destination message without a source */
 	V_POLICY,	/* left behind on purpose (APPENDLIMIT) */
+	V_GONE,		/* destination copy (state map) of a source
+			   message deleted since: kept, delete = no */
 };
 
 /* differences of a matched pair */
@@ -48,6 +50,7 @@ struct vmsg {
 	enum vstate	 state;
 	unsigned	 diff;
 	struct vmsg	*peer;		/* the matched message */
+	uint64_t	 gone_uid;	/* V_GONE: the source UID it had */
 };
 
 struct vlist {
@@ -104,7 +107,11 @@ struct vacct {
 void	vlist_free(struct vlist *l);
 int	vmsg_uid_cmp(const void *x, const void *y);
 
-/* verify_match.c: mark what needs a body hash (before the hashes) and
+/* verify_match.c: vmatch_gone marks the extra destination messages the
+ * state map names as copies of source messages no longer there */
+void	vmatch_gone(const struct vlist *s, size_t folder, struct vlist *d,
+	    const struct state_map *map, uint64_t dst_uidvalidity);
+/* mark what needs a body hash (before the hashes) and
  * decide every message (after); s, d hold one destination folder's
  * sources and its destination messages */
 void	vmatch_prepare(struct vlist *s, struct vlist *d, int deep);

@@ -9,7 +9,8 @@
 # date, from, subject, size and source UID (exit 1); a flag changed is
 # "flags different"; a message APPENDed a second time is extra; a body
 # edited on disk with its size, Message-ID and date kept is found by
-# --deep only; --json parses.  Bad input: an unreachable destination is
+# --deep only; --json parses; a message deleted on the source after the
+# copy is kept by policy (the state map says so), not extra.  Bad input: an unreachable destination is
 # a clear error, exit 1, nothing written; an unknown --account and
 # --deep without --verify exit 2.
 . "$top_srcdir/tests/integration/lib.sh"
@@ -266,6 +267,19 @@ if [ "$VRC" -eq 1 ] && grep -A3 'different on the destination' "$T/deep.out" |
 else
 	not_ok "--deep finds the body that changed with its size, Message-ID and date kept" \
 		"exit $VRC" "$(cat "$T/deep.out")"
+fi
+
+# --- deleted on the source after the copy: kept on the destination ------------------
+check "on the source: Work uid 5 expunged" imap_cmd "$SRC" alice pass "SELECT Work" \
+	"UID STORE 5 +FLAGS.SILENT (\\Deleted)" "UID EXPUNGE 5"
+verify gone
+if [ "$VRC" -eq 1 ] && sed -n '/left behind by policy/,/verdict/p' "$T/gone.out" |
+	grep -q 'Work uid [0-9]*: .*deleted on the source (Work uid 5) after the copy; kept on the destination' &&
+	grep -q 'verdict alice: INCOMPLETE.*1 missing, 1 extra, 1 different, 6 left by policy' "$T/gone.out"; then
+	ok "a message deleted on the source after the copy is listed as kept by policy, not extra"
+else
+	not_ok "a message deleted on the source after the copy is listed as kept by policy, not extra" \
+		"exit $VRC" "$(cat "$T/gone.out")"
 fi
 
 # --- bad input --------------------------------------------------------------------------

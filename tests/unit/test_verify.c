@@ -4,7 +4,8 @@
  * need a body hash with and without --deep; a unique Message-ID and
  * size matched without one; a second copy extra and named; a message
  * without Message-ID matched by Date + From + body; a changed body; flags
- * and INTERNALDATE different; APPENDLIMIT as policy, not missing; the
+ * and INTERNALDATE different; APPENDLIMIT as policy, not missing; a
+ * copy of a message deleted on the source since, by the state map; the
  * counts, the verdict, the text lists and a JSON document that parses.
  */
 #include <setjmp.h>
@@ -307,6 +308,49 @@ test_not_verified(void **st)
 	vacct_free(&va);
 }
 
+static void
+test_gone(void **st)
+{
+	struct fixture f;
+	struct state_map map;
+	struct state_map_entry e;
+
+	(void)st;
+	setup(&f);
+	memset(&map, 0, sizeof(map));
+	memset(&e, 0, sizeof(e));
+	e.origin = STATE_ORIGIN_COPIED;
+	e.flags = (char *)"";
+	e.dst_uidvalidity = 77;
+	e.src_uid = 1, e.dst_uid = 1;		/* still on the source */
+	assert_int_equal(state_map_set(&map, &e), 0);
+	e.src_uid = 2, e.dst_uid = 2;		/* deleted there since */
+	assert_int_equal(state_map_set(&map, &e), 0);
+	e.src_uid = 4, e.dst_uid = 3;		/* an older UIDVALIDITY */
+	e.dst_uidvalidity = 76;
+	assert_int_equal(state_map_set(&map, &e), 0);
+	vadd(&f.s, 1, 100, 1000, "", "<a@x>", "A", 1);
+	vadd(&f.d, 1, 100, 1000, "", "<a@x>", "A", 1);
+	vadd(&f.d, 2, 100, 1000, "", "<b@x>", "B", 2);
+	vadd(&f.d, 3, 100, 1000, "", "<c@x>", "C", 3);
+	vmatch_prepare(&f.s, &f.d, 0);
+	vmatch_finish(&f.s, &f.d, &f.dside, 0);
+	vmatch_gone(&f.s, 0, &f.d, &map, 77);
+	assert_int_equal(f.d.v[0].state, V_MATCH);
+	assert_int_equal(f.d.v[1].state, V_GONE);
+	assert_int_equal(f.d.v[1].gone_uid, 2);
+	assert_int_equal(f.d.v[2].state, V_EXTRA);
+	assert_int_equal(vmatch_collect(&f.va, f.vf, &f.s, &f.d, "INBOX", 0),
+	    0);
+	assert_int_equal(f.vf[0]->extra, 1);
+	assert_int_equal(f.vf[0]->policy, 1);
+	assert_true(f.va.nis == 2);
+	assert_string_equal(f.va.is[0].what, "deleted on the source (INBOX uid "
+	    "2) after the copy; kept on the destination");
+	state_map_free(&map);
+	teardown(&f);
+}
+
 int
 main(void)
 {
@@ -317,6 +361,7 @@ main(void)
 		cmocka_unit_test(test_no_msgid),
 		cmocka_unit_test(test_flags_idate_policy),
 		cmocka_unit_test(test_not_verified),
+		cmocka_unit_test(test_gone),
 	};
 
 	return (cmocka_run_group_tests(tests, NULL, NULL));
