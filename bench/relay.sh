@@ -24,6 +24,11 @@
 # duplicate of another and dedupe stays on.  A note follows the row when
 # fewer than N were logged with spf=pass and dkim=pass (then the checks
 # did not measure what they should).  A summary at the end lists both.
+# As root, "postfix+checks" is its peer: a private Postfix with the
+# OpenDKIM milter (Debian opendkim, verifying) and policyd-spf (Debian
+# postfix-policyd-spf-python) asked at RCPT, against the same records
+# (pf_checks_setup), sent the same signed messages (a tenth as many: it
+# is that much slower); its ratio row is ferry+checks / postfix+checks.
 #
 # Printed per row: accepted msgs/s (N / smtp-source's wall time),
 # delivered msgs/s (N / the time until the sink has all N), CPU seconds of
@@ -39,9 +44,26 @@
 #                quick look)
 #   BENCH_POSTFIX=0  skip Postfix (it needs root and the Debian postfix
 #                package's "postfix" user and "postdrop" group)
-#   BENCH_CHECKS=0  skip the ferry+checks rows (they need dnsmasq, openssl
-#                and dkim_tool: BENCH_DKIM_TOOL, default
-#                tests/integration/dkim_tool beside the relay's directory)
+#   BENCH_TRACE=DIR  trace every ferry-relay, ferry+checks and Postfix run
+#                with strace -f (all its processes and threads), keep the
+#                traces in DIR and print a line per run below its row:
+#                system calls, fsync/fdatasync, file and socket reads and
+#                writes per message (bench/strace_summary.py).  strace
+#                slows every traced row down: read the counts, not the
+#                rates, of such a run
+#   BENCH_PERF=DIR  profile every ferry-relay and ferry+checks run with
+#                "perf record -g" (perf.data files in DIR) and print the
+#                ten hottest functions below its row
+#   BENCH_BASE=FERRY_RELAY  another ferry-relay binary (an older build,
+#                say) run right after ferry-relay in every row as
+#                "ferry-base", with a ratio row ferry-relay / ferry-base:
+#                before and after under the same load
+#   BENCH_KEEP=1 keep the spools, queues, logs and configurations (the
+#                directory is named on stderr at the end)
+#   BENCH_CHECKS=0  skip the ferry+checks and postfix+checks rows (they
+#                need dnsmasq, openssl and dkim_tool: BENCH_DKIM_TOOL,
+#                default tests/integration/dkim_tool beside the relay's
+#                directory, built by "make")
 #
 # Everything listens on 127.0.0.1 only; every process started here is
 # stopped and every file removed on exit.  Each run has a time cap, so the
@@ -95,7 +117,11 @@ cleanup() {
 	for p in "${PIDS[@]}"; do
 		wait "$p" 2>/dev/null
 	done
-	rm -rf "$B"
+	if [ "${BENCH_KEEP:-0}" = 1 ]; then
+		echo "bench: kept $B" >&2
+	else
+		rm -rf "$B"
+	fi
 }
 trap cleanup EXIT
 trap 'exit 130' INT
@@ -229,6 +255,12 @@ sink_count() {
 
 RELAY_PORT=$(free_port)
 RELAY_PID=
+BASE=${BENCH_BASE:-}
+if [ -n "$BASE" ]; then
+	[ -x "$BASE" ] || die "BENCH_BASE: $BASE not found"
+	BASE=$(cd "$(dirname "$BASE")" && pwd)/$(basename "$BASE")
+fi
+RUN_RELAY=$RELAY
 # relay_start NAME [checks]
 relay_start() {
 	local st=$B/relay-$1 checks="spf = off
@@ -259,7 +291,7 @@ $checks
 [control]
 http =
 EOF
-	"$RELAY" -d -c "$B/relay.conf" >>"$B/relay.log" 2>&1 &
+	"$RUN_RELAY" -d -c "$B/relay.conf" >>"$B/relay.log" 2>&1 &
 	RELAY_PID=$!
 	PIDS+=("$RELAY_PID")
 	wait_tcp "$RELAY_PORT" || {
@@ -280,8 +312,10 @@ pf_cmd() {
 	# postfix(1) reports to stderr only on a terminal, syslog otherwise.
 	script -qec "postfix -c $PF_ETC $*" /dev/null >>"$B/postfix.log" 2>&1
 }
+# pf_start NAME [checks] - with checks: the OpenDKIM milter and
+# policyd-spf (pf_checks_setup) on every message
 pf_start() {
-	local d=$B/postfix-$1
+	local d=$B/postfix-$1 restr="permit_mynetworks, reject_unauth_destination"
 	mkdir -p "$d/etc" "$d/queue" "$d/data"
 	chown postfix "$d/data"
 	PF_ETC=$d/etc
@@ -303,13 +337,20 @@ alias_database =
 relay_domains = example.com
 relayhost = [127.0.0.1]:$SINK_PORT
 mynetworks = 127.0.0.0/8
-smtpd_relay_restrictions = permit_mynetworks, reject_unauth_destination
+smtpd_relay_restrictions = $restr
 smtp_tls_security_level = none
 smtpd_tls_security_level = none
 smtp_dns_support_level = disabled
 biff = no
 maillog_file = $d/maillog
 maillog_file_prefixes = $d
+EOF
+	[ "${2:-}" = checks ] && cat >>"$d/etc/main.cf" <<EOF
+smtpd_milters = inet:127.0.0.1:$MILTER_PORT
+non_smtpd_milters =
+milter_default_action = tempfail
+smtpd_recipient_restrictions = check_policy_service unix:private/policyd-spf, $restr
+policyd-spf_time_limit = 3600
 EOF
 	# Every service chroot "n": the instance lives in a temporary dir.
 	cat >"$d/etc/master.cf" <<EOF
@@ -338,6 +379,9 @@ anvil     unix  - - n - 1 anvil
 scache    unix  - - n - 1 scache
 postlog   unix-dgram n - n - 1 postlogd
 EOF
+	[ "${2:-}" = checks ] &&
+		echo "policyd-spf unix - n n - 0 spawn user=nobody argv=$B/policyd-spf.sh" \
+			>>"$d/etc/master.cf"
 	pf_cmd start || {
 		tail -n 20 "$B/postfix.log" "$d/maillog" >&2 2>/dev/null
 		die "Postfix does not start"
@@ -355,6 +399,63 @@ pf_stop() {
 	PF_ETC=
 }
 
+# --- strace (BENCH_TRACE) ---------------------------------------------------------
+
+TRACE_DIR=${BENCH_TRACE:-}
+BENCH_SRC=$(cd "$(dirname "$0")" && pwd)
+TRACE_PID=
+TRACE_OUT=
+if [ -n "$TRACE_DIR" ]; then
+	command -v strace >/dev/null || die "BENCH_TRACE: strace missing"
+	mkdir -p "$TRACE_DIR" || die "BENCH_TRACE: cannot create $TRACE_DIR"
+fi
+# trace_start NAME PID SESSIONS - strace PID and its children (Postfix:
+# the master and the daemons it has already started; -f follows the rest)
+trace_start() {
+	local p args=() i
+	[ -n "$TRACE_DIR" ] && [ "$2" != - ] || return 0
+	for p in "$2" $(pgrep -P "$2"); do
+		args+=(-p "$p")
+	done
+	TRACE_OUT=$TRACE_DIR/$1-$SIZE_NAME-$3.strace
+	TRACE_OUT=${TRACE_OUT// /_}
+	strace -f -C -y -qq -o "$TRACE_OUT" "${args[@]}" 2>/dev/null &
+	TRACE_PID=$!
+	# strace attaches before it writes its first line
+	for ((i = 0; i < 100; i++)); do
+		[ -s "$TRACE_OUT" ] && break
+		sleep 0.05
+	done
+}
+PERF_DIR=${BENCH_PERF:-}
+PERF_PID=
+PERF_OUT=
+if [ -n "$PERF_DIR" ]; then
+	command -v perf >/dev/null || die "BENCH_PERF: perf missing (Debian linux-perf)"
+	mkdir -p "$PERF_DIR" || die "BENCH_PERF: cannot create $PERF_DIR"
+fi
+perf_start() {
+	[ -n "$PERF_DIR" ] && [ "$2" != - ] || return 0
+	case $1 in ferry*) ;; *) return 0 ;; esac
+	PERF_OUT=$PERF_DIR/$1-$SIZE_NAME-$3.data
+	PERF_OUT=${PERF_OUT//+/_}
+	perf record -q -g -F 999 -p "$2" -o "$PERF_OUT" >/dev/null 2>&1 &
+	PERF_PID=$!
+	sleep 0.3
+}
+perf_stop() {
+	[ -n "$PERF_PID" ] || return 0
+	kill -INT "$PERF_PID" 2>/dev/null
+	wait "$PERF_PID" 2>/dev/null
+	PERF_PID=
+}
+trace_stop() {
+	[ -n "$TRACE_PID" ] || return 0
+	kill -INT "$TRACE_PID" 2>/dev/null
+	wait "$TRACE_PID" 2>/dev/null
+	TRACE_PID=
+}
+
 # --- one measurement ------------------------------------------------------------
 
 # run_one NAME PORT PID SIZE SESSIONS N [SMTP-SOURCE-OPTION...] - prints
@@ -368,6 +469,8 @@ run_one() {
 	[ ${#opts[@]} -gt 0 ] || opts=(-l "$size")
 	base=$(sink_count)
 	[ "$pid" = - ] || mon_start "$pid"
+	trace_start "$name" "$pid" "$sess"
+	perf_start "$name" "$pid" "$sess"
 	t0=$(now)
 	timeout "$RUN_CAP" smtp-source -s "$sess" -m "$n" "${opts[@]}" \
 		-f sender@bench.example -t rcpt@example.com "127.0.0.1:$port" \
@@ -384,6 +487,8 @@ run_one() {
 	t2=$(now)
 	MON="- -"
 	[ "$pid" = - ] || mon_stop
+	trace_stop
+	perf_stop
 	read -r ACC DLV CPU RSS < <("$PY" -c "
 n, got = $n, $got
 acc = n / ($t1 - $t0)
@@ -396,6 +501,16 @@ print('%.0f %.0f %s %s' % (acc, dlv, cpu, rss))")
 	printf '%-6s %5s %-14s %6s %11s %12s %8s %10s%s\n' "$SIZE_NAME" "$sess" \
 		"$name" "$n" "$ACC" "$DLV" "$CPU" \
 		"$([ "$RSS" = - ] && echo - || echo "$((RSS / 1024)) MB")" "$note"
+	if [ -n "$TRACE_OUT" ]; then
+		echo "       trace: $("$PY" "$BENCH_SRC/strace_summary.py" "$TRACE_OUT" "$n")"
+		TRACE_OUT=
+	fi
+	if [ -n "$PERF_OUT" ]; then
+		perf report -i "$PERF_OUT" --stdio --no-children --sort symbol \
+			-g none 2>/dev/null | grep -E '^ +[0-9]' | head -n 10 |
+			sed 's/^/       perf: /'
+		PERF_OUT=
+	fi
 }
 
 ratio() {
@@ -407,7 +522,7 @@ def r(a, b):
     except (ValueError, ZeroDivisionError):
         return '-'
     return ('%.2fx' if v >= 0.1 else '%.3fx') % v
-print('%-6s %5s %-14s %6s %11s %12s %8s %10s' % ('', '', 'ferry/postfix', '',
+print('%-6s %5s %-14s %6s %11s %12s %8s %10s' % ('', '', '${RATIO_NAME:-ferry/postfix}', '',
       r('$1', '$5'), r('$2', '$6'), r('$3', '$7'), r('$4', '$8')))"
 }
 
@@ -464,6 +579,77 @@ if [ "$WITH_CHECKS" = 1 ] && ! checks_setup; then
 	echo "bench: ferry+checks rows skipped (setup failed; see $B/dnsmasq.log)" >&2
 	WITH_CHECKS=0
 fi
+# pf_checks_setup - the same records from a second dnsmasq on
+# 127.0.0.2:53 (neither OpenDKIM nor policyd-spf takes a DNS port; the
+# address is loopback all the same), OpenDKIM verifying as a milter, and
+# policyd-spf spawned by Postfix in a private mount namespace whose
+# /etc/resolv.conf names that server (the system's file is not touched).
+# Both as Debian configures them, except: OpenDKIM verifies only (Mode v)
+# and adds Authentication-Results, policyd-spf does not skip loopback
+# clients (skip_addresses) and writes Authentication-Results too.
+WITH_PF_CHECKS=0
+pf_checks_setup() {
+	local c
+	for c in opendkim /usr/bin/policyd-spf unshare; do
+		command -v "$c" >/dev/null || {
+			echo "bench: postfix+checks rows skipped ($c missing:" \
+				"Debian packages opendkim, postfix-policyd-spf-python)" >&2
+			return 1
+		}
+	done
+	dnsmasq --keep-in-foreground --conf-file="$B/dnsmasq.conf" --no-resolv \
+		--no-hosts --no-poll --listen-address=127.0.0.2 --bind-interfaces \
+		--port=53 --pid-file="$B/dnsmasq2.pid" --user="$(id -un)" \
+		--cache-size=0 --local-ttl=3600 >"$B/dnsmasq2.log" 2>&1 &
+	PIDS+=($!)
+	sleep 0.3
+	kill -0 "${PIDS[-1]}" 2>/dev/null || {
+		echo "bench: postfix+checks rows skipped (no DNS on 127.0.0.2:53:" \
+			"$(tail -n 1 "$B/dnsmasq2.log"))" >&2
+		return 1
+	}
+	echo "nameserver 127.0.0.2" >"$B/resolv.conf"
+	chmod 644 "$B/resolv.conf"
+	cat >"$B/policyd-spf.conf" <<EOF
+debugLevel = 0
+TestOnly = 1
+HELO_reject = False
+Mail_From_reject = Fail
+PermError_reject = False
+TempError_Defer = False
+skip_addresses = 192.0.2.255/32
+Header_Type = AR
+Authserv_Id = postfix-bench.localdomain
+EOF
+	cat >"$B/policyd-spf.sh" <<EOF
+#!/bin/sh
+exec unshare -Urm sh -c 'mount --bind $B/resolv.conf /etc/resolv.conf && exec /usr/bin/policyd-spf $B/policyd-spf.conf'
+EOF
+	chmod 755 "$B/policyd-spf.sh"
+	chmod 644 "$B/policyd-spf.conf"
+	MILTER_PORT=$(free_port)
+	cat >"$B/opendkim.conf" <<EOF
+Mode v
+Socket inet:$MILTER_PORT@127.0.0.1
+PidFile $B/opendkim.pid
+UserID opendkim
+Nameservers 127.0.0.2
+Syslog no
+AlwaysAddARHeader yes
+AuthservID postfix-bench.localdomain
+EOF
+	opendkim -f -x "$B/opendkim.conf" >"$B/opendkim.log" 2>&1 &
+	PIDS+=($!)
+	wait_tcp "$MILTER_PORT" || {
+		echo "bench: postfix+checks rows skipped (OpenDKIM does not" \
+			"start: $(tail -n 1 "$B/opendkim.log"))" >&2
+		return 1
+	}
+	WITH_PF_CHECKS=1
+}
+if [ "$WITH_CHECKS" = 1 ] && [ "$WITH_POSTFIX" = 1 ]; then
+	pf_checks_setup || true
+fi
 SUMMARY=()
 # passed - log lines of accepted messages with spf=pass and dkim=pass
 passed() {
@@ -496,11 +682,23 @@ for size in 4096 102400; do
 		F=("$ACC" "$DLV" "$CPU" "$RSS")
 		relay_stop
 
+		if [ -n "$BASE" ]; then
+			RUN_RELAY=$BASE
+			relay_start "$size-$sess-base"
+			run_one ferry-base "$RELAY_PORT" "$RELAY_PID" "$size" \
+				"$sess" "$n"
+			relay_stop
+			RUN_RELAY=$RELAY
+			RATIO_NAME="ferry/base" ratio "${F[@]}" "$ACC" "$DLV" \
+				"$CPU" "$RSS"
+		fi
+
 		if [ "$WITH_CHECKS" = 1 ]; then
 			relay_start "$size-$sess-checks" checks
 			p0=$(passed)
 			run_one ferry+checks "$RELAY_PORT" "$RELAY_PID" "$size" \
 				"$sess" "$n" -F "$B/signed-$size.eml" -N
+			FC=("$ACC" "$DLV" "$CPU" "$RSS")
 			relay_stop
 			p1=$(passed)
 			[ $((p1 - p0)) -ge "$n" ] ||
@@ -516,6 +714,18 @@ for size in 4096 102400; do
 			P=("$ACC" "$DLV" "$CPU" "$RSS")
 			pf_stop
 			ratio "${F[@]}" "${P[@]}"
+		fi
+
+		if [ "$WITH_PF_CHECKS" = 1 ]; then
+			# a tenth of the messages: it is that much slower,
+			# and each run has its time cap
+			pf_start "$size-$sess-checks" checks
+			run_one postfix+checks "$PF_PORT" "$PF_PID" "$size" \
+				"$sess" "$(((n + 9) / 10 > 50 ? (n + 9) / 10 : 50))" \
+				-F "$B/signed-$size.eml" -N
+			PC=("$ACC" "$DLV" "$CPU" "$RSS")
+			pf_stop
+			RATIO_NAME="ferry+chk/pf+chk" ratio "${FC[@]}" "${PC[@]}"
 		fi
 	done
 done

@@ -8,12 +8,15 @@
  * failed load leaves the caller with nothing to free but the struct.
  */
 
+#include <arpa/inet.h>
+
 #include <errno.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <syslog.h>
 #include <unistd.h>
 
@@ -58,6 +61,7 @@ static const char *const log_levels[] = {
 static const char *const tls_policies[] = {
 	"require", "opportunistic", "none", NULL };
 static const char *const on_expire[] = { "bounce", "hold", NULL };
+static const char *const crash_checks[] = { "inbox", "all", "off", NULL };
 static const char *const spf_policies[] = {
 	"tag", "reject-fail", "off", NULL };
 static const char *const dkim_policies[] = { "tag", "off", NULL };
@@ -84,6 +88,7 @@ static const struct cfg_key keys[] = {
 	KENUM("global", "log", "syslog", global.log, log_dests),
 	KENUM("global", "log_level", "info", global.log_level, log_levels),
 	KEY("global", "log_facility", CT_FACILITY, "mail", global.log_facility),
+	KEY("global", "map_size", CT_SIZE, "16G", global.map_size),
 
 	KHOST("relay", "listen", "0.0.0.0:25", relay.listen, 25, 0),
 	KEY("relay", "hostname", CT_STRING, "", relay.hostname),
@@ -99,6 +104,11 @@ static const struct cfg_key keys[] = {
 	KEY("relay", "tls_cert", CT_STRING, "", relay.tls_cert),
 	KEY("relay", "tls_key", CT_STRING, "", relay.tls_key),
 	KEY("relay", "pid_file", CT_STRING, "", relay.pid_file),
+	KEY("relay", "command_deadline", CT_DURATION, "5m", relay.command_deadline),
+	KINT("relay", "min_data_rate", "500", relay.min_data_rate, 0, 1000000000),
+	KINT("relay", "stress_threshold", "80", relay.stress_threshold, 1, 100),
+	KEY("relay", "stress_timeout", CT_DURATION, "10s", relay.stress_timeout),
+	KINT("relay", "stress_max_connections_per_ip", "10", relay.stress_max_connections_per_ip, 1, 1000000),
 
 	KHOST("forward", "upstream", "", forward.upstream, 25, 0),
 	KENUM("forward", "tls", "require", forward.tls, tls_policies),
@@ -114,6 +124,8 @@ static const struct cfg_key keys[] = {
 	KHOST("forward", "dsn_relay", "", forward.dsn_relay, 25, CK_SINGLE),
 	KEY("forward", "srs_secret", CT_STRING, "", forward.srs_secret),
 	KEY("forward", "srs_domain", CT_STRING, "", forward.srs_domain),
+	KENUM("forward", "crash_check", "inbox", forward.crash_check, crash_checks),
+	KEY("forward", "crash_check_timeout", CT_DURATION, "1m", forward.crash_check_timeout),
 
 	KENUM("checks", "spf", "tag", checks.spf, spf_policies),
 	KENUM("checks", "dkim", "tag", checks.dkim, dkim_policies),
@@ -134,6 +146,7 @@ static const struct cfg_key keys[] = {
 	KPATTERNS("syncd", "exclude", syncd.exclude),
 	KPATTERNS("syncd", "map", syncd.map),
 	KEY("syncd", "skip_non_mail", CT_BOOL, "yes", syncd.skip_non_mail),
+	KEY("syncd", "accept_altered", CT_BOOL, "no", syncd.accept_altered),
 	KEY("syncd", "tls_verify", CT_BOOL, "yes", syncd.tls_verify),
 	KEY("syncd", "ca_file", CT_STRING, "", syncd.ca_file),
 	KEY("syncd", "max_bytes_per_second", CT_SIZE, "0", syncd.max_bytes_per_second),
@@ -153,6 +166,10 @@ static const struct cfg_key keys[] = {
 
 	KEY("control", "socket", CT_STRING, "", control.socket),
 	KHOST("control", "http", "127.0.0.1:8025", control.http, 0, CK_SINGLE),
+	KINT("control", "max_connections", "32", control.max_connections, 1, 100000),
+	KEY("control", "auth_token_file", CT_STRING, "", control.auth_token_file),
+	KEY("control", "auth_user", CT_STRING, "", control.auth_user),
+	KEY("control", "auth_password_file", CT_STRING, "", control.auth_password_file),
 };
 #define NKEYS	(sizeof(keys) / sizeof(keys[0]))
 
@@ -578,6 +595,70 @@ key_line(const unsigned *lines, const char *section, const char *name)
 }
 
 /*
+ * config_host_is_loopback - whether a listener on host is reachable
+ * from this machine only: 127.0.0.0/8, ::1 (also as ::ffff:127.x.y.z)
+ * or "localhost".  Anything else, names and wildcards included, counts
+ * as reachable from the network.
+ */
+int
+config_host_is_loopback(const char *host)
+{
+	struct in_addr a4;
+	struct in6_addr a6;
+
+	if (strcasecmp(host, "localhost") == 0)
+		return (1);
+	if (inet_pton(AF_INET, host, &a4) == 1)
+		return ((ntohl(a4.s_addr) >> 24) == 127);
+	if (inet_pton(AF_INET6, host, &a6) == 1)
+		return (IN6_IS_ADDR_LOOPBACK(&a6) ||
+		    (IN6_IS_ADDR_V4MAPPED(&a6) && a6.s6_addr[12] == 127));
+	return (0);
+}
+
+/* check_control_auth - [control] auth_* and the non-loopback rule */
+static int
+check_control_auth(const struct config *cfg, const unsigned *lines,
+    char *err, size_t errlen)
+{
+	const char *path = cfg->path ? cfg->path : "(defaults)";
+	const struct hostport_list *http = &cfg->control.http;
+	int user = cfg->control.auth_user[0] != '\0';
+	int pass = cfg->control.auth_password_file[0] != '\0';
+	int token = cfg->control.auth_token_file[0] != '\0';
+	unsigned line;
+
+	if (user != pass) {
+		line = key_line(lines, "control", user ? "auth_user" :
+		    "auth_password_file");
+		snprintf(err, errlen, "%s:%u: [control] auth_user and "
+		    "auth_password_file must be set together", path,
+		    line ? line : 1);
+		return (-1);
+	}
+	if (user && strchr(cfg->control.auth_user, ':') != NULL) {
+		line = key_line(lines, "control", "auth_user");
+		snprintf(err, errlen, "%s:%u: [control] auth_user: must not "
+		    "contain ':' (HTTP basic authentication)", path,
+		    line ? line : 1);
+		return (-1);
+	}
+	if (http->count > 0 && !user && !token &&
+	    !config_host_is_loopback(http->items[0].host)) {
+		/* Queue, senders and accounts must not be open to the
+		 * network: refuse before anything binds. */
+		line = key_line(lines, "control", "http");
+		snprintf(err, errlen, "%s:%u: [control] http: %s is not a "
+		    "loopback address: set auth_token_file or auth_user and "
+		    "auth_password_file, or listen on 127.0.0.1", path,
+		    line ? line : 1, http->items[0].host[0] ?
+		    http->items[0].host : "(every address)");
+		return (-1);
+	}
+	return (0);
+}
+
+/*
  * check_consistency - rules that span keys, checked after the whole
  * file; lines (NULL for defaults) gives each key's line for the errors
  * that can name one.
@@ -638,6 +719,8 @@ check_consistency(const struct config *cfg, const unsigned *lines,
 		    "check_interval" : "catchup_interval");
 		return (-1);
 	}
+	if (check_control_auth(cfg, lines, err, errlen) == -1)
+		return (-1);
 	return (0);
 }
 

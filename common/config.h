@@ -23,6 +23,10 @@ enum cfg_tls_policy	{ CFG_TLS_REQUIRE, CFG_TLS_OPPORTUNISTIC, CFG_TLS_NONE };
 enum cfg_on_expire	{ CFG_EXPIRE_BOUNCE, CFG_EXPIRE_HOLD };
 enum cfg_spf_policy	{ CFG_SPF_TAG, CFG_SPF_REJECT_FAIL, CFG_SPF_OFF };
 enum cfg_dkim_policy	{ CFG_DKIM_TAG, CFG_DKIM_OFF };
+/* [forward] crash_check: where to look for a message that was in flight
+ * when the relay stopped uncleanly, before sending it again */
+enum cfg_crash_check	{ CFG_CRASH_CHECK_INBOX, CFG_CRASH_CHECK_ALL,
+			  CFG_CRASH_CHECK_OFF };
 
 /* "imaps://host:port" or "imap://host:port" (STARTTLS unless ?tls=none) */
 enum cfg_imap_tls	{ CFG_IMAP_TLS_IMPLICIT, CFG_IMAP_TLS_STARTTLS, CFG_IMAP_TLS_NONE };
@@ -47,6 +51,8 @@ struct config {
 		enum cfg_log_dest log;
 		int		 log_level;	/* enum log_level */
 		int		 log_facility;	/* syslog LOG_* facility */
+		uint64_t	 map_size;	/* LMDB map: the most it may
+						   grow to, bytes */
 	} global;
 
 	struct {
@@ -64,6 +70,12 @@ struct config {
 		char		*tls_cert;
 		char		*tls_key;
 		char		*pid_file;
+		int64_t		 command_deadline; /* a whole command line */
+		int64_t		 min_data_rate;	/* DATA bytes/s past
+						   data_timeout; 0: none */
+		int64_t		 stress_threshold; /* % of max_connections */
+		int64_t		 stress_timeout;
+		int64_t		 stress_max_connections_per_ip;
 	} relay;
 
 	struct {
@@ -81,6 +93,8 @@ struct config {
 		struct hostport_list dsn_relay;	/* empty: the sender domain's MX */
 		char		*srs_secret;
 		char		*srs_domain;
+		enum cfg_crash_check crash_check;
+		int64_t		 crash_check_timeout;
 	} forward;
 
 	struct {
@@ -107,6 +121,8 @@ struct config {
 		struct strlist	 exclude;
 		struct strlist	 map;
 		int		 skip_non_mail;
+		int		 accept_altered;	/* a copy the destination
+						   changed is not a failure */
 		int		 tls_verify;
 		char		*ca_file;
 		uint64_t	 max_bytes_per_second;
@@ -135,6 +151,12 @@ struct config {
 	struct {
 		char		*socket;
 		struct hostport_list http;
+		int64_t		 max_connections; /* HTTP, at once */
+		/* HTTP authentication: a bearer token and/or basic auth;
+		 * the secrets stay in their files (read by the daemon). */
+		char		*auth_token_file;
+		char		*auth_user;
+		char		*auth_password_file;
 	} control;
 };
 
@@ -150,6 +172,7 @@ void	config_free(struct config *cfg);
 size_t	config_diff(const struct config *a, const struct config *b,
 	    void (*changed)(const char *section, const char *key, void *arg),
 	    void *arg);
+int	config_host_is_loopback(const char *host);
 int	config_state_path(const struct config *cfg, const char *name,
 	    char *buf, size_t len);
 

@@ -44,6 +44,12 @@ struct delivery {
 
 #define QR_HELD		0x01	/* ferryctl hold, or on_expire = hold */
 #define QR_DSN		0x02	/* this message is itself a DSN we made */
+/* An upstream transaction was begun and its result not yet committed:
+ * set (and committed) before MAIL FROM goes out, cleared in the commit
+ * of the result.  Found at start, it means the relay stopped uncleanly
+ * while the upstream may have accepted the message (relay/inflight.c
+ * looks in the destination mailboxes before sending it again). */
+#define QR_INFLIGHT	0x04
 
 /*
  * What the relay knows about one spooled message.  The spool file

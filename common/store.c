@@ -73,6 +73,9 @@ struct store {
 	int		 lock_inited;
 	size_t		 map_size;	/* current map; written under the
 					   write lock, read atomically */
+	int64_t		 full_at;	/* last write refused at map_max; 0
+					   after a later write commits
+					   (atomic: any thread) */
 };
 
 /*
@@ -395,6 +398,8 @@ store_open_opts(struct store **store_r, const char *dir, int flags,
 	}
 	/* MDB_NOTLS: read transactions may run on worker threads. */
 	envflags = MDB_NOTLS | (st->rdonly ? MDB_RDONLY : 0);
+	if ((flags & STORE_NOMETASYNC) && !st->rdonly)
+		envflags |= MDB_NOMETASYNC;
 	if ((rc = mdb_env_open(st->env, dir, envflags, 0600)) != 0) {
 		if (rc == ENOENT && st->rdonly)
 			errbuf_set(err, errlen,
@@ -457,6 +462,21 @@ store_close(struct store **store)
 		pthread_rwlock_destroy(&st->resize_lock);
 	free(st);
 	*store = NULL;
+}
+
+/* store_sync - flush this process's commits, the last meta page included */
+int
+store_sync(struct store *store, char *err, size_t errlen)
+{
+	int rc;
+
+	if (store->rdonly)
+		return (0);
+	if ((rc = mdb_env_sync(store->env, 1)) != 0) {
+		errbuf_set(err, errlen, "mdb_env_sync: %s", mdb_strerror(rc));
+		return (-1);
+	}
+	return (0);
 }
 
 /*
@@ -541,6 +561,8 @@ store_grow(struct store *st, size_t seen, char *err, size_t errlen)
 	}
 	if (seen >= st->map_max) {
 		pthread_rwlock_unlock(&st->resize_lock);
+		__atomic_store_n(&st->full_at, (int64_t)time(NULL),
+		    __ATOMIC_RELAXED);
 		errbuf_set(err, errlen,
 		    "store full: map size %zu bytes reached its limit", seen);
 		return (-1);
@@ -669,11 +691,21 @@ store_txn_run(struct store *store, int rdonly, store_txn_fn *fn, void *arg,
 			    mdb_strerror(rc));
 			return (-1);
 		}
+		if (!rdonly && __atomic_load_n(&store->full_at,
+		    __ATOMIC_RELAXED) != 0)
+			__atomic_store_n(&store->full_at, 0, __ATOMIC_RELAXED);
 		return (0);
 	}
 	errbuf_set(err, errlen, "transaction retried %d times, giving up",
 	    STORE_RETRIES);
 	return (-1);
+}
+
+/* store_full_at - when a write last failed on a full map (see store.h) */
+time_t
+store_full_at(struct store *store)
+{
+	return ((time_t)__atomic_load_n(&store->full_at, __ATOMIC_RELAXED));
 }
 
 /* store_txn_mdb - the raw LMDB transaction, for cursors and such */

@@ -28,9 +28,12 @@
  * store in a child after fork(); the child must open its own.
  *
  * Map size.  The map starts at 64 MiB (or what the file records) and
- * doubles whenever a transaction fills it, up to STORE_MAP_MAX_DEFAULT;
- * when the other process has grown the file, this one adopts its size.
- * Growing waits until no transaction of this process is running.
+ * doubles whenever a transaction fills it, up to STORE_MAP_MAX_DEFAULT
+ * (or store_opts.map_max: [global] map_size); when the other process has
+ * grown the file, this one adopts its size.  Growing waits until no
+ * transaction of this process is running.  At the cap a write fails
+ * ("store full: ...", -1) and store_full_at() says since when, until a
+ * later write commits: callers answer their clients 4xx and go on.
  *
  * ON-DISK FORMAT (stable; both daemons and ferryctl depend on it).
  *   Named databases: "queue", "dedupe", "ledger", "sync_folder",
@@ -79,6 +82,18 @@ enum store_db {
 
 /* store_open() flags. */
 #define STORE_RDONLY	0x01	/* read only: create nothing, write nothing */
+/*
+ * STORE_NOMETASYNC: commits of THIS process write their meta page
+ * without waiting for it (LMDB's MDB_NOMETASYNC): one flush per commit
+ * instead of two.  The database stays intact after any crash, but an
+ * OS crash or power cut may undo this process's last commit (the next
+ * commit, or store_sync(), makes it durable).  Only for a process
+ * whose every write either can be redone from elsewhere or is followed
+ * by store_sync() where it must survive a power cut: ferry-relay, whose
+ * spool files are the truth (relay/spool.c).  The flag is per open
+ * environment handle: the other process's commits keep their own.
+ */
+#define STORE_NOMETASYNC 0x02
 
 /* Bytes in front of every value of an expiring database. */
 #define STORE_EXPIRY_HDRLEN	8
@@ -146,6 +161,9 @@ int	store_open(struct store **store_r, const char *dir, int flags,
 int	store_open_opts(struct store **store_r, const char *dir, int flags,
 	    const struct store_opts *opts, char *err, size_t errlen);
 void	store_close(struct store **store);
+/* store_sync - make every commit of this process durable now (for a
+ * STORE_NOMETASYNC store; a no-op flush otherwise); -1 with err. */
+int	store_sync(struct store *store, char *err, size_t errlen);
 
 /*
  * Accessors.  store_env() and store_dbi() are for raw LMDB calls on
@@ -163,6 +181,7 @@ const char *store_db_name(enum store_db db);	/* NULL if unknown */
 int	 store_db_expiring(enum store_db db);	/* dedupe, ledger */
 int	 store_stale_readers(const struct store *store);
 size_t	 store_map_size(struct store *store);	/* this process's map */
+time_t	 store_full_at(struct store *store);	/* 0: not full */
 int	 store_reader_check(struct store *store, int *cleared_r,
 	    char *err, size_t errlen);
 

@@ -174,6 +174,8 @@ cmd_stats(struct ctl *ctl, const char *arg)
 			any = 1;
 		}
 	printf("%s\n", any ? "" : " 0");
+	printf("  possible duplicates after crash: %" PRId64 "\n",
+	    flat_int(&f, "counters.crash_duplicates"));
 	if (flat_int(&f, "upstream_latency.count") > 0)
 		printf("\nupstream latency: %" PRId64 " deliveries, mean %.1f ms\n",
 		    flat_int(&f, "upstream_latency.count"),

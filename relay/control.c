@@ -18,8 +18,9 @@
  *
  * SECURITY: both listeners take input from other local processes.  HTTP
  * binds only where [control] http says (loopback by default); it is
- * read-only, serves three fixed paths, reads no body and caps header sizes
- * and time.  The socket is created mode 0600 (umask around bind(), since
+ * read-only, serves four fixed paths (/ is the status page of
+ * control_page.c), reads no body and caps header sizes and time; with
+ * [control] auth_* set, every path needs the credentials (control_auth.c).  The socket is created mode 0600 (umask around bind(), since
  * fchmod() on a socket does not restrict connect()), peers must be root
  * or our own user (SO_PEERCRED), and request lines are hostile: at most
  * CTL_LINE_MAX bytes, printable ASCII only, every ID checked for exactly
@@ -58,6 +59,9 @@
 #include <event2/listener.h>
 
 #include "control.h"
+#include "control_cap.h"
+#include "control_auth.h"
+#include "control_page.h"
 #include "cutover_state.h"
 #include "drain.h"
 #include "json.h"
@@ -103,6 +107,8 @@ struct ctl_conn {
 struct control {
 	struct relay		*relay;
 	struct evhttp		*http;		/* NULL: [control] http empty */
+	struct http_cap		*http_cap;	/* [control] max_connections */
+	struct control_auth	*auth;		/* NULL: no HTTP auth */
 	struct evconnlistener	*listener;	/* the control socket */
 	char			*sock_path;	/* the file we created, or NULL */
 	TAILQ_HEAD(, ctl_conn)	 conns;
@@ -263,6 +269,8 @@ control_status_json(struct control *ctl, const struct queue_counts *qc,
 		json_uint(j, st->bounced);
 		json_key(j, "dsn_sent");
 		json_uint(j, st->dsn_sent);
+		json_key(j, "crash_duplicates");
+		json_uint(j, st->crash_duplicates);
 		json_object_end(j);
 
 		json_key(j, "upstream_latency");
@@ -421,6 +429,9 @@ control_metrics(struct control *ctl, const struct queue_counts *qc,
 	    "Deliveries refused permanently or expired.", st->bounced);
 	counter(b, "dsn_sent_total", "Delivery status notifications made.",
 	    st->dsn_sent);
+	counter(b, "crash_duplicates_total", "Possible duplicates after "
+	    "crash: deliveries in flight at an unclean stop, sent again "
+	    "without a look into the new mailbox.", st->crash_duplicates);
 
 	metric(b, "upstream_latency_seconds", "histogram",
 	    "Time from connecting to the destination's answer to DATA.");
@@ -508,10 +519,18 @@ control_http_cb(struct evhttp_request *req, void *arg)
 	size_t len;
 	int is_metrics;
 
+	if (!control_auth_allow(ctl->auth, req))
+		return;		/* answered 401 */
+	if (path != NULL && strcmp(path, "/") == 0 &&
+	    cmd == EVHTTP_REQ_GET) {
+		control_page_reply(ctl->relay, req);
+		return;
+	}
 	if (path == NULL || (strcmp(path, "/metrics") != 0 &&
-	    strcmp(path, "/status") != 0 && strcmp(path, "/cutover") != 0)) {
+	    strcmp(path, "/status") != 0 && strcmp(path, "/cutover") != 0 &&
+	    strcmp(path, "/") != 0)) {
 		http_reply(req, HTTP_NOTFOUND, "Not Found",
-		    "not found: try /metrics, /status or /cutover");
+		    "not found: try /, /metrics, /status or /cutover");
 		return;
 	}
 	/* Not even HEAD: libevent 2.1 would send the body after it. */
@@ -573,6 +592,12 @@ control_http_open(struct control *ctl, const struct hostport *hp, char *err,
 		snprintf(err, errlen, "evhttp_new failed");
 		return (-1);
 	}
+	ctl->http_cap = http_cap_new(ctl->http, ctl->relay->base,
+	    (size_t)ctl->relay->cfg->control.max_connections);
+	if (ctl->http_cap == NULL) {
+		snprintf(err, errlen, "out of memory");
+		return (-1);
+	}
 	/* Allow every method so that we, not libevent, answer 405. */
 	evhttp_set_allowed_methods(ctl->http, EVHTTP_REQ_GET | EVHTTP_REQ_HEAD |
 	    EVHTTP_REQ_POST | EVHTTP_REQ_PUT | EVHTTP_REQ_DELETE |
@@ -589,7 +614,8 @@ control_http_open(struct control *ctl, const struct hostport *hp, char *err,
 		    where, errno ? strerror(errno) : "bind failed");
 		return (-1);
 	}
-	log_info("control: HTTP /metrics, /status and /cutover on %s", where);
+	log_info("control: HTTP /, /metrics, /status and /cutover on %s "
+	    "(authentication: %s)", where, control_auth_describe(ctl->auth));
 	return (0);
 }
 
@@ -1027,6 +1053,9 @@ control_new(struct control **control_r, struct relay *relay, char *err,
 	ctl->relay = relay;
 	TAILQ_INIT(&ctl->conns);
 	if (cfg->control.http.count > 0 &&
+	    control_auth_new(&ctl->auth, cfg, err, errlen) == -1)
+		goto fail;
+	if (cfg->control.http.count > 0 &&
 	    control_http_open(ctl, &cfg->control.http.items[0], err,
 	    errlen) == -1)
 		goto fail;
@@ -1059,6 +1088,8 @@ control_free(struct control **control)
 	}
 	if (ctl->http != NULL)
 		evhttp_free(ctl->http);
+	http_cap_free(&ctl->http_cap);	/* after: evhttp_free reports to it */
+	control_auth_free(&ctl->auth);
 	free(ctl);
 	*control = NULL;
 }

@@ -1,8 +1,8 @@
 /*
- * control.h - the relay's admin interfaces: HTTP /metrics, /status and
- * /cutover, and the UNIX control socket ferryctl drives the queue
- * through (DESIGN.md §5, "Control"; the protocol is described in
- * control.c).
+ * control.h - the relay's admin interfaces: HTTP / (the status page,
+ * control_page.h), /metrics, /status and /cutover, and the UNIX
+ * control socket ferryctl drives the queue through (DESIGN.md §5,
+ * "Control"; the protocol is described in control.c).
  *
  * Ownership: struct control belongs to struct relay; main.c makes it
  * after the store and the queue and frees it before them.  Loop thread

@@ -7,7 +7,8 @@
  *   2. logging; detach unless -d (before any thread exists: the spool
  *      starts one); the parent waits until the child is ready, so a
  *      start-up failure still gives a non-zero exit status
- *   3. pid file, locked (a second relay on the same pid file refuses)
+ *   3. pid file, locked (a second relay on the same pid file refuses);
+ *      the open-file limit checked against the configured concurrency
  *   4. bind the SMTP listeners and read the TLS key (as root: port 25,
  *      a key only root may read)
  *   5. drop privileges to [global] user
@@ -39,6 +40,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/types.h>
 #include <syslog.h>
@@ -54,6 +56,7 @@
 #include "dkim_verify.h"
 #include "dns.h"
 #include "drain.h"
+#include "inflight.h"
 #include "log.h"
 #include "queue.h"
 #include "relay.h"
@@ -70,6 +73,9 @@ struct daemon_ctx {
 	struct relay	 relay;
 	struct daemon	 d;
 	struct event	*ev_sweep;
+	/* [syncd] accounts, read before the privilege drop, for the crash
+	 * check (inflight.h) and freed by it */
+	struct accounts	*crash_accounts;
 };
 
 static void
@@ -229,6 +235,7 @@ ctx_free(struct daemon_ctx *ctx)
 	struct relay *r = &ctx->relay;
 	char err[256];
 
+	inflight_accounts_free(&ctx->crash_accounts);
 	control_free(&r->control);
 	queue_free(&r->queue);
 	smtp_server_free(&r->server);
@@ -240,12 +247,67 @@ ctx_free(struct daemon_ctx *ctx)
 	drain_free(&r->drain);
 	dns_resolver_free(&r->resolver);
 	spool_close(&r->spool);
+	if (r->store != NULL && store_sync(r->store, err, sizeof(err)) == -1)
+		log_warnx("store: %s", err);
 	store_close(&r->store);
 	if (ctx->ev_sweep)
 		event_free(ctx->ev_sweep);
 	daemon_close(&ctx->d);
 	if (r->base)
 		event_base_free(r->base);
+}
+
+/*
+ * check_nofile - step 3: enough file descriptors for the configuration
+ *
+ * Every SMTP session holds its socket and, during DATA, its spool file;
+ * every forward connection a socket and the spool file it sends; the
+ * control listener its connections; then the store, the listeners, DNS
+ * and the log (NOFILE_HEADROOM).  Run short and accept() fails with
+ * EMFILE while spool files cannot be opened, so the soft limit is raised
+ * to what we need (at most the hard limit), and a hard limit below it
+ * is a start-up error naming the numbers, not a surprise under load.
+ */
+#define NOFILE_HEADROOM	64
+static int
+check_nofile(const struct config *cfg)
+{
+	struct rlimit rl;
+	uint64_t need;
+
+	need = 2 * (uint64_t)cfg->relay.max_connections +
+	    2 * (uint64_t)cfg->forward.concurrency +
+	    (uint64_t)cfg->control.max_connections + NOFILE_HEADROOM;
+	if (getrlimit(RLIMIT_NOFILE, &rl) == -1) {
+		log_errno(LOG_LVL_ERROR, "getrlimit(RLIMIT_NOFILE)");
+		return (-1);
+	}
+	if (rl.rlim_cur != RLIM_INFINITY && rl.rlim_cur >= need)
+		return (0);
+	if (rl.rlim_cur == RLIM_INFINITY)
+		return (0);
+	if (rl.rlim_max != RLIM_INFINITY && rl.rlim_max < need) {
+		log_errorx("open-file limit too low: [relay] max_connections "
+		    "%lld and [forward] concurrency %lld need %llu file "
+		    "descriptors (2 per connection + %d), the hard limit "
+		    "(RLIMIT_NOFILE) is %llu; raise it (ulimit -n, systemd "
+		    "LimitNOFILE=) or lower max_connections",
+		    (long long)cfg->relay.max_connections,
+		    (long long)cfg->forward.concurrency,
+		    (unsigned long long)need, NOFILE_HEADROOM,
+		    (unsigned long long)rl.rlim_max);
+		return (-1);
+	}
+	log_info("raising the open-file limit from %llu to %llu "
+	    "([relay] max_connections %lld)", (unsigned long long)rl.rlim_cur,
+	    (unsigned long long)need, (long long)cfg->relay.max_connections);
+	rl.rlim_cur = need;
+	if (setrlimit(RLIMIT_NOFILE, &rl) == -1) {
+		log_errno(LOG_LVL_ERROR, "setrlimit(RLIMIT_NOFILE, %llu)",
+		    (unsigned long long)need);
+		return (-1);
+	}
+	return (0);
 }
 
 /*
@@ -257,6 +319,7 @@ start_up(struct daemon_ctx *ctx, int foreground, int rebuild)
 {
 	struct relay *r = &ctx->relay;
 	const struct config *cfg = r->cfg;
+	struct store_opts sopts;
 	char err[1024], path[4096];
 
 	daemon_init(&ctx->d, "ferry-relay");
@@ -269,6 +332,8 @@ start_up(struct daemon_ctx *ctx, int foreground, int rebuild)
 	if (daemon_state_dir(cfg->global.state_dir, cfg->global.user) == -1 ||
 	    daemon_pidfile(&ctx->d, cfg->relay.pid_file) == -1)
 		return (-1);
+	if (!rebuild && check_nofile(cfg) == -1)
+		return (-1);
 	if ((r->base = event_base_new()) == NULL) {
 		log_errorx("cannot create the event loop");
 		return (-1);
@@ -277,10 +342,35 @@ start_up(struct daemon_ctx *ctx, int foreground, int rebuild)
 		log_errorx("%s", err);
 		return (-1);
 	}
+	if (!rebuild)
+		inflight_accounts_load(cfg, &ctx->crash_accounts);
 	if (daemon_drop_privileges(cfg->global.user) == -1)
 		return (-1);
+	/*
+	 * STORE_NOMETASYNC (store.h): a commit flushes its pages but not
+	 * its meta page, so an OS crash or power cut may undo the relay's
+	 * last commit, never corrupt the store, and never touch ferry-syncd's
+	 * commits (its own handle syncs both).  Why that loses nothing:
+	 *  - a spool round's commit (records, dedupe keys, pending ledger
+	 *    entries) comes after its files are fsync'd in spool/queue, and
+	 *    spool_open() rebuilds what a file lacks - record, dedupe key,
+	 *    ledger entries - at every start (spool_rebuild.c);
+	 *  - an undone delivery result means a message is sent again (a
+	 *    duplicate), as after any crash during a delivery; the pending
+	 *    ledger entries of a record whose file is gone are released;
+	 *  - what only an admin or the drain view knows (hold, delete, the
+	 *    drain state) is followed by store_sync(), and so is shutdown.
+	 * A kill -9 undoes nothing: the commit is in the page cache.
+	 */
+	/* [global] map_size caps the map's growth: a full map fails the
+	 * transaction (a 4xx to the client), it never stops the relay */
+	memset(&sopts, 0, sizeof(sopts));
+	sopts.map_max = (size_t)cfg->global.map_size;
+	sopts.map_size = sopts.map_max < STORE_MAP_DEFAULT ? sopts.map_max :
+	    STORE_MAP_DEFAULT;
 	if (config_state_path(cfg, "db", path, sizeof(path)) == -1 ||
-	    store_open(&r->store, path, 0, err, sizeof(err)) == -1) {
+	    store_open_opts(&r->store, path, STORE_NOMETASYNC, &sopts, err,
+	    sizeof(err)) == -1) {
 		log_errorx("store %s: %s (is state_dir writable by this user?)",
 		    path, err);
 		return (-1);
@@ -302,6 +392,13 @@ serve(struct daemon_ctx *ctx)
 
 	if (checks_init(r, err, sizeof(err)) == -1) {
 		log_errorx("%s", err);
+		return (-1);
+	}
+	/* Before the queue loads: what was in flight at an unclean stop is
+	 * settled first (found at the destination, or sent again). */
+	if (inflight_recover(r, &ctx->crash_accounts, err, sizeof(err)) ==
+	    -1) {
+		log_errorx("crash check: %s", err);
 		return (-1);
 	}
 	if (queue_new(&r->queue, r, err, sizeof(err)) == -1) {

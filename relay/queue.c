@@ -399,7 +399,8 @@ queue_maybe_done(struct queue *q)
 {
 	if (!q->stopping || q->done == NULL)
 		return;
-	if (q->ntx > 0 || q->nops > 0 || !TAILQ_EMPTY(&q->batch))
+	if (q->ntx > 0 || q->nops > 0 || !TAILQ_EMPTY(&q->batch) ||
+	    q->mark.npending > 0)
 		return;
 	event_active(q->done_ev, EV_TIMEOUT, 0);
 }
@@ -437,6 +438,11 @@ queue_new(struct queue **queue_r, struct relay *relay, char *err,
 	if (q->cli == NULL)
 		goto fail;
 	q->srs = relay->srs;
+	if (mark_init(q, err, errlen) == -1)
+		goto fail;
+	if (getenv(QUEUE_TEST_CRASH_ENV) != NULL)
+		q->test_crash_after = strtoul(getenv(QUEUE_TEST_CRASH_ENV),
+		    NULL, 10);
 	if (relay->resolver != NULL) {
 		q->dns = relay->resolver;
 		smtp_client_ctx_set_resolver(q->cli, q->dns);
@@ -584,6 +590,10 @@ queue_set_held(struct queue *q, const char *id, int hold, char *err,
 	int rc;
 
 	rc = store_txn_run(q->relay->store, 0, txn_held, &ha, err, errlen);
+	/* The store commits without its meta sync (main.c): an admin's
+	 * decision must survive a power cut all the same. */
+	if (rc == 0 && store_sync(q->relay->store, err, errlen) == -1)
+		return (-1);
 	if (rc == 1)
 		errbuf_set(err, errlen, "unknown id");
 	return (rc == 0 ? 0 : -1);
@@ -692,6 +702,10 @@ queue_delete(struct queue *q, const char *id, char *err, size_t errlen)
 	rc = store_txn_run(q->relay->store, 0, txn_delete, &da, err, errlen);
 	if (rc < 0)
 		return (-1);
+	/* Durable before the file goes (the store skips its meta sync:
+	 * main.c), so a power cut cannot bring the record back alone. */
+	if (store_sync(q->relay->store, err, errlen) == -1)
+		return (-1);
 	/* The record is gone: nothing can send it after a restart.  A
 	 * transaction in flight finishes (its file stays readable through
 	 * the open descriptor) and its results are dropped. */
@@ -768,6 +782,7 @@ queue_free(struct queue **qp)
 		TAILQ_REMOVE(&q->batch, w, entry);
 		work_free(w);
 	}
+	mark_free(q);
 	dest_free(q->upstream);
 	dest_free(q->copy);
 	dest_free(q->dsn_relay);

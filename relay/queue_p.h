@@ -23,6 +23,8 @@
 
 #include <sys/queue.h>
 
+#include <pthread.h>
+
 #include <stddef.h>
 #include <stdint.h>
 #include <time.h>
@@ -168,8 +170,44 @@ struct qwork {
 	int64_t		 slot_next;
 	char		*slot_rcpt;	/* SLOT_SRS: pending rcpt due first */
 	uint32_t	*attempts;	/* after the update, per delivery */
+	/* queue_mark.c: the in-flight mark of an upstream transaction */
+	TAILQ_ENTRY(qwork) mentry;	/* in mark.waiting while mark_wait */
+	uint64_t	 mark_seq;
+	int		 mark_wait;	/* submitted, not reported yet */
+	int		 mark_finish;	/* the result waits for the report */
 };
 TAILQ_HEAD(workq, qwork);
+
+/* queue_mark.c: one record to mark, and one round of the thread */
+struct qmark_req {
+	char		 id[QUEUE_ID_LEN + 1];
+	uint64_t	 seq;
+};
+struct qmark_round {
+	struct qmark_req *req;
+	size_t		 n;
+};
+
+/*
+ * The mark thread's state (queue_mark.c).  Under mu: req/nreq/reqcap
+ * (the loop appends), spare/sparecap (an array handed back), seq_done,
+ * seq_failed, why, stop.  Loop only: waiting, npending, seq_next,
+ * seq_warned.
+ */
+struct qmark {
+	pthread_t	 thread;
+	pthread_mutex_t	 mu;
+	pthread_cond_t	 cv;
+	int		 running, mu_ok, cv_ok, stop;
+	struct wakeup	*wake;
+	struct qmark_req *req, *spare;
+	size_t		 nreq, reqcap, sparecap;
+	uint64_t	 seq_next, seq_done, seq_failed, seq_warned;
+	int		 round_ok;
+	char		 why[256];
+	struct workq	 waiting;	/* linked through mentry */
+	size_t		 npending;
+};
 
 struct queue {
 	struct relay	*relay;
@@ -200,7 +238,21 @@ struct queue {
 	void		*done_arg;
 	struct event	*done_ev;
 	struct event	*grace_ev;
+	/* QUEUE_TEST_CRASH_ENV: end after this many upstream transactions
+	 * got a 2xx (0: never), and how many did so far */
+	unsigned long	 test_crash_after, test_crash_n;
+	struct qmark	 mark;		/* queue_mark.c */
 };
+
+/* Test hook: a decimal count N read at queue_new(); the N-th upstream
+ * transaction answered 2xx ends the process with
+ * _exit(QUEUE_TEST_CRASH_STATUS) right after that answer and before its
+ * result is committed: the upstream has the message, the queue record
+ * still says pending and QR_INFLIGHT (inflight.h), for
+ * tests/integration/test_relay_crash.sh.  Unset (production), nothing
+ * is different. */
+#define QUEUE_TEST_CRASH_ENV	"MAILFERRY_TEST_CRASH_AFTER_DATA"
+#define QUEUE_TEST_CRASH_STATUS	137
 
 static inline int64_t
 now_s(void)
@@ -228,6 +280,11 @@ void	queue_msg_free(struct queue *q, struct qmsg *m);
 void	queue_maybe_done(struct queue *q);
 int	queue_set_held(struct queue *q, const char *id, int hold, char *err,
 	    size_t errlen);
+
+/* queue_mark.c: the in-flight mark, committed off the loop */
+int	mark_init(struct queue *q, char *err, size_t errlen);
+void	mark_free(struct queue *q);
+int	mark_submit(struct queue *q, struct qwork *w);
 
 /* queue_sched.c: scheduling */
 int64_t	sched_backoff(const struct queue *q, unsigned n);
@@ -281,6 +338,7 @@ void	work_log_delivery(const struct qmsg *m, const char *rcpt,
 
 /* queue_work.c: committing results */
 void	work_dels_add(struct queue *q, const char *id);
+void	work_to_batch(struct qwork *w);
 void	work_flush(struct queue *q);
 void	work_flush_cb(evutil_socket_t fd, short what, void *arg);
 

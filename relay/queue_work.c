@@ -43,6 +43,21 @@
 
 static struct qwork *	work_new(struct queue *q, struct qmsg *m, int si,
 		    enum work_none *why_r);
+/*
+ * Results wait up to WORK_FLUSH_DELAY_MS for others, so that one LMDB
+ * commit (one flush of the disk, on the loop) serves every delivery
+ * finished meanwhile instead of one each: a message relayed one by one
+ * would otherwise pay a flush per message on the loop, where the SMTP
+ * sessions wait.  Nothing waits on it but the record: the recipient has
+ * the message, and a crash before the commit means it is sent again (a
+ * duplicate, as for any crash during a delivery).  Records of finished
+ * messages (work_dels_add) wait longer: their files are already gone.
+ */
+#define WORK_FLUSH_DELAY_MS	20
+#define WORK_DELS_DELAY_MS	200
+#define WORK_DELS_MAX		256	/* ... or until this many wait */
+
+static void	work_flush_soon(struct queue *q, int ms);
 static void	tx_done(struct smtp_client *c, struct smtp_tx *tx, void *arg);
 static void	work_finish(struct qwork *w);
 static void	msg_done(struct queue *q, struct qmsg *m);
@@ -76,6 +91,14 @@ work_free(struct qwork *w)
 
 	if (w == NULL)
 		return;
+	if (w->mark_wait) {
+		/* Freed before its mark was reported (shutdown): forget
+		 * it; a mark committed later only makes the next start
+		 * look in the mailbox once more. */
+		TAILQ_REMOVE(&w->q->mark.waiting, w, mentry);
+		w->q->mark.npending--;
+		w->mark_wait = 0;
+	}
 	if (w->fd != -1)
 		close(w->fd);
 	queue_record_clear(&w->rec);
@@ -349,6 +372,53 @@ work_defer_all(struct qwork *w, const char *why)
 	work_finish(w);
 }
 
+static int
+txn_mark_inflight(struct store_txn *tx, void *arg)
+{
+	struct qwork *w = arg;
+	struct queue_record rec;
+	const void *val;
+	size_t vlen;
+	unsigned char *buf;
+	size_t blen;
+	char err[128];
+	int rc;
+
+	rc = store_get(tx, STORE_DB_QUEUE, w->m->id, QUEUE_ID_LEN, &val, &vlen);
+	if (rc != 0) {
+		if (rc == STORE_NOTFOUND)
+			store_txn_seterr(tx, "the queue record vanished");
+		return (-1);
+	}
+	if (queue_record_decode(val, vlen, &rec, err, sizeof(err)) == -1) {
+		store_txn_seterr(tx, "%s", err);
+		return (-1);
+	}
+	rec.flags |= QR_INFLIGHT;
+	rc = queue_record_encode(&rec, &buf, &blen);
+	queue_record_clear(&rec);
+	if (rc == -1) {
+		store_txn_seterr(tx, "cannot encode the record");
+		return (-1);
+	}
+	rc = store_put(tx, STORE_DB_QUEUE, w->m->id, QUEUE_ID_LEN, buf, blen, 0);
+	free(buf);
+	return (rc == 0 ? 0 : -1);
+}
+
+/*
+ * work_mark_inflight - commit QR_INFLIGHT on w's record on the loop,
+ * before its upstream transaction starts (inflight.h): the fallback
+ * when the mark thread cannot take it (queue_mark.c is the usual way).
+ */
+static int
+work_mark_inflight(struct queue *q, struct qwork *w, char *err,
+    size_t errlen)
+{
+	return (store_txn_run(q->relay->store, 0, txn_mark_inflight, w, err,
+	    errlen) == 0 ? 0 : -1);
+}
+
 /* work_start - take a ready slot onto an idle connection */
 void
 work_start(struct conn *cn, struct qslot *s)
@@ -399,6 +469,20 @@ work_start(struct conn *cn, struct qslot *s)
 		w->tx.hlen = strlen(w->rec.headers);
 	}
 	w->ledger = d->kind == DK_UPSTREAM;
+	/* The in-flight mark (queue_mark.c): committed by the mark thread
+	 * while the transaction runs; the final dot waits for it.  When
+	 * the thread cannot take it, commit it here. */
+	if (w->ledger && !(w->rec.flags & QR_INFLIGHT)) {
+		if (mark_submit(q, w) == 0)
+			w->tx.hold_dot = 1;
+		else if (work_mark_inflight(q, w, err, sizeof(err)) == -1) {
+			log_warnx("%s: cannot record the transaction as in "
+			    "flight: %s", m->id, err);
+			work_defer_all(w, "cannot record the transaction as "
+			    "in flight");
+			return;
+		}
+	}
 	if (smtp_client_send(cn->c, &w->tx, tx_done, w, err,
 	    sizeof(err)) == -1) {
 		/* Cannot happen on an idle connection; be safe anyway. */
@@ -429,6 +513,16 @@ tx_done(struct smtp_client *c, struct smtp_tx *tx, void *arg)
 	snprintf(w->remote, sizeof(w->remote), "%s", smtp_client_peer_host(c));
 	for (i = 0; i < w->n; i++)
 		w->action[i] = classify(w->res[i].code);
+	if (q->test_crash_after > 0 && d->kind == DK_UPSTREAM) {
+		for (i = 0; i < w->n && w->action[i] != A_SENT; i++)
+			;
+		if (i < w->n && ++q->test_crash_n >= q->test_crash_after) {
+			log_warnx("%s: %s: ending the process after the "
+			    "upstream's answer, before its commit", w->m->id,
+			    QUEUE_TEST_CRASH_ENV);
+			_exit(QUEUE_TEST_CRASH_STATUS);
+		}
+	}
 	if (d->kind == DK_UPSTREAM) {
 		st->latency_count++;
 		st->latency_sum += tx->elapsed;
@@ -475,8 +569,26 @@ dsn_committed(int status, const char *id, const char *why, void *arg)
 			if (w->action[i] == A_BOUNCE)
 				w->action[i] = A_DEFER;
 	}
+	work_to_batch(w);
+}
+
+/*
+ * work_to_batch - w's results join the next commit; while its in-flight
+ * mark is not committed yet they wait for it (queue_mark.c), so the
+ * commit that clears the mark never comes before the one that sets it.
+ */
+void
+work_to_batch(struct qwork *w)
+{
+	struct queue *q = w->q;
+
+	if (w->mark_wait) {
+		w->mark_finish = 1;
+		return;
+	}
 	TAILQ_INSERT_TAIL(&q->batch, w, entry);
-	event_active(q->flush_ev, EV_TIMEOUT, 0);
+	/* results of several deliveries share one commit */
+	work_flush_soon(q, WORK_FLUSH_DELAY_MS);
 }
 
 /*
@@ -561,8 +673,7 @@ fail:
 		if (w->action[i] == A_BOUNCE)
 			w->action[i] = A_DEFER;
 commit:
-	TAILQ_INSERT_TAIL(&q->batch, w, entry);
-	event_active(q->flush_ev, EV_TIMEOUT, 0);
+	work_to_batch(w);
 }
 
 /* ---- committing results ---- */
@@ -675,6 +786,9 @@ work_apply(struct store_txn *tx, struct queue *q, struct qwork *w, int64_t now)
 		return (0);		/* leave a damaged record alone */
 	}
 	w->found = 1;
+	/* The upstream transaction's result is in: no longer in flight. */
+	if (w->ledger)
+		rec.flags &= ~(uint32_t)QR_INFLIGHT;
 	for (i = 0; i < w->n; i++) {
 		struct delivery *d;
 
@@ -775,6 +889,7 @@ work_log_delivery(const struct qmsg *m, const char *rcpt, const char *orig_to,
 		    text);
 }
 
+
 void
 work_dels_add(struct queue *q, const char *id)
 {
@@ -791,7 +906,18 @@ work_dels_add(struct queue *q, const char *id)
 		q->delcap = ncap;
 	}
 	memcpy(q->dels[q->ndels++], id, QUEUE_ID_LEN + 1);
-	event_active(q->flush_ev, EV_TIMEOUT, 0);
+	/*
+	 * Not urgent: the file is gone and every delivery is final, so the
+	 * record rides along with the next batch of results (one LMDB
+	 * commit, one flush, per delivered message instead of two), or goes
+	 * within WORK_DELS_DELAY_MS.  A crash before that leaves a record
+	 * without a file, which start-up drops (spool_rebuild.c); shutdown
+	 * flushes (queue_free).
+	 */
+	if (q->ndels >= WORK_DELS_MAX)
+		event_active(q->flush_ev, EV_TIMEOUT, 0);
+	else
+		work_flush_soon(q, WORK_DELS_DELAY_MS);
 }
 
 /*
@@ -869,6 +995,16 @@ work_committed(struct queue *q, struct qwork *w)
 		sched_slot_set_dest(s, dest_srs(q, w->slot_rcpt));
 	s->next_try = w->slot_next;
 	sched_slot(q, s);
+}
+
+/* work_flush_soon - commit the batch within ms, or sooner if already due */
+static void
+work_flush_soon(struct queue *q, int ms)
+{
+	struct timeval tv = { 0, ms * 1000 };
+
+	if (!event_pending(q->flush_ev, EV_TIMEOUT, NULL))
+		event_add(q->flush_ev, &tv);
 }
 
 /* work_flush - commit the batch: one LMDB write transaction */

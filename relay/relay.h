@@ -79,6 +79,9 @@ struct relay_stats {
 	double		latency_sum;
 	uint64_t	latency_bucket[LATENCY_NBUCKETS]; /* cumulative: le */
 	time_t		last_inbound;	/* last message accepted */
+	/* deliveries in flight at an unclean stop, sent again without
+	 * knowing whether the new mailbox had them (inflight.h) */
+	uint64_t	crash_duplicates;
 };
 
 /* ---- the daemon -------------------------------------------------------- */

@@ -99,6 +99,12 @@ struct smtp_tx {
 	 * SIZE=; the file is not touched. */
 	const char	 *headers;
 	size_t		  hlen;
+	/* The final dot waits, once the body is written, until
+	 * smtp_client_release_dot(): the caller commits something first
+	 * that must be durable before the server can accept the message
+	 * (the queue's in-flight mark), while the commands and the body
+	 * already travel. */
+	int		  hold_dot;
 	/* out: one reply per recipient, allocated by the caller */
 	struct smtp_reply *result;
 	int		  closed;	/* the connection is gone: the client
@@ -132,6 +138,10 @@ struct smtp_client *smtp_client_connect(struct smtp_client_ctx *ctx,
 	    void *arg, char *err, size_t errlen);
 int	smtp_client_send(struct smtp_client *c, struct smtp_tx *tx,
 	    smtp_tx_cb *cb, void *arg, char *err, size_t errlen);
+/* smtp_client_release_dot - tx (sent with hold_dot) may end: the final
+ * dot goes out now, or as soon as the body is written.  A tx that is no
+ * longer c's is ignored. */
+void	smtp_client_release_dot(struct smtp_client *c, struct smtp_tx *tx);
 const char *smtp_client_peer(const struct smtp_client *c);
 const char *smtp_client_peer_host(const struct smtp_client *c);
 const char *smtp_client_tls(const struct smtp_client *c);

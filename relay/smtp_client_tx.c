@@ -258,7 +258,7 @@ client_body_fill(struct smtp_client *c)
 	uint64_t total = tx_total(tx);
 	char in[BODY_CHUNK], stuffed[2 * BODY_CHUNK];
 	ssize_t n;
-	size_t i, o;
+	size_t i, o, end;
 
 	while (evbuffer_get_length(out) < BODY_HIWAT && c->body_pos < total) {
 		uint64_t left = total - c->body_pos;
@@ -275,11 +275,16 @@ client_body_fill(struct smtp_client *c)
 			client_tx_finish(c);
 			return;
 		}
-		for (i = 0, o = 0; i < (size_t)n; i++) {
+		/* Line by line (memchr), one copy per line. */
+		for (i = 0, o = 0; i < (size_t)n; i = end) {
+			const char *nl = memchr(in + i, '\n', (size_t)n - i);
+
+			end = nl != NULL ? (size_t)(nl - in) + 1 : (size_t)n;
 			if (c->body_bol && in[i] == '.')
 				stuffed[o++] = '.';
-			stuffed[o++] = in[i];
-			c->body_bol = (in[i] == '\n');
+			memcpy(stuffed + o, in + i, end - i);
+			o += end - i;
+			c->body_bol = (nl != NULL);
 		}
 		if (n >= 2) {
 			c->body_last[0] = in[n - 2];
@@ -296,8 +301,8 @@ client_body_fill(struct smtp_client *c)
 			return;
 		}
 	}
-	if (c->body_pos < total)
-		return;
+	if (c->body_pos < total || tx->hold_dot)
+		return;		/* more to come, or the dot is held */
 	/* The message should end with CRLF; if not, the CRLF before the
 	 * dot is ours. */
 	if (total > 0 && (c->body_last[0] != '\r' || c->body_last[1] != '\n'))
@@ -331,6 +336,16 @@ body_start(struct smtp_client *c)
 		return;
 	}
 	client_body_fill(c);
+}
+
+void
+smtp_client_release_dot(struct smtp_client *c, struct smtp_tx *tx)
+{
+	tx->hold_dot = 0;
+	if (c == NULL || c->dead || c->tx != tx || c->state != CS_BODY)
+		return;		/* not there yet, or over */
+	if (c->body_pos >= tx_total(tx))
+		client_body_fill(c);	/* waiting for us: the dot now */
 }
 
 /* client_tx_reply - one reply to the transaction's commands */

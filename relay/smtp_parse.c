@@ -534,6 +534,52 @@ data_text(struct smtp_data *d, unsigned char c, unsigned char *out, size_t *n)
 	d->state = D_TEXT;
 }
 
+/*
+ * data_run - the bytes from p on that are plain text (no CR, LF or NUL)
+ * inside a line, at once: what data_text() does byte by byte, the same
+ * counts and the same first error, with one copy.  Returns how many it
+ * took (at least 1: p[0] is such a byte).
+ */
+static size_t
+data_run(struct smtp_data *d, const unsigned char *p, size_t len,
+    unsigned char *out, size_t *n)
+{
+	size_t k = 0, emit, lim;
+	int err = SMTP_DATA_OK;
+
+	while (k < len && p[k] != '\r' && p[k] != '\n' && p[k] != '\0')
+		k++;
+	emit = k;
+	if (d->error == SMTP_DATA_OK) {
+		/* The byte that makes the line too long is not written, nor
+		 * the one past the size; the line check comes first. */
+		if (d->max_line != 0) {
+			lim = d->line >= d->max_line ? 0 :
+			    (size_t)(d->max_line - d->line);
+			if (lim < emit) {
+				emit = lim;
+				err = SMTP_DATA_LINE_TOO_LONG;
+			}
+		}
+		if (d->max_size != 0) {
+			lim = d->size >= d->max_size ? 0 :
+			    (size_t)(d->max_size - d->size);
+			if (lim < emit) {
+				emit = lim;
+				err = SMTP_DATA_TOO_BIG;
+			}
+		}
+		memcpy(out + *n, p, emit);
+		*n += emit;
+		d->size += emit;
+		if (err != SMTP_DATA_OK)
+			d->error = err;
+	}
+	d->line += k;
+	d->seen += k;
+	return (k);
+}
+
 /* smtp_data_feed - see smtp_parse.h */
 size_t
 smtp_data_feed(struct smtp_data *d, const void *in, size_t len, void *outv,
@@ -559,6 +605,11 @@ smtp_data_feed(struct smtp_data *d, const void *in, size_t len, void *outv,
 			}
 			/* FALLTHROUGH */
 		case D_TEXT:
+			if (c != '\r' && c != '\n' && c != '\0' &&
+			    d->state == D_TEXT) {
+				i += data_run(d, p + i, len - i, out, &n) - 1;
+				break;
+			}
 			if (c == '\r') {
 				data_emit(d, c, out, &n);
 				d->state = D_CR;

@@ -40,10 +40,13 @@
  *              goes on)
  *   550 5.7.1  sender-specified routing in RCPT (%, !, a quoted @ or a
  *              source route), like Postfix's defaults
- *   452 4.3.1  MAIL while the spool's file system has no room (RFC 1870)
+ *   452 4.3.1  MAIL while the spool's file system has no room (RFC 1870),
+ *              or SIZE= is more than it has; MAIL and the end of DATA
+ *              while the LMDB map is full at [global] map_size
  *   452 4.5.3  too many recipients (RFC 5321 §4.5.3.1.10)
  *   421 4.7.0  too many connections (total or from one address)
- *   421 4.4.2  timeout;  421 4.3.2  shutting down
+ *   421 4.4.2  timeout, or a deadline missed (smtp_server_limits.c)
+ *   421 4.3.2  shutting down, or out of file descriptors
  *   451 4.3.0  spool or queue index failure
  *
  * Memory: an idle session is one bufferevent and this small struct; the
@@ -60,10 +63,14 @@
  *   smtp_server_cmd.c      the commands and the recipient policy
  *   smtp_server_data.c     DATA, the Received: header, checks, commit
  *   smtp_server_tls.c      STARTTLS and the TLS session's close
+ *   smtp_server_limits.c   deadlines, stress mode
+ *
+ * Out of file descriptors (EMFILE at accept): see accept_error_cb().
  */
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -114,8 +121,11 @@ session_free(struct smtp_session *s)
 		bufferevent_free(s->bev);
 	if (s->pend)
 		evbuffer_free(s->pend);
+	if (s->deadline_ev)
+		event_free(s->deadline_ev);
 	free(s->helo);
 	free(s);
+	server_stress_update(server);
 	server_maybe_done(server);
 }
 
@@ -157,9 +167,10 @@ accept_cb(struct evconnlistener *lev, evutil_socket_t fd, struct sockaddr *sa,
 	TAILQ_FOREACH(o, &server->sessions, entry)
 		if (strcmp(o->addr, addr) == 0)
 			same++;
-	if (same >= (size_t)cfg->relay.max_connections_per_ip) {
+	if (same >= (size_t)server_max_per_ip(server)) {
 		log_warnx("refused [%s]: too many connections from this "
-		    "address (%zu)", addr, same);
+		    "address (%zu%s)", addr, same,
+		    server->stress ? ", stress mode" : "");
 		snprintf(text, sizeof(text), "421 4.7.0 %s Error: too many "
 		    "connections from [%s]\r\n", server->hostname, addr);
 		server->relay->stats.rejected[REJ_CONN_LIMIT]++;
@@ -175,31 +186,122 @@ accept_cb(struct evconnlistener *lev, evutil_socket_t fd, struct sockaddr *sa,
 	memcpy(s->addr, addr, sizeof(s->addr));
 	if ((size_t)salen <= sizeof(s->sa))
 		memcpy(&s->sa, sa, (size_t)salen);
+	if (session_deadline_new(s) == -1) {
+		free(s);
+		refuse_now(fd, "421 4.3.0 Local error\r\n");
+		return;
+	}
 	s->bev = bufferevent_socket_new(server->relay->base, fd,
 	    BEV_OPT_CLOSE_ON_FREE);
 	if (s->bev == NULL) {
+		event_free(s->deadline_ev);
 		free(s);
 		refuse_now(fd, "421 4.3.0 Local error\r\n");
 		return;
 	}
 	TAILQ_INSERT_TAIL(&server->sessions, s, entry);
 	server->nsessions++;
+	server_stress_update(server);
 	bufferevent_setcb(s->bev, session_read_cb, session_write_cb,
 	    session_event_cb, s);
 	session_set_timeouts(s, cfg->relay.timeout);
 	bufferevent_enable(s->bev, EV_READ | EV_WRITE);
 	session_state(s, S_INIT);
+	session_deadline_arm(s);	/* S_INIT is calloc's 0: no change */
 	log_info("connect from [%s]", addr);
 	session_reply(s, "220 %s ESMTP mailferry", server->hostname);
 }
 
+/* listeners_enable - accept again, or stop (shutdown, fd exhaustion) */
+static void
+listeners_enable(struct smtp_server *server, int on)
+{
+	size_t i;
+
+	for (i = 0; i < server->nlisteners; i++) {
+		if (server->listeners[i] == NULL)
+			continue;
+		if (on)
+			evconnlistener_enable(server->listeners[i]);
+		else
+			evconnlistener_disable(server->listeners[i]);
+	}
+}
+
+/* reserve_open - the descriptor kept free to answer clients at EMFILE */
+static void
+reserve_open(struct smtp_server *server)
+{
+	if (server->reserve_fd == -1)
+		server->reserve_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+}
+
+static void
+pause_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct smtp_server *server = arg;
+
+	(void)fd;
+	(void)what;
+	server->paused = 0;
+	reserve_open(server);
+	if (!server->shutting_down)
+		listeners_enable(server, 1);
+}
+
+/*
+ * accept_error_cb - accept() failed with something libevent does not
+ * retry by itself: EMFILE/ENFILE (out of descriptors), ENOBUFS/ENOMEM
+ *
+ * The listening socket stays readable, so going on would spin the loop
+ * at full CPU and write the same line to the log as fast as it can.
+ * Instead: give the reserve descriptor to a few waiting clients, so they
+ * hear "421 4.3.2" and try again later instead of hanging in the
+ * backlog; stop listening for SMTP_ACCEPT_PAUSE_MS (sessions ending in
+ * the meantime give descriptors back); report once per
+ * SMTP_ACCEPT_LOG_EVERY seconds with the count of failures since.
+ */
 static void
 accept_error_cb(struct evconnlistener *lev, void *arg)
 {
-	int e = EVUTIL_SOCKET_ERROR();
+	struct smtp_server *server = arg;
+	struct timeval pause = { 0, SMTP_ACCEPT_PAUSE_MS * 1000 };
+	char text[512];
+	int e = EVUTIL_SOCKET_ERROR(), fd, i;
+	int64_t now = server_mono_ms();
 
-	/* EMFILE and friends: keep listening; libevent retries. */
-	log_warnx("accept: %s", evutil_socket_error_to_string(e));
+	server->accept_errors++;
+	if ((e == EMFILE || e == ENFILE) && server->reserve_fd != -1) {
+		close(server->reserve_fd);
+		server->reserve_fd = -1;
+		snprintf(text, sizeof(text), "421 4.3.2 %s Error: out of "
+		    "resources, try again later\r\n", server->hostname);
+		for (i = 0; i < 8; i++) {
+			fd = accept4(evconnlistener_get_fd(lev), NULL, NULL,
+			    SOCK_NONBLOCK | SOCK_CLOEXEC);
+			if (fd == -1)
+				break;
+			server->relay->stats.connections++;
+			server->relay->stats.rejected[REJ_CONN_LIMIT]++;
+			refuse_now(fd, text);
+		}
+		reserve_open(server);
+	}
+	if (server->accept_log_at == 0 ||
+	    now - server->accept_log_at >= SMTP_ACCEPT_LOG_EVERY * 1000) {
+		log_warnx("accept: %s (%llu time(s) since the last report); "
+		    "new connections paused, %zu session(s) open",
+		    evutil_socket_error_to_string(e),
+		    (unsigned long long)server->accept_errors,
+		    server->nsessions);
+		server->accept_log_at = now;
+		server->accept_errors = 0;
+	}
+	if (server->paused || server->pause_ev == NULL)
+		return;
+	listeners_enable(server, 0);
+	server->paused = 1;
+	evtimer_add(server->pause_ev, &pause);
 }
 
 /* ---- the server -------------------------------------------------------- */
@@ -293,6 +395,7 @@ smtp_server_new(struct smtp_server **server_r, struct relay *relay,
 		return (-1);
 	}
 	server->relay = relay;
+	server->reserve_fd = -1;
 	TAILQ_INIT(&server->sessions);
 	if (cfg->relay.hostname && cfg->relay.hostname[0] != '\0')
 		str_copy(server->hostname, cfg->relay.hostname,
@@ -314,7 +417,10 @@ smtp_server_new(struct smtp_server **server_r, struct relay *relay,
 		    errlen) == -1)
 			goto fail;
 	server->done_ev = event_new(relay->base, -1, 0, done_cb, server);
-	if (server->done_ev == NULL) {
+	server->pause_ev = evtimer_new(relay->base, pause_cb, server);
+	reserve_open(server);
+	if (server->done_ev == NULL || server->pause_ev == NULL ||
+	    server->reserve_fd == -1) {
 		snprintf(err, errlen, "out of memory");
 		goto fail;
 	}
@@ -379,14 +485,11 @@ smtp_server_shutdown(struct smtp_server *server, void (*done)(void *),
 {
 	struct smtp_session *s, *next;
 	struct timeval grace = { SMTP_SHUTDOWN_GRACE, 0 };
-	size_t i;
 
 	server->shutting_down = 1;
 	server->done = done;
 	server->done_arg = arg;
-	for (i = 0; i < server->nlisteners; i++)
-		if (server->listeners[i] != NULL)
-			evconnlistener_disable(server->listeners[i]);
+	listeners_enable(server, 0);
 	TAILQ_FOREACH_SAFE(s, &server->sessions, entry, next) {
 		switch (s->state) {
 		case S_DATA:
@@ -443,6 +546,8 @@ smtp_server_free(struct smtp_server **serverp)
 			bufferevent_free(s->bev);
 		if (s->pend)
 			evbuffer_free(s->pend);
+		if (s->deadline_ev)
+			event_free(s->deadline_ev);
 		free(s->helo);
 		free(s);
 	}
@@ -456,6 +561,10 @@ smtp_server_free(struct smtp_server **serverp)
 	free(server->lfds);
 	if (server->grace_ev)
 		event_free(server->grace_ev);
+	if (server->pause_ev)
+		event_free(server->pause_ev);
+	if (server->reserve_fd != -1)
+		close(server->reserve_fd);
 	strlist_clear(&server->rcptlist);
 	tls_ctx_free(&server->tls_ctx);
 	free(server);

@@ -271,6 +271,16 @@ cmd_mail(struct smtp_session *s, const struct smtp_cmd *cmd)
 		session_count_reject(s, REJ_TEMPFAIL);
 		return;
 	}
+	/* The same for the LMDB map at [global] map_size: a commit failed
+	 * on it moments ago, so this one would too, after the whole DATA */
+	if (session_store_full(s)) {
+		log_info("reject: MAIL from %s[%s]: the store is full "
+		    "([global] map_size); from=<%s>", s->helo, s->addr,
+		    cmd->addr);
+		session_reply(s, "452 4.3.1 Insufficient system storage");
+		session_count_reject(s, REJ_TEMPFAIL);
+		return;
+	}
 	if ((tx = calloc(1, sizeof(*tx))) == NULL ||
 	    (tx->sender = strdup(cmd->addr)) == NULL) {
 		free(tx);

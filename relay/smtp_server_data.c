@@ -9,8 +9,10 @@
  * to the spool, never held in memory.  After the "." the checks give
  * their verdict; a refusal is answered at once, a message whose relay
  * key is already in the dedupe table is answered 250 and dropped, any
- * other is committed and answered 250 only once the spool says it is
- * durable (promise 1: persist before acknowledging).  Then the commands
+ * other is committed and answered 250 only once the spool says its file
+ * is durable (promise 1: persist before acknowledging; the spool files
+ * are the truth, and the LMDB record that follows can be rebuilt from
+ * one: spool.h, spool_msg_early).  Then the commands
  * the client pipelined after the "." are read.
  *
  * While the commit runs the session reads nothing (S_COMMIT), so replies
@@ -209,19 +211,34 @@ tx_duplicate(struct smtp_session *s, const char *id, const char *first)
 	tx_answered(s);
 }
 
+/*
+ * indexed_cb - the record of an acknowledged message is committed: the
+ * queue may send it now.  The session may be long gone (arg: the relay).
+ * 1: another copy's record won the race (spool.c); the spool removed
+ * this one's file and logged it; -1 came with durable_cb's -1.
+ */
 static void
-commit_cb(int status, const char *id, const char *why, void *arg)
+indexed_cb(int status, const char *id, const char *why, void *arg)
+{
+	struct relay *relay = arg;
+
+	(void)why;
+	if (status == 1)
+		relay->stats.duplicates++;
+	else if (status == 0 && relay->queue != NULL)
+		queue_enqueued(relay->queue, id);
+}
+
+/* durable_cb - the spool file is durable (0) or failed (-1): answer */
+static void
+durable_cb(int status, const char *id, const char *why, void *arg)
 {
 	struct smtp_session *s = arg;
 	struct relay *relay = s->server->relay;
 	struct smtp_tx *tx = s->tx;
 	time_t now = time(NULL);
 
-	if (status == 1) {
-		/* Another copy's commit won the race (spool.c). */
-		tx_duplicate(s, id, why ? why : "?");
-		return;
-	}
+	(void)why;
 	if (status == 0) {
 		relay->stats.accepted++;
 		relay->stats.last_inbound = now;
@@ -239,11 +256,12 @@ commit_cb(int status, const char *id, const char *why, void *arg)
 		else
 			log_info("%s: client gone before the reply; queued "
 			    "all the same", id);
-		if (relay->queue != NULL)
-			queue_enqueued(relay->queue, id);
 	} else {
 		session_count_reject(s, REJ_TEMPFAIL);
-		if (!s->dead)
+		if (!s->dead && session_store_full(s))
+			session_reply(s, "452 4.3.1 Insufficient system "
+			    "storage");
+		else if (!s->dead)
 			session_reply(s, "451 4.3.0 Local error, try again "
 			    "later");
 	}
@@ -335,8 +353,10 @@ session_checks_done(struct smtp_session *s, const char *refusal,
 		tx_answered(s);
 		return;
 	}
-	/* commit_cb answers: 250 only once the message is durable. */
-	spool_msg_commit(&tx->msg, &tx->rec, commit_cb, s);
+	/* durable_cb answers: 250 once the spool file is durable; the
+	 * record follows (spool_msg_early), then indexed_cb queues it. */
+	spool_msg_early(tx->msg, durable_cb, s);
+	spool_msg_commit(&tx->msg, &tx->rec, indexed_cb, s->server->relay);
 }
 
 /* data_end - the "." has arrived (or DATA failed): answer or commit */
@@ -387,8 +407,8 @@ data_end(struct smtp_session *s)
 		session_count_reject(s, REJ_TEMPFAIL);
 		goto refused;
 	}
+	session_state(s, S_COMMIT);	/* first: stress mode spares COMMIT */
 	session_set_timeouts(s, server_cfg(s->server)->relay.timeout);
-	session_state(s, S_COMMIT);
 	bufferevent_disable(s->bev, EV_READ);
 	checks_data_end(tx->checks, checks_done_cb, s);
 	return;

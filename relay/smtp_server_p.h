@@ -18,6 +18,9 @@
  *   smtp_server_tls.c      STARTTLS: discarding pre-handshake bytes,
  *                          the handshake, the restart inside TLS, and
  *                          flushing the last record on close
+ *   smtp_server_limits.c   deadlines (a whole command line, DATA at a
+ *                          minimum rate), stress mode (shorter timeouts
+ *                          and a lower per-address cap under load)
  *
  * Ownership: struct smtp_server owns its sessions (a TAILQ); a session
  * owns its bufferevent, its reply buffer and its transaction.  A session
@@ -55,6 +58,9 @@
 #define SMTP_SHUTDOWN_GRACE	60	/* seconds for DATA to finish */
 #define SMTP_SCRATCH		16384	/* DATA output per step */
 #define SMTP_ADDRSTRLEN		INET6_ADDRSTRLEN
+#define SMTP_ACCEPT_PAUSE_MS	500	/* listeners off after EMFILE */
+#define SMTP_ACCEPT_LOG_EVERY	10	/* seconds between EMFILE reports */
+#define SMTP_STORE_FULL_HOLD	10	/* seconds of 452 after a full map */
 
 /* Changed only through session_state(), which logs the change. */
 enum session_state {
@@ -98,8 +104,15 @@ struct smtp_session {
 	unsigned		 dead:1;	/* socket gone during COMMIT */
 	unsigned		 skip_line:1;	/* discarding an overlong line */
 	unsigned		 quit_after_tx:1; /* shutting down */
+	unsigned		 stressed:1;	/* lived through stress mode:
+						   its limits for good */
 	uint8_t			 errors;
 	struct smtp_tx		*tx;
+	/* The deadline of the current phase (a command line, DATA): armed
+	 * by session_deadline_arm() at every state change and command,
+	 * not reset by each byte as the bufferevent's idle timeouts are. */
+	struct event		*deadline_ev;
+	int64_t			 phase_start;	/* monotonic ms */
 };
 
 TAILQ_HEAD(session_list, smtp_session);
@@ -124,6 +137,15 @@ struct smtp_server {
 	void			*done_arg;
 	struct event		*done_ev;	/* calls done from the loop */
 	struct event		*grace_ev;	/* shutdown deadline */
+	/* Out of file descriptors: listeners paused until pause_ev, one
+	 * client answered 421 through the reserve descriptor, the log
+	 * line given once per SMTP_ACCEPT_LOG_EVERY with a count. */
+	struct event		*pause_ev;
+	int			 paused;
+	int			 reserve_fd;	/* /dev/null; -1 when spent */
+	int64_t			 accept_log_at;	/* monotonic ms */
+	uint64_t		 accept_errors;	/* since the last report */
+	int			 stress;	/* stress mode is on */
 	unsigned char		 scratch[SMTP_SCRATCH];
 };
 
@@ -144,6 +166,7 @@ void	session_state(struct smtp_session *s, enum session_state st);
 void	session_set_timeouts(struct smtp_session *s, int64_t secs);
 void	session_close(struct smtp_session *s);
 void	session_count_reject(struct smtp_session *s, enum reject_reason why);
+int	session_store_full(const struct smtp_session *s);
 int	session_error(struct smtp_session *s);
 void	session_tx_free(struct smtp_tx **txp);
 void	session_reset(struct smtp_session *s);
@@ -158,6 +181,14 @@ void	session_command(struct smtp_session *s, const char *line, size_t len);
 /* smtp_server_data.c */
 void	session_data_start(struct smtp_session *s);
 int	session_data(struct smtp_session *s);
+
+/* smtp_server_limits.c */
+int64_t	server_mono_ms(void);
+int	session_deadline_new(struct smtp_session *s);
+void	session_deadline_arm(struct smtp_session *s);
+void	session_deadline_data(struct smtp_session *s);
+void	server_stress_update(struct smtp_server *server);
+int64_t	server_max_per_ip(const struct smtp_server *server);
 
 /* smtp_server_tls.c */
 void	session_starttls(struct smtp_session *s);

@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
@@ -83,13 +84,25 @@ session_state(struct smtp_session *s, enum session_state st)
 	log_debug("smtp: %p [%s]: %s -> %s", (void *)s, s->addr,
 	    state_names[s->state], state_names[st]);
 	s->state = st;
+	session_deadline_arm(s);	/* a new phase, a new deadline */
 }
 
+/*
+ * session_set_timeouts - the idle timeouts (reset by every byte); in
+ * stress mode no longer than [relay] stress_timeout, except while the
+ * client waits for our spool (COMMIT)
+ */
 void
 session_set_timeouts(struct smtp_session *s, int64_t secs)
 {
-	struct timeval tv = { (time_t)secs, 0 };
+	struct timeval tv;
+	int64_t st = server_cfg(s->server)->relay.stress_timeout;
 
+	if ((s->stressed || s->server->stress) && s->state != S_COMMIT &&
+	    st > 0 && secs > st)
+		secs = st;
+	tv.tv_sec = (time_t)secs;
+	tv.tv_usec = 0;
 	if (s->bev)
 		bufferevent_set_timeouts(s->bev, &tv, &tv);
 }
@@ -113,6 +126,23 @@ session_close(struct smtp_session *s)
 	if (evbuffer_get_length(bufferevent_get_output(s->bev)) == 0)
 		bufferevent_trigger(s->bev, EV_WRITE,
 		    BEV_TRIG_IGNORE_WATERMARKS | BEV_TRIG_DEFER_CALLBACKS);
+}
+
+/*
+ * session_store_full - the LMDB map refused a write at its cap less than
+ * SMTP_STORE_FULL_HOLD seconds ago: new mail gets 452 4.3.1 (RFC 3463
+ * "mail system full") until a write commits again or the hold passes and
+ * one more transaction may try
+ */
+int
+session_store_full(const struct smtp_session *s)
+{
+	struct store *store = s->server->relay->store;
+	time_t at;
+
+	if (store == NULL || (at = store_full_at(store)) == 0)
+		return (0);
+	return (time(NULL) - at < SMTP_STORE_FULL_HOLD);
 }
 
 void
@@ -183,8 +213,10 @@ session_process(struct smtp_session *s)
 		case S_DATA:
 			if (evbuffer_get_length(in) == 0)
 				return;
-			if (session_data(s) == 0)
+			if (session_data(s) == 0) {
+				session_deadline_data(s);
 				return;
+			}
 			continue;
 		case S_COMMIT:
 		case S_TLS_WAIT:
@@ -218,6 +250,11 @@ session_process(struct smtp_session *s)
 		evbuffer_remove(in, line, len);
 		evbuffer_drain(in, eol_len);
 		session_command(s, line, len);
+		/* the next command line has its own deadline (a state
+		 * change has armed it already, DATA's runs on) */
+		if (s->state == S_INIT || s->state == S_READY ||
+		    s->state == S_MAIL || s->state == S_RCPT)
+			session_deadline_arm(s);
 	}
 }
 

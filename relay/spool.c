@@ -1,20 +1,31 @@
 /*
  * spool.c - spool files and their group-committed LMDB index.
  *
- * A message is durable when its spool file is fsync'd and renamed into
- * spool/queue/, that directory is fsync'd and its LMDB "queue" record is
- * committed (DESIGN.md §4).  Only then does the SMTP server answer 250.
+ * A message is durable when its spool file is fsync'd in spool/queue/
+ * and that directory is fsync'd; its LMDB "queue" record is committed
+ * after that (DESIGN.md §4).  The file alone is enough: start-up builds
+ * a missing record, dedupe key and ledger entries from it.  So the SMTP
+ * server, which asks for it (spool_msg_early()), answers 250 as soon as
+ * the file is durable, and the record follows; any other caller (DSNs)
+ * hears back once the record is committed, as before.
  *
- * Group commit.  spool_msg_commit() only queues the message; a writer
- * thread takes every queued message at once and runs one round: flush and
- * fsync each file, rename each tmp/ID to queue/ID, fsync the queue
- * directory once, put every record in ONE LMDB write transaction, then
- * hand the round back to the loop, which calls each commit callback.
- * Messages committed while a round runs wait for the next one, so N
- * sessions finishing DATA together share one directory fsync and one
- * LMDB commit, and the loop never blocks on fsync.  A message that fails
- * anywhere (write error, ENOSPC, fsync, rename, LMDB) gets status -1 and
- * its file is removed from wherever it is: nothing half-written stays.
+ * Group commit, in two stages on two threads.  spool_msg_commit() only
+ * queues the message.  The writer thread takes every queued message at
+ * once and runs one round: flush each file and write its size into its
+ * header, rename each tmp/ID to queue/ID, fsync each file, fsync the
+ * queue directory once; the early callbacks go back to the loop, and
+ * the round goes on to the index thread, which puts every durable
+ * message's record in ONE LMDB write transaction and hands the round
+ * back to the loop, which calls each commit callback.  Messages
+ * committed while a stage runs wait for its next round, so N sessions
+ * finishing DATA together share one directory fsync and one LMDB
+ * commit, the next round's fsyncs overlap this round's LMDB commit, and
+ * the loop never blocks on either.  A message that fails before it is
+ * durable (write error, ENOSPC, fsync, rename) gets status -1 and its
+ * file is removed from wherever it is: nothing half-written stays.  One
+ * reported durable is never failed: if LMDB refuses its record, the
+ * index thread tries again every second (and a restart indexes it from
+ * the file); without an early callback, an LMDB failure fails it too.
  *
  * Dedupe (DESIGN.md §4).  A message whose record carries a relay
  * key (rec->has_relay_key) also puts that key into STORE_DB_DEDUPE, with
@@ -23,13 +34,17 @@
  * copy was committed first, maybe in this very round), the message is a
  * duplicate: no queue record, its file is removed, and its callback gets
  * status 1 with the first copy's queue id as why.  The SMTP server looks
- * the key up before committing (spool_dedupe_lookup()); the put here
- * settles the race of two copies finishing DATA at the same time.
+ * the key up before committing (spool_dedupe_lookup(), which also knows
+ * the keys of messages acknowledged but not yet indexed); the put here
+ * settles the race of two copies finishing DATA at the same time (the
+ * second was answered 250 like the first, and is not forwarded).
  *
  * The ledger (common/ledger.h).  Every recipient the ledger tracks
  * (queue_ledger_tracked(): a ledger key, the upstream route) gets a
- * pending STORE_DB_LEDGER entry in the same transaction as the record:
- * from the 250 on, a delta pass knows the relay holds that copy.
+ * pending STORE_DB_LEDGER entry in the same transaction as the record,
+ * milliseconds after the 250: the queue sends a message only once its
+ * record is there, so no copy of it can reach a mailbox before a delta
+ * pass can know the relay holds it.
  *
  * The same transaction counts the message in the inbound record of each
  * of its recipient domains (common/relay_view.h): the cutover verdict's
@@ -62,9 +77,10 @@
  * 16 hex digits before they become a file name.
  *
  * Threading: every function runs on the loop thread.  The writer thread
- * touches only messages handed to it (spool_msg_commit gives up the
- * caller's pointer) and the store (MDB_NOTLS: any thread may commit); it
- * never logs and never calls back: the loop does both.
+ * and the index thread touch only messages handed to them
+ * (spool_msg_commit gives up the caller's pointer) and the store
+ * (MDB_NOTLS: any thread may commit); they never log and never call
+ * back: the loop does both.
  */
 
 #include <ctype.h>
@@ -262,11 +278,13 @@ spool_msg_envelope(struct spool_msg *m, const struct queue_record *rec)
 	}
 	if (tmp.arrived == 0)
 		tmp.arrived = time(NULL);
+	tmp.size = 0;	/* not known yet: spool_writer.c writes it in */
 	if (spool_env_build(&tmp, m->id, &text, &len) == -1) {
 		m->werr = ENOMEM;
 		return (-1);
 	}
 	rc = msg_put(m, text, len);
+	m->size_off = spool_env_size_off(text, len);
 	free(text);
 	m->env_written = 1;
 	return (rc);
@@ -326,6 +344,14 @@ spool_msg_commit(struct spool_msg **msgp, struct queue_record *rec,
 	pthread_cond_signal(&sp->cv);
 	pthread_mutex_unlock(&sp->mu);
 	return (0);
+}
+
+/* spool_msg_early - report durability before the record (spool.h) */
+void
+spool_msg_early(struct spool_msg *m, spool_commit_cb *cb, void *arg)
+{
+	m->dcb = cb;
+	m->darg = arg;
 }
 
 /* spool_msg_abort - drop a message that will not be committed */
@@ -420,7 +446,14 @@ spool_dedupe_lookup(struct spool *sp, const unsigned char key[32],
     char first_id[QUEUE_ID_LEN + 1], char *err, size_t errlen)
 {
 	struct dedupe_get g = { key, first_id, 0 };
+	struct spool_msg *m;
 
+	/* Acknowledged, its record (and key) not committed yet. */
+	TAILQ_FOREACH(m, &sp->acked, acked)
+		if (m->has_key && memcmp(m->key, key, sizeof(m->key)) == 0) {
+			memcpy(first_id, m->id, QUEUE_ID_LEN + 1);
+			return (1);
+		}
 	if (store_txn_run(sp->relay->store, 1, txn_dedupe_get, &g, err,
 	    errlen) != 0)
 		return (-1);
@@ -471,6 +504,23 @@ reserve_from_env(void)
 	return ((uint64_t)r);
 }
 
+/* index_delay_from_env - the test hook's delay, or 0 */
+static unsigned
+index_delay_from_env(void)
+{
+	const char *v = getenv(SPOOL_TEST_INDEX_DELAY_ENV);
+	unsigned long r;
+	char *end;
+
+	if (v == NULL || *v == '\0')
+		return (0);
+	errno = 0;
+	r = strtoul(v, &end, 10);
+	if (errno != 0 || *end != '\0' || r > 600000)
+		return (0);
+	return ((unsigned)r);
+}
+
 /* ---- open and close ---- */
 
 /* open_dir - mkdir -p one level (0700) and open it */
@@ -518,8 +568,13 @@ spool_open(struct spool **spool_r, struct relay *relay, char *err,
 	sp->tmpfd = sp->queuefd = -1;
 	TAILQ_INIT(&sp->pending);
 	TAILQ_INIT(&sp->done);
+	TAILQ_INIT(&sp->indexq);
+	TAILQ_INIT(&sp->durable);
+	TAILQ_INIT(&sp->acked);
 	pthread_mutex_init(&sp->mu, NULL);
 	pthread_cond_init(&sp->cv, NULL);
+	pthread_cond_init(&sp->icv, NULL);
+	sp->index_delay_ms = index_delay_from_env();
 
 	statefd = open(state, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	if (statefd == -1) {
@@ -553,6 +608,11 @@ spool_open(struct spool **spool_r, struct relay *relay, char *err,
 		goto fail;
 	}
 	sp->thread_started = 1;
+	if (pthread_create(&sp->ithread, NULL, spool_indexer, sp) != 0) {
+		snprintf(err, errlen, "cannot start the spool index thread");
+		goto fail;
+	}
+	sp->ithread_started = 1;
 	*spool_r = sp;
 	return (0);
 fail:
@@ -587,6 +647,13 @@ spool_close(struct spool **spoolp)
 		pthread_mutex_unlock(&sp->mu);
 		pthread_join(sp->thread, NULL);
 	}
+	if (sp->ithread_started) {	/* after the writer: it feeds this one */
+		pthread_mutex_lock(&sp->mu);
+		sp->istop = 1;
+		pthread_cond_signal(&sp->icv);
+		pthread_mutex_unlock(&sp->mu);
+		pthread_join(sp->ithread, NULL);
+	}
 	while ((m = TAILQ_FIRST(&sp->done)) != NULL) {
 		TAILQ_REMOVE(&sp->done, m, entry);
 		spool_msg_free(m);
@@ -603,5 +670,6 @@ spool_close(struct spool **spoolp)
 		close(sp->queuefd);
 	pthread_mutex_destroy(&sp->mu);
 	pthread_cond_destroy(&sp->cv);
+	pthread_cond_destroy(&sp->icv);
 	free(sp);
 }

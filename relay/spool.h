@@ -7,7 +7,8 @@
  * the store and closes it before); a struct spool_msg belongs to its
  * caller until spool_msg_commit() or spool_msg_abort() takes it.
  * Threading: every function runs on the relay's loop; the fsync rounds
- * run on the spool's own writer thread and report back on the loop.
+ * and the LMDB rounds run on the spool's own two threads and report back
+ * on the loop.
  */
 #ifndef FERRY_SPOOL_H
 #define FERRY_SPOOL_H
@@ -55,6 +56,19 @@ int	spool_msg_envelope(struct spool_msg *msg, const struct queue_record *rec);
 int	spool_msg_write(struct spool_msg *msg, const void *data, size_t len);
 int	spool_msg_commit(struct spool_msg **msg, struct queue_record *rec,
 	    spool_commit_cb *cb, void *arg);
+/*
+ * Optional, before spool_msg_commit(): cb is called on the loop as soon
+ * as the message's file is durable in spool/queue (status 0) - before
+ * its LMDB record is committed - or with -1 when it failed before that
+ * (nothing of it left; the commit callback then gets -1 too).  After a
+ * 0 the message is never failed: its file is the truth, its record is
+ * committed later (retried while LMDB refuses; a restart in between
+ * indexes it from the file), and the commit callback reports 0, or 1
+ * when it turned out to be a duplicate (its file removed).  For the SMTP
+ * server's 250, which then waits for the fsyncs only.
+ */
+void	spool_msg_early(struct spool_msg *msg, spool_commit_cb *cb,
+	    void *arg);
 void	spool_msg_abort(struct spool_msg **msg);
 int	spool_msg_open(struct spool *spool, const char *id, int *fd_r,
 	    uint64_t *offset_r, uint64_t *size_r);

@@ -9,6 +9,11 @@
  *     id 0123456789abcdef               must equal the file name
  *     arrived 1700000000                unix time
  *     flags 0                           QR_* (QR_DSN marks our bounces)
+ *     size 00000000000000004396         the message's length in bytes,
+ *                                       SPOOL_SIZE_DIGITS digits; a file
+ *                                       whose message is not as long is
+ *                                       truncated and refused (absent in
+ *                                       older files: not checked)
  *     client mail.example.org [192.0.2.1]
  *     sender bob@example.org            empty value for <>
  *     rcpt upstream alice@example.com   one line per delivery:
@@ -67,6 +72,15 @@ env_value(FILE *fp, const char *s)
 	}
 }
 
+/* spool_env_size_off - where the size value is in a header text */
+size_t
+spool_env_size_off(const char *text, size_t len)
+{
+	const char *p = memmem(text, len, "\nsize ", 6);
+
+	return (p == NULL ? 0 : (size_t)(p - text) + 6);
+}
+
 /* spool_env_build - the header text of rec under the name id */
 int
 spool_env_build(const struct queue_record *rec, const char *id, char **text_r,
@@ -78,8 +92,9 @@ spool_env_build(const struct queue_record *rec, const char *id, char **text_r,
 	*text_r = NULL;
 	if ((fp = open_memstream(text_r, len_r)) == NULL)
 		return (-1);
-	fprintf(fp, "%s\nid %s\narrived %" PRId64 "\nflags %" PRIu32 "\nclient ",
-	    SPOOL_MAGIC, id, rec->arrived, rec->flags);
+	fprintf(fp, "%s\nid %s\narrived %" PRId64 "\nflags %" PRIu32
+	    "\nsize %0*" PRIu64 "\nclient ", SPOOL_MAGIC, id, rec->arrived,
+	    rec->flags, SPOOL_SIZE_DIGITS, rec->size);
 	env_value(fp, rec->client);
 	fputs("\nsender ", fp);
 	env_value(fp, rec->sender);
@@ -162,8 +177,8 @@ parse_i64(const char *s, int64_t *v_r)
  * pending, due now.  On failure rec is cleared.
  */
 static int
-env_parse(FILE *fp, const char *id, struct queue_record *rec, char *err,
-    size_t errlen)
+env_parse(FILE *fp, const char *id, struct queue_record *rec,
+    uint64_t *size_r, int *have_size_r, char *err, size_t errlen)
 {
 	char line[SPOOL_LINEMAX], *val;
 	struct delivery *d;
@@ -172,6 +187,7 @@ env_parse(FILE *fp, const char *id, struct queue_record *rec, char *err,
 	int have_id = 0, have_arrived = 0, have_sender = 0, end = 0;
 
 	memset(rec, 0, sizeof(*rec));
+	*have_size_r = 0;
 	while (!end && fgets(line, sizeof(line), fp) != NULL) {
 		lineno++;
 		len = strlen(line);
@@ -213,6 +229,11 @@ env_parse(FILE *fp, const char *id, struct queue_record *rec, char *err,
 			if (parse_i64(val, &rec->arrived) == -1)
 				goto bad;
 			have_arrived = 1;
+		} else if (strcmp(line, "size") == 0) {
+			if (parse_i64(val, &v) == -1 || v < 0)
+				goto bad;
+			*size_r = (uint64_t)v;
+			*have_size_r = 1;
 		} else if (strcmp(line, "flags") == 0) {
 			if (parse_i64(val, &v) == -1 || v < 0 || v > UINT32_MAX)
 				goto bad;
@@ -290,7 +311,8 @@ spool_file_read(struct spool *sp, const char *id, struct queue_record *rec,
 	struct stat st;
 	FILE *fp;
 	off_t off;
-	int fd, dfd, saved;
+	uint64_t want = 0;
+	int fd, dfd, saved, have_size;
 
 	if (!spool_id_valid(id)) {
 		snprintf(err, errlen, "bad queue id");
@@ -318,7 +340,7 @@ spool_file_read(struct spool *sp, const char *id, struct queue_record *rec,
 		errno = saved;
 		return (-1);
 	}
-	if (env_parse(fp, id, &tmp, err, errlen) == -1) {
+	if (env_parse(fp, id, &tmp, &want, &have_size, err, errlen) == -1) {
 		fclose(fp);
 		close(fd);
 		errno = EINVAL;
@@ -334,6 +356,16 @@ spool_file_read(struct spool *sp, const char *id, struct queue_record *rec,
 		return (-1);
 	}
 	tmp.size = (uint64_t)(st.st_size - off);
+	if (have_size && want != tmp.size) {
+		/* Renamed into spool/queue before its fsync and cut short
+		 * by a crash: never acknowledged (spool_writer.c). */
+		snprintf(err, errlen, "truncated: %" PRIu64 " of %" PRIu64
+		    " message bytes", tmp.size, want);
+		queue_record_clear(&tmp);
+		close(fd);
+		errno = EINVAL;
+		return (-1);
+	}
 	if (offset_r)
 		*offset_r = (uint64_t)off;
 	if (size_r)

@@ -32,8 +32,9 @@ struct relay;
 struct wakeup;
 
 #define SPOOL_MAGIC	"mailferry-spool 1"
-#define SPOOL_BUFSZ	(16 * 1024)	/* write buffer, DATA sessions only */
+#define SPOOL_BUFSZ	(64 * 1024)	/* write buffer, DATA sessions only */
 #define SPOOL_LINEMAX	8192		/* longest header line */
+#define SPOOL_SIZE_DIGITS 20		/* the header's size value, padded */
 #define DEDUPE_VALUE_VERSION	1
 /* Test hook: when set (to anything) in the relay's environment at start,
  * the writer thread ends the process with _exit(SPOOL_TEST_CRASH_STATUS)
@@ -43,6 +44,12 @@ struct wakeup;
  * is different. */
 #define SPOOL_TEST_CRASH_ENV	"MAILFERRY_TEST_CRASH_BEFORE_COMMIT"
 #define SPOOL_TEST_CRASH_STATUS	86
+/* Test hook: milliseconds (decimal) the index thread waits before each
+ * of its commits, read at spool_open(), so a test can kill the relay
+ * after a 250 that came before the record (spool_msg_early()) and see
+ * start-up index the message from its file; tests/integration/
+ * test_relay_pending.sh.  Unset (production): no wait. */
+#define SPOOL_TEST_INDEX_DELAY_ENV "MAILFERRY_TEST_INDEX_DELAY_MS"
 #define DEDUPE_VALUE_LEN	(1 + 8 + QUEUE_ID_LEN)
 /* Test hook: a decimal byte count read at spool_open() that replaces
  * SPOOL_RESERVE, so a test can make any file system look full (a huge
@@ -61,6 +68,7 @@ struct spool_msg {
 	char		*buf;		/* pending bytes, lazily allocated */
 	size_t		 buflen;
 	int		 env_written;	/* header is at the start of the file */
+	size_t		 size_off;	/* its size value's offset, 0: none */
 	uint64_t	 body;		/* message bytes accepted */
 	int		 werr;		/* first write errno, 0 if none */
 	/* set at commit */
@@ -70,6 +78,12 @@ struct spool_msg {
 	size_t		 enclen;
 	spool_commit_cb	*cb;
 	void		*arg;
+	/* spool_msg_early(): told once the file is durable */
+	spool_commit_cb	*dcb;
+	void		*darg;
+	TAILQ_ENTRY(spool_msg) early;	/* on struct spool's durable (mu) */
+	TAILQ_ENTRY(spool_msg) acked;	/* on struct spool's acked (loop) */
+	int		 in_acked;	/* (loop) */
 	int		 status;	/* 0, -1, or 1: duplicate */
 	char		 why[320];
 	/* dedupe: the relay key, put with the record */
@@ -98,9 +112,22 @@ struct spool {
 	pthread_cond_t	 cv;
 	struct msgq	 pending;	/* waiting for the next round (mu) */
 	struct msgq	 done;		/* finished, for the loop (mu) */
+	struct msgq	 indexq;	/* durable, for the index thread (mu) */
+	struct msgq	 durable;	/* early notices, for the loop (mu;
+					   linked through early) */
+	pthread_cond_t	 icv;		/* the index thread's */
+	/* Loop only: reported durable, record not committed yet; their
+	 * relay keys count for spool_dedupe_lookup().  Linked through
+	 * acked; only has_key, key and id are read, set before the commit. */
+	struct msgq	 acked;
 	int		 stop;		/* (mu) */
+	int		 istop;		/* (mu) the index thread's stop */
+	char		 ierr[300];	/* (mu) index failure to log, "" none */
 	pthread_t	 thread;
 	int		 thread_started;
+	pthread_t	 ithread;	/* the index thread */
+	int		 ithread_started;
+	unsigned	 index_delay_ms; /* SPOOL_TEST_INDEX_DELAY_ENV */
 	struct wakeup	*wake;		/* writer -> loop: "done is not empty" */
 	int		 test_crash;	/* SPOOL_TEST_CRASH_ENV was set */
 	uint64_t	 reserve;	/* bytes kept free (spool_has_room) */
@@ -117,6 +144,7 @@ void	spool_msg_unlink(struct spool *sp, struct spool_msg *m);
 /* spool_file.c: the envelope header */
 int	spool_env_build(const struct queue_record *rec, const char *id,
 	    char **text_r, size_t *len_r);
+size_t	spool_env_size_off(const char *text, size_t len);
 int	spool_file_read(struct spool *sp, const char *id,
 	    struct queue_record *rec, int *fd_r, uint64_t *offset_r,
 	    uint64_t *size_r, char *err, size_t errlen);
@@ -135,6 +163,7 @@ int	spool_ledger_keys(const struct relay *relay,
 int	spool_view_domains(const struct queue_record *rec, char **list_r,
 	    size_t *len_r);
 void	*spool_writer(void *arg);
+void	*spool_indexer(void *arg);
 void	spool_done_cb(void *arg);
 
 /* spool_rebuild.c: start-up */

@@ -1,11 +1,12 @@
 /*
- * spool_writer.c - the spool's writer thread and its group-commit rounds
- * (spool.c's model; DESIGN.md §4, "Order of a commit").  One round takes
- * every message queued since the last one: flush and fsync each file,
- * rename tmp/ID to queue/ID, fsync the queue directory once, then ONE
- * LMDB write transaction with every record, its dedupe key, its pending
- * ledger entries and the per-domain inbound counts; the finished round
- * goes back to the loop (common/wakeup.h), which runs the callbacks.
+ * spool_writer.c - the spool's two threads and their group-commit rounds
+ * (spool.c's model; DESIGN.md §4, "Order of a commit").  The writer's
+ * round takes every message queued since the last one: flush each file,
+ * rename tmp/ID to queue/ID, fsync each file, fsync the queue directory
+ * once; early callbacks go back to the loop (common/wakeup.h) and the
+ * round to the index thread, whose round is ONE LMDB write transaction
+ * with every record, its dedupe key, its pending ledger entries and the
+ * per-domain inbound counts; then the loop runs the commit callbacks.
  *
  * DEDUPE VALUE FORMAT (stable; STORE_DB_DEDUPE, key = the 32-byte relay
  * key, the store adds its expiry header in front):
@@ -13,9 +14,9 @@
  *   8     first seen         unix time, big-endian
  *   16    queue id           of the copy that was queued
  *
- * Threading: spool_writer() runs on its own thread and touches only
- * the messages of its round and the store; it never logs and never
- * calls back.  spool_done_cb() runs on the loop.
+ * Threading: spool_writer() and spool_indexer() run on their own threads
+ * and touch only the messages of their rounds and the store; they never
+ * log and never call back.  spool_done_cb() runs on the loop.
  */
 
 #include <ctype.h>
@@ -30,6 +31,7 @@
 #include <string.h>
 #include <sys/queue.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <event2/event.h>
@@ -277,17 +279,47 @@ round_put(struct store_txn *tx, void *arg)
 	return (0);
 }
 
+static void	round_release(struct spool *, struct msgq *, int);
+
+/* round_size - write the message's length into its header (spool_file.c) */
+static int
+round_size(struct spool_msg *m)
+{
+	char v[SPOOL_SIZE_DIGITS + 1];
+	ssize_t n;
+
+	if (m->size_off == 0)
+		return (0);
+	snprintf(v, sizeof(v), "%0*" PRIu64, SPOOL_SIZE_DIGITS, m->body);
+	do
+		n = pwrite(m->fd, v, SPOOL_SIZE_DIGITS, (off_t)m->size_off);
+	while (n == -1 && errno == EINTR);
+	if (n != SPOOL_SIZE_DIGITS) {
+		if (n >= 0)
+			errno = EIO;
+		return (-1);
+	}
+	return (0);
+}
+
 /*
  * spool_round - make every message of round durable, or fail it
  *
- * The order is DESIGN.md §4's: file fsync, rename, directory fsync, LMDB.
+ * The order is DESIGN.md §4's - file fsync, directory fsync, LMDB - with
+ * the rename moved before the file's fsync: on a journalling file system
+ * the file's fsync then commits the rename with the data, and the
+ * directory's fsync that POSIX asks for finds little left to do.  Until
+ * that fsync returns, a crash may leave queue/ID cut short; its header
+ * says how long the message is (round_size), so start-up refuses such a
+ * file (spool_file_read) rather than index half a message.  None of
+ * that was acknowledged: the 250 (spool_msg_early) waits for both
+ * fsyncs.
  */
 static void
 spool_round(struct spool *sp, struct msgq *round)
 {
 	struct spool_msg *m;
-	char err[256];
-	int nrenamed = 0, nok = 0, nremoved = 0;
+	int nrenamed = 0, nok = 0;
 
 	TAILQ_FOREACH(m, round, entry) {
 		if (m->status != 0)
@@ -296,8 +328,8 @@ spool_round(struct spool *sp, struct msgq *round)
 			continue;
 		if (spool_msg_flush(m) == -1)
 			spool_msg_fail(m, "write", m->werr);
-		else if (fsync(m->fd) == -1)
-			spool_msg_fail(m, "fsync", errno);
+		else if (round_size(m) == -1)
+			spool_msg_fail(m, "write", errno);
 	}
 	TAILQ_FOREACH(m, round, entry) {
 		if (m->status != 0)
@@ -309,6 +341,9 @@ spool_round(struct spool *sp, struct msgq *round)
 			nrenamed++;
 		}
 	}
+	TAILQ_FOREACH(m, round, entry)
+		if (m->status == 0 && fsync(m->fd) == -1)
+			spool_msg_fail(m, "fsync", errno);
 	if (nrenamed > 0 && fsync(sp->queuefd) == -1) {
 		int saved = errno;
 
@@ -321,24 +356,22 @@ spool_round(struct spool *sp, struct msgq *round)
 			nok++;
 	if (nok > 0 && sp->test_crash)
 		_exit(SPOOL_TEST_CRASH_STATUS);
-	if (nok > 0 && store_txn_run(sp->relay->store, 0, round_put, round,
-	    err, sizeof(err)) != 0) {
-		char what[300];
+	round_release(sp, round, 0);
+}
 
-		snprintf(what, sizeof(what), "queue index: %s", err);
-		TAILQ_FOREACH(m, round, entry)
-			if (m->status == 0)
-				spool_msg_fail(m, what, 0);
-	} else if (nok > 0) {
-		/* Committed: a duplicate has no record; its file goes. */
-		TAILQ_FOREACH(m, round, entry)
-			if (m->status == 0 && m->dup) {
-				m->status = 1;
-				snprintf(m->why, sizeof(m->why), "%s",
-				    m->first_id);
-			}
-	}
+/*
+ * round_release - close what failed (status != 0; with all the rest
+ * too): files removed, descriptors closed, buffers freed
+ */
+static void
+round_release(struct spool *sp, struct msgq *round, int all)
+{
+	struct spool_msg *m;
+	int nremoved = 0;
+
 	TAILQ_FOREACH(m, round, entry) {
+		if (m->status == 0 && !all)
+			continue;
 		if (m->status != 0) {
 			if (m->where == IN_QUEUE)
 				nremoved++;
@@ -357,13 +390,44 @@ spool_round(struct spool *sp, struct msgq *round)
 		(void)fsync(sp->queuefd);
 }
 
-/* ---- the thread and the way back to the loop ---- */
+/*
+ * index_round - one LMDB transaction for every record of round; 0, or -1
+ * with err (nothing committed)
+ */
+static int
+index_round(struct spool *sp, struct msgq *round, char *err, size_t errlen)
+{
+	struct spool_msg *m;
 
+	if (sp->index_delay_ms > 0)
+		usleep(sp->index_delay_ms * 1000U);
+	if (store_txn_run(sp->relay->store, 0, round_put, round, err,
+	    errlen) != 0)
+		return (-1);
+	/* Committed: a duplicate has no record; its file goes. */
+	TAILQ_FOREACH(m, round, entry)
+		if (m->status == 0 && m->dup) {
+			m->status = 1;
+			snprintf(m->why, sizeof(m->why), "%s", m->first_id);
+		}
+	return (0);
+}
+
+/* ---- the threads and the way back to the loop ---- */
+
+/*
+ * spool_writer - the file rounds.  What is durable goes on to the index
+ * thread, so the next round's fsyncs run while this one's records are
+ * committed; a message with an early callback (spool_msg_early) is
+ * reported to the loop at once, before its record.
+ */
 void *
 spool_writer(void *arg)
 {
 	struct spool *sp = arg;
+	struct spool_msg *m;
 	struct msgq round;
+	int tell;
 
 	for (;;) {
 		pthread_mutex_lock(&sp->mu);
@@ -379,6 +443,96 @@ spool_writer(void *arg)
 
 		spool_round(sp, &round);
 
+		tell = 0;
+		pthread_mutex_lock(&sp->mu);
+		while ((m = TAILQ_FIRST(&round)) != NULL) {
+			TAILQ_REMOVE(&round, m, entry);
+			if (m->status != 0) {
+				TAILQ_INSERT_TAIL(&sp->done, m, entry);
+				tell = 1;
+				continue;
+			}
+			if (m->dcb != NULL) {
+				TAILQ_INSERT_TAIL(&sp->durable, m, early);
+				tell = 1;
+			}
+			TAILQ_INSERT_TAIL(&sp->indexq, m, entry);
+		}
+		pthread_cond_signal(&sp->icv);
+		pthread_mutex_unlock(&sp->mu);
+		if (tell)
+			wakeup_signal(sp->wake);
+	}
+	return (NULL);
+}
+
+/*
+ * spool_indexer - the LMDB rounds: every durable message waiting, one
+ * transaction.  A failed transaction fails the messages nobody was told
+ * about yet (no early callback: their files go, as before); those
+ * already acknowledged are never failed: their files are durable and the
+ * truth, so they are tried again every second (and start-up would index
+ * them from their files), the error logged by the loop.
+ */
+void *
+spool_indexer(void *arg)
+{
+	struct spool *sp = arg;
+	struct spool_msg *m, *next;
+	struct msgq round, retry;
+	struct timespec until;
+	char err[256];
+	int failed = 0;
+
+	for (;;) {
+		pthread_mutex_lock(&sp->mu);
+		if (failed && !sp->istop) {
+			clock_gettime(CLOCK_REALTIME, &until);
+			until.tv_sec += 1;
+			(void)pthread_cond_timedwait(&sp->icv, &sp->mu, &until);
+		}
+		while (TAILQ_EMPTY(&sp->indexq) && !sp->istop)
+			pthread_cond_wait(&sp->icv, &sp->mu);
+		if (TAILQ_EMPTY(&sp->indexq)) {
+			pthread_mutex_unlock(&sp->mu);
+			break;
+		}
+		TAILQ_INIT(&round);
+		TAILQ_CONCAT(&round, &sp->indexq, entry);
+		pthread_mutex_unlock(&sp->mu);
+
+		TAILQ_INIT(&retry);
+		failed = 0;
+		if (index_round(sp, &round, err, sizeof(err)) == -1) {
+			char what[300];
+
+			snprintf(what, sizeof(what), "queue index: %s", err);
+			failed = 1;
+			for (m = TAILQ_FIRST(&round); m != NULL; m = next) {
+				next = TAILQ_NEXT(m, entry);
+				if (m->status != 0)
+					continue;
+				if (m->dcb == NULL) {
+					spool_msg_fail(m, what, 0);
+					continue;
+				}
+				TAILQ_REMOVE(&round, m, entry);
+				TAILQ_INSERT_TAIL(&retry, m, entry);
+			}
+			pthread_mutex_lock(&sp->mu);
+			snprintf(sp->ierr, sizeof(sp->ierr), "%s", what);
+			if (sp->istop) {
+				/* Left to start-up (spool_reconcile). */
+				TAILQ_FOREACH(m, &retry, entry)
+					m->cb = NULL;
+				TAILQ_CONCAT(&round, &retry, entry);
+			} else {
+				TAILQ_CONCAT(&retry, &sp->indexq, entry);
+				TAILQ_CONCAT(&sp->indexq, &retry, entry);
+			}
+			pthread_mutex_unlock(&sp->mu);
+		}
+		round_release(sp, &round, 1);
 		pthread_mutex_lock(&sp->mu);
 		TAILQ_CONCAT(&sp->done, &round, entry);
 		pthread_mutex_unlock(&sp->mu);
@@ -387,22 +541,50 @@ spool_writer(void *arg)
 	return (NULL);
 }
 
-/* spool_done_cb - on the loop: report finished rounds to their callers */
+/*
+ * spool_done_cb - on the loop: early callbacks of durable messages first
+ * (a message of this batch's done list had its notice in this batch or
+ * an earlier one), then finished messages to their callers
+ */
 void
 spool_done_cb(void *arg)
 {
 	struct spool *sp = arg;
-	struct msgq done;
+	struct msgq done, durable;
 	struct spool_msg *m;
+	char ierr[sizeof(sp->ierr)];
 
 	TAILQ_INIT(&done);
+	TAILQ_INIT(&durable);
 	pthread_mutex_lock(&sp->mu);
+	TAILQ_CONCAT(&durable, &sp->durable, early);
 	TAILQ_CONCAT(&done, &sp->done, entry);
+	memcpy(ierr, sp->ierr, sizeof(ierr));
+	sp->ierr[0] = '\0';
 	pthread_mutex_unlock(&sp->mu);
+	if (ierr[0] != '\0')
+		log_warnx("spool: %s (messages already acknowledged are kept "
+		    "and indexed again every second)", ierr);
+	while ((m = TAILQ_FIRST(&durable)) != NULL) {
+		TAILQ_REMOVE(&durable, m, early);
+		TAILQ_INSERT_TAIL(&sp->acked, m, acked);
+		m->in_acked = 1;
+		m->dcb(0, m->id, NULL, m->darg);
+	}
 	while ((m = TAILQ_FIRST(&done)) != NULL) {
 		TAILQ_REMOVE(&done, m, entry);
+		if (m->in_acked) {
+			TAILQ_REMOVE(&sp->acked, m, acked);
+			m->in_acked = 0;
+		}
 		if (m->status == -1)
 			log_warnx("%s: not queued: %s", m->id, m->why);
+		else if (m->status == 1 && m->dcb != NULL)
+			log_info("%s: duplicate of %s, acknowledged before its "
+			    "record: removed, not forwarded", m->id, m->why);
+		/* A failed message was never reported durable. */
+		if (m->status == -1 && m->dcb)
+			m->dcb(-1, m->id, m->why, m->darg);
 		if (m->cb)
 			m->cb(m->status, m->id, m->status ? m->why : NULL,
 			    m->arg);

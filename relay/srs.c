@@ -30,6 +30,7 @@
 #include <openssl/hmac.h>
 
 #include "relay.h"
+#include "smtp_parse.h"
 #include "srs.h"
 #include "util.h"
 
@@ -70,6 +71,8 @@ srs_strerror(int status)
 	case SRS_EMALFORMED:	return ("malformed SRS address");
 	case SRS_ETOOSMALL:	return ("buffer too small");
 	case SRS_EINVAL:	return ("invalid argument");
+	case SRS_ETOOLONG:	return ("sender too long for SRS (local part "
+				    "over 64 or path over 256 octets)");
 	}
 	return ("unknown SRS status");
 }
@@ -250,6 +253,14 @@ srs_forward(const struct srs *srs, const char *sender, time_t now, char *out,
 		if (!is_atext((unsigned char)sender[i]))
 			goto unchanged;	/* quoted local part */
 
+	/* "SRS0=" hash "=" tt "=" domain "=" local, then "@" srs_domain:
+	 * within RFC 5321's 64-octet local part and 254-octet mailbox
+	 * (256 with <>), or the bounce could not come back (see srs.h) */
+	if (5 + SRS_HASH_LEN + 1 + 2 + 1 + dlen + 1 + llen > SMTP_LOCAL_MAX ||
+	    5 + SRS_HASH_LEN + 1 + 2 + 1 + dlen + 1 + llen + 1 +
+	    strlen(srs->domain) > SMTP_PATH_MAX - 2)
+		return (SRS_ETOOLONG);
+
 	stamp = day_stamp(now);
 	tt[0] = b32[stamp >> 5];
 	tt[1] = b32[stamp & 31];
@@ -262,6 +273,13 @@ srs_forward(const struct srs *srs, const char *sender, time_t now, char *out,
 		out[0] = '\0';
 		return (SRS_ETOOSMALL);
 	}
+	/* The local part was checked as atext only; a Dot-string also
+	 * forbids "..", and a trailing "." now sits inside our local part.
+	 * Such a sender never passed our MAIL parser; if one comes from
+	 * elsewhere, send it as is rather than make what we cannot take
+	 * back. */
+	if (smtp_mailbox_valid(out, (size_t)n, 1, NULL) != 0)
+		goto unchanged;
 	return (SRS_OK);
 unchanged:
 	return (copy_out(out, outlen, sender) == SRS_OK ? SRS_UNCHANGED :

@@ -24,6 +24,20 @@
  *             as is (it may itself contain "=": everything after the
  *             domain's "=" is the local part).
  *
+ * Length: the result must be a mailbox our own SMTP server (and any
+ * RFC 5321 peer) takes back in RCPT TO when the bounce comes home, i.e.
+ * a local part of at most 64 octets (SMTP_LOCAL_MAX) and a path of at
+ * most 256 with its angle brackets.  "SRS0=HHHHHHHH=TT=" and the "="
+ * after the domain take 18 octets, so the original domain and local part
+ * together may have at most 46.  Longer senders are not rewritten
+ * (SRS_ETOOLONG, a clear reason for the log): the mail goes out with
+ * its original envelope sender, so a bounce goes straight back to that
+ * sender and nothing is lost; only the SPF alignment that SRS would have
+ * given is missing for it.  Shortening the tail by a hash (as some SRS
+ * implementations do) would need a lookup table to reverse, i.e. state
+ * shared by every relay that may receive the bounce; refusing keeps the
+ * scheme stateless and every address we make reversible.
+ *
  * Only the SRS0 form is made.  SRS1 (re-forwarding an address that is
  * already SRS0 of another forwarder) is not implemented: such a sender
  * is simply wrapped in a new SRS0, which reverses correctly hop by hop
@@ -55,7 +69,9 @@ enum srs_status {
 	SRS_EEXPIRED = -3,	/* the day stamp is older than max_age */
 	SRS_EMALFORMED = -4,	/* SRS0 prefix at our domain, fields broken */
 	SRS_ETOOSMALL = -5,	/* out is too small (out set to "") */
-	SRS_EINVAL = -6		/* NULL or overlong argument */
+	SRS_EINVAL = -6,	/* NULL or overlong argument */
+	SRS_ETOOLONG = -7	/* srs_forward: result would exceed the
+				   RFC 5321 limits; send the sender as is */
 };
 
 /*
@@ -76,7 +92,11 @@ int	srs_set_max_age(struct srs *srs, int days);
  * as is, because it is the null path "", has no "@", an empty local part
  * or domain, is already in our srs_domain, or its local part or domain is
  * not plain enough to be embedded in a local part (a quoted local part,
- * an address literal).  SRS_ETOOSMALL / SRS_EINVAL: out is "".
+ * an address literal).  SRS_ETOOLONG: the SRS0 address would have a
+ * local part over 64 octets or a path over 256 (see "Length" above);
+ * out is "" and the caller sends sender unchanged.  Every SRS_OK result
+ * is a valid RFC 5321 Mailbox (smtp_mailbox_valid()) and srs_reverse()
+ * turns it back into sender.  SRS_ETOOSMALL / SRS_EINVAL: out is "".
  */
 int	srs_forward(const struct srs *srs, const char *sender, time_t now,
 	    char *out, size_t outlen);

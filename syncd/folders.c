@@ -62,6 +62,8 @@ folder_skip_name(enum folder_skip skip)
 	case FOLDER_SKIP_EXCLUDED:	return ("excluded");
 	case FOLDER_SKIP_VIRTUAL:	return ("virtual folder");
 	case FOLDER_SKIP_NON_MAIL:	return ("non-mail folder");
+	case FOLDER_SKIP_BADLIST:
+		return ("its LIST entry did not parse");
 	}
 	return ("?");
 }
@@ -69,7 +71,7 @@ folder_skip_name(enum folder_skip skip)
 int
 folder_skip_is_loss(enum folder_skip skip)
 {
-	return (skip == FOLDER_SKIP_BADNAME);
+	return (skip == FOLDER_SKIP_BADNAME || skip == FOLDER_SKIP_BADLIST);
 }
 
 const char *

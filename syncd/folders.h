@@ -136,6 +136,7 @@ enum folder_skip {
 	FOLDER_SKIP_EXCLUDED,	/* exclude pattern, or no include pattern */
 	FOLDER_SKIP_VIRTUAL,	/* \All \Flagged \Important */
 	FOLDER_SKIP_NON_MAIL,	/* Exchange calendar, contacts... */
+	FOLDER_SKIP_BADLIST,	/* its LIST entry did not parse */
 };
 
 /* How the destination was chosen. */
@@ -172,7 +173,10 @@ struct folder_info {
 				   did not decode */
 	const char	*wire;	/* the server's spelling, carried through
 				   for the caller (may be NULL) */
-	unsigned	 attrs;	/* IMAP_MBOX_*, IMAP_MBOX_SUBSCRIBED too */
+	unsigned	 attrs;	/* IMAP_MBOX_*, IMAP_MBOX_SUBSCRIBED too;
+				   IMAP_MBOX_UNPARSED: its LIST entry did
+				   not parse (name NULL, wire what could
+				   be read of it) */
 };
 
 /* One server's folder list. */

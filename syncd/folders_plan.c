@@ -307,6 +307,10 @@ plan_source(struct plan_ctx *ctx)
 		w = &ctx->w[i];
 		w->index = i;
 		w->in = &s->v[i];
+		if (w->in->attrs & IMAP_MBOX_UNPARSED) {
+			w->skip = FOLDER_SKIP_BADLIST;
+			continue;
+		}
 		if (w->in->name == NULL) {
 			w->skip = FOLDER_SKIP_BADNAME;
 			continue;
@@ -359,6 +363,7 @@ plan_source(struct plan_ctx *ctx)
 	for (i = 0; i < ctx->n; i++) {
 		w = &ctx->w[i];
 		if (w->skip == FOLDER_SKIP_BADNAME ||
+		    w->skip == FOLDER_SKIP_BADLIST ||
 		    w->skip == FOLDER_SKIP_NAMESPACE ||
 		    w->skip == FOLDER_SKIP_DUPLICATE)
 			continue;

@@ -683,6 +683,47 @@ search_event(struct imap_client *c, const struct imap_event *ev)
 /* ---- collected untagged responses ---------------------------------- */
 
 /*
+ * list_bad - a LIST or LSUB response that tokenised but is no mailbox
+ * entry (a missing delimiter, a list where the name goes, an empty name
+ * or one with a NUL...).  The stream itself is sound (the parser
+ * accepted its grammar), so only this entry is lost: a LIST entry goes
+ * to the command as a bad one, named by its last string or atom
+ * (sanitised), so that the folder is reported as not copied; an LSUB
+ * entry only loses a subscription, which the log says.
+ */
+static void
+list_bad(struct imap_client *c, int lsub)
+{
+	struct resp *r = &c->r;
+	struct imap_list_entry e;
+	struct imap_cmd *t;
+	const struct ctok *tk;
+	char shown[256];
+	size_t i;
+
+	snprintf(shown, sizeof(shown), "?");
+	for (i = r->ntoks; i-- > 0;) {
+		tk = &r->toks[i];
+		if (tk->depth == 0 && tk->len > 0 &&
+		    (is_string(tk) || tk->type == IMAP_EV_ATOM)) {
+			sanitize(shown, sizeof(shown), tstr(c, tk), tk->len);
+			break;
+		}
+	}
+	log_warnx("%s: malformed %s response from server (mailbox \"%s\"?): "
+	    "%s", c->id, lsub ? "LSUB" : "LIST", shown, lsub ?
+	    "its subscription is not known" : "that folder is not copied");
+	if (lsub)
+		return;
+	memset(&e, 0, sizeof(e));
+	e.name = shown;
+	e.bad = "its LIST entry did not parse";
+	t = imapc_oldest_kind(c, K_LIST, K_LIST);
+	if (t != NULL && t->lcbs.mailbox != NULL && !imapc_freed(c))
+		t->lcbs.mailbox(c, &e, t->arg);
+}
+
+/*
  * list_done - "* LIST (attrs) delim name [ext]" or LSUB: decode and
  * give it to the LIST/LSUB command in flight.
  */
@@ -752,8 +793,7 @@ list_done(struct imap_client *c, int lsub)
 	return;
 bad:
 	strlist_clear(&attrs);
-	imapc_fail(c, IMAP_ERR_TEMP, "malformed %s response from server",
-	    lsub ? "LSUB" : "LIST");
+	list_bad(c, lsub);
 	return;
 oom:
 	strlist_clear(&attrs);

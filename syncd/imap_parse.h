@@ -138,6 +138,9 @@ struct imap_parse_limits {
  * The callback returns 0 to go on, or IMAP_PARSE_PAUSE to make
  * imap_parse_feed() return right after this event (flow control: the
  * caller keeps the unconsumed bytes and feeds them again later).
+ * An event that needs no input byte (the LITERAL_END after the last
+ * byte of a literal) comes with the next call after a pause, even one
+ * of 0 bytes.
  * After IMAP_EV_ERROR the return value is ignored.
  */
 #define IMAP_PARSE_PAUSE	1

@@ -219,6 +219,9 @@ struct imap_fetch_cbs;
 #define IMAP_MBOX_TRASH		0x4000
 #define IMAP_MBOX_IMPORTANT	0x8000	/* RFC 8457 */
 #define IMAP_MBOX_SPECIAL_USE	0xff00
+/* Not an attribute: the LIST entry did not parse (imap_list_entry.bad);
+ * set by the listing's consumer, never by the client. */
+#define IMAP_MBOX_UNPARSED	0x10000
 
 struct imap_list_entry {
 	const char	*name;		/* wire name */
@@ -227,6 +230,12 @@ struct imap_list_entry {
 	unsigned	 attrs;		/* IMAP_MBOX_* */
 	struct imap_strv attributes;	/* every attribute as sent */
 	int		 lsub;		/* came as "* LSUB" */
+	/* Not NULL: the response did not parse as a LIST entry (why);
+	 * name is then what could be read of it, sanitised for the
+	 * log ("?" when nothing), name_utf8 NULL, no attributes.  One
+	 * such line must cost its folder, not the whole listing.  LSUB
+	 * entries that do not parse are logged and not delivered. */
+	const char	*bad;
 };
 
 struct imap_list_cbs {

@@ -73,6 +73,7 @@ setup(struct syncd *sd)
 {
 	const struct config *cfg = &sd->cfg;
 	const char *ca = cfg->syncd.ca_file[0] ? cfg->syncd.ca_file : NULL;
+	struct store_opts sopts;
 	char err[1024], path[4096];
 
 	log_open("ferry-syncd", sd->foreground || sd->once ||
@@ -102,11 +103,17 @@ setup(struct syncd *sd)
 		log_errorx("[global] state_dir is too long");
 		return (-1);
 	}
-	/* a dry run reads the state if there is one, never creates it */
+	/* a dry run reads the state if there is one, never creates it;
+	 * [global] map_size caps the map's growth, as in the relay: one
+	 * environment, one cap */
+	memset(&sopts, 0, sizeof(sopts));
+	sopts.map_max = (size_t)cfg->global.map_size;
+	sopts.map_size = sopts.map_max < STORE_MAP_DEFAULT ? sopts.map_max :
+	    STORE_MAP_DEFAULT;
 	if (verify_mode)
 		sd->store = NULL;
-	else if (store_open(&sd->store, path, sd->dry_run ? STORE_RDONLY : 0, err,
-	    sizeof(err)) == -1) {
+	else if (store_open_opts(&sd->store, path, sd->dry_run ?
+	    STORE_RDONLY : 0, &sopts, err, sizeof(err)) == -1) {
 		if (sd->dry_run)
 			sd->store = NULL;
 		else {

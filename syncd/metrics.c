@@ -77,7 +77,7 @@ static const char *const server_names[METRICS_NSERVERS] = {
 static const char *const dup_names[METRICS_NDUPS] = {
 	"already_there", "ledger" };
 static const char *const fail_names[METRICS_NFAILS] = {
-	"refused", "source", "temporary" };
+	"refused", "source", "temporary", "over_quota", "altered" };
 static const char *const throttle_names[METRICS_NTHROTTLES] = {
 	"rate_limit", "server_backoff" };
 static const char *const result_names[METRICS_NRESULTS] = {

@@ -45,6 +45,8 @@ enum metrics_fail {
 	METRICS_FAIL_REFUSED = 0,	/* the destination refused APPEND */
 	METRICS_FAIL_SOURCE,		/* the source would not give it */
 	METRICS_FAIL_TEMPORARY,		/* temporary failures, out of tries */
+	METRICS_FAIL_OVER_QUOTA,	/* left: the destination is over quota */
+	METRICS_FAIL_ALTERED,		/* the destination changed the copy */
 	METRICS_NFAILS
 };
 

@@ -54,6 +54,48 @@ acct_state_name(enum sync_acct_state s)
 	}
 }
 
+/*
+ * acct_rate_json - one account's messages, bytes, rate and ETA: the
+ * rate over the time it has run (until it finished), the ETA only while
+ * it runs.
+ */
+static void
+acct_rate_json(struct json *j, const struct sync_acct_progress *a,
+    int live)
+{
+	int64_t end = a->finished ? a->finished : (int64_t)time(NULL);
+	double el = a->started ? (double)(end - a->started) : 0, rm = 0, rb = 0;
+
+	if (el < 1 && a->started)
+		el = 1;		/* whole seconds: an account done in one */
+	if (el > 0) {
+		rm = (double)a->messages_done / el;
+		rb = (double)a->bytes / el;
+	}
+	json_key(j, "messages_done");
+	json_uint(j, a->messages_done);
+	json_key(j, "messages_total");
+	json_uint(j, a->messages_total);
+	json_key(j, "bytes");
+	json_uint(j, a->bytes);
+	json_key(j, "started");
+	if (a->started)
+		json_int(j, a->started);
+	else
+		json_null(j);
+	json_key(j, "rate_msgs");
+	json_double(j, rm);
+	json_key(j, "rate_bytes");
+	json_double(j, rb);
+	json_key(j, "eta_seconds");
+	if (live && a->state == SYNC_ACCT_RUNNING && rm > 0 &&
+	    a->messages_total >= a->messages_done)
+		json_uint(j, (uint64_t)((double)(a->messages_total -
+		    a->messages_done) / rm));
+	else
+		json_null(j);
+}
+
 /* progress_json - the "syncd.progress" object (shape in syncctx / sync.h) */
 static const char *
 progress_json(struct syncd *sd, int running, struct json *j, size_t *len)
@@ -158,6 +200,7 @@ progress_json(struct syncd *sd, int running, struct json *j, size_t *len)
 		json_uint(j, a->failed);
 		json_key(j, "error");
 		json_string(j, a->error[0] ? a->error : NULL);
+		acct_rate_json(j, a, running && sd->in_pass);
 		json_object_end(j);
 	}
 	json_array_end(j);

@@ -1251,6 +1251,7 @@ json_folder(struct json *j, const struct report_folder *f)
 	json_kv_u64(j, "duplicates", f->duplicates);
 	json_kv_u64(j, "skipped_policy", f->policy);
 	json_kv_u64(j, "failed", f->failed);
+	json_kv_u64(j, "size_mismatch", f->size_mismatch);
 	json_kv_u64(j, "missing", folder_missing(f));
 	json_kv_u64(j, "bytes", f->bytes);
 	json_key(j, "seconds");

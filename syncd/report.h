@@ -106,6 +106,9 @@ struct report_folder {
 	uint64_t	 policy;	/* not copied by policy */
 	uint64_t	 failed;	/* tried and failed */
 	uint64_t	 bytes;		/* bytes copied (dry run: to copy) */
+	uint64_t	 size_mismatch;	/* copied, but the body received was
+					   not the RFC822.SIZE announced (each
+					   also a REPORT_NOTE) */
 	double		 seconds;	/* time spent on the folder */
 
 	struct report_problem *problems;

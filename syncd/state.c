@@ -421,7 +421,7 @@ state_map_decode(const void *v, size_t len, struct state_map_entry *e)
 	e->flags = get_strdup(&r);
 	if (r.why != NULL || e->flags == NULL || rbuf_left(&r) != 0 ||
 	    e->origin < STATE_ORIGIN_COPIED ||
-	    e->origin > STATE_ORIGIN_LEDGER) {
+	    e->origin > STATE_ORIGIN_ALTERED) {
 		free(e->flags);
 		e->flags = NULL;
 		return (-1);

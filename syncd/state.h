@@ -91,6 +91,10 @@ enum state_origin {
 	STATE_ORIGIN_MATCHED = 2,	/* found on the destination by
 					   content key (not deletable) */
 	STATE_ORIGIN_LEDGER = 3,	/* the relay delivered it: no copy */
+	STATE_ORIGIN_ALTERED = 4,	/* syncd APPENDed it, but the
+					   destination holds other bytes
+					   (sync_faithful.c): reported by
+					   every pass, never copied again */
 };
 
 struct state_key {

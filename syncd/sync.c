@@ -96,7 +96,7 @@ extra_pairs_wanted(struct acct *a)
 	uint64_t msgs = 0;
 
 	for (i = 0; i < a->njobs; i++) {
-		const struct fjob *j = &a->jobs[i];
+		struct fjob *j = &a->jobs[i];
 		int have;
 
 		if (j->skip)
@@ -108,14 +108,15 @@ extra_pairs_wanted(struct acct *a)
 			continue;
 		folders++;
 		if (!j->have_sst || !(j->sst.have & IMAP_STATUS_MESSAGES))
-			msgs += MSGS_PER_PAIR;	/* unknown: assume work */
+			j->est_msgs = MSGS_PER_PAIR;	/* unknown: assume work */
 		else if (have && (sf.flags & STATE_F_COMPLETE) &&
 		    (j->sst.have & IMAP_STATUS_UIDNEXT) &&
 		    j->sst.uidvalidity == sf.src_uidvalidity)
-			msgs += j->sst.uidnext > sf.src_uidnext ?
+			j->est_msgs = j->sst.uidnext > sf.src_uidnext ?
 			    j->sst.uidnext - sf.src_uidnext : 0;
 		else
-			msgs += j->sst.messages;
+			j->est_msgs = j->sst.messages;
+		msgs += j->est_msgs;
 	}
 	want = (size_t)(msgs / MSGS_PER_PAIR);
 	if (folders == 0)
@@ -125,9 +126,55 @@ extra_pairs_wanted(struct acct *a)
 	return (want);
 }
 
-/* worker_loop - take folders off the account's list until none is left */
+/* The account's extra connection pairs, each on its own thread. */
+struct pairs {
+	pthread_t	 tid[MAX_WORKERS];
+	size_t		 n;
+};
+
+static void worker_loop(struct worker *w, struct pairs *px);
+
+static void *
+worker_thread(void *arg)
+{
+	struct worker *w = arg;
+
+	worker_loop(w, NULL);
+	worker_free(&w);
+	return (NULL);
+}
+
+/* pair_start - one more connection pair for the account, if a slot is
+ * free: 0 started, -1 not */
+static int
+pair_start(struct acct *a, struct pairs *px)
+{
+	struct worker *x;
+
+	if (px->n >= MAX_WORKERS - 1 || a->p->o->dry_run ||
+	    !pace_slot_take(a->p, 0))
+		return (-1);
+	if ((x = worker_new(a)) == NULL) {
+		pace_slot_give(a->p);
+		return (-1);
+	}
+	x->holds_slot = 1;
+	if (pthread_create(&px->tid[px->n], NULL, worker_thread, x) != 0) {
+		worker_free(&x);
+		return (-1);
+	}
+	px->n++;
+	return (0);
+}
+
+/*
+ * worker_loop - take folders off the account's list until none is left;
+ * on the account's own thread (px set), after each folder, open another
+ * pair when the copies so far say the rest would take long on the pairs
+ * there are (sync_pairs.c: a slow-APPEND server gets more)
+ */
 static void
-worker_loop(struct worker *w)
+worker_loop(struct worker *w, struct pairs *px)
 {
 	struct acct *a = w->a;
 
@@ -143,17 +190,13 @@ worker_loop(struct worker *w)
 		if (!j->skip)
 			sync_folder(w, j);
 		prog_folder_done(a);
+		if (px != NULL && pairs_more(a, px->n + 1) &&
+		    pair_start(a, px) == 0)
+			log_info("%s: %.0f ms a message so far: one more "
+			    "connection pair (%zu)", a->acc->src_user,
+			    a->app_msgs ? 1000.0 * a->app_secs /
+			    (double)a->app_msgs : 0.0, px->n + 1);
 	}
-}
-
-static void *
-worker_thread(void *arg)
-{
-	struct worker *w = arg;
-
-	worker_loop(w);
-	worker_free(&w);
-	return (NULL);
 }
 
 /* ---- connections kept between passes (daemon mode) ------------------------------ */
@@ -308,14 +351,16 @@ acct_thread(void *arg)
 	struct pass *p = a->p;
 	struct sync_progress *pr = p->pr;
 	struct worker *w0;
-	pthread_t tid[MAX_WORKERS];
+	struct pairs px;
 	char err[512];
-	size_t nx = 0, i, want;
+	size_t i, want;
 	int ok;
 
+	memset(&px, 0, sizeof(px));
 	a->t0 = pace_now();
 	pthread_mutex_lock(&pr->mu);
 	pr->acc[a->idx].state = SYNC_ACCT_RUNNING;
+	pr->acc[a->idx].started = (int64_t)time(NULL);
 	pthread_mutex_unlock(&pr->mu);
 	err[0] = '\0';
 	if ((w0 = keep_take(a)) == NULL && (w0 = worker_new(a)) == NULL) {
@@ -338,25 +383,12 @@ acct_thread(void *arg)
 	want = extra_pairs_wanted(a);
 	if (want > MAX_WORKERS - 1)
 		want = MAX_WORKERS - 1;
-	for (i = 0; i < want && !p->o->dry_run; i++) {
-		struct worker *x;
-
-		if (!pace_slot_take(p, 0))
+	for (i = 0; i < want; i++)
+		if (pair_start(a, &px) == -1)
 			break;
-		if ((x = worker_new(a)) == NULL) {
-			pace_slot_give(p);
-			break;
-		}
-		x->holds_slot = 1;
-		if (pthread_create(&tid[nx], NULL, worker_thread, x) != 0) {
-			worker_free(&x);
-			break;
-		}
-		nx++;
-	}
-	worker_loop(w0);
-	for (i = 0; i < nx; i++)
-		pthread_join(tid[i], NULL);
+	worker_loop(w0, &px);
+	for (i = 0; i < px.n; i++)
+		pthread_join(px.tid[i], NULL);
 	if (!keep_put(a, w0))
 		worker_free(&w0);
 	w0 = NULL;
@@ -365,6 +397,7 @@ acct_thread(void *arg)
 	pthread_mutex_lock(&pr->mu);
 	pr->accounts_done++;
 	pr->acc[a->idx].state = ok ? SYNC_ACCT_DONE : SYNC_ACCT_FAILED;
+	pr->acc[a->idx].finished = (int64_t)time(NULL);
 	pthread_mutex_unlock(&pr->mu);
 	goto done;
 fail:
@@ -375,6 +408,7 @@ fail:
 	pthread_mutex_lock(&pr->mu);
 	pr->accounts_done++;
 	pr->acc[a->idx].state = SYNC_ACCT_FAILED;
+	pr->acc[a->idx].finished = (int64_t)time(NULL);
 	(void)str_copy(pr->acc[a->idx].error, err,
 	    sizeof(pr->acc[a->idx].error));	/* cut to fit */
 	pthread_mutex_unlock(&pr->mu);

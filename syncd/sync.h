@@ -72,6 +72,10 @@ struct sync_acct_progress {
 	uint64_t	 folders_done, folders_total;
 	uint64_t	 copied, failed;
 	char		 error[256];	/* "" = none */
+	/* the account's share of the pass's counters below, for a rate
+	 * and an ETA per account: unix times, 0 = not yet */
+	uint64_t	 messages_total, messages_done, bytes;
+	int64_t		 started, finished;
 };
 
 /* Live counters of a pass; read them under mu. */

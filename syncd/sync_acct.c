@@ -69,9 +69,9 @@ list_mailbox(struct imap_client *c, const struct imap_list_entry *e,
 		l->alloc = na;
 	}
 	fi = &l->v[l->n];
-	fi->name = e->name_utf8 ? strdup(e->name_utf8) : NULL;
+	fi->name = e->name_utf8 && !e->bad ? strdup(e->name_utf8) : NULL;
 	fi->wire = strdup(e->name);
-	fi->attrs = e->attrs;
+	fi->attrs = e->bad ? IMAP_MBOX_UNPARSED : e->attrs;
 	if (fi->wire == NULL || (e->name_utf8 && fi->name == NULL)) {
 		free((char *)fi->name);
 		free((char *)fi->wire);
@@ -437,9 +437,10 @@ lost_folder(struct worker *w, const struct folder_map *m,
 	    (imap_client_enabled(w->s[SRC].c) & IMAP_ENABLE_UTF8))
 		why = "name is not valid UTF-8";
 	report_folder_not_copied(rf, why);
-	if (wire == NULL)
-		return;
-	if ((st = listing_status(&sl[SRC].l, wire)) == NULL) {
+	/* a LIST entry that did not parse has no name to ask STATUS of */
+	if (wire == NULL || m->skip == FOLDER_SKIP_BADLIST)
+		st = NULL;
+	else if ((st = listing_status(&sl[SRC].l, wire)) == NULL) {
 		memset(&r, 0, sizeof(r));
 		if (side_wait(w, imap_client_status(w->s[SRC].c, wire,
 		    STATUS_ITEMS, wres_done, &r), &r) == 0 && r.have_st)

@@ -56,6 +56,8 @@ struct cmsg {
 	struct imap_cmd	*app;		/* single APPEND */
 	struct wres	 ares;
 	int		 body_done;	/* the whole literal arrived */
+	struct faith	 fh;		/* what was sent, for faith_check */
+	int		 altered;	/* the destination's copy differs */
 	char		 reason[400];
 };
 
@@ -147,6 +149,32 @@ batch_find(struct batch *b, const struct imap_fetch_msg *m)
 	return (NULL);
 }
 
+/*
+ * size_mismatch - the body literal is not the RFC822.SIZE the scan got.
+ * What was received is copied: the literal is the message as the server
+ * delivers it, RFC822.SIZE only its claim (servers compute it from a
+ * cache or an LF file, and some get it wrong); refusing would leave the
+ * message behind for good.  It is flagged instead: a warning naming the
+ * folder and UID, a note in the report and the folder's size_mismatch
+ * count.  The scan's size stays the message's identity in the state.
+ */
+static void
+size_mismatch(struct fctx *fc, const struct smsg *s, uint64_t got)
+{
+	char why[200];
+
+	log_warnx("%s: %s: uid %" PRIu64 ": RFC822.SIZE is %" PRIu64 " but "
+	    "the body received is %" PRIu64 " bytes: copied as received",
+	    fc->a->acc->src_user, fc->j->m->src_path, s->uid, s->size, got);
+	snprintf(why, sizeof(why), "RFC822.SIZE %" PRIu64 " but the body "
+	    "received was %" PRIu64 " bytes: copied as received", s->size,
+	    got);
+	fc_rf_lock(fc);
+	fc->rf->size_mismatch++;
+	report_problem(fc->rf, REPORT_NOTE, s->uid, NULL, got, why);
+	fc_rf_unlock(fc);
+}
+
 static void
 c_body_begin(struct imap_client *c, const struct imap_fetch_msg *m,
     const char *section, uint64_t size, void *arg)
@@ -167,6 +195,10 @@ c_body_begin(struct imap_client *c, const struct imap_fetch_msg *m,
 		return;
 	cm->got_body = 1;
 	b->nseen++;
+	/* out of memory: the copy is left unverified, never failed */
+	(void)faith_begin(&cm->fh);
+	if (size != cm->s->size)
+		size_mismatch(b->fc, cm->s, size);
 	if (b->dst_dead || dst == NULL)
 		return;
 	if (b->multi) {
@@ -225,6 +257,7 @@ c_body_data(struct imap_client *c, const void *data, size_t len, void *arg)
 		return;
 	if ((app = b->multi ? b->app : cm->app) == NULL)
 		return;
+	faith_feed(&cm->fh, data, len);
 	rc = imap_client_append_data(b->w->s[DST].c, app, data, len);
 	if (rc == 1 && !b->src_paused) {
 		b->src_paused = 1;
@@ -242,6 +275,7 @@ c_body_end(struct imap_client *c, void *arg)
 	if (cm == NULL)
 		return;
 	cm->body_done = 1;
+	faith_end(&cm->fh);
 	prog_stream(b->fc->a, cm->s->size);
 	if (!b->multi && cm->declared && cm->app != NULL && !b->dst_dead)
 		imap_client_append_end(b->w->s[DST].c, cm->app);
@@ -412,6 +446,7 @@ quota_left(struct fctx *fc, struct smsg *s, const char *why)
 	fc->problems++;
 	report_problem(fc->rf, REPORT_FAILED, s->uid, NULL, s->size, why);
 	prog_add(fc->a, 0, 0, 0, 1, 0);
+	metrics_failed(METRICS_FAIL_OVER_QUOTA);
 	if (fc->quota_n == 0 || s->uid < fc->quota_lo)
 		fc->quota_lo = s->uid;
 	if (s->uid > fc->quota_hi)
@@ -538,6 +573,26 @@ batch_copied(struct fctx *fc, struct cmsg *cm, struct state_map_entry *ev)
 	s->in_map = 1;
 	if (cm->dropped[0] && !s->no_keywords)
 		fc->flags_dropped++;
+	if (cm->altered) {
+		/* on the destination, so never copied again, but not what
+		 * was sent: no faithful copy, unless the admin accepts it */
+		int accept = fc->a->p->o->cfg->syncd.accept_altered;
+
+		ev->origin = STATE_ORIGIN_ALTERED;
+		log_warnx("%s: %s: uid %" PRIu64 " %s%s", fc->a->acc->src_user,
+		    fc->j->m->src_path, s->uid, cm->reason,
+		    accept ? " (accepted: accept_altered = yes)" : "");
+		if (!accept) {
+			fc->problems++;
+			report_problem(fc->rf, REPORT_FAILED, s->uid, NULL,
+			    s->size, cm->reason);
+			prog_add(fc->a, 0, 0, 0, 1, 0);
+			metrics_failed(METRICS_FAIL_ALTERED);
+			return;
+		}
+		report_problem(fc->rf, REPORT_NOTE, s->uid, NULL, s->size,
+		    cm->reason);
+	}
 	fc->rf->copied++;
 	fc->rf->bytes += s->size;
 	prog_add(fc->a, 1, 0, 0, 0, 0);
@@ -552,6 +607,48 @@ batch_copied(struct fctx *fc, struct cmsg *cm, struct state_map_entry *ev)
 		report_problem(fc->rf, REPORT_NOTE, s->uid, NULL, s->size,
 		    why);
 	}
+}
+
+/*
+ * batch_verify - what the destination holds of each new copy, against
+ * what was sent (sync_faithful.c): one pipelined UID FETCH a batch
+ */
+static void
+batch_verify(struct fctx *fc, struct batch *b)
+{
+	struct faith_item *v;
+	size_t i, n = 0;
+	char err[300];
+
+	if (fc->dry || b->dst_dead || fc->w->s[DST].state != 1)
+		return;
+	if ((v = calloc(b->n, sizeof(*v))) == NULL)
+		return;
+	for (i = 0; i < b->n; i++) {
+		struct cmsg *cm = &b->v[i];
+
+		if (cm->state != CM_OK || cm->dst_uid == 0 || !cm->fh.ready)
+			continue;
+		v[n].dst_uid = cm->dst_uid;
+		v[n].sent = &cm->fh;
+		v[n].owner = cm;
+		n++;
+	}
+	if (n > 0 && faith_check(fc->w, fc->j->dst_wire, v, n, err,
+	    sizeof(err)) == -1)
+		log_warnx("%s: %s: %zu cop%s not verified on the destination: "
+		    "%s", fc->a->acc->src_user, fc->j->m->src_path, n,
+		    n == 1 ? "y" : "ies", err);
+	for (i = 0; i < n; i++) {
+		struct cmsg *cm = v[i].owner;
+
+		if (v[i].altered) {
+			cm->altered = 1;
+			snprintf(cm->reason, sizeof(cm->reason), "%s",
+			    v[i].why);
+		}
+	}
+	free(v);
 }
 
 /*
@@ -662,6 +759,7 @@ copy_batch(struct fctx *fc, struct smsg **msgs, size_t n, int multi)
 	char set[BATCH_MSGS * 22];
 	size_t i, ne = 0, so;
 	uint64_t bytes = 0;
+	double t0;
 	int rc = 0;
 
 	memset(&b, 0, sizeof(b));
@@ -689,6 +787,7 @@ copy_batch(struct fctx *fc, struct smsg **msgs, size_t n, int multi)
 		goto out;
 	}
 	pace_rate_wait(fc->a, n, bytes);
+	t0 = pace_now();
 	/* the intents: committed before any byte of the APPEND is sent
 	 * (with the previous batch's map entries, one transaction) */
 	if (fc_commit(fc, in, n, NULL) == -1) {
@@ -710,7 +809,13 @@ copy_batch(struct fctx *fc, struct smsg **msgs, size_t n, int multi)
 		assign_uids(&b, &b.ares);
 	batch_outcome(&b);
 	batch_lookup(fc, &b);
+	batch_verify(fc, &b);
 	rc = batch_settle(fc, &b, ev, &ne);
+	/* what a message costs on one pair, for sync_pairs.c */
+	pthread_mutex_lock(&fc->a->mu);
+	fc->a->app_msgs += ne;
+	fc->a->app_secs += pace_now() - t0;
+	pthread_mutex_unlock(&fc->a->mu);
 	if (ne > 0 && fc_pend_add(fc, ev, ne) == -1)
 		rc = -2;
 	for (i = 0; i < n; i++)
@@ -722,8 +827,10 @@ out:
 	if (b.src_paused && w->s[SRC].c != NULL)
 		imap_client_resume_read(w->s[SRC].c);
 	if (b.v != NULL)
-		for (i = 0; i < n; i++)
+		for (i = 0; i < n; i++) {
 			free(b.v[i].flags);
+			faith_free(&b.v[i].fh);
+		}
 	free(b.v);
 	free(b.order);
 	free(in);

@@ -159,7 +159,8 @@ apply_deletions(struct fctx *fc, const uint64_t *live, size_t nlive)
 		const struct state_map_entry *e = &fc->map.v[i];
 		uint64_t *x;
 
-		if (e->origin != STATE_ORIGIN_COPIED || e->dst_uid == 0 ||
+		if ((e->origin != STATE_ORIGIN_COPIED &&
+		    e->origin != STATE_ORIGIN_ALTERED) || e->dst_uid == 0 ||
 		    e->src_uid > fc->max_uid)
 			continue;
 		if (find_n(&e->src_uid, live, nlive, sizeof(*live),
@@ -398,6 +399,18 @@ phase_scan(struct frun *fr)
 		fc_fail(fc, "FETCH source", &r);
 		return (-1);
 	}
+	if (fr->msgs.dup_uids > 0) {
+		char why[200];
+
+		/* scan_meta_end logged it; kept once, so it is copied
+		 * once and not taken for a message that vanished */
+		snprintf(why, sizeof(why), "the source sent %zu UID%s more "
+		    "than once in one FETCH response (this one first): "
+		    "each counted and copied once", fr->msgs.dup_uids,
+		    fr->msgs.dup_uids == 1 ? "" : "s");
+		report_problem(fc->rf, REPORT_NOTE, fr->msgs.dup_first, NULL,
+		    0, why);
+	}
 	fc->max_uid = fc->sf.src_last_uid;
 	for (i = 0; i < fr->msgs.n; i++) {
 		struct smsg *s = &fr->msgs.v[i];
@@ -469,6 +482,7 @@ phase_flags(struct frun *fr)
 	if (fc->a->dest_live)
 		return (0);
 	sort_n(fr->flags.v, fr->flags.n, sizeof(*fr->flags.v), smsg_cmp);
+	(void)smsgv_dedupe(&fr->flags);
 	return (apply_flags(fc, &fr->flags));
 }
 
@@ -486,6 +500,22 @@ phase_todo(struct frun *fr)
 	uint64_t already = 0;
 	size_t i;
 
+	/* copies an earlier pass found altered stay in every report
+	 * (before this pass adds its own copies to the map) */
+	if (!a->p->o->cfg->syncd.accept_altered) {
+		fc_rf_lock(fc);
+		for (i = 0; i < fc->map.n; i++) {
+			const struct state_map_entry *e = &fc->map.v[i];
+
+			if (e->origin != STATE_ORIGIN_ALTERED)
+				continue;
+			fc->problems++;
+			report_problem(rf, REPORT_FAILED, e->src_uid, NULL,
+			    e->size, "altered by the destination when an "
+			    "earlier pass copied it (not copied again)");
+		}
+		fc_rf_unlock(fc);
+	}
 	for (i = 0; i < fr->msgs.n; i++) {
 		struct smsg *s = &fr->msgs.v[i];
 
@@ -546,6 +576,17 @@ phase_deletions(struct frun *fr)
 		return (-1);
 	}
 	sort_n(live.v, live.n, sizeof(*live.v), scan_uid_cmp);
+	{
+		uint64_t dup = 0;
+		size_t nd = uidlist_dedupe(&live, &dup);
+
+		if (nd > 0)
+			log_warnx("%s: %s: the source server sent %zu UID%s "
+			    "more than once in one SEARCH response (UID %"
+			    PRIu64 " first): each counted once",
+			    fc->a->acc->src_user, fc->j->m->src_path, nd,
+			    nd == 1 ? "" : "s", dup);
+	}
 	rc = apply_deletions(fc, live.v, live.n);
 	free(live.v);
 	return (rc);

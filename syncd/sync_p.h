@@ -39,6 +39,7 @@
 #include <stdlib.h>
 
 #include <event2/event.h>
+#include <openssl/evp.h>
 
 #include "accounts.h"
 #include "folders.h"
@@ -108,6 +109,8 @@ struct fjob {
 	int		 have_sst, have_dst;
 	int		 skip;		/* CREATE failed: reported */
 	const char	*special;	/* CREATE ... (USE (flag)) */
+	uint64_t	 est_msgs;	/* messages that may be new (0 when
+					   the folder is unchanged) */
 };
 
 struct side {
@@ -158,6 +161,10 @@ struct acct {
 	 */
 	int		 over_quota;
 	int		 quota_single;
+	/* the copies so far, for sync_pairs.c (under mu): messages
+	 * settled and the wall time their batches took on one pair */
+	uint64_t	 app_msgs;
+	double		 app_secs;
 	char		 quota_text[300];	/* the server's words */
 };
 
@@ -195,6 +202,10 @@ struct smsg {
 struct smsgv {
 	struct smsg	*v;
 	size_t		 n, alloc;
+	/* UIDs the server sent more than once in the response (each kept
+	 * once, see scan_meta_end); the lowest of them */
+	size_t		 dup_uids;
+	uint64_t	 dup_first;
 };
 
 
@@ -207,6 +218,7 @@ struct metafetch {
 	size_t		 hlen;
 	int		 want_hdr;
 	struct msg_ident *id;
+	int		 side;		/* SRC or DST, for the log */
 	int		 oom;
 };
 
@@ -256,6 +268,32 @@ struct fctx {
 	char		 err[512];
 };
 
+/*
+ * A message as sent to the destination: its size (a lone LF counted as
+ * CRLF) and the SHA-256 of its header section (sync_faithful.c).
+ */
+struct faith {
+	EVP_MD_CTX	*ctx;		/* while it streams; owned */
+	unsigned char	 md[32];
+	int		 ready;		/* md holds the digest */
+	uint64_t	 nbytes;
+	int		 eightbit;	/* a byte >= 0x80 in the header */
+	int		 hdr_done, line_empty;
+	unsigned char	 last;
+};
+
+/* One copy to check: filled by faith_check. */
+struct faith_item {
+	uint64_t	 dst_uid;
+	const struct faith *sent;
+	void		*owner;		/* the caller's */
+	int		 got_size, got_header, header_same;
+	uint64_t	 dst_size;
+	int		 checked;	/* the destination answered for it */
+	int		 altered;
+	char		 why[300];
+};
+
 typedef void (*side_ready_fn)(struct worker *w, int i, void *arg);
 typedef void (*fc_queued_fn)(struct fctx *fc);
 
@@ -271,6 +309,17 @@ void	prog_add(struct acct *a, uint64_t copied, uint64_t dups,
 void	prog_stream(struct acct *a, uint64_t bytes);
 void	prog_total(struct acct *a, uint64_t msgs);
 void	prog_folder_done(struct acct *a);
+
+/* sync_pairs.c */
+int	pairs_more(struct acct *a, size_t running);
+
+/* sync_faithful.c */
+int	faith_begin(struct faith *f);
+void	faith_feed(struct faith *f, const void *data, size_t len);
+void	faith_end(struct faith *f);
+void	faith_free(struct faith *f);
+int	faith_check(struct worker *w, const char *wire,
+	    struct faith_item *v, size_t n, char *err, size_t errlen);
 
 /* sync_side.c */
 void	wres_fill(struct wres *r, const struct imap_result *res);
@@ -299,6 +348,8 @@ int	scan_meta_begin(struct worker *w, int i, const char *uidset,
 	    uint64_t min_uid, int want_hdr, struct smsgv *out,
 	    struct metafetch *mf);
 int	scan_meta_end(struct worker *w, struct metafetch *mf, struct wres *r);
+size_t	smsgv_dedupe(struct smsgv *l);
+size_t	uidlist_dedupe(struct uidlist *l, uint64_t *first_r);
 int	scan_meta(struct worker *w, int i, const char *uidset, uint64_t min_uid,
 	    int want_hdr, struct smsgv *out, struct wres *r);
 int	scan_flags_begin(struct worker *w, const char *set, uint64_t since,

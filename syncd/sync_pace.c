@@ -129,6 +129,10 @@ prog_add(struct acct *a, uint64_t copied, uint64_t dups, uint64_t policy,
 		pr->messages_done = pr->messages_total;
 	ap->copied += copied;
 	ap->failed += failed;
+	ap->bytes += bytes;
+	ap->messages_done += dups + policy + (bytes ? copied : 0);
+	if (ap->messages_done > ap->messages_total)
+		ap->messages_done = ap->messages_total;
 	pthread_mutex_unlock(&pr->mu);
 }
 
@@ -142,6 +146,9 @@ prog_stream(struct acct *a, uint64_t bytes)
 	pr->bytes += bytes;
 	if (pr->messages_done < pr->messages_total)
 		pr->messages_done++;
+	pr->acc[a->idx].bytes += bytes;
+	if (pr->acc[a->idx].messages_done < pr->acc[a->idx].messages_total)
+		pr->acc[a->idx].messages_done++;
 	pthread_mutex_unlock(&pr->mu);
 }
 
@@ -152,6 +159,7 @@ prog_total(struct acct *a, uint64_t msgs)
 
 	pthread_mutex_lock(&pr->mu);
 	pr->messages_total += msgs;
+	pr->acc[a->idx].messages_total += msgs;
 	pthread_mutex_unlock(&pr->mu);
 }
 

@@ -18,6 +18,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "log.h"
 #include "sync_p.h"
 
 #define HDR_MAX		16384		/* header fields kept for ident */
@@ -144,6 +145,59 @@ out:
 	mf->hlen = 0;
 }
 
+/*
+ * smsgv_dedupe - l sorted by UID, each UID once: a server that answers
+ * one UID twice in a FETCH must not make the second look like a message
+ * of its own (copied twice) or, when its body comes once, like one that
+ * vanished from the source.  Keeps the first of each run; sets
+ * l->dup_uids and l->dup_first and returns the number dropped.
+ */
+size_t
+smsgv_dedupe(struct smsgv *l)
+{
+	size_t i, o, dropped = 0;
+
+	for (i = o = 0; i < l->n; i++) {
+		if (o > 0 && l->v[o - 1].uid == l->v[i].uid) {
+			if (dropped == 0 || l->v[i].uid < l->dup_first)
+				l->dup_first = l->v[i].uid;
+			free(l->v[i].flags);
+			free(l->v[i].msgid);
+			free(l->v[i].date);
+			free(l->v[i].from);
+			dropped++;
+			continue;
+		}
+		if (o != i)
+			l->v[o] = l->v[i];
+		o++;
+	}
+	l->n = o;
+	l->dup_uids += dropped;
+	return (dropped);
+}
+
+/*
+ * uidlist_dedupe - the same for a sorted SEARCH answer: returns the
+ * number dropped, *first_r the lowest UID that came twice
+ */
+size_t
+uidlist_dedupe(struct uidlist *l, uint64_t *first_r)
+{
+	size_t i, o, dropped = 0;
+
+	for (i = o = 0; i < l->n; i++) {
+		if (o > 0 && l->v[o - 1] == l->v[i]) {
+			if (dropped++ == 0)
+				*first_r = l->v[i];
+			continue;
+		}
+		l->v[o++] = l->v[i];
+	}
+	l->n = o;
+	return (dropped);
+}
+
 int
 smsg_cmp(const void *x, const void *y)
 {
@@ -169,6 +223,7 @@ scan_meta_begin(struct worker *w, int i, const char *uidset,
 
 	memset(mf, 0, sizeof(*mf));
 	mf->out = out;
+	mf->side = i;
 	mf->min_uid = min_uid;
 	mf->want_hdr = want_hdr;
 	mf->hdr = malloc(HDR_MAX);
@@ -208,6 +263,14 @@ scan_meta_end(struct worker *w, struct metafetch *mf, struct wres *r)
 		return (-1);
 	}
 	sort_n(mf->out->v, mf->out->n, sizeof(*mf->out->v), smsg_cmp);
+	if (smsgv_dedupe(mf->out) > 0)
+		log_warnx("%s: %s: the %s server sent %zu UID%s more than "
+		    "once in one FETCH response (UID %" PRIu64 " first): "
+		    "each counted once", w->a->acc->src_user,
+		    w->s[mf->side].selected,
+		    mf->side == SRC ? "source" : "destination",
+		    mf->out->dup_uids, mf->out->dup_uids == 1 ? "" : "s",
+		    mf->out->dup_first);
 	return (rc);
 }
 
@@ -388,6 +451,7 @@ scan_dst_find(struct worker *w, const struct state_map *map, const char *msgid,
 	struct uidlist l;
 	struct smsgv meta;
 	char crit[MSGID_BUFSIZE + 64], set[64];
+	uint64_t dup = 0;
 	size_t i;
 	int rc;
 
@@ -408,6 +472,11 @@ scan_dst_find(struct worker *w, const struct state_map *map, const char *msgid,
 		return (-1);
 	}
 	sort_n(l.v, l.n, sizeof(*l.v), scan_uid_cmp);
+	if ((i = uidlist_dedupe(&l, &dup)) > 0)
+		log_warnx("%s: %s: the destination server sent %zu UID%s "
+		    "more than once in one SEARCH response (UID %" PRIu64
+		    " first): each looked at once", w->a->acc->src_user,
+		    w->s[DST].selected, i, i == 1 ? "" : "s", dup);
 	for (i = l.n; i-- > 0;) {
 		if (dst_claimed(map, l.v[i]))
 			continue;

@@ -20,5 +20,17 @@ int	LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 /* fuzz_smtp_parse.c: relay/smtp_parse.c's command parser and DATA machine */
 int	fuzz_smtp_parse(const uint8_t *data, size_t size);
+/* fuzz_imap_parse.c: syncd/imap_parse.c, whole, chunked and paused */
+int	fuzz_imap_parse(const uint8_t *data, size_t size);
+/* fuzz_msgid.c: common/msgid.c and common/rfc5322.c */
+int	fuzz_msgid(const uint8_t *data, size_t size);
+/* fuzz_config.c: common/config.c, mailferry.conf */
+int	fuzz_config(const uint8_t *data, size_t size);
+/* fuzz_srs.c: relay/srs.c, forward, parse and reverse */
+int	fuzz_srs(const uint8_t *data, size_t size);
+/* fuzz_imap_session.c: syncd's IMAP client against a hostile server */
+int	fuzz_imap_session(const uint8_t *data, size_t size);
+/* fuzz_authres.c: relay/authres.c, the filter and our own field */
+int	fuzz_authres(const uint8_t *data, size_t size);
 
 #endif

@@ -1123,7 +1123,13 @@ sink_files() {
 }
 
 sink_count() {
-	sink_files | wc -l
+	# smtp-sink creates a message's file at DATA and writes it at the
+	# final dot: an empty file is a transaction still under way.
+	local f n=0
+	for f in $(sink_files); do
+		[ -s "$f" ] && n=$((n + 1))
+	done
+	echo "$n"
 }
 
 sink_wait() {

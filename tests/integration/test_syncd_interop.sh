@@ -12,6 +12,9 @@
 # everything below "INBOX."), and the report's destination counts must
 # match what that reader counts on the destination.  The folders are the
 # generator's (nested, non-ASCII, "&", "Sent Items", "Junk E-mail"...).
+# Then a message with UTF-8 in its header to a munging Cyrus (reported
+# as altered), to one with munge8bit: no and to Courier (intact), and a
+# Cyrus over quota ([OVERQUOTA]: no APPEND storm, copied once raised).
 . "$top_srcdir/tests/integration/lib.sh"
 require_cmd dovecot doveadm "$FERRY_SYNCD"
 export LC_ALL=C
@@ -178,6 +181,124 @@ if [ -n "$courier_ok" ]; then
 	pair courier-dovecot "$COU" bob "$DOV" dave
 else
 	skip "Dovecot <-> Courier: $courier_why"
+fi
+
+# --- a message with raw UTF-8 in From: and Subject: -------------------------------
+# Cyrus's default munge8bit rewrites 8-bit header bytes on APPEND, keeping
+# the size: the copy must be reported as altered (exit 1, on every pass,
+# never copied again); with munge8bit: no it arrives intact (exit 0), as
+# it does on Courier (UTF8=ACCEPT); accept_altered = yes makes it a note.
+eightbit() {	# eightbit FILE - a message with UTF-8 header bytes
+	printf 'From: J\303\274rgen M\303\274ller <jm@example.com>\r\nTo: x@example.org\r\nSubject: Gr\303\274\303\237e aus M\303\274nchen\r\nDate: Mon, 4 Mar 2024 10:00:00 +0000\r\nMessage-ID: <8bit.%s@interop.test>\r\n\r\nHallo.\r\n' "$RANDOM" >"$1"
+}
+eightbit_run() {	# eightbit_run NAME DSTPORT DSTUSER [EXTRA] - one pass from Dovecot's erin
+	cat >"$T/$1.conf" <<EOF2
+[global]
+state_dir = $T/state-$1
+log = stderr
+
+[syncd]
+source = imap://127.0.0.1:$DOV?tls=none
+destination = imap://127.0.0.1:$2?tls=none
+accounts = $T/$1.accounts
+tls_verify = no
+${4:-}
+EOF2
+	printf 'erin pass %s pass\n' "$3" >"$T/$1.accounts"
+	chmod 600 "$T/$1.accounts"
+	timeout -s KILL 120 "$FERRY_SYNCD" -c "$T/$1.conf" --once --json \
+		>"$T/$1.json" 2>>"$T/log/syncd-$1.log"
+}
+altered() {	# altered JSON - problems that say "altered by the destination"
+	"$LIB_PYTHON" -c 'import json, sys
+j = json.load(open(sys.argv[1]))
+print(len([p for a in j["accounts"] for f in a["folders"] for p in f["problems"]
+           if "altered by the destination" in (p["reason"] or "")]))' "$1"
+}
+eightbit "$T/8bit.eml"
+DOVECOT_NAME=dov8 check "a second Dovecot for the 8-bit header case starts" \
+	start_dovecot erin:pass || done_testing
+DOV=$IMAP_PORT_dov8
+check "the source holds a message with UTF-8 in From: and Subject:" \
+	imap_append "$DOV" erin pass INBOX "$T/8bit.eml"
+if [ -n "$cyrus_ok" ]; then
+	CYRUS_NAME=cyr8 check "a Cyrus with its default munge8bit starts" \
+		start_cyrus frank:pass gina:pass || done_testing
+	eightbit_run cyr8a "$IMAP_PORT_cyr8" frank
+	check_output "munge8bit: the pass exits 1" 1 echo $?
+	check_output "munge8bit: the copy is reported as altered by the destination" 1 altered "$T/cyr8a.json"
+	if grep -q "munge8bit: no" "$T/cyr8a.json"; then
+		ok "munge8bit: the report names the remedy (munge8bit: no)"
+	else
+		not_ok "munge8bit: the report names the remedy (munge8bit: no)" \
+			"$(grep -o '"reason": "[^"]*"' "$T/cyr8a.json" | head -3)"
+	fi
+	eightbit_run cyr8a "$IMAP_PORT_cyr8" frank
+	check_output "munge8bit: the next pass still exits 1" 1 echo $?
+	check_output "munge8bit: the next pass still reports it" 1 altered "$T/cyr8a.json"
+	check_output "munge8bit: it is not copied again" 1 imap_count "$IMAP_PORT_cyr8" frank pass INBOX
+	CYRUS_NAME=cyr8n CYRUS_EXTRA="munge8bit: no" check "a Cyrus with munge8bit: no starts" \
+		start_cyrus frank:pass || done_testing
+	eightbit_run cyr8n "$IMAP_PORT_cyr8n" frank
+	check_output "munge8bit: no: the pass exits 0" 0 echo $?
+	check_output "munge8bit: no: nothing altered" 0 altered "$T/cyr8n.json"
+	"$LIB_PYTHON" "$DIGEST" "$DOV" erin pass | cut -f3 >"$T/8src"
+	"$LIB_PYTHON" "$DIGEST" "$IMAP_PORT_cyr8n" frank pass | cut -f3 >"$T/8dst"
+	check "munge8bit: no: the copy is byte for byte the message sent" cmp -s "$T/8src" "$T/8dst"
+	# accept_altered = yes, against the munging Cyrus (another user)
+	eightbit_run cyr8c "$IMAP_PORT_cyr8" gina "accept_altered = yes"
+	check_output "accept_altered = yes: the pass exits 0" 0 echo $?
+	check_output "accept_altered = yes: the alteration is still listed (as a note)" 1 altered "$T/cyr8c.json"
+else
+	skip "8-bit header to Cyrus: $cyrus_why"
+fi
+# --- Cyrus over quota: [OVERQUOTA] ends the account's APPENDs -----------------------
+if [ -n "$cyrus_ok" ]; then
+	CYRUS_NAME=cyrq CYRUS_QUOTA=40 check "a Cyrus with a 40 KB quota starts" \
+		start_cyrus quinn:pass || done_testing
+	DOVECOT_NAME=dovq check "a Dovecot source for the quota case starts" \
+		start_dovecot quinn:pass || done_testing
+	seed "$IMAP_PORT_dovq" quinn 1 120 >/dev/null
+	cat >"$T/cyrq.conf" <<EOF2
+[global]
+state_dir = $T/state-cyrq
+log = stderr
+log_level = debug
+
+[syncd]
+source = imap://127.0.0.1:$IMAP_PORT_dovq?tls=none
+destination = imap://127.0.0.1:$IMAP_PORT_cyrq?tls=none
+accounts = $T/cyrq.accounts
+tls_verify = no
+EOF2
+	printf 'quinn pass quinn pass\n' >"$T/cyrq.accounts"
+	chmod 600 "$T/cyrq.accounts"
+	timeout -s KILL 120 "$FERRY_SYNCD" -c "$T/cyrq.conf" --once --json \
+		>"$T/cyrq.json" 2>"$T/log/syncd-cyrq.log"
+	check_output "Cyrus over quota: the pass exits 1" 1 echo $?
+	n=$(grep -cE 'dst:[^ ]*: C: A[0-9]+ APPEND ' "$T/log/syncd-cyrq.log")
+	if [ "$n" -gt 0 ] && [ "$n" -le $((120 + 5)) ]; then
+		ok "Cyrus over quota: no more APPENDs than messages plus a small constant ($n for 120)"
+	else
+		not_ok "Cyrus over quota: no more APPENDs than messages plus a small constant" "$n"
+	fi
+	left=$("$LIB_PYTHON" -c 'import json, sys
+j = json.load(open(sys.argv[1]))
+print(len([p for a in j["accounts"] for f in a["folders"] for p in f["problems"]
+           if "over quota" in (p["reason"] or "")]))' "$T/cyrq.json")
+	copied=$("$LIB_PYTHON" -c 'import json,sys; j=json.load(open(sys.argv[1])); print(sum(f["copied"] for a in j["accounts"] for f in a["folders"]))' "$T/cyrq.json")
+	check_output "Cyrus over quota: every message copied or reported over quota" 120 echo $((left + copied))
+	check "Cyrus: the quota is raised" cyrus_setquota cyrq quinn 100000
+	timeout -s KILL 120 "$FERRY_SYNCD" -c "$T/cyrq.conf" --once --json \
+		>"$T/cyrq2.json" 2>>"$T/log/syncd-cyrq.log"
+	check_output "Cyrus: after the quota is raised the next pass completes" 0 echo $?
+fi
+if [ -n "$courier_ok" ]; then
+	eightbit_run cou8 "$COU" alice
+	check_output "Courier (UTF8=ACCEPT): the 8-bit header message copies, exit 0" 0 echo $?
+	check_output "Courier: nothing altered" 0 altered "$T/cou8.json"
+else
+	skip "8-bit header to Courier: $courier_why"
 fi
 
 done_testing

@@ -298,6 +298,72 @@ test_long_line(void **state)
 	assert_non_null(strstr(err, "too long"));
 }
 
+static void
+test_control_auth(void **state)
+{
+	static const struct {
+		const char	*host;
+		int		 loopback;
+	} hosts[] = {
+		{ "127.0.0.1", 1 }, { "127.3.4.5", 1 }, { "::1", 1 },
+		{ "::ffff:127.0.0.1", 1 }, { "localhost", 1 },
+		{ "LocalHost", 1 }, { "0.0.0.0", 0 }, { "::", 0 },
+		{ "192.0.2.1", 0 }, { "128.0.0.1", 0 }, { "::2", 0 },
+		{ "::ffff:192.0.2.1", 0 }, { "localhost.example", 0 },
+		{ "mx.example.com", 0 },
+	};
+	struct config cfg;
+	char err[512];
+	size_t i;
+
+	(void)state;
+	for (i = 0; i < sizeof(hosts) / sizeof(hosts[0]); i++)
+		if (config_host_is_loopback(hosts[i].host) != hosts[i].loopback)
+			fail_msg("row %zu: %s", i, hosts[i].host);
+
+	/* a non-loopback listener needs credentials, named by its line */
+	write_conf("[control]\n; the admin network\nhttp = 0.0.0.0:8025\n");
+	assert_int_equal(config_load(&cfg, path, err, sizeof(err)), -1);
+	assert_non_null(strstr(err, "mailferry.conf:3: [control] http: 0.0.0.0 "
+	    "is not a loopback address"));
+	write_conf("[control]\nhttp = [::]:8025\n");
+	assert_int_equal(config_load(&cfg, path, err, sizeof(err)), -1);
+	assert_non_null(strstr(err, ":2: [control] http: :: is not a loopback"));
+	write_conf("[control]\nhttp = 192.0.2.1:8025\n"
+	    "auth_token_file = /etc/mailferry/token\n");
+	if (config_load(&cfg, path, err, sizeof(err)) == -1)
+		fail_msg("%s", err);
+	assert_string_equal(cfg.control.auth_token_file, "/etc/mailferry/token");
+	config_free(&cfg);
+	write_conf("[control]\nhttp = 192.0.2.1:8025\nauth_user = admin\n"
+	    "auth_password_file = /etc/mailferry/password\n");
+	if (config_load(&cfg, path, err, sizeof(err)) == -1)
+		fail_msg("%s", err);
+	config_free(&cfg);
+	/* loopback: no credentials needed; an empty http listens nowhere */
+	write_conf("[control]\nhttp = 127.0.0.1:8025\n");
+	if (config_load(&cfg, path, err, sizeof(err)) == -1)
+		fail_msg("%s", err);
+	assert_string_equal(cfg.control.auth_user, "");
+	config_free(&cfg);
+	write_conf("[control]\nhttp =\n");
+	if (config_load(&cfg, path, err, sizeof(err)) == -1)
+		fail_msg("%s", err);
+	config_free(&cfg);
+
+	/* basic auth needs both keys; the user name cannot hold ':' */
+	write_conf("[control]\n\nauth_user = admin\n");
+	assert_int_equal(config_load(&cfg, path, err, sizeof(err)), -1);
+	assert_non_null(strstr(err, ":3: [control] auth_user and "
+	    "auth_password_file must be set together"));
+	write_conf("[control]\nauth_password_file = /p\n");
+	assert_int_equal(config_load(&cfg, path, err, sizeof(err)), -1);
+	assert_non_null(strstr(err, ":2: [control] auth_user and"));
+	write_conf("[control]\nauth_user = a:b\nauth_password_file = /p\n");
+	assert_int_equal(config_load(&cfg, path, err, sizeof(err)), -1);
+	assert_non_null(strstr(err, ":2: [control] auth_user: must not contain"));
+}
+
 int
 main(void)
 {
@@ -309,6 +375,7 @@ main(void)
 		cmocka_unit_test(test_cross_key_and_required),
 		cmocka_unit_test(test_long_line),
 		cmocka_unit_test(test_cutover),
+		cmocka_unit_test(test_control_auth),
 	};
 	return (cmocka_run_group_tests(tests, setup, teardown));
 }

@@ -54,12 +54,51 @@ struct fake_host {
 	char		 sender[256];	/* last MAIL FROM */
 	char		 rcpt[256];	/* last transaction's first RCPT */
 	int		 headers;	/* last transaction had extra headers */
+	int		 nheld;		/* transactions whose dot was held */
+	int		 ninflight;	/* QR_INFLIGHT records seen at the dots */
 };
 
+static struct store *fake_store;	/* the fixture's, for count_inflight */
+
+static int
+inflight_one(const void *key, size_t klen, const void *val, size_t vlen,
+    void *arg)
+{
+	struct queue_record rec;
+	char err[128];
+
+	(void)key;
+	(void)klen;
+	if (queue_record_decode(val, vlen, &rec, err, sizeof(err)) == 0) {
+		if (rec.flags & QR_INFLIGHT)
+			(*(int *)arg)++;
+		queue_record_clear(&rec);
+	}
+	return (0);
+}
+
+static int
+txn_inflight(struct store_txn *tx, void *arg)
+{
+	return (store_foreach(tx, STORE_DB_QUEUE, NULL, 0, inflight_one, arg));
+}
+
+/* count_inflight - records marked in flight now (committed) */
+static int
+count_inflight(void)
+{
+	char err[128];
+	int n = 0;
+
+	assert_int_equal(store_txn_run(fake_store, 1, txn_inflight, &n, err,
+	    sizeof(err)), 0);
+	return (n);
+}
+
 static struct fake_host hosts[] = {
-	{ "up.test", 0, 250, 0, 0, 0, "", "", 0 },
-	{ "copy.test", 0, 250, 0, 0, 0, "", "", 0 },
-	{ "dsn.test", 0, 250, 0, 0, 0, "", "", 0 },
+	{ "up.test", 0, 250, 0, 0, 0, "", "", 0, 0, 0 },
+	{ "copy.test", 0, 250, 0, 0, 0, "", "", 0, 0, 0 },
+	{ "dsn.test", 0, 250, 0, 0, 0, "", "", 0, 0, 0 },
 };
 #define H_UP	(&hosts[0])
 #define H_COPY	(&hosts[1])
@@ -124,6 +163,12 @@ fake_ev(evutil_socket_t fd, short what, void *arg)
 	}
 	if (c->state != FK_SENDING)
 		return;
+	if (c->tx->hold_dot) {
+		/* the dot waits for smtp_client_release_dot() */
+		c->h->nheld++;
+		return;
+	}
+	c->h->ninflight += count_inflight();
 	c->h->nsend++;
 	c->h->nrcpt += (int)c->tx->nrcpt;
 	c->h->headers = c->tx->headers != NULL;
@@ -231,6 +276,14 @@ smtp_client_send(struct smtp_client *c, struct smtp_tx *tx, smtp_tx_cb *cb,
 	return (0);
 }
 
+void
+smtp_client_release_dot(struct smtp_client *c, struct smtp_tx *tx)
+{
+	tx->hold_dot = 0;
+	if (c != NULL && c->state == FK_SENDING && c->tx == tx)
+		event_active(c->ev, EV_TIMEOUT, 0);
+}
+
 const char *
 smtp_client_peer(const struct smtp_client *c)
 {
@@ -307,6 +360,7 @@ setup(void **state)
 		hosts[i].nconnect = hosts[i].nsend = hosts[i].nrcpt = 0;
 		hosts[i].sender[0] = hosts[i].rcpt[0] = '\0';
 		hosts[i].headers = 0;
+		hosts[i].nheld = hosts[i].ninflight = 0;
 	}
 	snprintf(fx->tmp, sizeof(fx->tmp), "/tmp/test_queue.XXXXXX");
 	if (mkdtemp(fx->tmp) == NULL)
@@ -336,6 +390,7 @@ setup(void **state)
 		fprintf(stderr, "queue_new: %s\n", err);
 		return (-1);
 	}
+	fake_store = fx->relay.store;
 	*state = fx;
 	return (0);
 }
@@ -582,6 +637,13 @@ test_delivered(void **state)
 	assert_true(H_COPY->headers);
 	assert_string_equal(H_COPY->rcpt, "alice@example.com");
 	assert_int_equal(H_DSN->nconnect, 0);
+	/* The upstream's dot waited for the in-flight mark, which was
+	 * committed by then; the result's commit cleared it.  copy_to's
+	 * transaction is not marked. */
+	assert_int_equal(H_UP->nheld, 1);
+	assert_int_equal(H_UP->ninflight, 1);
+	assert_int_equal(H_COPY->nheld, 0);
+	assert_int_equal(count_inflight(), 0);
 	assert_int_equal(fx->relay.stats.forwarded, 1);
 	assert_int_equal(fx->relay.stats.copied, 1);
 	assert_int_equal(fx->relay.stats.deferred, 0);
@@ -609,7 +671,7 @@ test_deferred(void **state)
 	H_UP->code = 451;
 	spool_one(fx, "alice@example.com", 1, 0, 1, id);
 	spin_while(fx, &H_UP->nsend, 0);
-	spin(fx, 50);
+	spin(fx, 400);	/* past the results' batching delay (queue_work.c) */
 	assert_int_equal(get_rec(fx, id, &rec), 1);
 	assert_int_equal(rec.dlv[0].state, DLV_PENDING);
 	assert_int_equal(rec.dlv[0].attempts, 1);
@@ -629,7 +691,7 @@ test_deferred(void **state)
 	/* A second 4xx: the delay doubles. */
 	assert_int_equal(queue_retry(fx->relay.queue, id, err, sizeof(err)), 0);
 	spin_while(fx, &H_UP->nsend, 1);
-	spin(fx, 50);
+	spin(fx, 400);
 	assert_int_equal(get_rec(fx, id, &rec), 1);
 	assert_int_equal(rec.dlv[0].attempts, 2);
 	assert_true(rec.dlv[0].next_try >= now + 160);

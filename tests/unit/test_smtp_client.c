@@ -37,7 +37,24 @@ struct rec {
 	const char		*rcpt[2];
 	struct smtp_reply	 result[2];
 	int			 fd;
+	struct event		*release;	/* hold_ms: releases the dot */
+	int			 released, done_before_release;
 };
+
+/* > 0: the message is sent with hold_dot, released after that long */
+static int hold_ms;
+
+static void
+release_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct rec *r = arg;
+
+	(void)fd;
+	(void)what;
+	r->released = 1;
+	if (r->c != NULL)
+		smtp_client_release_dot(r->c, &r->tx);
+}
 
 static void
 tx_cb(struct smtp_client *c, struct smtp_tx *tx, void *arg)
@@ -46,6 +63,8 @@ tx_cb(struct smtp_client *c, struct smtp_tx *tx, void *arg)
 
 	(void)tx;
 	r->tx_done = 1;
+	if (hold_ms > 0 && !r->released)
+		r->done_before_release = 1;
 	smtp_client_close(&c);
 	r->c = NULL;
 	event_base_loopexit(r->base, NULL);
@@ -65,6 +84,14 @@ conn_cb(struct smtp_client *c, int ev, const char *why, void *arg)
 			r->c = NULL;
 			event_base_loopexit(r->base, NULL);
 			return;
+		}
+		if (hold_ms > 0) {
+			struct timeval tv = { 0, hold_ms * 1000 };
+
+			r->tx.hold_dot = 1;
+			r->release = evtimer_new(r->base, release_cb, r);
+			assert_non_null(r->release);
+			evtimer_add(r->release, &tv);
 		}
 		if (smtp_client_send(c, &r->tx, tx_cb, r, err, sizeof(err)) ==
 		    -1)
@@ -162,6 +189,8 @@ run(struct rec *r, const struct peer_step *steps, size_t nsteps, int send_tx,
 static void
 finish(struct rec *r, struct script_peer **pp)
 {
+	if (r->release != NULL)
+		event_free(r->release);
 	peer_free(pp);
 	event_base_free(r->base);
 }
@@ -252,6 +281,47 @@ test_multiline_pipelining(void **state)
 	finish(&r, &p);
 }
 
+/* ---- the held dot ---------------------------------------------------------- */
+
+/* With hold_dot the body goes out at once, the final dot only after
+ * smtp_client_release_dot() (the queue's in-flight mark is durable). */
+static void
+test_hold_dot(void **state)
+{
+	static const struct peer_step steps[] = {
+		{ .send = "220 mx.test ESMTP\r\n" },
+		{ .expect = "EHLO relay.test",
+		  .send = "250-mx.test\r\n250 PIPELINING\r\n" },
+		{ .expect = "MAIL FROM:<alice@example.org>" },
+		{ .expect = "RCPT TO:<bob@example.com>" },
+		{ .expect = "RCPT TO:<carol@example.com>" },
+		{ .expect = "DATA",
+		  .send = "250 ok\r\n250 ok\r\n250 ok\r\n354 go ahead\r\n" },
+		{ .expect = "Subject: test" },
+		{ .expect = "" },
+		{ .expect = "..leading dot" },
+		{ .expect = "body" },
+		{ .expect = ".", .single_line = 1,
+		  .send = "250 2.0.0 queued\r\n" },
+		{ .expect = "QUIT", .send = "221 bye\r\n", .close = 1 },
+	};
+	struct script_peer *p;
+	struct rec r;
+
+	(void)state;
+	hold_ms = 200;
+	run(&r, steps, N(steps), 1, &p);
+	hold_ms = 0;
+	assert_string_equal(peer_error(p), "");
+	assert_int_equal(peer_steps_done(p), N(steps));
+	assert_true(r.tx_done);
+	assert_true(r.released);
+	assert_false(r.done_before_release);
+	assert_int_equal(r.result[0].code, 250);
+	assert_int_equal(r.result[1].code, 250);
+	finish(&r, &p);
+}
+
 /* ---- a server without PIPELINING ------------------------------------------- */
 
 static void
@@ -316,6 +386,7 @@ main(void)
 		cmocka_unit_test(test_greeting_malformed),
 		cmocka_unit_test(test_multiline_pipelining),
 		cmocka_unit_test(test_no_pipelining),
+		cmocka_unit_test(test_hold_dot),
 		cmocka_unit_test(test_helo_fallback),
 	};
 

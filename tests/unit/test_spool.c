@@ -8,7 +8,8 @@
  * spool_msg_open()'s refusals, and dedupe: a relay key put with the
  * record (MDB_NOOVERWRITE), a second copy reported as a duplicate of the
  * first (same round or later) and removed, spool_dedupe_lookup(), and a
- * key that expires after [dedupe] ttl.  Every test works in its own mkdtemp()
+ * key that expires after [dedupe] ttl, and the header's size line that
+ * makes a file cut short by a crash unreadable.  Every test works in its own mkdtemp()
  * directory with a real LMDB store and a libevent loop.
  */
 #include <setjmp.h>
@@ -855,6 +856,58 @@ test_dedupe_expiry(void **state)
 	assert_string_equal(first, id2);
 }
 
+/*
+ * The header's size line: written into the header of a message whose
+ * envelope went first, checked on read, so a file cut short by a crash
+ * between its rename and its fsync is refused, not indexed.
+ */
+static void
+test_truncated(void **state)
+{
+	struct fx *fx = *state;
+	struct queue_record rec;
+	struct spool_msg *m;
+	char err[128], id[QUEUE_ID_LEN + 1], *text = NULL;
+	uint64_t off, size;
+	struct stat st;
+	FILE *fp;
+	size_t len = 0;
+	int fd;
+
+	m = spool_msg_new(fx->relay.spool, err, sizeof(err));
+	assert_non_null(m);
+	memcpy(id, spool_msg_id(m), sizeof(id));
+	make_rec(&rec, "c");
+	assert_int_equal(spool_msg_envelope(m, &rec), 0);
+	assert_int_equal(spool_msg_write(m, body1, sizeof(body1) - 1), 0);
+	assert_int_equal(spool_msg_commit(&m, &rec, commit_cb, fx), 0);
+	wait_callbacks(fx, 1);
+	assert_int_equal(fx->nok, 1);
+	snprintf(fx->path, sizeof(fx->path), "%s/spool/queue/%s", fx->tmp, id);
+	fp = fopen(fx->path, "r");
+	assert_non_null(fp);
+	assert_true(getdelim(&text, &len, '\0', fp) > 0);
+	fclose(fp);
+	snprintf(err, sizeof(err), "\nsize %020zu\n", sizeof(body1) - 1);
+	assert_non_null(strstr(text, err));
+	free(text);
+	assert_int_equal(spool_msg_open(fx->relay.spool, id, &fd, &off, &size),
+	    0);
+	close(fd);
+
+	/* The crash: file cut short, its record never committed. */
+	fx_close(fx);
+	assert_int_equal(stat(fx->path, &st), 0);
+	assert_int_equal(truncate(fx->path, st.st_size - 5), 0);
+	assert_int_equal(fx_open(fx), 0);
+	assert_int_equal(spool_msg_open(fx->relay.spool, id, &fd, &off, &size),
+	    -1);
+	assert_int_equal(errno, EINVAL);
+	assert_int_equal(spool_rebuild_index(fx->relay.spool, NULL, err,
+	    sizeof(err)), 0);
+	assert_int_equal(get_rec(fx, id, NULL), 0);
+}
+
 int
 main(void)
 {
@@ -873,6 +926,7 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_dedupe, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_dedupe_expiry, setup,
 		    teardown),
+		cmocka_unit_test_setup_teardown(test_truncated, setup, teardown),
 	};
 
 	return (cmocka_run_group_tests(tests, NULL, NULL));

@@ -18,6 +18,7 @@
 
 #include <cmocka.h>
 
+#include "smtp_parse.h"
 #include "srs.h"
 
 #define SECRET	"0123456789abcdef-test-secret"
@@ -393,6 +394,136 @@ test_buffers_and_arguments(void **state)
 	assert_false(srs_is_srs(srs, NULL));
 }
 
+/* fill - n bytes of a shape into dst: k selects letters, digits and
+ * the atext specials, dots between atoms, '=' and UTF-8 */
+static void
+fill(char *dst, size_t n, int k, int is_domain)
+{
+	static const char *alpha[] = {
+		"abcdefghij", "ABCdef0123", "x=y+z-w_v", "a.b.c.d.e.f",
+		"\xc3\xb6\xc3\xa4\xc3\xbc.", "Q!#$%&'*+/?^`{|}~",
+	};
+	static const char *dalpha[] = {
+		"abcdefghij", "ABC-def012", "host.sub.", "a_b-c.d9",
+		"\xc3\xb6x\xc3\xa4y.", "mail.example",
+	};
+	const char *a = is_domain ? dalpha[k % 6] : alpha[k % 6];
+	size_t alen = strlen(a), i;
+
+	for (i = 0; i < n; i++)
+		dst[i] = a[i % alen];
+	dst[n] = '\0';
+	/* no dot first or last, none doubled, no label over 63; a UTF-8
+	 * sequence cut at the end becomes a letter */
+	for (i = 0; i < n; i++) {
+		if (dst[i] == '.' && (i == 0 || i == n - 1 ||
+		    dst[i - 1] == '.'))
+			dst[i] = 'q';
+		if (i % 50 == 49 && is_domain)
+			dst[i] = '.';
+	}
+	if (n > 0 && dst[n - 1] == '.')
+		dst[n - 1] = 'r';
+	for (i = n; i > 0 && (unsigned char)dst[i - 1] >= 0x80; i--)
+		;
+	if (i < n && (n - i) % 2 != 0)
+		dst[n - 1] = 's';
+}
+
+/* parses_as - "verb<addr>" parses with smtp_cmd_parse() to exactly addr */
+static int
+parses_as(const char *verb, const char *addr, int utf8)
+{
+	char line[1200];
+	struct smtp_cmd cmd;
+	int n;
+
+	n = snprintf(line, sizeof(line), "%s<%s>%s", verb, addr,
+	    utf8 ? " SMTPUTF8" : "");
+	if (n < 0 || (size_t)n >= sizeof(line))
+		return (0);
+	if (smtp_cmd_parse(line, (size_t)n, &cmd) != NULL)
+		return (0);
+	return (strcmp(cmd.addr, addr) == 0);
+}
+
+/*
+ * Every address srs_forward() makes must come back through our own
+ * parser (MAIL FROM when it goes out, RCPT TO when the bounce returns)
+ * and reverse to the sender; anything longer is refused, not made.
+ */
+static void
+test_lengths_parse(void **state)
+{
+	struct srs *srs = *state;
+	char local[300], domain[300], sender[700], fwd[1200], back[1200];
+	size_t ll, dl, ok = 0, toolong = 0;
+	int k, utf8, rc;
+
+	for (k = 0; k < 6; k++) {
+		for (ll = 1; ll <= 120; ll += (ll < 60 ? 1 : 7)) {
+			for (dl = 1; dl <= 260; dl += (dl < 60 ? 1 : 13)) {
+				fill(local, ll, k, 0);
+				fill(domain, dl, k + (int)ll, 1);
+				snprintf(sender, sizeof(sender), "%s@%s",
+				    local, domain);
+				if (smtp_mailbox_valid(sender, strlen(sender),
+				    1, &utf8) != 0)
+					continue;	/* not a sender */
+				rc = srs_forward(srs, sender, NOW, fwd,
+				    sizeof(fwd));
+				if (rc == SRS_ETOOLONG) {
+					if (18 + ll + dl <= SMTP_LOCAL_MAX)
+						fail_msg("%s: refused", sender);
+					assert_string_equal(fwd, "");
+					toolong++;
+					continue;
+				}
+				if (rc != SRS_OK)
+					fail_msg("%s: %s", sender,
+					    srs_strerror(rc));
+				if (!parses_as("MAIL FROM:", fwd, utf8))
+					fail_msg("%s: MAIL FROM:<%s> refused",
+					    sender, fwd);
+				if (!parses_as("RCPT TO:", fwd, 0))
+					fail_msg("%s: RCPT TO:<%s> refused",
+					    sender, fwd);
+				if (srs_reverse(srs, fwd, NOW + DAY, back,
+				    sizeof(back)) != SRS_OK ||
+				    strcmp(back, sender) != 0)
+					fail_msg("%s: %s reversed to \"%s\"",
+					    sender, fwd, back);
+				ok++;
+			}
+		}
+	}
+	/* both sides of the bound were reached */
+	assert_true(ok > 500);
+	assert_true(toolong > 500);
+	/* the bound itself: 46 octets of domain and local part */
+	memset(local, 'l', 30);
+	local[30] = '\0';
+	snprintf(sender, sizeof(sender), "%s@%s", local, "example.test");
+	assert_int_equal(srs_forward(srs, sender, NOW, fwd, sizeof(fwd)),
+	    SRS_OK);
+	assert_int_equal(strchr(fwd, '@') - fwd, 60);
+	snprintf(sender, sizeof(sender), "%.34s@%s",
+	    "0123456789012345678901234567890123", "example.test");
+	assert_int_equal(srs_forward(srs, sender, NOW, fwd, sizeof(fwd)),
+	    SRS_OK);
+	assert_int_equal(strchr(fwd, '@') - fwd, 64);
+	snprintf(sender, sizeof(sender), "%.35s@%s",
+	    "01234567890123456789012345678901234", "example.test");
+	assert_int_equal(srs_forward(srs, sender, NOW, fwd, sizeof(fwd)),
+	    SRS_ETOOLONG);
+	assert_non_null(strstr(srs_strerror(SRS_ETOOLONG), "64"));
+	/* a sender our parser would not take (".." in a Dot-string) is
+	 * passed as is rather than embedded */
+	assert_int_equal(srs_forward(srs, "a..b@example.com", NOW, fwd,
+	    sizeof(fwd)), SRS_UNCHANGED);
+	assert_string_equal(fwd, "a..b@example.com");
+}
+
 static void
 test_new_errors(void **state)
 {
@@ -440,6 +571,8 @@ main(void)
 		    setup, teardown),
 		cmocka_unit_test_setup_teardown(test_buffers_and_arguments,
 		    setup, teardown),
+		cmocka_unit_test_setup_teardown(test_lengths_parse, setup,
+		    teardown),
 		cmocka_unit_test(test_new_errors),
 	};
 
