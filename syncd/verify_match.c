@@ -18,7 +18,8 @@
  * applies them; an EXAMINE usually names none, and then every source
  * flag counts) or INTERNALDATE differ is "different".  An extra message
  * the state map names as syncd's copy of a source message deleted since
- * is not extra but kept by policy (vmatch_gone).
+ * is not extra but kept by policy, and a copy it records as altered by
+ * the destination (STATE_ORIGIN_ALTERED) is different (vmatch_gone).
  */
 
 #include <inttypes.h>
@@ -293,11 +294,31 @@ vmatch_finish(struct vlist *s, struct vlist *d, const struct side *dside,
  * kept on the destination ([syncd] delete = no, or not yet applied).
  * Only entries of the destination's current UIDVALIDITY count.
  */
+/*
+ * altered - the state map says the destination stored other bytes than
+ * the copy sent for this pair: different, whatever the matching found
+ * (the source message missing and the copy extra become one pair)
+ */
+static void
+altered(struct vmsg *s, struct vmsg *d)
+{
+	if (s->state == V_MATCH) {
+		if (s->peer != d)
+			return;	/* matched another copy: d stays as it is */
+	} else if (s->state != V_MISSING || d->state != V_EXTRA)
+		return;
+	s->state = d->state = V_MATCH;
+	s->peer = d;
+	d->peer = s;
+	s->diff |= VD_ALTERED;
+	d->diff = s->diff;
+}
+
 void
-vmatch_gone(const struct vlist *s, size_t folder, struct vlist *d,
+vmatch_gone(struct vlist *s, size_t folder, struct vlist *d,
     const struct state_map *map, uint64_t dst_uidvalidity)
 {
-	struct vmsg **ps, **pd, key, *kp = &key, **hit;
+	struct vmsg **ps, **pd, key, *kp = &key, **hit, **sh;
 	size_t i, k, ns = 0;
 
 	ps = calloc(s->n + 1, sizeof(*ps));
@@ -318,11 +339,16 @@ vmatch_gone(const struct vlist *s, size_t folder, struct vlist *d,
 			continue;
 		key.uid = e->dst_uid;
 		hit = find_n(&kp, pd, d->n, sizeof(*pd), vmsg_uid_cmp);
-		if (hit == NULL || (*hit)->state != V_EXTRA)
+		if (hit == NULL)
 			continue;
 		key.uid = e->src_uid;
-		if (find_n(&kp, ps, ns, sizeof(*ps), vmsg_uid_cmp) != NULL)
-			continue;	/* still there: a true second copy */
+		sh = find_n(&kp, ps, ns, sizeof(*ps), vmsg_uid_cmp);
+		if (e->origin == STATE_ORIGIN_ALTERED && sh != NULL) {
+			altered(*sh, *hit);
+			continue;
+		}
+		if ((*hit)->state != V_EXTRA || sh != NULL)
+			continue;	/* matched, or a true second copy */
 		(*hit)->state = V_GONE;
 		(*hit)->gone_uid = e->src_uid;
 		(*hit)->folder = folder;
@@ -381,8 +407,12 @@ diff_text(const struct vmsg *s, char *buf, size_t len)
 	size_t o = 0;
 
 	buf[0] = '\0';
-	if (s->diff & VD_BODY)
-		o += (size_t)snprintf(buf + o, len - o, "body differs");
+	if (s->diff & VD_ALTERED)
+		o += (size_t)snprintf(buf + o, len - o, "altered by the "
+		    "destination (it stored other bytes than were sent)");
+	if ((s->diff & VD_BODY) && o < len)
+		o += (size_t)snprintf(buf + o, len - o, "%sbody differs",
+		    o ? "; " : "");
 	if ((s->diff & VD_FLAGS) && o < len)
 		o += (size_t)snprintf(buf + o, len - o, "%sflags different: "
 		    "source (%s) destination (%s)", o ? "; " : "", s->flags,

@@ -35,6 +35,8 @@ enum vstate {
 #define VD_FLAGS	0x01
 #define VD_IDATE	0x02
 #define VD_BODY		0x04	/* same identity, different body */
+#define VD_ALTERED	0x08	/* the copy pass saw the destination store
+				   other bytes than it sent (state map) */
 
 struct vmsg {
 	uint64_t	 uid, size;
@@ -108,8 +110,9 @@ void	vlist_free(struct vlist *l);
 int	vmsg_uid_cmp(const void *x, const void *y);
 
 /* verify_match.c: vmatch_gone marks the extra destination messages the
- * state map names as copies of source messages no longer there */
-void	vmatch_gone(const struct vlist *s, size_t folder, struct vlist *d,
+ * state map names as copies of source messages no longer there, and
+ * the copies it records as altered by the destination as different */
+void	vmatch_gone(struct vlist *s, size_t folder, struct vlist *d,
 	    const struct state_map *map, uint64_t dst_uidvalidity);
 /* mark what needs a body hash (before the hashes) and
  * decide every message (after); s, d hold one destination folder's

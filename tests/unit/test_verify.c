@@ -5,7 +5,8 @@
  * size matched without one; a second copy extra and named; a message
  * without Message-ID matched by Date + From + body; a changed body; flags
  * and INTERNALDATE different; APPENDLIMIT as policy, not missing; a
- * copy of a message deleted on the source since, by the state map; the
+ * copy of a message deleted on the source since, and one the destination
+ * altered, by the state map; the
  * counts, the verdict, the text lists and a JSON document that parses.
  */
 #include <setjmp.h>
@@ -351,6 +352,49 @@ test_gone(void **st)
 	teardown(&f);
 }
 
+static void
+test_altered(void **st)
+{
+	struct fixture f;
+	struct state_map map;
+	struct state_map_entry e;
+
+	(void)st;
+	setup(&f);
+	memset(&map, 0, sizeof(map));
+	memset(&e, 0, sizeof(e));
+	e.origin = STATE_ORIGIN_ALTERED;
+	e.flags = (char *)"";
+	e.dst_uidvalidity = 9;
+	e.src_uid = 1, e.dst_uid = 1;	/* same id and size: matched */
+	assert_int_equal(state_map_set(&map, &e), 0);
+	e.src_uid = 2, e.dst_uid = 2;	/* the id rewritten: missing/extra */
+	assert_int_equal(state_map_set(&map, &e), 0);
+	vadd(&f.s, 1, 100, 1000, "", "<a@x>", "A", 1);
+	vadd(&f.s, 2, 100, 1000, "", "<b@x>", "B", 2);
+	vadd(&f.s, 3, 100, 1000, "", "<c@x>", "C", 3);
+	vadd(&f.d, 1, 100, 1000, "", "<a@x>", "A", 7);
+	vadd(&f.d, 2, 120, 1000, "", "<b-rewritten@x>", "B", 8);
+	vadd(&f.d, 3, 100, 1000, "", "<c@x>", "C", 3);
+	vmatch_prepare(&f.s, &f.d, 0);
+	vmatch_finish(&f.s, &f.d, &f.dside, 0);
+	assert_int_equal(f.s.v[1].state, V_MISSING);
+	vmatch_gone(&f.s, 0, &f.d, &map, 9);
+	assert_int_equal(vmatch_collect(&f.va, f.vf, &f.s, &f.d, "INBOX", 0),
+	    0);
+	assert_int_equal(f.vf[0]->matched, 3);
+	assert_int_equal(f.vf[0]->different, 2);
+	assert_int_equal(f.vf[0]->missing, 0);
+	assert_int_equal(f.vf[0]->extra, 0);
+	assert_int_equal(f.s.v[0].diff, VD_ALTERED);
+	assert_int_equal(f.s.v[1].diff, VD_ALTERED);
+	assert_ptr_equal(f.s.v[1].peer, &f.d.v[1]);
+	assert_int_equal(f.s.v[2].diff, 0);
+	assert_non_null(strstr(f.va.is[0].what, "altered by the destination"));
+	state_map_free(&map);
+	teardown(&f);
+}
+
 int
 main(void)
 {
@@ -362,6 +406,7 @@ main(void)
 		cmocka_unit_test(test_flags_idate_policy),
 		cmocka_unit_test(test_not_verified),
 		cmocka_unit_test(test_gone),
+		cmocka_unit_test(test_altered),
 	};
 
 	return (cmocka_run_group_tests(tests, NULL, NULL));
