@@ -394,4 +394,5 @@ int	sync_folder(struct worker *w, struct fjob *j);
 
 /* sync_acct.c */
 int	acct_setup(struct worker *w, char *err, size_t errlen);
+int	acct_plan(struct worker *w, char *err, size_t errlen);
 #endif
