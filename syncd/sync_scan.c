@@ -77,21 +77,17 @@ meta_msg(struct imap_client *c, const struct imap_fetch_msg *m, void *arg)
 	struct metafetch *mf = arg;
 	struct smsgv *l = mf->out;
 	struct smsg *s;
+	void *p;
 
 	(void)c;
 	if (!(m->have & IMAP_FETCH_UID) || m->uid < mf->min_uid)
 		goto out;
-	if (l->n == l->alloc) {
-		size_t na = l->alloc ? l->alloc * 2 : 256;
-		void *p = reallocarray(l->v, na, sizeof(*l->v));
-
-		if (p == NULL) {
-			mf->oom = 1;
-			goto out;
-		}
-		l->v = p;
-		l->alloc = na;
+	if ((p = array_grow(l->v, &l->alloc, l->n, sizeof(*l->v), 256)) ==
+	    NULL) {
+		mf->oom = 1;
+		goto out;
 	}
+	l->v = p;
 	s = &l->v[l->n];
 	memset(s, 0, sizeof(*s));
 	s->uid = m->uid;

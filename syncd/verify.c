@@ -161,21 +161,17 @@ vf_msg(struct imap_client *c, const struct imap_fetch_msg *m, void *arg)
 	struct vfetch *f = arg;
 	struct vlist *l = f->out;
 	struct vmsg *s;
+	void *p;
 
 	(void)c;
 	if (!(m->have & IMAP_FETCH_UID))
 		goto out;
-	if (l->n == l->alloc) {
-		size_t na = l->alloc ? l->alloc * 2 : 256;
-		void *p = reallocarray(l->v, na, sizeof(*l->v));
-
-		if (p == NULL) {
-			f->oom = 1;
-			goto out;
-		}
-		l->v = p;
-		l->alloc = na;
+	if ((p = array_grow(l->v, &l->alloc, l->n, sizeof(*l->v), 256)) ==
+	    NULL) {
+		f->oom = 1;
+		goto out;
 	}
+	l->v = p;
 	s = &l->v[l->n];
 	memset(s, 0, sizeof(*s));
 	s->uid = m->uid;
