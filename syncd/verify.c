@@ -683,16 +683,8 @@ verify_run(const struct sync_pass_opts *o, int deep, int json, FILE *out,
 	size_t i, n = 0;
 	int rc = VERIFY_COMPLETE;
 
-	for (i = 0; i < o->accounts->count; i++)
-		if (o->only_account == NULL || strcasecmp(o->only_account,
-		    o->accounts->items[i].src_user) == 0)
-			n++;
-	if (n == 0) {
-		errbuf_set(err, errlen, "no account %s in %s",
-		    o->only_account ? o->only_account : "",
-		    o->accounts->path);
+	if ((n = sync_pass_count(o, err, errlen)) == 0)
 		return (-1);
-	}
 	if ((va = calloc(n, sizeof(*va))) == NULL) {
 		errbuf_set(err, errlen, "out of memory");
 		return (-1);
@@ -709,8 +701,7 @@ verify_run(const struct sync_pass_opts *o, int deep, int json, FILE *out,
 	for (i = 0, n = 0; i < o->accounts->count; i++) {
 		struct acct a;
 
-		if (o->only_account != NULL && strcasecmp(o->only_account,
-		    o->accounts->items[i].src_user) != 0)
+		if (!sync_pass_selects(o, i))
 			continue;
 		memset(&a, 0, sizeof(a));
 		a.p = &p;
