@@ -67,6 +67,21 @@ on_signal_once(int sig)
 	the_syncd.stop = 1;
 }
 
+/* signals_once - the signals of a run without the event loop (--once,
+ * --verify): SIGTERM/SIGINT set the stop flag, SIGPIPE is ignored */
+static void
+signals_once(void)
+{
+	struct sigaction sa;
+
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_handler = on_signal_once;
+	sigemptyset(&sa.sa_mask);
+	sigaction(SIGTERM, &sa, NULL);
+	sigaction(SIGINT, &sa, NULL);
+	signal(SIGPIPE, SIG_IGN);
+}
+
 /* setup - everything between the configuration and the first pass */
 static int
 setup(struct syncd *sd)
@@ -244,15 +259,9 @@ main(int argc, char *argv[])
 	if (setup(sd) == -1)
 		goto out;
 	if (verify) {
-		struct sigaction sa;
 		char path[4096];
 
-		memset(&sa, 0, sizeof(sa));
-		sa.sa_handler = on_signal_once;
-		sigemptyset(&sa.sa_mask);
-		sigaction(SIGTERM, &sa, NULL);
-		sigaction(SIGINT, &sa, NULL);
-		signal(SIGPIPE, SIG_IGN);
+		signals_once();
 		err[0] = '\0';
 		rc = config_state_path(cfg, "db", path, sizeof(path)) == -1 ?
 		    -1 : verify_run(&sd->o, deep, sd->json, stdout, path, err,
@@ -266,14 +275,7 @@ main(int argc, char *argv[])
 		goto out;
 	}
 	if (sd->once) {
-		struct sigaction sa;
-
-		memset(&sa, 0, sizeof(sa));
-		sa.sa_handler = on_signal_once;
-		sigemptyset(&sa.sa_mask);
-		sigaction(SIGTERM, &sa, NULL);
-		sigaction(SIGINT, &sa, NULL);
-		signal(SIGPIPE, SIG_IGN);
+		signals_once();
 		rc = syncd_pass_run(sd, NULL);
 		exit_code = rc == 0 ? 0 : EXIT_RUNTIME;
 		if (sd->stop)
