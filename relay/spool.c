@@ -217,6 +217,8 @@ spool_msg_unlink(struct spool *sp, struct spool_msg *m)
 {
 	if (m->where == IN_TMP)
 		(void)unlinkat(sp->tmpfd, m->id, 0);
+	else if (m->where == IN_POOL)
+		(void)unlinkat(sp->poolfd, m->id, 0);
 	else if (m->where == IN_QUEUE)
 		(void)unlinkat(sp->queuefd, m->id, 0);
 	m->where = GONE;
@@ -229,7 +231,7 @@ struct spool_msg *
 spool_msg_new(struct spool *sp, char *err, size_t errlen)
 {
 	struct spool_msg *m;
-	int tries;
+	int tries, rc;
 
 	if ((m = calloc(1, sizeof(*m))) == NULL) {
 		snprintf(err, errlen, "out of memory");
@@ -237,8 +239,20 @@ spool_msg_new(struct spool *sp, char *err, size_t errlen)
 	}
 	m->spool = sp;
 	m->fd = -1;
+	/* A pool file: its name is durable already (spool_pool.c). */
+	if (spool_pool_take(sp, m->id) == 0) {
+		m->fd = openat(sp->poolfd, m->id, O_RDWR | O_CLOEXEC);
+		if (m->fd != -1) {
+			m->where = IN_POOL;
+			return (m);
+		}
+		log_warn("spool/pool/%s: cannot open it", m->id);
+	}
 	for (tries = 0; tries < 16; tries++) {
-		if (queue_id_new(m->id) == -1)
+		pthread_mutex_lock(&sp->mu);	/* the index thread's too */
+		rc = queue_id_new(m->id);
+		pthread_mutex_unlock(&sp->mu);
+		if (rc == -1)
 			break;
 		/* An id still queued (clock stepped back) is not reused. */
 		if (faccessat(sp->queuefd, m->id, F_OK, 0) == 0)
@@ -254,6 +268,7 @@ spool_msg_new(struct spool *sp, char *err, size_t errlen)
 		return (NULL);
 	}
 	m->where = IN_TMP;
+	m->newname = 1;
 	return (m);
 }
 
@@ -565,7 +580,7 @@ spool_open(struct spool **spool_r, struct relay *relay, char *err,
 	sp->relay = relay;
 	sp->test_crash = getenv(SPOOL_TEST_CRASH_ENV) != NULL;
 	sp->reserve = reserve_from_env();
-	sp->tmpfd = sp->queuefd = -1;
+	sp->tmpfd = sp->queuefd = sp->poolfd = -1;
 	TAILQ_INIT(&sp->pending);
 	TAILQ_INIT(&sp->done);
 	TAILQ_INIT(&sp->indexq);
@@ -584,10 +599,13 @@ spool_open(struct spool **spool_r, struct relay *relay, char *err,
 	if ((spoolfd = open_dir(statefd, state, "spool", err, errlen)) == -1 ||
 	    (sp->tmpfd = open_dir(spoolfd, "spool", "tmp", err, errlen)) == -1 ||
 	    (sp->queuefd = open_dir(spoolfd, "spool", "queue", err,
+	    errlen)) == -1 ||
+	    (sp->poolfd = open_dir(spoolfd, "spool", "pool", err,
 	    errlen)) == -1)
 		goto fail;
 	if (faccessat(spoolfd, "tmp", W_OK, AT_EACCESS) == -1 ||
-	    faccessat(spoolfd, "queue", W_OK, AT_EACCESS) == -1) {
+	    faccessat(spoolfd, "queue", W_OK, AT_EACCESS) == -1 ||
+	    faccessat(spoolfd, "pool", W_OK, AT_EACCESS) == -1) {
 		snprintf(err, errlen, "%s/spool: not writable by this user "
 		    "(give state_dir to the [global] user)", state);
 		goto fail;
@@ -597,6 +615,7 @@ spool_open(struct spool **spool_r, struct relay *relay, char *err,
 	statefd = spoolfd = -1;
 
 	if (spool_clean_tmp(sp, err, errlen) == -1 ||
+	    spool_pool_recover(sp, err, errlen) == -1 ||
 	    spool_reconcile(sp, err, errlen) == -1)
 		goto fail;
 
@@ -668,6 +687,9 @@ spool_close(struct spool **spoolp)
 		close(sp->tmpfd);
 	if (sp->queuefd != -1)
 		close(sp->queuefd);
+	if (sp->poolfd != -1)
+		close(sp->poolfd);
+	free(sp->pool);
 	pthread_mutex_destroy(&sp->mu);
 	pthread_cond_destroy(&sp->cv);
 	pthread_cond_destroy(&sp->icv);

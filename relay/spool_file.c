@@ -388,3 +388,62 @@ spool_file_read(struct spool *sp, const char *id, struct queue_record *rec,
 		queue_record_clear(&tmp);
 	return (0);
 }
+
+/*
+ * spool_file_check - a pool file at start-up (spool_pool.c): 1 when it
+ * holds a whole message - its header parses, has a size line and the
+ * message after it is exactly that long - else 0 (empty, or written in
+ * part: a crash came before its fdatasync returned, so nobody got a
+ * 250 for it).  A pool file is only ever written by spool.c, and its
+ * size line is the last thing written before the fdatasync, so anything
+ * short of that is unfinished, whatever the damage looks like.  -1 when
+ * the file cannot be read at all (err, errno).
+ */
+int
+spool_file_check(int dirfd, const char *id, char *err, size_t errlen)
+{
+	struct queue_record tmp;
+	struct stat st;
+	FILE *fp;
+	off_t off;
+	uint64_t want = 0;
+	int fd, saved, have_size, rc;
+
+	if ((fd = openat(dirfd, id, O_RDONLY | O_CLOEXEC)) == -1) {
+		saved = errno;
+		snprintf(err, errlen, "open: %s", strerror(errno));
+		errno = saved;
+		return (-1);
+	}
+	if (fstat(fd, &st) == -1) {
+		saved = errno;
+		snprintf(err, errlen, "fstat: %s", strerror(errno));
+		close(fd);
+		errno = saved;
+		return (-1);
+	}
+	if (st.st_size == 0) {
+		close(fd);
+		return (0);
+	}
+	if ((fp = fdopen(fd, "r")) == NULL) {
+		saved = errno;
+		snprintf(err, errlen, "%s", strerror(errno));
+		close(fd);
+		errno = saved;
+		return (-1);
+	}
+	if (env_parse(fp, id, &tmp, &want, &have_size, err, errlen) == -1) {
+		fclose(fp);
+		return (0);
+	}
+	queue_record_clear(&tmp);
+	off = ftello(fp);
+	fclose(fp);
+	rc = have_size && want > 0 && off >= 0 && off <= st.st_size &&
+	    (uint64_t)(st.st_size - off) == want;
+	if (!rc)
+		snprintf(err, errlen, "%s", !have_size ? "no size line" :
+		    "message shorter or longer than its size line");
+	return (rc);
+}
