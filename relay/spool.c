@@ -1,22 +1,32 @@
 /*
  * spool.c - spool files and their group-committed LMDB index.
  *
- * A message is durable when its spool file is fsync'd in spool/queue/
- * and that directory is fsync'd; its LMDB "queue" record is committed
- * after that (DESIGN.md §4).  The file alone is enough: start-up builds
- * a missing record, dedupe key and ledger entries from it.  So the SMTP
- * server, which asks for it (spool_msg_early()), answers 250 as soon as
- * the file is durable, and the record follows; any other caller (DSNs)
- * hears back once the record is committed, as before.
+ * A message is durable when its data, its length and its name are on
+ * disk; its LMDB "queue" record is committed after that (DESIGN.md §4).
+ * The file alone is enough: start-up builds a missing record, dedupe key
+ * and ledger entries from it.  So the SMTP server, which asks for it
+ * (spool_msg_early()), answers 250 as soon as the file is durable, and
+ * the record follows; any other caller (DSNs) hears back once the record
+ * is committed, as before.
+ *
+ * Where a message is written (spool_pool.c): into a pool file,
+ * spool/pool/ID, created empty ahead of time with its name already made
+ * durable by a directory fsync shared with its batch, so ONE fdatasync
+ * of the file is the only synchronous write its 250 waits for; the index
+ * thread renames it to spool/queue/ID before its record.  When the pool
+ * is empty (a burst larger than it), into spool/tmp/ID as before: file
+ * fsync, rename to spool/queue/ID, directory fsync.
  *
  * Group commit, in two stages on two threads.  spool_msg_commit() only
  * queues the message.  The writer thread takes every queued message at
  * once and runs one round: flush each file and write its size into its
- * header, rename each tmp/ID to queue/ID, fsync each file, fsync the
- * queue directory once; the early callbacks go back to the loop, and
- * the round goes on to the index thread, which puts every durable
- * message's record in ONE LMDB write transaction and hands the round
- * back to the loop, which calls each commit callback.  Messages
+ * header, rename each tmp/ID to queue/ID, sync each file (fdatasync for
+ * a pool file), fsync the queue directory once if a file was renamed;
+ * the early callbacks go back to the loop, and the round goes on to the
+ * index thread, which renames the pool files into spool/queue, puts
+ * every durable message's record in ONE LMDB write transaction and hands
+ * the round back to the loop, which calls each commit callback (and
+ * refills the pool when it runs low).  Messages
  * committed while a stage runs wait for its next round, so N sessions
  * finishing DATA together share one directory fsync and one LMDB
  * commit, the next round's fsyncs overlap this round's LMDB commit, and
@@ -51,7 +61,9 @@
  * "no inbound for the quiet period" reads them.
  *
  * Start-up (spool_open): files left in spool/tmp are removed (their
- * sessions got no 250); a queue/ID file without a record gets one rebuilt
+ * sessions got no 250); whole messages in spool/pool move to spool/queue
+ * and the rest of the pool is emptied for reuse (spool_pool_recover()); a
+ * queue/ID file without a record gets one rebuilt
  * from the file (a crash between rename and commit: the client got no
  * 250 and may send again - a duplicate, never a loss); a record without
  * a file is dropped with a log line.  spool_rebuild_index() rebuilds the
@@ -70,7 +82,7 @@
  * is the public API (spool.h), a message's writes, start-up and
  * shutdown; spool_file.c is the file format; spool_writer.c the writer
  * thread and its fsync rounds; spool_rebuild.c start-up reconciliation
- * and --rebuild-index.
+ * and --rebuild-index; spool_pool.c the pool.
  *
  * Exposure: the header values come from SMTP clients (HELO name,
  * addresses); the escaping keeps each on its line.  Ids are checked to be

@@ -3,17 +3,25 @@
  * file alone is enough to rebuild the queue): writing it from a queue
  * record, and reading a file back into one.
  *
- * SPOOL FILE FORMAT (stable; spool/queue/ID, mode 0600)
+ * SPOOL FILE FORMAT (stable; spool/queue/ID and, until its record is
+ * committed, spool/pool/ID; mode 0600)
  *   An envelope header of text lines, each ending in LF:
  *     mailferry-spool 1                 magic and format version
  *     id 0123456789abcdef               must equal the file name
  *     arrived 1700000000                unix time
  *     flags 0                           QR_* (QR_DSN marks our bounces)
  *     size 00000000000000004396         the message's length in bytes,
- *                                       SPOOL_SIZE_DIGITS digits; a file
- *                                       whose message is not as long is
- *                                       truncated and refused (absent in
- *                                       older files: not checked)
+ *                                       SPOOL_SIZE_DIGITS digits, written
+ *                                       (over zeros) last, just before the
+ *                                       file's sync: what makes a file a
+ *                                       committed message.  A file whose
+ *                                       message is not as long is cut
+ *                                       short and refused; in spool/pool
+ *                                       such a file, or one with no size
+ *                                       line or a header cut short, is
+ *                                       unfinished and emptied for reuse
+ *                                       (absent in older queue/ files:
+ *                                       not checked)
  *     client mail.example.org [192.0.2.1]
  *     sender bob@example.org            empty value for <>
  *     rcpt upstream alice@example.com   one line per delivery:
@@ -24,6 +32,9 @@
  *   after the first space of its line; the bytes '%', 0x00-0x1f and
  *   0x7f in a value are written as %XX (hex).  Readers ignore keys they
  *   do not know, so a key can be added without a version bump.
+ *   An empty file in spool/pool is a free pool file (spool_pool.c).
+ *   The header is the same in both places: a pool file is renamed, never
+ *   rewritten, to become spool/queue/ID.
  *
  * Exposure: the header values come from SMTP clients (HELO name,
  * addresses); the escaping keeps each on its line, and a file read back

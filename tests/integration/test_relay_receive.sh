@@ -116,8 +116,12 @@ swaks --server "127.0.0.1:$PORT" --from bob@sender.test --to alice@example.com \
 	--header "Subject: first" >"$T/swaks1.out" 2>&1
 ID=$(sed -n 's/.*250 2\.0\.0 Ok: queued as \([0-9a-f]\{16\}\).*/\1/p' "$T/swaks1.out")
 check "swaks gets 250 queued as ID" test -n "$ID"
-check "spool/queue/ID exists at the 250" test -f "$STATE/spool/queue/$ID"
+# At the 250 the file is in its pool file (spool/pool) or already moved
+# to spool/queue, which comes before its record.
+check "spool file of ID exists at the 250" sh -c \
+	"test -s '$STATE/spool/queue/$ID' || test -s '$STATE/spool/pool/$ID'"
 check "LMDB queue record for ID" lmdb_has "$ID"
+check "with its record, the file is in spool/queue" test -f "$STATE/spool/queue/$ID"
 check "spool header names sender and recipient" grep -q \
 	-e "^rcpt upstream alice@example.com$" "$STATE/spool/queue/$ID"
 check "Received: header prepended" grep -q \
@@ -386,11 +390,16 @@ T1=$(date +%s%N)
 AID=$(sed -n 's/.*250 2\.0\.0 Ok: queued as \([0-9a-f]\{16\}\).*/\1/p' "$T/swaks3.out")
 check "250 before the record is committed (in $(((T1 - T0) / 1000000)) ms)" \
 	sh -c "[ -n '$AID' ] && [ $(((T1 - T0) / 1000000)) -lt 3500 ]"
-check "between fsync and record: spool file there" test -f "$STATE/spool/queue/$AID"
+# Written in place into a pool file (relay/spool_pool.c): at the 250 it
+# is still in spool/pool, a whole message whose size line matches.
+check "between fsync and record: the message is in its pool file" \
+	sh -c "test -s '$STATE/spool/pool/$AID' && grep -q '^size 0*[1-9]' '$STATE/spool/pool/$AID'"
 check "between fsync and record: no LMDB record yet" sh -c "! mdb_dump -p -s queue '$STATE/db' 2>/dev/null | grep -qx ' $AID'"
 kill -KILL "$RELAY_PID"
 stop_pid "$RELAY_PID" 2>/dev/null
 check "relay restarts after kill -9" start_relay
+check "start-up moves it from spool/pool to spool/queue" \
+	within 10 grep -q "$AID: whole message moved from spool/pool to spool/queue" "$T/log/relay.log"
 check "the acknowledged message's record is rebuilt from its file" \
 	within 10 grep -q "$AID: queue record rebuilt from its spool file" "$T/log/relay.log"
 acked_delivered() {
