@@ -266,7 +266,7 @@ spool_pool_recover(struct spool *sp, char *err, size_t errlen)
 				    strerror(errno));
 				goto out;
 			}
-			log_notice("%s: acknowledged message moved from "
+			log_notice("%s: whole message moved from "
 			    "spool/pool to spool/queue", ids[i]);
 			moved++;
 			continue;
