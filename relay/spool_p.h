@@ -61,8 +61,8 @@ struct wakeup;
 /* The pool (spool_pool.c): empty files whose names in spool/pool were
  * made durable ahead of time; refilled by the index thread, in batches
  * of one directory fsync, when fewer than SPOOL_POOL_LOW are left. */
-#define SPOOL_POOL_SIZE	64
-#define SPOOL_POOL_LOW	32
+#define SPOOL_POOL_SIZE	256
+#define SPOOL_POOL_LOW	128
 
 enum msg_where { IN_TMP, IN_POOL, IN_QUEUE, GONE };
 
