@@ -348,6 +348,11 @@ sed -e 's/^id .*/id 00000000000000fe/' -e 's/Subject: survivor/Subject: orphan/'
 	"$STATE/spool/queue/$KID" >"$STATE/spool/queue/00000000000000fe"
 NQ=$((NQ + 1))
 touch "$STATE/spool/tmp/00000000000000ff"
+# A pool file the crash caught half written (its size line still zeros,
+# the message cut off): never acknowledged, so never delivered; start-up
+# empties it and hands it out again.
+printf 'mailferry-spool 1\nid 00000000000000fd\narrived 1700000000\nflags 0\nsize 00000000000000000000\nclient c\nsender bob@sender.test\nrcpt upstream alice@example.com\n\nSubject: half written\r\n\r\nthe rest never ca' \
+	>"$STATE/spool/pool/00000000000000fd"
 SINK_PORT=$UPSTREAM_PORT
 export SINK_PORT
 _lib_sink_port_main=$UPSTREAM_PORT
@@ -358,6 +363,16 @@ check "queued messages delivered after the restart" sink_wait "$NQ" 30
 check "the survivor reached the sink" sh -c "grep -l 'Subject: survivor' '$SINK_DIR'/msg.* >/dev/null"
 check "the file without a record was indexed and delivered" sh -c \
 	"grep -q '00000000000000fe: queue record rebuilt' '$T/log/relay.log' && grep -l 'Subject: orphan' '$SINK_DIR'/msg.* >/dev/null"
+check "the half-written pool file is emptied for reuse, not queued" sh -c \
+	"grep -q '00000000000000fd: unfinished message in spool/pool' '$T/log/relay.log' && test -f '$STATE/spool/pool/00000000000000fd' && ! test -s '$STATE/spool/pool/00000000000000fd' && ! test -e '$STATE/spool/queue/00000000000000fd' && ! lmdb_has 00000000000000fd"
+check "and not delivered" sh -c "! grep -l 'Subject: half written' '$SINK_DIR'/msg.* >/dev/null 2>&1"
+# The next message is written into it (the oldest free pool file).
+swaks --server "127.0.0.1:$PORT" --from bob@sender.test --to alice@example.com \
+	--header "Subject: into a reused pool file" >"$T/swaks4.out" 2>&1
+check "the emptied pool file is reused for the next message" \
+	grep -q "250 2.0.0 Ok: queued as 00000000000000fd" "$T/swaks4.out"
+NQ=$((NQ + 1))
+check "which is delivered" sink_wait "$NQ" 30
 
 # 8b. kill -9 between the spool file's fsync and its LMDB record: the 250
 # goes out once the file is durable (relay/spool.h, spool_msg_early), the
