@@ -303,8 +303,14 @@ spool_pool_recover(struct spool *sp, char *err, size_t errlen)
 	if (emptied > 0)
 		log_info("spool: %zu unfinished message(s) in spool/pool "
 		    "emptied for reuse", emptied);
-	rc = sp->npool < SPOOL_POOL_SIZE ? spool_pool_fill(sp,
-	    SPOOL_POOL_SIZE - sp->npool, err, errlen) : 0;
+	/* A file system out of inodes must not keep the relay from starting
+	 * (it answers 452 at MAIL then, spool_has_room): messages use
+	 * spool/tmp until a refill works. */
+	if (sp->npool < SPOOL_POOL_SIZE && spool_pool_fill(sp,
+	    SPOOL_POOL_SIZE - sp->npool, why, sizeof(why)) == -1)
+		log_warnx("spool: cannot fill the pool: %s (new messages are "
+		    "written in spool/tmp meanwhile)", why);
+	rc = 0;
 out:
 	closedir(d);
 	free(ids);

@@ -349,17 +349,17 @@ pool_count(struct fx *fx, int *empty_r)
 
 /*
  * The pool: at start spool/pool holds empty files (their names made
- * durable ahead of time); more messages than the pool holds still
- * commit (the index thread refills it, or a message falls back to
- * spool/tmp); DSN-style messages without spool_msg_envelope() too.
+ * durable ahead of time); messages through it with refills, DSN-style
+ * ones without spool_msg_envelope() too, and more messages open at once
+ * than it holds (past it, a refilled pool file or spool/tmp).
  */
 static void
 test_pool_refill(void **state)
 {
 	struct fx *fx = *state;
 	struct queue_record rec;
-	struct spool_msg *m;
-	char err[128], ids[200][QUEUE_ID_LEN + 1];
+	struct spool_msg *m, *held[300];
+	char err[128], ids[500][QUEUE_ID_LEN + 1];
 	int i, n, empty;
 
 	n = pool_count(fx, &empty);
@@ -380,13 +380,32 @@ test_pool_refill(void **state)
 	}
 	wait_callbacks(fx, 200);
 	assert_int_equal(fx->nok, 200);
-	for (i = 0; i < 200; i++) {
+	/* More messages in DATA at once than the pool holds: those past it
+	 * get a refilled pool file or one in spool/tmp; all commit. */
+	for (i = 0; i < 300; i++) {
+		held[i] = spool_msg_new(fx->relay.spool, err, sizeof(err));
+		assert_non_null(held[i]);
+		memcpy(ids[200 + i], spool_msg_id(held[i]), sizeof(ids[0]));
+		make_rec(&rec, "c");
+		assert_int_equal(spool_msg_envelope(held[i], &rec), 0);
+		assert_int_equal(spool_msg_write(held[i], body1,
+		    sizeof(body1) - 1), 0);
+	}
+	for (i = 0; i < 300; i++) {
+		make_rec(&rec, "c");
+		assert_int_equal(spool_msg_commit(&held[i], &rec, commit_cb,
+		    fx), 0);
+	}
+	wait_callbacks(fx, 500);
+	assert_int_equal(fx->nok, 500);
+	for (i = 0; i < 500; i++) {
 		char id[QUEUE_ID_LEN + 1];
 
 		memcpy(id, ids[i], sizeof(id));
 		assert_int_equal(get_rec(fx, id, NULL), 1);
 		assert_body(fx, id, body1, sizeof(body1) - 1);
 		assert_false(file_exists(fx, "pool", id));
+		assert_false(file_exists(fx, "tmp", id));
 	}
 	n = pool_count(fx, &empty);
 	assert_true(n > 0);
