@@ -75,10 +75,9 @@ struct spool_msg {
 	char		*buf;		/* pending bytes, lazily allocated */
 	size_t		 buflen;
 	int		 env_written;	/* header is at the start of the file */
-	int		 newname;	/* its name is not durable yet: the round
-					   fsyncs its directory (not a pool
-					   file, or one rewritten by
-					   round_prepend) */
+	/* Its name is not durable yet, so the round fsyncs its directory:
+	 * not a pool file, or one rewritten by round_prepend. */
+	int		 newname;
 	size_t		 size_off;	/* its size value's offset, 0: none */
 	uint64_t	 body;		/* message bytes accepted */
 	int		 werr;		/* first write errno, 0 if none */
@@ -120,10 +119,12 @@ struct spool {
 	int		 tmpfd;		/* spool/tmp */
 	int		 queuefd;	/* spool/queue */
 	int		 poolfd;	/* spool/pool */
-	char		(*pool)[QUEUE_ID_LEN + 1]; /* (mu) free pool files, */
-	size_t		 npool;		/* (mu) oldest first */
-	size_t		 poolalloc;	/* (mu) */
-	int		 pool_low;	/* (mu) the index thread refills it */
+	/* (mu) the free pool files' ids, oldest first (spool_pool.c);
+	 * pool_low: below SPOOL_POOL_LOW, the index thread refills it */
+	char		(*pool)[QUEUE_ID_LEN + 1];
+	size_t		 npool;
+	size_t		 poolalloc;
+	int		 pool_low;
 	pthread_mutex_t	 mu;
 	pthread_cond_t	 cv;
 	struct msgq	 pending;	/* waiting for the next round (mu) */
@@ -139,7 +140,7 @@ struct spool {
 	int		 stop;		/* (mu) */
 	int		 istop;		/* (mu) the index thread's stop */
 	char		 ierr[300];	/* (mu) index failure to log, "" none */
-	char		 perr[300];	/* (mu) pool refill failure to log */
+	char		 perr[300];	/* (mu) refill failure to log */
 	int		 istalled;	/* (mu) acknowledged messages wait for
 					   an index the last round failed */
 	pthread_t	 thread;
@@ -170,7 +171,8 @@ int	spool_file_read(struct spool *sp, const char *id,
 /* spool_file_check - is dirfd/id (a pool file) a whole message?  1: yes
  * (its header parses and its size line matches), 0: empty or written in
  * part (never acknowledged), -1: cannot tell (err; errno). */
-int	spool_file_check(int dirfd, const char *id, char *err, size_t errlen);
+int	spool_file_check(int dirfd, const char *id, char *err,
+	    size_t errlen);
 
 /* spool_writer.c: what a round puts, the thread, back on the loop */
 void	spool_dedupe_value(unsigned char v[DEDUPE_VALUE_LEN],

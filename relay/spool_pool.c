@@ -134,7 +134,8 @@ spool_pool_fill(struct spool *sp, size_t want, char *err, size_t errlen)
 		if (fd == -1) {
 			if (errno == EEXIST && ++tries <= 16)
 				continue;
-			snprintf(err, errlen, "spool/pool: %s", strerror(errno));
+			snprintf(err, errlen, "spool/pool: %s",
+			    strerror(errno));
 			goto fail;
 		}
 		close(fd);
