@@ -14,6 +14,7 @@
 #include <string.h>
 
 #include "bytes.h"
+#include "config.h"
 #include "route_state.h"
 #include "util.h"
 
@@ -265,4 +266,15 @@ route_state_write(struct store *st, const struct route_wave *w, char *err,
 
 	return (store_txn_run(st, 0, write_txn, &copy, err, errlen) == 0 ?
 	    0 : -1);
+}
+
+/* route_accounts_path - [relay] accounts, else [syncd] accounts */
+const char *
+route_accounts_path(const struct config *cfg)
+{
+	if (cfg->relay.accounts != NULL && cfg->relay.accounts[0] != '\0')
+		return (cfg->relay.accounts);
+	if (cfg->syncd.accounts != NULL && cfg->syncd.accounts[0] != '\0')
+		return (cfg->syncd.accounts);
+	return (NULL);
 }

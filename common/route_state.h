@@ -100,6 +100,13 @@ int	route_state_read(struct store *st,
 	    struct route_wave waves[ROUTE_WAVE_MAX + 1], char *err,
 	    size_t errlen);
 
+/*
+ * route_accounts_path - the accounts file whose wave column the waves
+ * are made of: [relay] accounts, else [syncd] accounts, else NULL.
+ */
+struct config;
+const char *route_accounts_path(const struct config *cfg);
+
 /* route_state_write - w in its own write transaction: 0, or -1 with err */
 int	route_state_write(struct store *st, const struct route_wave *w,
 	    char *err, size_t errlen);

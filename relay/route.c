@@ -42,16 +42,6 @@ struct relay_routes {
 	struct cutover_record	*cut;		/* decide()'s buffer */
 };
 
-const char *
-relay_routes_path(const struct config *cfg)
-{
-	if (cfg->relay.accounts != NULL && cfg->relay.accounts[0] != '\0')
-		return (cfg->relay.accounts);
-	if (cfg->syncd.accounts != NULL && cfg->syncd.accounts[0] != '\0')
-		return (cfg->syncd.accounts);
-	return (NULL);
-}
-
 static int
 addr_cmp(const void *a, const void *b)
 {
@@ -78,7 +68,7 @@ relay_routes_load(const struct config *cfg, struct relay_routes **rt_r,
     char *err, size_t errlen)
 {
 	struct relay_routes *rt;
-	const char *path = relay_routes_path(cfg);
+	const char *path = route_accounts_path(cfg);
 	size_t i;
 
 	*rt_r = NULL;
@@ -155,6 +145,36 @@ const struct accounts *
 relay_routes_accounts(const struct relay_routes *rt)
 {
 	return (rt != NULL ? rt->acc : NULL);
+}
+
+size_t
+relay_routes_wave_count(const struct relay_routes *rt, unsigned wave)
+{
+	if (rt == NULL || rt->acc == NULL || wave < 1 ||
+	    wave > ACCOUNTS_WAVE_MAX)
+		return (0);
+	return (accounts_wave_count(rt->acc, wave));
+}
+
+const char *
+relay_routes_wave_list(const struct relay_routes *rt, char *buf, size_t len)
+{
+	size_t o = 0;
+	unsigned w;
+	int n;
+
+	buf[0] = '\0';
+	for (w = 1; w <= ACCOUNTS_WAVE_MAX && o < len; w++) {
+		if (relay_routes_wave_count(rt, w) == 0)
+			continue;
+		n = snprintf(buf + o, len - o, "%s%u", o ? ", " : "", w);
+		if (n < 0 || (size_t)n >= len - o)
+			break;
+		o += (size_t)n;
+	}
+	if (o == 0)
+		snprintf(buf, len, "none");
+	return (buf);
 }
 
 /* lookup - the wave of key (lower case), 0 when not an account's */

@@ -5,8 +5,8 @@
  * host only ([forward] copy_to).
  *
  * A recipient goes to the old host only when
- *   (a) its account in the accounts file ([relay] accounts, else
- *       [syncd] accounts; syncd/accounts.h) has a wave (wave=N) whose
+ *   (a) its account in the accounts file (route_accounts_path():
+ *       [relay] accounts, else [syncd] accounts; syncd/accounts.h) has a wave (wave=N) whose
  *       routing record (common/route_state.h) is not `migrated`, or
  *   (b) the cutover record of its domain (STORE_DB_CUTOVER, key = the
  *       domain in lower case) is in phase `rollback`: the MX went back
@@ -54,12 +54,6 @@ struct route_choice {
 };
 
 /*
- * relay_routes_path - the accounts file the relay routes by: [relay]
- * accounts, else [syncd] accounts, else NULL (no waves).
- */
-const char *relay_routes_path(const struct config *cfg);
-
-/*
  * relay_routes_load - read the accounts file (users and waves only, no
  * secrets) and check it against the configuration.  *rt_r is always
  * set on success (also without an accounts file: rollback routing
@@ -72,6 +66,13 @@ void	relay_routes_free(struct relay_routes **rtp);
 
 /* The accounts routed by (NULL: none); borrowed from rt. */
 const struct accounts *relay_routes_accounts(const struct relay_routes *rt);
+
+/* Accounts in wave (0 for a wave no account is in; rt may be NULL). */
+size_t	relay_routes_wave_count(const struct relay_routes *rt, unsigned wave);
+
+/* "1, 2, 5": the waves with accounts, into buf ("none" without). */
+const char *relay_routes_wave_list(const struct relay_routes *rt, char *buf,
+	    size_t len);
 
 /* The wave of rcpt's account, 0 when none (rt may be NULL). */
 unsigned relay_routes_wave(const struct relay_routes *rt, const char *rcpt);
