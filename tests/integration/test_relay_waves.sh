@@ -18,13 +18,15 @@
 #   - a domain whose cutover record is in rollback goes to copy_to only,
 #     whatever its recipients' waves; back to dual-reception, upstream
 #     again; the no-ledger rule: a recipient routed to the old host has
-#     no ledger entry.
+#     no ledger entry;
+#   - ferry-syncd --wave N copies that wave's accounts only; an unknown
+#     or malformed wave is a usage error (exit 2).
 . "$top_srcdir/tests/integration/lib.sh"
 
 require_cmd smtp-sink mdb_dump mdb_stat "$LIB_PYTHON"
 CUTOVER_PUT=$top_builddir/tests/integration/cutover_put
 
-plan 32
+plan 35
 
 STATE=$T/state
 PORT=$(free_port)
@@ -103,7 +105,7 @@ bad_ctl() {
 	out=$(ctl "$@" 2>&1)
 	rc=$?
 	echo "$out"
-	[ "$rc" -eq 2 ] && grep -qE "$re" <<<"$out"
+	[ "$rc" -eq 2 ] && grep -qE -e "$re" <<<"$out"
 }
 check "ferryctl wave 7 migrate (no account in it): exit 2, clear error" \
 	bad_ctl "wave 7: unknown: no account of .*accounts is in it \(waves: 1, 2\)" \
@@ -329,6 +331,49 @@ mkmsg rb2 rb2
 send1 rb1@rb.test rb2 >/dev/null
 check "back to dual-reception: upstream again, no restart" \
 	wait_rcpts "$SINK_DIR_main" rb2 "rb1@rb.test"
+
+# --- ferry-syncd --wave ------------------------------------------------------------
+{
+	cat "$T/relay.conf"
+	printf '[syncd]\naccounts = %s\ntls_verify = no\n' "$T/accounts"
+} >"$T/syncd.conf"
+syncd_usage() {	# syncd_usage REGEX ARGS... - exit 2 with REGEX on stderr
+	local re=$1 out rc
+	shift
+	out=$(timeout 20 "$FERRY_SYNCD" "$@" 2>&1)
+	rc=$?
+	echo "$out"
+	[ "$rc" -eq 2 ] && grep -qE -e "$re" <<<"$out"
+}
+if command -v dovecot >/dev/null 2>&1 &&
+	DOVECOT_NAME=src start_dovecot w1@example.test:pw1 w2@example.test:pw2 \
+		free@example.test:pw3 rb1@rb.test:pw4 >/dev/null 2>&1 &&
+	DOVECOT_NAME=dst start_dovecot w1@example.test:pw1 w2@example.test:pw2 \
+		free@example.test:pw3 rb1@rb.test:pw4 >/dev/null 2>&1; then
+	printf 'source = imap://127.0.0.1:%s?tls=none\ndestination = imap://127.0.0.1:%s?tls=none\n' \
+		"$IMAP_PORT_src" "$IMAP_PORT_dst" >>"$T/syncd.conf"
+	for u in w1@example.test:pw1 w2@example.test:pw2 free@example.test:pw3; do
+		printf 'From: <s@origin.test>\r\nSubject: old %s\r\nMessage-ID: <old.%s@origin.test>\r\n\r\nold mail\r\n' \
+			"${u%%:*}" "${u%%:*}" >"$T/msg/old.eml"
+		imap_append "$IMAP_PORT_src" "${u%%:*}" "${u#*:}" INBOX "$T/msg/old.eml" >/dev/null
+	done
+	check "ferry-syncd --once --wave 2 copies wave 2's accounts only" eval \
+		"timeout 60 '$FERRY_SYNCD' -c '$T/syncd.conf' --once --wave 2 >'$T/log/syncd-wave.log' 2>&1 &&
+		[ \"\$(imap_count $IMAP_PORT_dst w2@example.test pw2 INBOX)\" = 1 ] &&
+		[ \"\$(imap_count $IMAP_PORT_dst w1@example.test pw1 INBOX)\" = 0 ] &&
+		[ \"\$(imap_count $IMAP_PORT_dst free@example.test pw3 INBOX)\" = 0 ]"
+else
+	printf 'source = imap://127.0.0.1:%s?tls=none\ndestination = imap://127.0.0.1:%s?tls=none\n' \
+		"$(free_port)" "$(free_port)" >>"$T/syncd.conf"
+	skip "ferry-syncd --once --wave 2 copies wave 2's accounts only" "no Dovecot"
+fi
+check "ferry-syncd --wave 7 (no account in it): exit 2, clear error" \
+	syncd_usage "--wave 7: unknown wave: no account of .*accounts is in it" \
+	-c "$T/syncd.conf" -t --wave 7
+check "ferry-syncd --wave 0 / abc / 1000: exit 2" eval \
+	'syncd_usage "want a wave from 1 to 999" -c "$T/syncd.conf" --once --wave 0 &&
+	syncd_usage "want a wave from 1 to 999" -c "$T/syncd.conf" --once --wave abc &&
+	syncd_usage "want a wave from 1 to 999" -c "$T/syncd.conf" --once --wave 1000'
 
 relay_exits_cleanly() {
 	local i rc
