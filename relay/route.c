@@ -25,7 +25,6 @@
 #include "log.h"
 #include "route.h"
 #include "route_state.h"
-#include "srs.h"
 #include "util.h"
 
 /* One address of an account: the user, lower case, and its wave. */
@@ -215,7 +214,7 @@ relay_routes_wave(const struct relay_routes *rt, const char *rcpt)
 /* One decision: what the transaction reads, once per wave and domain. */
 struct decide {
 	struct relay_routes	*rt;
-	const struct srs	*srs;
+	const unsigned char	*skip;
 	char *const		*rcpts;
 	size_t			 n;
 	struct route_choice	*choice;
@@ -266,8 +265,8 @@ decide_txn(struct store_txn *tx, void *arg)
 		const char *rcpt = d->rcpts[i];
 
 		memset(c, 0, sizeof(*c));
-		if (d->srs != NULL && srs_is_srs(d->srs, rcpt))
-			continue;	/* a bounce to reverse: its own route */
+		if (d->skip != NULL && d->skip[i])
+			continue;	/* e.g. a bounce to reverse */
 		if ((c->wave = relay_routes_wave(rt, rcpt)) != 0) {
 			/* recipients are mostly grouped: read a wave once
 			 * for a run of them */
@@ -296,7 +295,7 @@ decide_txn(struct store_txn *tx, void *arg)
 
 int
 relay_routes_decide(struct relay_routes *rt, struct store *st,
-    const struct srs *srs, char *const *rcpts, size_t n,
+    const unsigned char *skip, char *const *rcpts, size_t n,
     struct route_choice *choice, char *err, size_t errlen)
 {
 	struct decide d;
@@ -305,7 +304,7 @@ relay_routes_decide(struct relay_routes *rt, struct store *st,
 	if (rt == NULL || n == 0)
 		return (0);
 	d.rt = rt;
-	d.srs = srs;
+	d.skip = skip;
 	d.rcpts = rcpts;
 	d.n = n;
 	d.choice = choice;

@@ -43,7 +43,6 @@
 #include "store.h"
 
 struct accounts;
-struct srs;
 struct relay_routes;
 
 /* Why a recipient goes where it goes (relay_routes_decide()). */
@@ -79,13 +78,14 @@ unsigned relay_routes_wave(const struct relay_routes *rt, const char *rcpt);
 
 /*
  * relay_routes_decide - where each of rcpts[0..n) goes, from one read
- * transaction on st: choice[i].  srs (NULL: off) keeps our SRS
- * addresses on their own route.  0, or -1 with err (a store error or
- * an unreadable record: the caller refuses the message with a 4xx
- * rather than guess).
+ * transaction on st: choice[i].  skip (NULL: none) marks recipients
+ * that keep their own route whatever the rules (our SRS addresses:
+ * bounces to reverse).  0, or -1 with err (a store error or an
+ * unreadable record: the caller refuses the message with a 4xx rather
+ * than guess).
  */
 int	relay_routes_decide(struct relay_routes *rt, struct store *st,
-	    const struct srs *srs, char *const *rcpts, size_t n,
+	    const unsigned char *skip, char *const *rcpts, size_t n,
 	    struct route_choice *choice, char *err, size_t errlen);
 
 #endif

@@ -32,6 +32,7 @@
 #include "log.h"
 #include "rfc5322.h"
 #include "route.h"
+#include "srs.h"
 #include "smtp_server_p.h"
 
 static void	session_checks_done(struct smtp_session *, const char *,
@@ -48,11 +49,22 @@ tx_route(struct smtp_session *s, struct smtp_tx *tx,
     struct route_choice *choice)
 {
 	struct relay *r = s->server->relay;
+	unsigned char *skip = NULL;
 	char err[256];
 	size_t i;
+	int rc;
 
-	if (relay_routes_decide(r->routes, r->store, r->srs, tx->rcpts.items,
-	    tx->rcpts.count, choice, err, sizeof(err)) == -1) {
+	/* Our SRS addresses (bounces to reverse) keep their own route. */
+	if (r->srs != NULL && tx->rcpts.count > 0) {
+		if ((skip = calloc(tx->rcpts.count, 1)) == NULL)
+			return (-1);
+		for (i = 0; i < tx->rcpts.count; i++)
+			skip[i] = srs_is_srs(r->srs, tx->rcpts.items[i]) != 0;
+	}
+	rc = relay_routes_decide(r->routes, r->store, skip, tx->rcpts.items,
+	    tx->rcpts.count, choice, err, sizeof(err));
+	free(skip);
+	if (rc == -1) {
 		log_warnx("%s: cannot route the recipients: %s",
 		    spool_msg_id(tx->msg), err);
 		return (-1);
