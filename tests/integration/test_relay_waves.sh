@@ -26,7 +26,7 @@
 require_cmd smtp-sink mdb_dump mdb_stat "$LIB_PYTHON"
 CUTOVER_PUT=$top_builddir/tests/integration/cutover_put
 
-plan 35
+plan 36
 
 STATE=$T/state
 PORT=$(free_port)
@@ -179,6 +179,21 @@ check "the relay logged the two routed to copy_to with their wave" eval \
 	"grep -qE 'to=<w1@example.test>, route=copy_to \\(wave 1 not migrated\\)' '$RELAY_LOG' && grep -qE 'to=<w2@example.test>, route=copy_to \\(wave 2 not migrated\\)' '$RELAY_LOG'"
 check_output "one ledger entry (free@): none for those routed to copy_to" 1 \
 	eval "mdb_stat -s ledger '$STATE/db' | awk '/Entries:/ { print \$2 }'"
+
+mkmsg alone alone
+queue_empty() {
+	local i
+	for ((i = 0; i < 100; i++)); do
+		[ "$(ctl --json queue | "$LIB_PYTHON" -c 'import json,sys; print(json.load(sys.stdin)["count"])')" = 0 ] &&
+			[ -z "$(ls -A "$STATE/spool/queue")" ] && return 0
+		sleep 0.1
+	done
+	return 1
+}
+check "a message to w2@ alone: copy_to only, then nothing stays queued" eval \
+	'send1 w2@example.test alone | grep -q "^DATA 250" &&
+	wait_rcpts "$SINK_DIR_copy" alone "w2@example.test" && queue_empty &&
+	[ -z "$(rcpts_of "$SINK_DIR_main" alone)" ]'
 
 # --- wave 1 migrates under load -----------------------------------------------
 cat >"$T/load.py" <<'EOF'
