@@ -10,7 +10,7 @@
  * Control socket protocol: one request line per connection, one reply
  * line, then the relay closes.
  *	retry ID | retry all | hold ID | release ID | delete ID | stats |
- *	drain
+ *	drain | wave N migrate | wave N pending (control_wave.c)
  *	-> "ok[ TEXT]" | "error TEXT"; stats and drain answer "ok " + a
  *	JSON object on one line (drain: {"now", "queue", "drain"}, the
  *	last being drain_json(), null when the relay keeps no drain view).
@@ -62,6 +62,7 @@
 #include "control_cap.h"
 #include "control_auth.h"
 #include "control_page.h"
+#include "control_wave.h"
 #include "cutover_state.h"
 #include "drain.h"
 #include "http_text.h"
@@ -102,6 +103,8 @@ struct ctl_conn {
 	struct control		*ctl;
 	struct bufferevent	*bev;
 	int			 replied;	/* reply queued; close when sent */
+	unsigned		 uid;		/* the peer (SO_PEERCRED) */
+	long			 pid;
 	TAILQ_ENTRY(ctl_conn)	 entry;
 };
 
@@ -687,9 +690,10 @@ control_doc_reply(struct control *ctl, struct evbuffer *out,
  * queue the reply on out.
  */
 static void
-control_command(struct control *ctl, char *line, size_t len,
+control_command(struct ctl_conn *conn, char *line, size_t len,
     struct evbuffer *out)
 {
+	struct control *ctl = conn->ctl;
 	static const struct {
 		const char *name;
 		int (*fn)(struct queue *, const char *, char *, size_t);
@@ -715,6 +719,15 @@ control_command(struct control *ctl, char *line, size_t len,
 	extra = strtok_r(NULL, " ", &save);
 	if (cmd == NULL) {
 		reply_error(out, "empty request");
+		return;
+	}
+	if (strcmp(cmd, "wave") == 0) {
+		/* wave N migrate|pending: the one command of three words */
+		if (strtok_r(NULL, " ", &save) != NULL)
+			reply_error(out, "too many arguments");
+		else
+			control_wave(ctl->relay, arg, extra, conn->uid,
+			    conn->pid, out);
 		return;
 	}
 	if (extra != NULL) {
@@ -795,7 +808,7 @@ conn_read_cb(struct bufferevent *bev, void *arg)
 		evbuffer_remove(in, line, (size_t)eol.pos);
 		line[eol.pos] = '\0';
 		evbuffer_drain(in, eol_len);
-		control_command(conn->ctl, line, (size_t)eol.pos, out);
+		control_command(conn, line, (size_t)eol.pos, out);
 	}
 	conn->replied = 1;
 	bufferevent_disable(bev, EV_READ);
@@ -817,7 +830,7 @@ conn_last_line(struct ctl_conn *conn)
 		return (-1);
 	evbuffer_remove(in, line, len);
 	line[len] = '\0';
-	control_command(conn->ctl, line, len, bufferevent_get_output(conn->bev));
+	control_command(conn, line, len, bufferevent_get_output(conn->bev));
 	conn->replied = 1;
 	bufferevent_disable(conn->bev, EV_READ);
 	return (0);
@@ -849,16 +862,15 @@ conn_event_cb(struct bufferevent *bev, short what, void *arg)
 	conn_free(&conn);
 }
 
-/* peer_allowed - root or the relay's own user only */
+/* peer_allowed - root or the relay's own user only; *cred: who */
 static int
-peer_allowed(int fd)
+peer_allowed(int fd, struct ucred *cred)
 {
-	struct ucred cred;
-	socklen_t len = sizeof(cred);
+	socklen_t len = sizeof(*cred);
 
-	if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) == -1)
+	if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, cred, &len) == -1)
 		return (0);
-	return (cred.uid == 0 || cred.uid == geteuid());
+	return (cred->uid == 0 || cred->uid == geteuid());
 }
 
 /* control_accept_cb - a new ferryctl connection */
@@ -868,6 +880,7 @@ control_accept_cb(struct evconnlistener *lev, evutil_socket_t fd,
 {
 	struct control *ctl = arg;
 	struct ctl_conn *conn;
+	struct ucred cred;
 
 	(void)lev;
 	(void)sa;
@@ -877,7 +890,7 @@ control_accept_cb(struct evconnlistener *lev, evutil_socket_t fd,
 		close(fd);
 		return;
 	}
-	if (!peer_allowed(fd)) {
+	if (!peer_allowed(fd, &cred)) {
 		log_warnx("control: refused a connection from another user");
 		close(fd);
 		return;
@@ -887,6 +900,8 @@ control_accept_cb(struct evconnlistener *lev, evutil_socket_t fd,
 		return;
 	}
 	conn->ctl = ctl;
+	conn->uid = (unsigned)cred.uid;
+	conn->pid = (long)cred.pid;
 	conn->bev = bufferevent_socket_new(ctl->relay->base, fd,
 	    BEV_OPT_CLOSE_ON_FREE);
 	if (conn->bev == NULL) {

@@ -36,14 +36,15 @@ static void
 usage(FILE *fp)
 {
 	fprintf(fp,
-	    "usage: ferry-syncd [-dht] [-c FILE] [--once] [--dry-run] [--account USER] [--json]\n"
-	    "       ferry-syncd --verify [--deep] [-c FILE] [--account USER] [--json]\n"
+	    "usage: ferry-syncd [-dht] [-c FILE] [--once] [--dry-run] [--account USER | --wave N] [--json]\n"
+	    "       ferry-syncd --verify [--deep] [-c FILE] [--account USER | --wave N] [--json]\n"
 	    "  -c FILE         configuration file (default %s)\n"
 	    "  -d              stay in the foreground and log to stderr\n"
 	    "  -t              check the configuration and exit\n"
 	    "  --once          one pass over all accounts, report, exit\n"
 	    "  --dry-run       show the plan, write nothing\n"
 	    "  --account USER  only this source account\n"
+	    "  --wave N        only the accounts of staged wave N (wave=N)\n"
 	    "  --json          the report as JSON (with --once or --verify)\n"
 	    "  --verify        compare every folder of both sides, read-only;\n"
 	    "                  exit 0 complete, 1 missing or different, 2 usage\n"
@@ -141,6 +142,7 @@ setup(struct syncd *sd)
 	sd->o.store = sd->store;
 	sd->o.accounts = sd->accounts;
 	sd->o.only_account = sd->only;
+	sd->o.only_wave = sd->only_wave;
 	sd->o.dry_run = sd->dry_run;
 	sd->o.src_ctx = sd->src_ctx;
 	sd->o.dst_ctx = sd->dst_ctx;
@@ -175,11 +177,12 @@ main(int argc, char *argv[])
 		{ "help", no_argument, NULL, 'h' },
 		{ "verify", no_argument, NULL, 'V' },
 		{ "deep", no_argument, NULL, 'D' },
+		{ "wave", required_argument, NULL, 'W' },
 		{ NULL, 0, NULL, 0 },
 	};
 	struct syncd *sd = &the_syncd;
 	const struct config *cfg = &sd->cfg;
-	const char *conf = NULL;
+	const char *conf = NULL, *wave_arg = NULL;
 	char err[1024];
 	int c, rc, test_only = 0, exit_code = EXIT_USAGE, verify = 0, deep = 0;
 
@@ -213,6 +216,9 @@ main(int argc, char *argv[])
 		case 'D':
 			deep = 1;
 			break;
+		case 'W':
+			wave_arg = optarg;
+			break;
 		case 'h':
 			usage(stdout);
 			return (0);
@@ -225,6 +231,24 @@ main(int argc, char *argv[])
 	    (verify && (sd->once || test_only))) {
 		usage(stderr);
 		return (EXIT_USAGE);
+	}
+	if (wave_arg != NULL) {
+		int64_t v;
+
+		if (sd->only != NULL) {
+			fprintf(stderr, "ferry-syncd: --wave and --account do "
+			    "not go together\n");
+			return (EXIT_USAGE);
+		}
+		/* strict: decimal, no sign, no leading zero */
+		if (wave_arg[0] < '1' || wave_arg[0] > '9' ||
+		    parse_int(wave_arg, 1, ACCOUNTS_WAVE_MAX, &v, err,
+		    sizeof(err)) == -1) {
+			fprintf(stderr, "ferry-syncd: --wave: want a wave "
+			    "from 1 to %u\n", ACCOUNTS_WAVE_MAX);
+			return (EXIT_USAGE);
+		}
+		sd->only_wave = (unsigned)v;
 	}
 	/* a verification runs in the foreground like --once, never as the
 	 * daemon: no pid file, logs on stderr, the result on stdout */
@@ -246,6 +270,13 @@ main(int argc, char *argv[])
 	}
 	if (sd->only != NULL && accounts_find(sd->accounts, sd->only) == NULL) {
 		fprintf(stderr, "ferry-syncd: no account %s in %s\n", sd->only,
+		    sd->accounts->path);
+		goto out;
+	}
+	if (sd->only_wave != 0 &&
+	    accounts_wave_count(sd->accounts, sd->only_wave) == 0) {
+		fprintf(stderr, "ferry-syncd: --wave %u: unknown wave: no "
+		    "account of %s is in it\n", sd->only_wave,
 		    sd->accounts->path);
 		goto out;
 	}

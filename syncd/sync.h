@@ -41,6 +41,7 @@ struct sync_pass_opts {
 	struct store	*store;		/* NULL: no state (dry run only) */
 	const struct accounts *accounts;
 	const char	*only_account;	/* --account, or NULL */
+	unsigned	 only_wave;	/* --wave N, or 0: every account */
 	int		 dry_run;
 	SSL_CTX		*src_ctx;	/* NULL when the URL is plain */
 	SSL_CTX		*dst_ctx;
