@@ -19,6 +19,8 @@
 #     whatever its recipients' waves; back to dual-reception, upstream
 #     again; the no-ledger rule: a recipient routed to the old host has
 #     no ledger entry;
+#   - copy_to answering 5xx for a recipient it alone was to get: the
+#     sender gets a DSN naming that recipient only;
 #   - ferry-syncd --wave N copies that wave's accounts only; an unknown
 #     or malformed wave is a usage error (exit 2).
 . "$top_srcdir/tests/integration/lib.sh"
@@ -26,7 +28,7 @@
 require_cmd smtp-sink mdb_dump mdb_stat "$LIB_PYTHON"
 CUTOVER_PUT=$top_builddir/tests/integration/cutover_put
 
-plan 36
+plan 40
 
 STATE=$T/state
 PORT=$(free_port)
@@ -36,6 +38,7 @@ RELAY_LOG=$T/log/relay.log
 
 SINK_NAME=main start_smtp_sink || exit 1
 SINK_NAME=copy start_smtp_sink || exit 1
+SINK_NAME=dsn start_smtp_sink || exit 1
 
 # write_conf FILE ACCOUNTS [COPY] - the relay's configuration
 write_conf() {
@@ -50,6 +53,7 @@ accounts = $2
 [forward]
 upstream = 127.0.0.1:$SINK_PORT_main
 ${3-copy_to = 127.0.0.1:$SINK_PORT_copy}
+dsn_relay = 127.0.0.1:$SINK_PORT_dsn
 tls = none
 retry_initial = 1s
 retry_max = 2s
@@ -346,6 +350,35 @@ mkmsg rb2 rb2
 send1 rb1@rb.test rb2 >/dev/null
 check "back to dual-reception: upstream again, no restart" \
 	wait_rcpts "$SINK_DIR_main" rb2 "rb1@rb.test"
+
+# --- copy_to refuses a recipient it alone was to get ----------------------------
+# For a pending recipient copy_to is the only delivery, so its 5xx is the
+# message's fate: the sender gets a DSN.  free@ was also forwarded
+# upstream, so copy_to refusing its copy bounces nothing.
+dsn_of() {	# dsn_of SEQ - the DSN files at dsn_relay about message SEQ
+	grep -lE "^X-Seq: $1"$'\r'"?\$" "$SINK_DIR_dsn"/msg.* 2>/dev/null
+}
+wait_dsn() {	# wait_dsn SEQ RCPT
+	local i
+	for ((i = 0; i < 150; i++)); do
+		dsn_of "$1" | xargs -r grep -l "$2" | grep -q . && return 0
+		sleep 0.1
+	done
+	return 1
+}
+stop_smtp_sink copy
+SINK_NAME=copy start_smtp_sink -f RCPT || exit 1
+mkmsg refused refused
+check "copy_to answers 5xx: a message to w2@ (pending) and free@ is accepted" eval \
+	'send1 w2@example.test,free@example.test refused | grep -q "^DATA 250"'
+check "the sender gets a DSN for w2@, whose only delivery was copy_to" \
+	wait_dsn refused 'w2@example.test'
+check "the upstream got free@ alone, and nothing stays queued" eval \
+	'wait_rcpts "$SINK_DIR_main" refused "free@example.test" && queue_empty'
+check_output "one DSN for the message, and it names w2@ only" "1 0" eval \
+	'echo "$(dsn_of refused | wc -l) $(dsn_of refused | xargs -r grep -c "free@example.test" | awk -F: "{ s += \$NF } END { print s + 0 }")"'
+stop_smtp_sink copy
+SINK_NAME=copy start_smtp_sink || exit 1
 
 # --- ferry-syncd --wave ------------------------------------------------------------
 {
