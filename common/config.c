@@ -109,6 +109,7 @@ static const struct cfg_key keys[] = {
 	KINT("relay", "stress_threshold", "80", relay.stress_threshold, 1, 100),
 	KEY("relay", "stress_timeout", CT_DURATION, "10s", relay.stress_timeout),
 	KINT("relay", "stress_max_connections_per_ip", "10", relay.stress_max_connections_per_ip, 1, 1000000),
+	KEY("relay", "accounts", CT_STRING, "", relay.accounts),
 
 	KHOST("forward", "upstream", "", forward.upstream, 25, 0),
 	KENUM("forward", "tls", "require", forward.tls, tls_policies),

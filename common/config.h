@@ -84,6 +84,8 @@ struct config {
 		int64_t		 stress_threshold; /* % of max_connections */
 		int64_t		 stress_timeout;
 		int64_t		 stress_max_connections_per_ip;
+		char		*accounts;	/* routes recipients by wave;
+						   "": [syncd] accounts */
 	} relay;
 
 	struct {

@@ -828,6 +828,14 @@ void
 cutover_status_json(struct json *j, const struct cutover_domain_status *d,
     size_t n, time_t now, int64_t quiet_period)
 {
+	cutover_status_json_more(j, d, n, now, quiet_period, NULL, NULL);
+}
+
+void
+cutover_status_json_more(struct json *j, const struct cutover_domain_status *d,
+    size_t n, time_t now, int64_t quiet_period, cutover_json_more_fn *more,
+    void *more_arg)
+{
 	struct cutover_record *fresh;
 	size_t i;
 
@@ -847,6 +855,8 @@ cutover_status_json(struct json *j, const struct cutover_domain_status *d,
 		    quiet_period);
 	}
 	json_array_end(j);
+	if (more != NULL)
+		more(j, more_arg);
 	json_object_end(j);
 	free(fresh);
 }
@@ -1001,6 +1011,15 @@ cutover_status_render(struct store *st, const struct config *cfg,
     time_t now, int relay_running, struct json *j, FILE *fp, char *err,
     size_t errlen)
 {
+	return (cutover_status_render_more(st, cfg, now, relay_running, j, fp,
+	    NULL, NULL, err, errlen));
+}
+
+int
+cutover_status_render_more(struct store *st, const struct config *cfg,
+    time_t now, int relay_running, struct json *j, FILE *fp,
+    cutover_json_more_fn *more, void *more_arg, char *err, size_t errlen)
+{
 	size_t n = cfg->cutover.domains.count, i;
 	struct cutover_domain_status *ds = NULL;
 	struct relay_domain_view *rv = NULL;
@@ -1032,7 +1051,8 @@ cutover_status_render(struct store *st, const struct config *cfg,
 			ds[i].relay_error = rverr[i];
 	}
 	if (j != NULL)
-		cutover_status_json(j, ds, n, now, cfg->cutover.quiet_period);
+		cutover_status_json_more(j, ds, n, now,
+		    cfg->cutover.quiet_period, more, more_arg);
 	if (fp != NULL && cutover_status_text(fp, ds, n, now,
 	    cfg->cutover.quiet_period) == -1) {
 		errbuf_set(err, errlen, "write error");

@@ -233,6 +233,13 @@ struct cutover_domain_status {
 void	cutover_status_json(struct json *j,
 	    const struct cutover_domain_status *d, size_t n, time_t now,
 	    int64_t quiet_period);
+/* cutover_status_json_more - the same, with more keys of the caller's
+ * (more(), NULL: none) after "domains", so the document grows
+ * additively. */
+typedef void cutover_json_more_fn(struct json *j, void *arg);
+void	cutover_status_json_more(struct json *j,
+	    const struct cutover_domain_status *d, size_t n, time_t now,
+	    int64_t quiet_period, cutover_json_more_fn *more, void *more_arg);
 
 /* cutover_status_text - the same for a terminal; every string from the
  * network made printable.  -1 on a write error. */
@@ -251,6 +258,10 @@ struct config;
 int	cutover_status_render(struct store *st, const struct config *cfg,
 	    time_t now, int relay_running, struct json *j, FILE *fp,
 	    char *err, size_t errlen);
+int	cutover_status_render_more(struct store *st,
+	    const struct config *cfg, time_t now, int relay_running,
+	    struct json *j, FILE *fp, cutover_json_more_fn *more,
+	    void *more_arg, char *err, size_t errlen);
 
 /* cutover_format_rfc3339 - "2026-12-06T20:48:29Z" into buf (>= 21). */
 const char *cutover_format_rfc3339(char *buf, size_t len, int64_t t);

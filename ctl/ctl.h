@@ -10,6 +10,7 @@
  *   ctl_views.c    stats, drain, sync: the daemons' JSON documents
  *                  shown as tables
  *   ctl_status.c   status: the cutover per domain
+ *   ctl_wave.c     wave: the staged waves (list, migrate, pending)
  *   ctl_preflight*.c  preflight: the checklist before a cutover
  *                  (ctl_preflight_p.h)
  *
@@ -21,6 +22,7 @@
 #define FERRY_CTL_H
 
 #include <stddef.h>
+#include <stdio.h>
 #include <stdint.h>
 
 #include "config.h"
@@ -33,6 +35,8 @@ struct ctl {
 	int		json;
 	const char	*account;	/* --account USER (preflight) */
 	int		timeout;	/* --timeout SECS (preflight), 0 = 10 */
+	const char	*wave_args[2];	/* wave N migrate|pending */
+	int		nwave_args;	/* 0 (list) or 2 */
 };
 
 /* ctl_output.c */
@@ -70,6 +74,23 @@ int	cmd_sync(struct ctl *ctl, const char *arg);
 
 /* ctl_status.c */
 int	cmd_status(struct ctl *ctl, const char *arg);
+
+/* ctl_wave.c: the waves of the accounts file and their routing state. */
+struct accounts;
+struct route_wave;
+struct ctl_waves {
+	const char		*path;	/* the accounts file, NULL: none */
+	struct accounts		*acc;
+	struct route_wave	*state;	/* [1..ROUTE_WAVE_MAX] */
+	size_t			*count;	/* accounts per wave, same index */
+	unsigned		 n;	/* waves with accounts */
+	int			 error;	/* the accounts file did not load */
+};
+int	ctl_waves_load(const struct ctl *ctl, struct ctl_waves *wv, int quiet);
+void	ctl_waves_clear(struct ctl_waves *wv);
+void	ctl_waves_json(struct json *j, void *wv);
+int	ctl_waves_text(FILE *fp, const struct ctl_waves *wv);
+int	cmd_wave(struct ctl *ctl, const char *arg);
 
 /* ctl_preflight.c */
 int	cmd_preflight(struct ctl *ctl, const char *arg);

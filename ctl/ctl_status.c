@@ -57,6 +57,7 @@ int
 cmd_status(struct ctl *ctl, const char *arg)
 {
 	struct store *store = NULL;
+	struct ctl_waves wv;
 	struct json j;
 	char path[4096], err[512];
 	int rc;
@@ -75,11 +76,20 @@ cmd_status(struct ctl *ctl, const char *arg)
 		    path, err);
 		return (EXIT_RUNTIME);
 	}
+	/* The staged waves too; an accounts file that does not load is
+	 * said once and leaves them out. */
+	if (ctl_waves_load(ctl, &wv, 0) != 0 && !wv.error) {
+		ctl_waves_clear(&wv);
+		store_close(&store);
+		return (EXIT_RUNTIME);
+	}
 	if (ctl->json) {
 		json_init(&j, JSON_PRETTY);
-		rc = cutover_status_render(store, &ctl->cfg, time(NULL),
-		    relay_running(ctl), &j, NULL, err, sizeof(err));
+		rc = cutover_status_render_more(store, &ctl->cfg, time(NULL),
+		    relay_running(ctl), &j, NULL, ctl_waves_json, &wv, err,
+		    sizeof(err));
 		store_close(&store);
+		ctl_waves_clear(&wv);
 		if (rc == -1) {
 			json_clear(&j);
 			fprintf(stderr, "ferryctl: status: %s\n", err);
@@ -90,6 +100,12 @@ cmd_status(struct ctl *ctl, const char *arg)
 	rc = cutover_status_render(store, &ctl->cfg, time(NULL),
 	    relay_running(ctl), NULL, stdout, err, sizeof(err));
 	store_close(&store);
+	if (rc == 0 && wv.n > 0) {
+		printf("\nstaged waves (%s):\n", wv.path);
+		if (ctl_waves_text(stdout, &wv) == -1)
+			rc = -1;
+	}
+	ctl_waves_clear(&wv);
 	if (rc == -1) {
 		fprintf(stderr, "ferryctl: status: %s\n", err);
 		return (EXIT_RUNTIME);

@@ -73,6 +73,9 @@ usage(FILE *fp)
 	    "  drain             what still reaches the old MX; is it drained?\n"
 	    "  sync              ferry-syncd's progress and last pass\n"
 	    "  status            the cutover per domain: phase, evidence, verdict\n"
+	    "  wave              the staged waves: state, since, accounts\n"
+	    "  wave N migrate|pending\n"
+	    "                    forward wave N's mail to the new provider, or not\n"
 	    "  preflight [--account USER] [--timeout SECS]\n"
 	    "                    check servers, accounts, quota, DNS before a cutover\n",
 	    CLI_DEFAULT_CONFIG);
@@ -96,6 +99,7 @@ static const struct command {
 	{ "drain", 0, cmd_drain },
 	{ "status", 0, cmd_status },
 	{ "preflight", 0, cmd_preflight },
+	{ "wave", 0, cmd_wave },	/* or 2: wave N migrate|pending */
 };
 
 int
@@ -165,7 +169,17 @@ main(int argc, char *argv[])
 			usage(stderr);
 			return (EXIT_USAGE);
 		}
-		if (argc - optind - 1 != cmd->nargs) {
+		if (strcmp(cmd->name, "wave") == 0 && argc - optind - 1 == 2) {
+			ctl.wave_args[0] = argv[optind + 1];
+			ctl.wave_args[1] = argv[optind + 2];
+			ctl.nwave_args = 2;
+		} else if (strcmp(cmd->name, "wave") == 0 &&
+		    argc - optind - 1 != 0) {
+			fprintf(stderr, "ferryctl: wave takes no argument, or "
+			    "N migrate|pending\n");
+			usage(stderr);
+			return (EXIT_USAGE);
+		} else if (argc - optind - 1 != cmd->nargs) {
 			fprintf(stderr, "ferryctl: %s takes %s\n", cmd->name,
 			    cmd->nargs ? (strcmp(cmd->name, "retry") == 0 ?
 			    "a queue ID or \"all\"" : "a queue ID") :

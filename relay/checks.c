@@ -637,9 +637,21 @@ checks_spooled_keys(int fd, uint64_t size, struct queue_record *rec,
 		snprintf(err, errlen, "out of memory");
 		goto out;
 	}
-	for (i = 0; i < rec->ndlv; i++)
-		if (rec->dlv[i].dest == DLV_UPSTREAM)
+	/* Every recipient once: its upstream delivery, or its copy_to one
+	 * when it was routed to the old host only (route.h). */
+	for (i = 0; i < rec->ndlv; i++) {
+		size_t j = 0;
+
+		if (rec->dlv[i].dest == DLV_COPY)
+			for (j = 0; j < rec->ndlv; j++)
+				if (rec->dlv[j].dest == DLV_UPSTREAM &&
+				    strcmp(rec->dlv[j].rcpt,
+				    rec->dlv[i].rcpt) == 0)
+					break;
+		if (rec->dlv[i].dest == DLV_UPSTREAM ||
+		    (rec->dlv[i].dest == DLV_COPY && j == rec->ndlv))
 			rcpts[nrcpt++] = rec->dlv[i].rcpt;
+	}
 	rec->has_relay_key = checks_relay_key(&c, rec->sender, rcpts, nrcpt,
 	    rec->relay_key) == 0;
 	for (i = 0; i < rec->ndlv; i++) {

@@ -10,7 +10,7 @@
  * Control socket protocol: one request line per connection, one reply
  * line, then the relay closes.
  *	retry ID | retry all | hold ID | release ID | delete ID | stats |
- *	drain
+ *	drain | wave N migrate | wave N pending (control_wave.c)
  *	-> "ok[ TEXT]" | "error TEXT"; stats and drain answer "ok " + a
  *	JSON object on one line (drain: {"now", "queue", "drain"}, the
  *	last being drain_json(), null when the relay keeps no drain view).
@@ -62,8 +62,10 @@
 #include "control_cap.h"
 #include "control_auth.h"
 #include "control_page.h"
+#include "control_wave.h"
 #include "cutover_state.h"
 #include "drain.h"
+#include "http_text.h"
 #include "json.h"
 #include "log.h"
 #include "queue.h"
@@ -101,6 +103,8 @@ struct ctl_conn {
 	struct control		*ctl;
 	struct bufferevent	*bev;
 	int			 replied;	/* reply queued; close when sent */
+	unsigned		 uid;		/* the peer (SO_PEERCRED) */
+	long			 pid;
 	TAILQ_ENTRY(ctl_conn)	 entry;
 };
 
@@ -324,8 +328,7 @@ static void
 metric(struct evbuffer *b, const char *name, const char *type,
     const char *help)
 {
-	evbuffer_add_printf(b, "# HELP mailferry_relay_%s %s\n"
-	    "# TYPE mailferry_relay_%s %s\n", name, help, name, type);
+	http_metric_family(b, "mailferry_relay", name, type, help);
 }
 
 /* counter - a family with one unlabelled sample */
@@ -449,22 +452,6 @@ control_metrics(struct control *ctl, const struct queue_counts *qc,
 
 /* ---- HTTP --------------------------------------------------------------- */
 
-/* http_reply - send a short text answer */
-static void
-http_reply(struct evhttp_request *req, int code, const char *reason,
-    const char *text)
-{
-	struct evbuffer *b = evbuffer_new();
-
-	evhttp_add_header(evhttp_request_get_output_headers(req),
-	    "Content-Type", "text/plain; charset=utf-8");
-	if (b != NULL)
-		evbuffer_add_printf(b, "%s\n", text);
-	evhttp_send_reply(req, code, reason, b);
-	if (b != NULL)
-		evbuffer_free(b);
-}
-
 /* control_cutover_reply - GET /cutover: the cutover per [cutover] domain */
 static void
 control_cutover_reply(struct control *ctl, struct evhttp_request *req)
@@ -483,13 +470,13 @@ control_cutover_reply(struct control *ctl, struct evhttp_request *req)
 		log_warnx("control: reading the cutover records: %s", err);
 		snprintf(msg, sizeof(msg), "reading the cutover records: %s",
 		    err);
-		http_reply(req, HTTP_INTERNAL, "Internal Server Error", msg);
+		http_text_reply(req, HTTP_INTERNAL, "Internal Server Error", msg);
 		return;
 	}
 	if ((doc = json_finish(&j, &len)) == NULL ||
 	    (b = evbuffer_new()) == NULL) {
 		json_clear(&j);
-		http_reply(req, HTTP_INTERNAL, "Internal Server Error",
+		http_text_reply(req, HTTP_INTERNAL, "Internal Server Error",
 		    "out of memory");
 		return;
 	}
@@ -529,14 +516,14 @@ control_http_cb(struct evhttp_request *req, void *arg)
 	if (path == NULL || (strcmp(path, "/metrics") != 0 &&
 	    strcmp(path, "/status") != 0 && strcmp(path, "/cutover") != 0 &&
 	    strcmp(path, "/") != 0)) {
-		http_reply(req, HTTP_NOTFOUND, "Not Found",
+		http_text_reply(req, HTTP_NOTFOUND, "Not Found",
 		    "not found: try /, /metrics, /status or /cutover");
 		return;
 	}
 	/* Not even HEAD: libevent 2.1 would send the body after it. */
 	if (cmd != EVHTTP_REQ_GET) {
 		evhttp_add_header(hdr, "Allow", "GET");
-		http_reply(req, 405, "Method Not Allowed",
+		http_text_reply(req, 405, "Method Not Allowed",
 		    "method not allowed: GET only");
 		return;
 	}
@@ -548,11 +535,11 @@ control_http_cb(struct evhttp_request *req, void *arg)
 	if (control_queue_counts(ctl, &qc, err, sizeof(err)) == -1) {
 		log_warnx("control: reading the queue: %s", err);
 		snprintf(msg, sizeof(msg), "reading the queue: %s", err);
-		http_reply(req, HTTP_INTERNAL, "Internal Server Error", msg);
+		http_text_reply(req, HTTP_INTERNAL, "Internal Server Error", msg);
 		return;
 	}
 	if ((b = evbuffer_new()) == NULL) {
-		http_reply(req, HTTP_INTERNAL, "Internal Server Error",
+		http_text_reply(req, HTTP_INTERNAL, "Internal Server Error",
 		    "out of memory");
 		return;
 	}
@@ -567,7 +554,7 @@ control_http_cb(struct evhttp_request *req, void *arg)
 		if ((doc = json_finish(&j, &len)) == NULL) {
 			json_clear(&j);
 			evbuffer_free(b);
-			http_reply(req, HTTP_INTERNAL, "Internal Server Error",
+			http_text_reply(req, HTTP_INTERNAL, "Internal Server Error",
 			    "out of memory");
 			return;
 		}
@@ -703,9 +690,10 @@ control_doc_reply(struct control *ctl, struct evbuffer *out,
  * queue the reply on out.
  */
 static void
-control_command(struct control *ctl, char *line, size_t len,
+control_command(struct ctl_conn *conn, char *line, size_t len,
     struct evbuffer *out)
 {
+	struct control *ctl = conn->ctl;
 	static const struct {
 		const char *name;
 		int (*fn)(struct queue *, const char *, char *, size_t);
@@ -731,6 +719,15 @@ control_command(struct control *ctl, char *line, size_t len,
 	extra = strtok_r(NULL, " ", &save);
 	if (cmd == NULL) {
 		reply_error(out, "empty request");
+		return;
+	}
+	if (strcmp(cmd, "wave") == 0) {
+		/* wave N migrate|pending: the one command of three words */
+		if (strtok_r(NULL, " ", &save) != NULL)
+			reply_error(out, "too many arguments");
+		else
+			control_wave(ctl->relay, arg, extra, conn->uid,
+			    conn->pid, out);
 		return;
 	}
 	if (extra != NULL) {
@@ -811,7 +808,7 @@ conn_read_cb(struct bufferevent *bev, void *arg)
 		evbuffer_remove(in, line, (size_t)eol.pos);
 		line[eol.pos] = '\0';
 		evbuffer_drain(in, eol_len);
-		control_command(conn->ctl, line, (size_t)eol.pos, out);
+		control_command(conn, line, (size_t)eol.pos, out);
 	}
 	conn->replied = 1;
 	bufferevent_disable(bev, EV_READ);
@@ -833,7 +830,7 @@ conn_last_line(struct ctl_conn *conn)
 		return (-1);
 	evbuffer_remove(in, line, len);
 	line[len] = '\0';
-	control_command(conn->ctl, line, len, bufferevent_get_output(conn->bev));
+	control_command(conn, line, len, bufferevent_get_output(conn->bev));
 	conn->replied = 1;
 	bufferevent_disable(conn->bev, EV_READ);
 	return (0);
@@ -865,16 +862,15 @@ conn_event_cb(struct bufferevent *bev, short what, void *arg)
 	conn_free(&conn);
 }
 
-/* peer_allowed - root or the relay's own user only */
+/* peer_allowed - root or the relay's own user only; *cred: who */
 static int
-peer_allowed(int fd)
+peer_allowed(int fd, struct ucred *cred)
 {
-	struct ucred cred;
-	socklen_t len = sizeof(cred);
+	socklen_t len = sizeof(*cred);
 
-	if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) == -1)
+	if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, cred, &len) == -1)
 		return (0);
-	return (cred.uid == 0 || cred.uid == geteuid());
+	return (cred->uid == 0 || cred->uid == geteuid());
 }
 
 /* control_accept_cb - a new ferryctl connection */
@@ -884,6 +880,7 @@ control_accept_cb(struct evconnlistener *lev, evutil_socket_t fd,
 {
 	struct control *ctl = arg;
 	struct ctl_conn *conn;
+	struct ucred cred;
 
 	(void)lev;
 	(void)sa;
@@ -893,7 +890,7 @@ control_accept_cb(struct evconnlistener *lev, evutil_socket_t fd,
 		close(fd);
 		return;
 	}
-	if (!peer_allowed(fd)) {
+	if (!peer_allowed(fd, &cred)) {
 		log_warnx("control: refused a connection from another user");
 		close(fd);
 		return;
@@ -903,6 +900,8 @@ control_accept_cb(struct evconnlistener *lev, evutil_socket_t fd,
 		return;
 	}
 	conn->ctl = ctl;
+	conn->uid = (unsigned)cred.uid;
+	conn->pid = (long)cred.pid;
 	conn->bev = bufferevent_socket_new(ctl->relay->base, fd,
 	    BEV_OPT_CLOSE_ON_FREE);
 	if (conn->bev == NULL) {

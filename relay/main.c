@@ -60,6 +60,7 @@
 #include "log.h"
 #include "queue.h"
 #include "relay.h"
+#include "route.h"
 #include "smtp_server.h"
 #include "spf.h"
 #include "spool.h"
@@ -236,6 +237,7 @@ ctx_free(struct daemon_ctx *ctx)
 	char err[256];
 
 	inflight_accounts_free(&ctx->crash_accounts);
+	relay_routes_free(&r->routes);
 	control_free(&r->control);
 	queue_free(&r->queue);
 	smtp_server_free(&r->server);
@@ -453,6 +455,7 @@ main(int argc, char *argv[])
 	const char *conf = NULL;
 	struct daemon_ctx ctx;
 	struct config cfg;
+	char rerr[1024];
 	int c, rc, test_only = 0, foreground = 0, rebuild = 0;
 
 	while ((c = getopt_long(argc, argv, "c:dht", longopts, NULL)) != -1) {
@@ -483,12 +486,21 @@ main(int argc, char *argv[])
 	}
 	if ((rc = cli_load_config("ferry-relay", conf, CONFIG_FOR_RELAY, &cfg)) != 0)
 		return (rc);
+	memset(&ctx, 0, sizeof(ctx));
+	/* The accounts file's waves are configuration: read now, before
+	 * the privilege drop, and checked by -t too. */
+	if (relay_routes_load(&cfg, &ctx.relay.routes, rerr,
+	    sizeof(rerr)) == -1) {
+		fprintf(stderr, "ferry-relay: %s\n", rerr);
+		config_free(&cfg);
+		return (EXIT_USAGE);
+	}
 	if (test_only) {
 		printf("ferry-relay: configuration %s is valid\n", cfg.path);
+		relay_routes_free(&ctx.relay.routes);
 		config_free(&cfg);
 		return (0);
 	}
-	memset(&ctx, 0, sizeof(ctx));
 	ctx.relay.cfg = &cfg;
 	ctx.relay.started = time(NULL);
 	if (start_up(&ctx, foreground, rebuild) == -1)

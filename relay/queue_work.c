@@ -592,6 +592,28 @@ work_to_batch(struct qwork *w)
 }
 
 /*
+ * dsn_wanted - the bounce of w's delivery i is told to the sender: an
+ * upstream one, or a copy_to one of a recipient routed to the old host
+ * only (route.h: no upstream delivery); the copy of dual reception is
+ * not (the sender's mail did reach the upstream)
+ */
+static int
+dsn_wanted(const struct qwork *w, size_t i)
+{
+	size_t j;
+
+	if (w->action[i] != A_BOUNCE)
+		return (0);
+	if (w->dlv_dest != DLV_COPY)
+		return (1);
+	for (j = 0; j < w->rec.ndlv; j++)
+		if (w->rec.dlv[j].dest == DLV_UPSTREAM &&
+		    strcmp(w->rec.dlv[j].rcpt, w->rcpt[i]) == 0)
+			return (0);
+	return (1);
+}
+
+/*
  * work_finish - results are in w->action/res: spool a DSN first when a
  * delivery bounces (and one may be sent), then queue for the commit.
  */
@@ -606,9 +628,9 @@ work_finish(struct qwork *w)
 	int rc;
 
 	for (i = 0; i < w->n; i++)
-		if (w->action[i] == A_BOUNCE)
+		if (dsn_wanted(w, i))
 			nb++;
-	if (nb == 0 || w->dlv_dest == DLV_COPY)
+	if (nb == 0)
 		goto commit;
 	if (!bounce_allowed(w->rec.sender, w->rec.flags)) {
 		log_info("%s: no DSN: %s", w->m->id, (w->rec.flags & QR_DSN) ?
@@ -623,7 +645,7 @@ work_finish(struct qwork *w)
 	for (i = 0, nb = 0; i < w->n; i++) {
 		const struct smtp_reply *r = &w->res[i];
 
-		if (w->action[i] != A_BOUNCE)
+		if (!dsn_wanted(w, i))
 			continue;
 		br[nb].rcpt = w->rcpt[i];
 		br[nb].status = r->status;

@@ -42,6 +42,7 @@ struct drain;
 struct queue;
 struct smtp_server;
 struct spool;
+struct relay_routes;
 
 struct relay;		/* the daemon context, at the end of this file */
 
@@ -105,6 +106,9 @@ struct relay {
 	struct dkimv_lib	*dkim;
 	struct srs		*srs;
 	struct drain		*drain;
+	/* Per-recipient routing by wave and rollback (route.h); NULL:
+	 * the ordinary routes for every recipient. */
+	struct relay_routes	*routes;
 };
 
 #endif

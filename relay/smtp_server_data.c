@@ -31,6 +31,8 @@
 
 #include "log.h"
 #include "rfc5322.h"
+#include "route.h"
+#include "srs.h"
 #include "smtp_server_p.h"
 
 static void	session_checks_done(struct smtp_session *, const char *,
@@ -38,15 +40,70 @@ static void	session_checks_done(struct smtp_session *, const char *,
 
 /* ---- the start of DATA ------------------------------------------------- */
 
-/* tx_envelope - the queue record of the transaction (all pending) */
+/*
+ * tx_route - where each recipient goes (route.h): choice[i], and the
+ * log line of every one that goes to the old host only
+ */
+static int
+tx_route(struct smtp_session *s, struct smtp_tx *tx,
+    struct route_choice *choice)
+{
+	struct relay *r = s->server->relay;
+	unsigned char *skip = NULL;
+	char err[256];
+	size_t i;
+	int rc;
+
+	/* Our SRS addresses (bounces to reverse) keep their own route. */
+	if (r->srs != NULL && tx->rcpts.count > 0) {
+		if ((skip = calloc(tx->rcpts.count, 1)) == NULL)
+			return (-1);
+		for (i = 0; i < tx->rcpts.count; i++)
+			skip[i] = srs_is_srs(r->srs, tx->rcpts.items[i]) != 0;
+	}
+	rc = relay_routes_decide(r->routes, r->store, skip, tx->rcpts.items,
+	    tx->rcpts.count, choice, err, sizeof(err));
+	free(skip);
+	if (rc == -1) {
+		log_warnx("%s: cannot route the recipients: %s",
+		    spool_msg_id(tx->msg), err);
+		return (-1);
+	}
+	for (i = 0; i < tx->rcpts.count; i++) {
+		const struct route_choice *c = &choice[i];
+
+		if (c->local && c->rollback)
+			log_info("%s: to=<%s>, route=copy_to (its domain is in "
+			    "rollback)", spool_msg_id(tx->msg),
+			    tx->rcpts.items[i]);
+		else if (c->local)
+			log_info("%s: to=<%s>, route=copy_to (wave %u not "
+			    "migrated)", spool_msg_id(tx->msg),
+			    tx->rcpts.items[i], c->wave);
+		else if (c->rollback)
+			log_warnx("%s: to=<%s>: its domain is in rollback but "
+			    "[forward] copy_to is not set: forwarded upstream",
+			    spool_msg_id(tx->msg), tx->rcpts.items[i]);
+	}
+	return (0);
+}
+
+/*
+ * tx_envelope - the queue record of the transaction (all pending): an
+ * upstream delivery per recipient routed to the new provider, and with
+ * copy_to one copy_to delivery per recipient (the only one of a
+ * recipient routed to the old host)
+ */
 static int
 tx_envelope(struct smtp_session *s, struct smtp_tx *tx)
 {
 	struct config *cfg = server_cfg(s->server);
 	struct queue_record *rec = &tx->rec;
-	size_t i, n, ncopy = cfg->forward.copy_to.count > 0 ? 1 : 0;
+	struct route_choice *choice;
+	size_t i, k, n, ncopy = cfg->forward.copy_to.count > 0 ? 1 : 0;
 	time_t now = time(NULL);
 	char client[512];
+	int rc = -1;
 
 	queue_record_clear(rec);
 	snprintf(client, sizeof(client), "%s [%s]", s->helo, s->addr);
@@ -54,21 +111,32 @@ tx_envelope(struct smtp_session *s, struct smtp_tx *tx)
 	if ((rec->sender = strdup(tx->sender)) == NULL ||
 	    (rec->client = strdup(client)) == NULL)
 		return (-1);
+	if ((choice = calloc(tx->rcpts.count ? tx->rcpts.count : 1,
+	    sizeof(*choice))) == NULL)
+		return (-1);
+	if (tx_route(s, tx, choice) == -1)
+		goto out;
 	n = tx->rcpts.count * (1 + ncopy);
 	if ((rec->dlv = calloc(n, sizeof(*rec->dlv))) == NULL)
-		return (-1);
+		goto out;
 	for (i = 0; i < n; i++) {
-		struct delivery *d = &rec->dlv[i];
+		struct delivery *d;
 
+		k = i % tx->rcpts.count;
+		if (i < tx->rcpts.count && choice[k].local)
+			continue;	/* to the old host only */
+		d = &rec->dlv[rec->ndlv];
 		d->dest = i < tx->rcpts.count ? DLV_UPSTREAM : DLV_COPY;
 		d->state = DLV_PENDING;
 		d->next_try = now;
-		if ((d->rcpt = strdup(tx->rcpts.items[i % tx->rcpts.count])) ==
-		    NULL)
-			return (-1);
-		rec->ndlv = i + 1;
+		if ((d->rcpt = strdup(tx->rcpts.items[k])) == NULL)
+			goto out;
+		rec->ndlv++;
 	}
-	return (0);
+	rc = 0;
+out:
+	free(choice);
+	return (rc);
 }
 
 /* received_header - our trace header, RFC 5321 §4.4 */

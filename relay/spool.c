@@ -1,22 +1,32 @@
 /*
  * spool.c - spool files and their group-committed LMDB index.
  *
- * A message is durable when its spool file is fsync'd in spool/queue/
- * and that directory is fsync'd; its LMDB "queue" record is committed
- * after that (DESIGN.md §4).  The file alone is enough: start-up builds
- * a missing record, dedupe key and ledger entries from it.  So the SMTP
- * server, which asks for it (spool_msg_early()), answers 250 as soon as
- * the file is durable, and the record follows; any other caller (DSNs)
- * hears back once the record is committed, as before.
+ * A message is durable when its data, its length and its name are on
+ * disk; its LMDB "queue" record is committed after that (DESIGN.md §4).
+ * The file alone is enough: start-up builds a missing record, dedupe key
+ * and ledger entries from it.  So the SMTP server, which asks for it
+ * (spool_msg_early()), answers 250 as soon as the file is durable, and
+ * the record follows; any other caller (DSNs) hears back once the record
+ * is committed, as before.
+ *
+ * Where a message is written (spool_pool.c): into a pool file,
+ * spool/pool/ID, created empty ahead of time with its name already made
+ * durable by a directory fsync shared with its batch, so ONE fdatasync
+ * of the file is the only synchronous write its 250 waits for; the index
+ * thread renames it to spool/queue/ID before its record.  When the pool
+ * is empty (a burst larger than it), into spool/tmp/ID as before: file
+ * fsync, rename to spool/queue/ID, directory fsync.
  *
  * Group commit, in two stages on two threads.  spool_msg_commit() only
  * queues the message.  The writer thread takes every queued message at
  * once and runs one round: flush each file and write its size into its
- * header, rename each tmp/ID to queue/ID, fsync each file, fsync the
- * queue directory once; the early callbacks go back to the loop, and
- * the round goes on to the index thread, which puts every durable
- * message's record in ONE LMDB write transaction and hands the round
- * back to the loop, which calls each commit callback.  Messages
+ * header, rename each tmp/ID to queue/ID, sync each file (fdatasync for
+ * a pool file), fsync the queue directory once if a file was renamed;
+ * the early callbacks go back to the loop, and the round goes on to the
+ * index thread, which renames the pool files into spool/queue, puts
+ * every durable message's record in ONE LMDB write transaction and hands
+ * the round back to the loop, which calls each commit callback (and
+ * refills the pool when it runs low).  Messages
  * committed while a stage runs wait for its next round, so N sessions
  * finishing DATA together share one directory fsync and one LMDB
  * commit, the next round's fsyncs overlap this round's LMDB commit, and
@@ -51,7 +61,9 @@
  * "no inbound for the quiet period" reads them.
  *
  * Start-up (spool_open): files left in spool/tmp are removed (their
- * sessions got no 250); a queue/ID file without a record gets one rebuilt
+ * sessions got no 250); whole messages in spool/pool move to spool/queue
+ * and the rest of the pool is emptied for reuse (spool_pool_recover()); a
+ * queue/ID file without a record gets one rebuilt
  * from the file (a crash between rename and commit: the client got no
  * 250 and may send again - a duplicate, never a loss); a record without
  * a file is dropped with a log line.  spool_rebuild_index() rebuilds the
@@ -70,7 +82,7 @@
  * is the public API (spool.h), a message's writes, start-up and
  * shutdown; spool_file.c is the file format; spool_writer.c the writer
  * thread and its fsync rounds; spool_rebuild.c start-up reconciliation
- * and --rebuild-index.
+ * and --rebuild-index; spool_pool.c the pool.
  *
  * Exposure: the header values come from SMTP clients (HELO name,
  * addresses); the escaping keeps each on its line.  Ids are checked to be
@@ -217,6 +229,8 @@ spool_msg_unlink(struct spool *sp, struct spool_msg *m)
 {
 	if (m->where == IN_TMP)
 		(void)unlinkat(sp->tmpfd, m->id, 0);
+	else if (m->where == IN_POOL)
+		(void)unlinkat(sp->poolfd, m->id, 0);
 	else if (m->where == IN_QUEUE)
 		(void)unlinkat(sp->queuefd, m->id, 0);
 	m->where = GONE;
@@ -229,7 +243,7 @@ struct spool_msg *
 spool_msg_new(struct spool *sp, char *err, size_t errlen)
 {
 	struct spool_msg *m;
-	int tries;
+	int tries, rc;
 
 	if ((m = calloc(1, sizeof(*m))) == NULL) {
 		snprintf(err, errlen, "out of memory");
@@ -237,8 +251,20 @@ spool_msg_new(struct spool *sp, char *err, size_t errlen)
 	}
 	m->spool = sp;
 	m->fd = -1;
+	/* A pool file: its name is durable already (spool_pool.c). */
+	if (spool_pool_take(sp, m->id) == 0) {
+		m->fd = openat(sp->poolfd, m->id, O_RDWR | O_CLOEXEC);
+		if (m->fd != -1) {
+			m->where = IN_POOL;
+			return (m);
+		}
+		log_warn("spool/pool/%s: cannot open it", m->id);
+	}
 	for (tries = 0; tries < 16; tries++) {
-		if (queue_id_new(m->id) == -1)
+		pthread_mutex_lock(&sp->mu);	/* the index thread's too */
+		rc = queue_id_new(m->id);
+		pthread_mutex_unlock(&sp->mu);
+		if (rc == -1)
 			break;
 		/* An id still queued (clock stepped back) is not reused. */
 		if (faccessat(sp->queuefd, m->id, F_OK, 0) == 0)
@@ -254,6 +280,7 @@ spool_msg_new(struct spool *sp, char *err, size_t errlen)
 		return (NULL);
 	}
 	m->where = IN_TMP;
+	m->newname = 1;
 	return (m);
 }
 
@@ -565,7 +592,7 @@ spool_open(struct spool **spool_r, struct relay *relay, char *err,
 	sp->relay = relay;
 	sp->test_crash = getenv(SPOOL_TEST_CRASH_ENV) != NULL;
 	sp->reserve = reserve_from_env();
-	sp->tmpfd = sp->queuefd = -1;
+	sp->tmpfd = sp->queuefd = sp->poolfd = -1;
 	TAILQ_INIT(&sp->pending);
 	TAILQ_INIT(&sp->done);
 	TAILQ_INIT(&sp->indexq);
@@ -584,10 +611,13 @@ spool_open(struct spool **spool_r, struct relay *relay, char *err,
 	if ((spoolfd = open_dir(statefd, state, "spool", err, errlen)) == -1 ||
 	    (sp->tmpfd = open_dir(spoolfd, "spool", "tmp", err, errlen)) == -1 ||
 	    (sp->queuefd = open_dir(spoolfd, "spool", "queue", err,
+	    errlen)) == -1 ||
+	    (sp->poolfd = open_dir(spoolfd, "spool", "pool", err,
 	    errlen)) == -1)
 		goto fail;
 	if (faccessat(spoolfd, "tmp", W_OK, AT_EACCESS) == -1 ||
-	    faccessat(spoolfd, "queue", W_OK, AT_EACCESS) == -1) {
+	    faccessat(spoolfd, "queue", W_OK, AT_EACCESS) == -1 ||
+	    faccessat(spoolfd, "pool", W_OK, AT_EACCESS) == -1) {
 		snprintf(err, errlen, "%s/spool: not writable by this user "
 		    "(give state_dir to the [global] user)", state);
 		goto fail;
@@ -597,6 +627,7 @@ spool_open(struct spool **spool_r, struct relay *relay, char *err,
 	statefd = spoolfd = -1;
 
 	if (spool_clean_tmp(sp, err, errlen) == -1 ||
+	    spool_pool_recover(sp, err, errlen) == -1 ||
 	    spool_reconcile(sp, err, errlen) == -1)
 		goto fail;
 
@@ -668,6 +699,9 @@ spool_close(struct spool **spoolp)
 		close(sp->tmpfd);
 	if (sp->queuefd != -1)
 		close(sp->queuefd);
+	if (sp->poolfd != -1)
+		close(sp->poolfd);
+	free(sp->pool);
 	pthread_mutex_destroy(&sp->mu);
 	pthread_cond_destroy(&sp->cv);
 	pthread_cond_destroy(&sp->icv);

@@ -23,6 +23,10 @@ struct relay;
 /* Under [global] state_dir; ferryctl reads both without the daemon. */
 #define RELAY_DB_DIR		"db"		/* the LMDB environment */
 #define RELAY_SPOOL_QUEUE_DIR	"spool/queue"	/* spool files by id */
+/* Pre-created files a message is written into (spool_pool.c); a file
+ * there is empty, or a message whose record is not committed yet. */
+#define RELAY_SPOOL_POOL_DIR	"spool/pool"
+
 
 struct spool;
 struct spool_msg;

@@ -3,17 +3,25 @@
  * file alone is enough to rebuild the queue): writing it from a queue
  * record, and reading a file back into one.
  *
- * SPOOL FILE FORMAT (stable; spool/queue/ID, mode 0600)
+ * SPOOL FILE FORMAT (stable; spool/queue/ID and, until its record is
+ * committed, spool/pool/ID; mode 0600)
  *   An envelope header of text lines, each ending in LF:
  *     mailferry-spool 1                 magic and format version
  *     id 0123456789abcdef               must equal the file name
  *     arrived 1700000000                unix time
  *     flags 0                           QR_* (QR_DSN marks our bounces)
  *     size 00000000000000004396         the message's length in bytes,
- *                                       SPOOL_SIZE_DIGITS digits; a file
- *                                       whose message is not as long is
- *                                       truncated and refused (absent in
- *                                       older files: not checked)
+ *                                       SPOOL_SIZE_DIGITS digits, written
+ *                                       (over zeros) last, just before the
+ *                                       file's sync: what makes a file a
+ *                                       committed message.  A file whose
+ *                                       message is not as long is cut
+ *                                       short and refused; in spool/pool
+ *                                       such a file, or one with no size
+ *                                       line or a header cut short, is
+ *                                       unfinished and emptied for reuse
+ *                                       (absent in older queue/ files:
+ *                                       not checked)
  *     client mail.example.org [192.0.2.1]
  *     sender bob@example.org            empty value for <>
  *     rcpt upstream alice@example.com   one line per delivery:
@@ -24,6 +32,9 @@
  *   after the first space of its line; the bytes '%', 0x00-0x1f and
  *   0x7f in a value are written as %XX (hex).  Readers ignore keys they
  *   do not know, so a key can be added without a version bump.
+ *   An empty file in spool/pool is a free pool file (spool_pool.c).
+ *   The header is the same in both places: a pool file is renamed, never
+ *   rewritten, to become spool/queue/ID.
  *
  * Exposure: the header values come from SMTP clients (HELO name,
  * addresses); the escaping keeps each on its line, and a file read back
@@ -387,4 +398,63 @@ spool_file_read(struct spool *sp, const char *id, struct queue_record *rec,
 	else
 		queue_record_clear(&tmp);
 	return (0);
+}
+
+/*
+ * spool_file_check - a pool file at start-up (spool_pool.c): 1 when it
+ * holds a whole message - its header parses, has a size line and the
+ * message after it is exactly that long - else 0 (empty, or written in
+ * part: a crash came before its fdatasync returned, so nobody got a
+ * 250 for it).  A pool file is only ever written by spool.c, and its
+ * size line is the last thing written before the fdatasync, so anything
+ * short of that is unfinished, whatever the damage looks like.  -1 when
+ * the file cannot be read at all (err, errno).
+ */
+int
+spool_file_check(int dirfd, const char *id, char *err, size_t errlen)
+{
+	struct queue_record tmp;
+	struct stat st;
+	FILE *fp;
+	off_t off;
+	uint64_t want = 0;
+	int fd, saved, have_size, rc;
+
+	if ((fd = openat(dirfd, id, O_RDONLY | O_CLOEXEC)) == -1) {
+		saved = errno;
+		snprintf(err, errlen, "open: %s", strerror(errno));
+		errno = saved;
+		return (-1);
+	}
+	if (fstat(fd, &st) == -1) {
+		saved = errno;
+		snprintf(err, errlen, "fstat: %s", strerror(errno));
+		close(fd);
+		errno = saved;
+		return (-1);
+	}
+	if (st.st_size == 0) {
+		close(fd);
+		return (0);
+	}
+	if ((fp = fdopen(fd, "r")) == NULL) {
+		saved = errno;
+		snprintf(err, errlen, "%s", strerror(errno));
+		close(fd);
+		errno = saved;
+		return (-1);
+	}
+	if (env_parse(fp, id, &tmp, &want, &have_size, err, errlen) == -1) {
+		fclose(fp);
+		return (0);
+	}
+	queue_record_clear(&tmp);
+	off = ftello(fp);
+	fclose(fp);
+	rc = have_size && want > 0 && off >= 0 && off <= st.st_size &&
+	    (uint64_t)(st.st_size - off) == want;
+	if (!rc)
+		snprintf(err, errlen, "%s", !have_size ? "no size line" :
+		    "message shorter or longer than its size line");
+	return (rc);
 }

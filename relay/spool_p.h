@@ -8,6 +8,7 @@
  *   spool_writer.c   the writer thread: group-commit rounds (fsync,
  *                    rename, one LMDB transaction), back to the loop
  *   spool_rebuild.c  start-up reconciliation, --rebuild-index
+ *   spool_pool.c     the pool of pre-created files in spool/pool
  *
  * Private to those files.  Which thread may touch what is said on each
  * struct member ("(mu)": under struct spool's mutex).
@@ -57,7 +58,13 @@ struct wakeup;
  * Unset (production), the reserve is SPOOL_RESERVE. */
 #define SPOOL_TEST_RESERVE_ENV	"MAILFERRY_TEST_SPOOL_RESERVE"
 
-enum msg_where { IN_TMP, IN_QUEUE, GONE };
+/* The pool (spool_pool.c): empty files whose names in spool/pool were
+ * made durable ahead of time; refilled by the index thread, in batches
+ * of one directory fsync, when fewer than SPOOL_POOL_LOW are left. */
+#define SPOOL_POOL_SIZE	256
+#define SPOOL_POOL_LOW	128
+
+enum msg_where { IN_TMP, IN_POOL, IN_QUEUE, GONE };
 
 struct spool_msg {
 	TAILQ_ENTRY(spool_msg) entry;
@@ -68,6 +75,9 @@ struct spool_msg {
 	char		*buf;		/* pending bytes, lazily allocated */
 	size_t		 buflen;
 	int		 env_written;	/* header is at the start of the file */
+	/* Its name is not durable yet, so the round fsyncs its directory:
+	 * not a pool file, or one rewritten by round_prepend. */
+	int		 newname;
 	size_t		 size_off;	/* its size value's offset, 0: none */
 	uint64_t	 body;		/* message bytes accepted */
 	int		 werr;		/* first write errno, 0 if none */
@@ -108,6 +118,13 @@ struct spool {
 	struct relay	*relay;
 	int		 tmpfd;		/* spool/tmp */
 	int		 queuefd;	/* spool/queue */
+	int		 poolfd;	/* spool/pool */
+	/* (mu) the free pool files' ids, oldest first (spool_pool.c);
+	 * pool_low: below SPOOL_POOL_LOW, the index thread refills it */
+	char		(*pool)[QUEUE_ID_LEN + 1];
+	size_t		 npool;
+	size_t		 poolalloc;
+	int		 pool_low;
 	pthread_mutex_t	 mu;
 	pthread_cond_t	 cv;
 	struct msgq	 pending;	/* waiting for the next round (mu) */
@@ -123,6 +140,7 @@ struct spool {
 	int		 stop;		/* (mu) */
 	int		 istop;		/* (mu) the index thread's stop */
 	char		 ierr[300];	/* (mu) index failure to log, "" none */
+	char		 perr[300];	/* (mu) refill failure to log */
 	int		 istalled;	/* (mu) acknowledged messages wait for
 					   an index the last round failed */
 	pthread_t	 thread;
@@ -150,6 +168,11 @@ size_t	spool_env_size_off(const char *text, size_t len);
 int	spool_file_read(struct spool *sp, const char *id,
 	    struct queue_record *rec, int *fd_r, uint64_t *offset_r,
 	    uint64_t *size_r, char *err, size_t errlen);
+/* spool_file_check - is dirfd/id (a pool file) a whole message?  1: yes
+ * (its header parses and its size line matches), 0: empty or written in
+ * part (never acknowledged), -1: cannot tell (err; errno). */
+int	spool_file_check(int dirfd, const char *id, char *err,
+	    size_t errlen);
 
 /* spool_writer.c: what a round puts, the thread, back on the loop */
 void	spool_dedupe_value(unsigned char v[DEDUPE_VALUE_LEN],
@@ -167,6 +190,14 @@ int	spool_view_domains(const struct queue_record *rec, char **list_r,
 void	*spool_writer(void *arg);
 void	*spool_indexer(void *arg);
 void	spool_done_cb(void *arg);
+
+/* spool_pool.c: the pool */
+int	spool_pool_take(struct spool *sp, char id[QUEUE_ID_LEN + 1]);
+int	spool_pool_fill(struct spool *sp, size_t want, char *err,
+	    size_t errlen);
+int	spool_pool_recover(struct spool *sp, char *err, size_t errlen);
+int	spool_pool_move(struct spool *sp, struct msgq *round, char *err,
+	    size_t errlen);
 
 /* spool_rebuild.c: start-up */
 int	spool_clean_tmp(struct spool *sp, char *err, size_t errlen);

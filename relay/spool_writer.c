@@ -83,10 +83,14 @@ round_prepend(struct spool *sp, struct spool_msg *m)
 			goto fail;
 		off += n;
 	}
-	if (renameat(sp->tmpfd, name, sp->tmpfd, m->id) == -1)
+	/* Over the message's own file, wherever it is: a pool file so
+	 * replaced is a new name in spool/pool, fsync'd by the round. */
+	if (renameat(sp->tmpfd, name, m->where == IN_POOL ? sp->poolfd :
+	    sp->tmpfd, m->id) == -1)
 		goto fail;
 	close(m->fd);
 	m->fd = fd2;
+	m->newname = 1;
 	return (0);
 fail:
 	spool_msg_fail(m, "write", errno);
@@ -319,7 +323,7 @@ static void
 spool_round(struct spool *sp, struct msgq *round)
 {
 	struct spool_msg *m;
-	int nrenamed = 0, nok = 0;
+	int nrenamed = 0, npoolnew = 0, nok = 0, nsync = 0;
 
 	TAILQ_FOREACH(m, round, entry) {
 		if (m->status != 0)
@@ -334,6 +338,11 @@ spool_round(struct spool *sp, struct msgq *round)
 	TAILQ_FOREACH(m, round, entry) {
 		if (m->status != 0)
 			continue;
+		nsync++;
+		if (m->where == IN_POOL) {
+			npoolnew += m->newname;
+			continue;
+		}
 		if (renameat(sp->tmpfd, m->id, sp->queuefd, m->id) == -1)
 			spool_msg_fail(m, "rename", errno);
 		else {
@@ -341,15 +350,39 @@ spool_round(struct spool *sp, struct msgq *round)
 			nrenamed++;
 		}
 	}
-	TAILQ_FOREACH(m, round, entry)
-		if (m->status == 0 && fsync(m->fd) == -1)
+	/* Several files: start writing them all back before waiting for
+	 * the first, so the syncs that follow find most of it done. */
+	if (nsync > 1)
+		TAILQ_FOREACH(m, round, entry)
+			if (m->status == 0)
+				(void)sync_file_range(m->fd, 0, 0,
+				    SYNC_FILE_RANGE_WRITE);
+	/* A pool file whose name is durable: one fdatasync covers its data
+	 * and its length, which is all a reader needs (spool_pool.c).  A
+	 * new name also needs its inode and its directory. */
+	TAILQ_FOREACH(m, round, entry) {
+		if (m->status != 0)
+			continue;
+		if (m->where == IN_POOL && !m->newname) {
+			if (fdatasync(m->fd) == -1)
+				spool_msg_fail(m, "fdatasync", errno);
+		} else if (fsync(m->fd) == -1)
 			spool_msg_fail(m, "fsync", errno);
+	}
 	if (nrenamed > 0 && fsync(sp->queuefd) == -1) {
 		int saved = errno;
 
 		TAILQ_FOREACH(m, round, entry)
-			if (m->status == 0)
+			if (m->status == 0 && m->where == IN_QUEUE)
 				spool_msg_fail(m, "fsync spool/queue", saved);
+	}
+	if (npoolnew > 0 && fsync(sp->poolfd) == -1) {
+		int saved = errno;
+
+		TAILQ_FOREACH(m, round, entry)
+			if (m->status == 0 && m->where == IN_POOL &&
+			    m->newname)
+				spool_msg_fail(m, "fsync spool/pool", saved);
 	}
 	TAILQ_FOREACH(m, round, entry)
 		if (m->status == 0)
@@ -367,7 +400,7 @@ static void
 round_release(struct spool *sp, struct msgq *round, int all)
 {
 	struct spool_msg *m;
-	int nremoved = 0;
+	int nremoved = 0, npremoved = 0;
 
 	TAILQ_FOREACH(m, round, entry) {
 		if (m->status == 0 && !all)
@@ -375,6 +408,8 @@ round_release(struct spool *sp, struct msgq *round, int all)
 		if (m->status != 0) {
 			if (m->where == IN_QUEUE)
 				nremoved++;
+			else if (m->where == IN_POOL)
+				npremoved++;
 			spool_msg_unlink(sp, m);
 		}
 		if (m->fd != -1) {
@@ -388,6 +423,8 @@ round_release(struct spool *sp, struct msgq *round, int all)
 	 * one without a record (start-up would rebuild it). */
 	if (nremoved > 0)
 		(void)fsync(sp->queuefd);
+	if (npremoved > 0)
+		(void)fsync(sp->poolfd);
 }
 
 /*
@@ -401,6 +438,9 @@ index_round(struct spool *sp, struct msgq *round, char *err, size_t errlen)
 
 	if (sp->index_delay_ms > 0)
 		usleep(sp->index_delay_ms * 1000U);
+	/* Before the record: the queue opens queue/ID once it sees it. */
+	if (spool_pool_move(sp, round, err, errlen) == -1)
+		return (-1);
 	if (store_txn_run(sp->relay->store, 0, round_put, round, err,
 	    errlen) != 0)
 		return (-1);
@@ -466,6 +506,21 @@ spool_writer(void *arg)
 	return (NULL);
 }
 
+/* pool_refill - the index thread's batch of pool files; a failure is
+ * logged by the loop and asked again by the next spool_pool_take() */
+static void
+pool_refill(struct spool *sp, size_t want)
+{
+	char err[256];
+
+	if (want == 0 || spool_pool_fill(sp, want, err, sizeof(err)) == 0)
+		return;
+	pthread_mutex_lock(&sp->mu);
+	snprintf(sp->perr, sizeof(sp->perr), "%s", err);
+	pthread_mutex_unlock(&sp->mu);
+	wakeup_signal(sp->wake);
+}
+
 /*
  * spool_indexer - the LMDB rounds: every durable message waiting, one
  * transaction.  A failed transaction fails the messages nobody was told
@@ -482,6 +537,7 @@ spool_indexer(void *arg)
 	struct msgq round, retry;
 	struct timespec until;
 	char err[256];
+	size_t want;
 	int failed = 0;
 
 	for (;;) {
@@ -491,15 +547,29 @@ spool_indexer(void *arg)
 			until.tv_sec += 1;
 			(void)pthread_cond_timedwait(&sp->icv, &sp->mu, &until);
 		}
-		while (TAILQ_EMPTY(&sp->indexq) && !sp->istop)
+		while (TAILQ_EMPTY(&sp->indexq) && !sp->istop &&
+		    !sp->pool_low)
 			pthread_cond_wait(&sp->icv, &sp->mu);
-		if (TAILQ_EMPTY(&sp->indexq)) {
+		want = sp->pool_low && !sp->istop && sp->npool <
+		    SPOOL_POOL_SIZE ? SPOOL_POOL_SIZE - sp->npool : 0;
+		if (sp->pool_low && want == 0)
+			sp->pool_low = 0;
+		if (TAILQ_EMPTY(&sp->indexq) && want == 0) {
+			int stop = sp->istop;
+
 			pthread_mutex_unlock(&sp->mu);
-			break;
+			if (stop)
+				break;
+			continue;
 		}
 		TAILQ_INIT(&round);
 		TAILQ_CONCAT(&round, &sp->indexq, entry);
 		pthread_mutex_unlock(&sp->mu);
+
+		if (TAILQ_EMPTY(&round)) {
+			pool_refill(sp, want);
+			continue;
+		}
 
 		TAILQ_INIT(&retry);
 		failed = 0;
@@ -542,6 +612,8 @@ spool_indexer(void *arg)
 		TAILQ_CONCAT(&sp->done, &round, entry);
 		pthread_mutex_unlock(&sp->mu);
 		wakeup_signal(sp->wake);
+		/* After the records: their messages can go out meanwhile. */
+		pool_refill(sp, want);
 	}
 	return (NULL);
 }
@@ -557,7 +629,7 @@ spool_done_cb(void *arg)
 	struct spool *sp = arg;
 	struct msgq done, durable;
 	struct spool_msg *m;
-	char ierr[sizeof(sp->ierr)];
+	char ierr[sizeof(sp->ierr)], perr[sizeof(sp->perr)];
 
 	TAILQ_INIT(&done);
 	TAILQ_INIT(&durable);
@@ -566,7 +638,12 @@ spool_done_cb(void *arg)
 	TAILQ_CONCAT(&done, &sp->done, entry);
 	memcpy(ierr, sp->ierr, sizeof(ierr));
 	sp->ierr[0] = '\0';
+	memcpy(perr, sp->perr, sizeof(perr));
+	sp->perr[0] = '\0';
 	pthread_mutex_unlock(&sp->mu);
+	if (perr[0] != '\0')
+		log_warnx("spool: cannot refill the pool: %s (new messages "
+		    "are written in spool/tmp meanwhile)", perr);
 	if (ierr[0] != '\0')
 		log_warnx("spool: %s (messages already acknowledged are kept "
 		    "and indexed again every second)", ierr);

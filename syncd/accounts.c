@@ -30,7 +30,8 @@
 #include "utf8.h"
 #include "util.h"
 
-#define NFIELDS		4
+#define NFIELDS		4	/* required */
+#define NFIELDS_MAX	5	/* with the optional wave=N */
 #define STDIO_BUFSZ	4096
 
 /* Field names for error messages, in line order. */
@@ -128,7 +129,7 @@ read_line(FILE *fp, char *buf, size_t size, size_t *len_r)
 }
 
 /*
- * split_fields - cut line into at most NFIELDS + 1 fields, unquoting
+ * split_fields - cut line into at most NFIELDS_MAX + 1 fields, unquoting
  * quoted ones in place (unescaping only shrinks).  Returns the number
  * of fields, or -1 with why set.
  */
@@ -145,7 +146,7 @@ split_fields(char *line, size_t len, struct field *f, const char **why,
 			i++;
 		if (i >= len)
 			return (n);
-		if (n == NFIELDS + 1)		/* enough to say "too many" */
+		if (n == NFIELDS_MAX + 1)	/* enough to say "too many" */
 			return (n);
 		*field_r = n;
 		f[n].quoted = (line[i] == '"');
@@ -279,12 +280,37 @@ accounts_secret(const struct account_secret *s, char *buf, size_t len,
 }
 
 /*
+ * parse_wave - "wave=N" (N 1..ACCOUNTS_WAVE_MAX, plain decimal) into
+ * *wave_r.  0, or -1 with why set.
+ */
+static int
+parse_wave(const struct field *f, unsigned *wave_r, const char **why)
+{
+	unsigned v = 0;
+	size_t i;
+
+	*why = "wave: expected wave=N with N from 1 to 999";
+	if (f->quoted || f->len < 6 || f->len > 8 ||
+	    strncmp(f->s, "wave=", 5) != 0 || f->s[5] == '0')
+		return (-1);
+	for (i = 5; i < f->len; i++) {
+		if (f->s[i] < '0' || f->s[i] > '9')
+			return (-1);
+		v = v * 10 + (unsigned)(f->s[i] - '0');
+	}
+	if (v < 1 || v > ACCOUNTS_WAVE_MAX)
+		return (-1);
+	*wave_r = v;
+	return (0);
+}
+
+/*
  * parse_secret - one secret field into s.  Files named by "@path" are
  * read now; "xoauth2:@path" is only checked now and read at each use.
  * why receives a static reason, or err a full one (*why == NULL).
  */
 static int
-parse_secret(const struct field *f, const char *basedir,
+parse_secret(const struct field *f, const char *basedir, int flags,
     struct account_secret *s, const char **why, char *ferr, size_t ferrlen)
 {
 	char tmp[ACCOUNTS_SECRET_MAX + 1];
@@ -301,6 +327,8 @@ parse_secret(const struct field *f, const char *basedir,
 			*why = "empty";
 			return (-1);
 		}
+		if (flags & ACCOUNTS_NO_SECRETS)
+			return (0);
 		if ((s->value = strdup(v)) == NULL) {
 			*why = "out of memory";
 			return (-1);
@@ -311,6 +339,8 @@ parse_secret(const struct field *f, const char *basedir,
 		*why = "\"@\" without a file name";
 		return (-1);
 	}
+	if (flags & ACCOUNTS_NO_SECRETS)
+		return (0);
 	if ((s->file = resolve(basedir, v + 1)) == NULL) {
 		*why = "out of memory";
 		return (-1);
@@ -352,10 +382,10 @@ list_grow(struct accounts *l, size_t *alloc)
  * with the message (without "file:line: ") in err.
  */
 static int
-parse_line(char *line, size_t len, const char *basedir, struct account *a,
-    char *err, size_t errlen)
+parse_line(char *line, size_t len, const char *basedir, int flags,
+    struct account *a, char *err, size_t errlen)
 {
-	struct field f[NFIELDS + 1];
+	struct field f[NFIELDS_MAX + 1];
 	char ferr[512];
 	const char *why = NULL;
 	int n, i, which;
@@ -365,10 +395,16 @@ parse_line(char *line, size_t len, const char *basedir, struct account *a,
 		    field_names[which] : "extra field", why);
 		return (-1);
 	}
-	if (n != NFIELDS) {
+	if (n < NFIELDS || n > NFIELDS_MAX) {
 		errbuf_set(err, errlen, "expected 4 fields (src_user src_pass "
-		    "dst_user dst_pass), found %s%d",
-		    n > NFIELDS ? "more than " : "", n > NFIELDS ? NFIELDS : n);
+		    "dst_user dst_pass) and an optional wave=N, found %s%d",
+		    n > NFIELDS_MAX ? "more than " : "",
+		    n > NFIELDS_MAX ? NFIELDS_MAX : n);
+		return (-1);
+	}
+	if (n == NFIELDS_MAX && parse_wave(&f[NFIELDS], &a->wave, &why) ==
+	    -1) {
+		errbuf_set(err, errlen, "%s", why);
 		return (-1);
 	}
 	for (i = 0; i < NFIELDS; i++) {
@@ -404,7 +440,7 @@ parse_line(char *line, size_t len, const char *basedir, struct account *a,
 		struct account_secret *s = (i == 1) ? &a->src : &a->dst;
 
 		ferr[0] = '\0';
-		if (parse_secret(&f[i], basedir, s, &why, ferr,
+		if (parse_secret(&f[i], basedir, flags, s, &why, ferr,
 		    sizeof(ferr)) == -1) {
 			if (why != NULL)
 				errbuf_set(err, errlen, "%s: %s",
@@ -478,6 +514,15 @@ int
 accounts_load_fp(FILE *fp, const char *name, const char *basedir,
     struct accounts **list_r, char *err, size_t errlen)
 {
+	return (accounts_load_fp_opts(fp, name, basedir, 0, list_r, err,
+	    errlen));
+}
+
+/* accounts_load_fp_opts - parse a stream with ACCOUNTS_* flags */
+int
+accounts_load_fp_opts(FILE *fp, const char *name, const char *basedir,
+    int flags, struct accounts **list_r, char *err, size_t errlen)
+{
 	char line[ACCOUNTS_LINE_MAX + 1], why[768];
 	struct accounts *l;
 	size_t len, alloc = 0, i;
@@ -527,11 +572,13 @@ accounts_load_fp(FILE *fp, const char *name, const char *basedir,
 		memset(&l->items[l->count], 0, sizeof(l->items[0]));
 		l->items[l->count].line = lineno;
 		l->count++;		/* so that accounts_free() sees it */
-		if (parse_line(line, len, basedir, &l->items[l->count - 1],
-		    why, sizeof(why)) == -1) {
+		if (parse_line(line, len, basedir, flags,
+		    &l->items[l->count - 1], why, sizeof(why)) == -1) {
 			errbuf_set(err, errlen, "%s:%u: %s", name, lineno, why);
 			goto out;
 		}
+		if (l->items[l->count - 1].wave != 0)
+			l->nwaved++;
 	}
 	if (l->count == 0) {
 		errbuf_set(err, errlen, "%s: no account in the file", name);
@@ -553,6 +600,14 @@ out:
 int
 accounts_load(const char *path, struct accounts **list_r, char *err,
     size_t errlen)
+{
+	return (accounts_load_opts(path, 0, list_r, err, errlen));
+}
+
+/* accounts_load_opts - open path and parse it with ACCOUNTS_* flags */
+int
+accounts_load_opts(const char *path, int flags, struct accounts **list_r,
+    char *err, size_t errlen)
 {
 	char iobuf[STDIO_BUFSZ], *dir, *slash;
 	struct stat st;
@@ -581,7 +636,7 @@ accounts_load(const char *path, struct accounts **list_r, char *err,
 	else
 		*slash = '\0';
 	setvbuf(fp, iobuf, _IOFBF, sizeof(iobuf));
-	rc = accounts_load_fp(fp, path, dir, list_r, err, errlen);
+	rc = accounts_load_fp_opts(fp, path, dir, flags, list_r, err, errlen);
 	fclose(fp);
 	explicit_bzero(iobuf, sizeof(iobuf));
 	free(dir);
@@ -602,4 +657,18 @@ accounts_find(const struct accounts *list, const char *src_user)
 		if (strcasecmp(list->items[i].src_user, src_user) == 0)
 			return (&list->items[i]);
 	return (NULL);
+}
+
+/* accounts_wave_count - accounts in wave */
+size_t
+accounts_wave_count(const struct accounts *list, unsigned wave)
+{
+	size_t i, n = 0;
+
+	if (list == NULL || wave == 0)
+		return (0);
+	for (i = 0; i < list->count; i++)
+		if (list->items[i].wave == wave)
+			n++;
+	return (n);
 }

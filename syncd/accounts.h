@@ -5,8 +5,14 @@
  *
  * Format, one account a line:
  *
- *	src_user  src_secret  dst_user  dst_secret
+ *	src_user  src_secret  dst_user  dst_secret  [wave=N]
  *
+ *   - the optional fifth field puts the account in staged wave N (1 to
+ *     ACCOUNTS_WAVE_MAX, decimal, no sign or leading zero): "wave=" in
+ *     lower case, then the number, nothing else; anything else in a
+ *     fifth field is an error.  An account without it belongs to no wave
+ *     (wave 0): the relay forwards its mail as if there were no waves,
+ *     and ferry-syncd --wave never selects it;
  *   - fields are separated by blanks (spaces or tabs, any number);
  *   - a line whose first non-blank character is '#' is a comment, blank
  *     lines are ignored; there are no trailing comments (a '#' later on
@@ -63,6 +69,15 @@
 #define ACCOUNTS_LINE_MAX	8192	/* bytes of one line, end excluded */
 #define ACCOUNTS_USER_MAX	512	/* bytes of a user name */
 #define ACCOUNTS_SECRET_MAX	8192	/* bytes of a password or token */
+#define ACCOUNTS_WAVE_MAX	999	/* highest wave number */
+
+/* accounts_load_opts() flags. */
+#define ACCOUNTS_NO_SECRETS	0x01	/* check the secret fields' syntax
+					   only: no secret file is read and
+					   no secret kept (both values and
+					   files stay NULL); for the relay
+					   and ferryctl, which need the
+					   users and waves only */
 
 enum account_auth {
 	ACCOUNT_AUTH_PASSWORD = 0,	/* LOGIN / AUTHENTICATE PLAIN */
@@ -83,6 +98,7 @@ struct account {
 	char		*dst_user;
 	struct account_secret dst;
 	unsigned	 line;		/* in the accounts file */
+	unsigned	 wave;		/* 1..ACCOUNTS_WAVE_MAX, 0: none */
 };
 
 struct accounts {
@@ -91,6 +107,7 @@ struct accounts {
 	char		*path;
 	int		 insecure;	/* the file is readable by group or
 					   others: the caller should warn */
+	unsigned	 nwaved;	/* accounts with a wave */
 };
 
 /*
@@ -101,6 +118,10 @@ struct accounts {
 int	accounts_load(const char *path, struct accounts **list_r, char *err,
 	    size_t errlen);
 
+/* accounts_load_opts - the same with ACCOUNTS_* flags. */
+int	accounts_load_opts(const char *path, int flags,
+	    struct accounts **list_r, char *err, size_t errlen);
+
 /*
  * accounts_load_fp - the same from an open stream; name is used in
  * errors and basedir (NULL = the cwd) resolves relative secret files.
@@ -108,6 +129,11 @@ int	accounts_load(const char *path, struct accounts **list_r, char *err,
  */
 int	accounts_load_fp(FILE *fp, const char *name, const char *basedir,
 	    struct accounts **list_r, char *err, size_t errlen);
+int	accounts_load_fp_opts(FILE *fp, const char *name, const char *basedir,
+	    int flags, struct accounts **list_r, char *err, size_t errlen);
+
+/* accounts_wave_count - accounts in wave (1..ACCOUNTS_WAVE_MAX). */
+size_t	accounts_wave_count(const struct accounts *list, unsigned wave);
 
 /* The account of this source user (ASCII case-insensitive), or NULL. */
 const struct account *accounts_find(const struct accounts *list,

@@ -36,14 +36,15 @@ static void
 usage(FILE *fp)
 {
 	fprintf(fp,
-	    "usage: ferry-syncd [-dht] [-c FILE] [--once] [--dry-run] [--account USER] [--json]\n"
-	    "       ferry-syncd --verify [--deep] [-c FILE] [--account USER] [--json]\n"
+	    "usage: ferry-syncd [-dht] [-c FILE] [--once] [--dry-run] [--account USER | --wave N] [--json]\n"
+	    "       ferry-syncd --verify [--deep] [-c FILE] [--account USER | --wave N] [--json]\n"
 	    "  -c FILE         configuration file (default %s)\n"
 	    "  -d              stay in the foreground and log to stderr\n"
 	    "  -t              check the configuration and exit\n"
 	    "  --once          one pass over all accounts, report, exit\n"
 	    "  --dry-run       show the plan, write nothing\n"
 	    "  --account USER  only this source account\n"
+	    "  --wave N        only the accounts of staged wave N (wave=N)\n"
 	    "  --json          the report as JSON (with --once or --verify)\n"
 	    "  --verify        compare every folder of both sides, read-only;\n"
 	    "                  exit 0 complete, 1 missing or different, 2 usage\n"
@@ -65,6 +66,21 @@ on_signal_once(int sig)
 {
 	(void)sig;
 	the_syncd.stop = 1;
+}
+
+/* signals_once - the signals of a run without the event loop (--once,
+ * --verify): SIGTERM/SIGINT set the stop flag, SIGPIPE is ignored */
+static void
+signals_once(void)
+{
+	struct sigaction sa;
+
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_handler = on_signal_once;
+	sigemptyset(&sa.sa_mask);
+	sigaction(SIGTERM, &sa, NULL);
+	sigaction(SIGINT, &sa, NULL);
+	signal(SIGPIPE, SIG_IGN);
 }
 
 /* setup - everything between the configuration and the first pass */
@@ -126,6 +142,7 @@ setup(struct syncd *sd)
 	sd->o.store = sd->store;
 	sd->o.accounts = sd->accounts;
 	sd->o.only_account = sd->only;
+	sd->o.only_wave = sd->only_wave;
 	sd->o.dry_run = sd->dry_run;
 	sd->o.src_ctx = sd->src_ctx;
 	sd->o.dst_ctx = sd->dst_ctx;
@@ -160,11 +177,12 @@ main(int argc, char *argv[])
 		{ "help", no_argument, NULL, 'h' },
 		{ "verify", no_argument, NULL, 'V' },
 		{ "deep", no_argument, NULL, 'D' },
+		{ "wave", required_argument, NULL, 'W' },
 		{ NULL, 0, NULL, 0 },
 	};
 	struct syncd *sd = &the_syncd;
 	const struct config *cfg = &sd->cfg;
-	const char *conf = NULL;
+	const char *conf = NULL, *wave_arg = NULL;
 	char err[1024];
 	int c, rc, test_only = 0, exit_code = EXIT_USAGE, verify = 0, deep = 0;
 
@@ -198,6 +216,9 @@ main(int argc, char *argv[])
 		case 'D':
 			deep = 1;
 			break;
+		case 'W':
+			wave_arg = optarg;
+			break;
 		case 'h':
 			usage(stdout);
 			return (0);
@@ -210,6 +231,24 @@ main(int argc, char *argv[])
 	    (verify && (sd->once || test_only))) {
 		usage(stderr);
 		return (EXIT_USAGE);
+	}
+	if (wave_arg != NULL) {
+		int64_t v;
+
+		if (sd->only != NULL) {
+			fprintf(stderr, "ferry-syncd: --wave and --account do "
+			    "not go together\n");
+			return (EXIT_USAGE);
+		}
+		/* strict: decimal, no sign, no leading zero */
+		if (wave_arg[0] < '1' || wave_arg[0] > '9' ||
+		    parse_int(wave_arg, 1, ACCOUNTS_WAVE_MAX, &v, err,
+		    sizeof(err)) == -1) {
+			fprintf(stderr, "ferry-syncd: --wave: want a wave "
+			    "from 1 to %u\n", ACCOUNTS_WAVE_MAX);
+			return (EXIT_USAGE);
+		}
+		sd->only_wave = (unsigned)v;
 	}
 	/* a verification runs in the foreground like --once, never as the
 	 * daemon: no pid file, logs on stderr, the result on stdout */
@@ -234,6 +273,13 @@ main(int argc, char *argv[])
 		    sd->accounts->path);
 		goto out;
 	}
+	if (sd->only_wave != 0 &&
+	    accounts_wave_count(sd->accounts, sd->only_wave) == 0) {
+		fprintf(stderr, "ferry-syncd: --wave %u: unknown wave: no "
+		    "account of %s is in it\n", sd->only_wave,
+		    sd->accounts->path);
+		goto out;
+	}
 	if (test_only) {
 		printf("ferry-syncd: configuration %s is valid\n", cfg->path);
 		exit_code = 0;
@@ -244,15 +290,9 @@ main(int argc, char *argv[])
 	if (setup(sd) == -1)
 		goto out;
 	if (verify) {
-		struct sigaction sa;
 		char path[4096];
 
-		memset(&sa, 0, sizeof(sa));
-		sa.sa_handler = on_signal_once;
-		sigemptyset(&sa.sa_mask);
-		sigaction(SIGTERM, &sa, NULL);
-		sigaction(SIGINT, &sa, NULL);
-		signal(SIGPIPE, SIG_IGN);
+		signals_once();
 		err[0] = '\0';
 		rc = config_state_path(cfg, "db", path, sizeof(path)) == -1 ?
 		    -1 : verify_run(&sd->o, deep, sd->json, stdout, path, err,
@@ -266,14 +306,7 @@ main(int argc, char *argv[])
 		goto out;
 	}
 	if (sd->once) {
-		struct sigaction sa;
-
-		memset(&sa, 0, sizeof(sa));
-		sa.sa_handler = on_signal_once;
-		sigemptyset(&sa.sa_mask);
-		sigaction(SIGTERM, &sa, NULL);
-		sigaction(SIGINT, &sa, NULL);
-		signal(SIGPIPE, SIG_IGN);
+		signals_once();
 		rc = syncd_pass_run(sd, NULL);
 		exit_code = rc == 0 ? 0 : EXIT_RUNTIME;
 		if (sd->stop)

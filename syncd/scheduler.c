@@ -170,6 +170,10 @@ cutover_report(struct syncd *sd)
 
 	if (sd->cutover == NULL || r == NULL)
 		return;		/* no cutover, or the pass did not run */
+	/* A pass over one wave says nothing of the domain's other accounts:
+	 * counting it could close a domain whose other waves never ran. */
+	if (sd->only_wave != 0)
+		return;
 	if ((acc = calloc(r->naccounts + 1, sizeof(*acc))) == NULL) {
 		log_warnx("cutover: out of memory; this pass is not counted");
 		return;

@@ -41,6 +41,7 @@ struct sync_pass_opts {
 	struct store	*store;		/* NULL: no state (dry run only) */
 	const struct accounts *accounts;
 	const char	*only_account;	/* --account, or NULL */
+	unsigned	 only_wave;	/* --wave N, or 0: every account */
 	int		 dry_run;
 	SSL_CTX		*src_ctx;	/* NULL when the URL is plain */
 	SSL_CTX		*dst_ctx;
@@ -97,6 +98,14 @@ struct sync_progress {
  * see report_missing), -1 with err when it could not start (no account
  * matches --account, no memory, no thread).
  */
+/*
+ * sync_pass_selects - whether account i of o->accounts is in the pass
+ * (all, or the --account one); sync_pass_count - how many are: at least
+ * one, or 0 with err naming what was asked for and the accounts file.
+ */
+int	sync_pass_selects(const struct sync_pass_opts *o, size_t i);
+size_t	sync_pass_count(const struct sync_pass_opts *o, char *err,
+	    size_t errlen);
 int	sync_pass_run(const struct sync_pass_opts *o, struct report *r,
 	    struct sync_progress *p, char *err, size_t errlen);
 void	sync_progress_free(struct sync_progress *p);

@@ -285,6 +285,26 @@ listing_begin(struct worker *w, int i, void *arg)
 }
 
 /*
+ * listing_drain - wait for both sides' NAMESPACE and LIST to be done
+ * (on a side that failed they are cancelled, so done) and free what
+ * they listed
+ */
+static void
+listing_drain(struct worker *w, struct side_listing sl[2])
+{
+	size_t i;
+
+	for (i = 0; i < 2; i++) {
+		if (sl[i].queued) {
+			side_loop_until(w, &sl[i].ns.done);
+			if (sl[i].l.queued != NULL)
+				side_loop_until(w, &sl[i].l.r.done);
+		}
+		listing_free(&sl[i].l);
+	}
+}
+
+/*
  * acct_list - both sides connected (each side's NAMESPACE and LIST
  * queued as soon as it is ready), the destination's capabilities noted,
  * and the folder plan made from both listings
@@ -570,15 +590,7 @@ acct_setup(struct worker *w, char *err, size_t errlen)
 out:
 	free(cr);
 	free(sr);
-	for (i = 0; i < 2; i++) {
-		/* a side that failed: its commands are done (cancelled) */
-		if (sl[i].queued) {
-			side_loop_until(w, &sl[i].ns.done);
-			if (sl[i].l.queued != NULL)
-				side_loop_until(w, &sl[i].l.r.done);
-		}
-		listing_free(&sl[i].l);
-	}
+	listing_drain(w, sl);
 	return (rc);
 }
 
@@ -593,18 +605,10 @@ int
 acct_plan(struct worker *w, char *err, size_t errlen)
 {
 	struct side_listing sl[2];
-	size_t i;
 	int rc;
 
 	memset(sl, 0, sizeof(sl));
 	rc = acct_list(w, sl, err, errlen);
-	for (i = 0; i < 2; i++) {
-		if (sl[i].queued) {
-			side_loop_until(w, &sl[i].ns.done);
-			if (sl[i].l.queued != NULL)
-				side_loop_until(w, &sl[i].l.r.done);
-		}
-		listing_free(&sl[i].l);
-	}
+	listing_drain(w, sl);
 	return (rc);
 }

@@ -52,6 +52,7 @@ struct syncd {
 	struct store	*store;		/* NULL: dry run without state */
 	SSL_CTX		*src_ctx, *dst_ctx;
 	const char	*only;		/* --account, or NULL */
+	unsigned	 only_wave;	/* --wave N, or 0 */
 	int		 once, dry_run, json, foreground;
 	const char	*mode;		/* "once" or "daemon" */
 	struct sync_pass_opts o;

@@ -26,7 +26,6 @@
 #include "log.h"
 #include "verify_p.h"
 
-#define HDR_MAX		16384		/* header fields kept for ident */
 #define SUBJECT_MAX	200		/* bytes of a Subject shown */
 #define HASH_CHUNK	100		/* UIDs per hashing FETCH */
 
@@ -66,28 +65,6 @@ struct vfetch {
 	struct msg_ident *id;
 	int		 oom;
 };
-
-/* flags_join - the settable flags of a FETCH, space-separated */
-static char *
-flags_join(const struct imap_strv *fl)
-{
-	size_t i, len = 1;
-	char *s;
-
-	for (i = 0; i < fl->n; i++)
-		len += strlen(fl->v[i]) + 1;
-	if ((s = malloc(len)) == NULL)
-		return (NULL);
-	s[0] = '\0';
-	for (i = 0; i < fl->n; i++) {
-		if (!imap_flag_settable(fl->v[i]))
-			continue;
-		if (s[0])
-			strcat(s, " ");
-		strcat(s, fl->v[i]);
-	}
-	return (s);
-}
 
 /*
  * subject_of - the Subject field of a header block, unfolded, whitespace
@@ -173,13 +150,9 @@ static void
 vf_body_data(struct imap_client *c, const void *data, size_t len, void *arg)
 {
 	struct vfetch *f = arg;
-	size_t n = len;
 
 	(void)c;
-	if (f->hlen + n > HDR_MAX)
-		n = HDR_MAX - f->hlen;
-	memcpy(f->hdr + f->hlen, data, n);
-	f->hlen += n;
+	hdr_capture(f->hdr, &f->hlen, data, len);
 }
 
 static void
@@ -188,21 +161,17 @@ vf_msg(struct imap_client *c, const struct imap_fetch_msg *m, void *arg)
 	struct vfetch *f = arg;
 	struct vlist *l = f->out;
 	struct vmsg *s;
+	void *p;
 
 	(void)c;
 	if (!(m->have & IMAP_FETCH_UID))
 		goto out;
-	if (l->n == l->alloc) {
-		size_t na = l->alloc ? l->alloc * 2 : 256;
-		void *p = reallocarray(l->v, na, sizeof(*l->v));
-
-		if (p == NULL) {
-			f->oom = 1;
-			goto out;
-		}
-		l->v = p;
-		l->alloc = na;
+	if ((p = array_grow(l->v, &l->alloc, l->n, sizeof(*l->v), 256)) ==
+	    NULL) {
+		f->oom = 1;
+		goto out;
 	}
+	l->v = p;
 	s = &l->v[l->n];
 	memset(s, 0, sizeof(*s));
 	s->uid = m->uid;
@@ -214,7 +183,7 @@ vf_msg(struct imap_client *c, const struct imap_fetch_msg *m, void *arg)
 	}
 	memset(f->id, 0, sizeof(*f->id));
 	msg_ident_from_headers(f->hdr, f->hlen, f->id);
-	s->flags = flags_join(&m->flags);
+	s->flags = imap_flags_join_settable(&m->flags);
 	s->msgid = strdup(f->id->has_msgid ? f->id->msgid : "");
 	s->date = printable(f->id->date);
 	s->from = printable(f->id->from);
@@ -276,8 +245,7 @@ struct vhash {
 	struct wres	 r;		/* first: wres_done fills it */
 	struct vmsg	**v;		/* sorted by UID */
 	size_t		 n;
-	struct body_hash bh;
-	int		 open;
+	struct hash_sink hs;
 	uint64_t	 done;
 };
 
@@ -291,9 +259,7 @@ vh_begin(struct imap_client *c, const struct imap_fetch_msg *m,
 	(void)m;
 	(void)section;
 	(void)size;
-	if (h->open)
-		body_hash_free(&h->bh);
-	h->open = body_hash_init(&h->bh) == 0;
+	hash_sink_begin(&h->hs);
 }
 
 static void
@@ -302,8 +268,7 @@ vh_data(struct imap_client *c, const void *data, size_t len, void *arg)
 	struct vhash *h = arg;
 
 	(void)c;
-	if (h->open)
-		body_hash_update(&h->bh, data, len);
+	hash_sink_data(&h->hs, data, len);
 }
 
 static void
@@ -313,17 +278,10 @@ vh_msg(struct imap_client *c, const struct imap_fetch_msg *m, void *arg)
 	struct vmsg key, *kp = &key, **s;
 
 	(void)c;
-	if (!h->open)
-		return;
-	h->open = 0;
 	key.uid = m->uid;
 	s = (m->have & IMAP_FETCH_UID) ? find_n(&kp, h->v, h->n,
 	    sizeof(*h->v), vmsg_uid_cmp) : NULL;
-	if (s == NULL) {
-		body_hash_free(&h->bh);
-		return;
-	}
-	if (body_hash_final(&h->bh, (*s)->sha) == 0) {
+	if (hash_sink_end(&h->hs, s != NULL ? (*s)->sha : NULL) == 0) {
 		(*s)->have_sha = 1;
 		h->done++;
 	}
@@ -366,8 +324,7 @@ hash_bodies(struct worker *w, int i, struct vlist *l, size_t folder,
 		if (side_wait(w, imap_client_uid_fetch(w->s[i].c, set,
 		    "(UID BODY.PEEK[])", 0, 0, &cbs, wres_done, &h), &h.r) ==
 		    -1) {
-			if (h.open)
-				body_hash_free(&h.bh);
+			(void)hash_sink_end(&h.hs, NULL);
 			*r = h.r;
 			free(h.v);
 			return (-1);
@@ -726,16 +683,8 @@ verify_run(const struct sync_pass_opts *o, int deep, int json, FILE *out,
 	size_t i, n = 0;
 	int rc = VERIFY_COMPLETE;
 
-	for (i = 0; i < o->accounts->count; i++)
-		if (o->only_account == NULL || strcasecmp(o->only_account,
-		    o->accounts->items[i].src_user) == 0)
-			n++;
-	if (n == 0) {
-		errbuf_set(err, errlen, "no account %s in %s",
-		    o->only_account ? o->only_account : "",
-		    o->accounts->path);
+	if ((n = sync_pass_count(o, err, errlen)) == 0)
 		return (-1);
-	}
 	if ((va = calloc(n, sizeof(*va))) == NULL) {
 		errbuf_set(err, errlen, "out of memory");
 		return (-1);
@@ -752,8 +701,7 @@ verify_run(const struct sync_pass_opts *o, int deep, int json, FILE *out,
 	for (i = 0, n = 0; i < o->accounts->count; i++) {
 		struct acct a;
 
-		if (o->only_account != NULL && strcasecmp(o->only_account,
-		    o->accounts->items[i].src_user) != 0)
+		if (!sync_pass_selects(o, i))
 			continue;
 		memset(&a, 0, sizeof(a));
 		a.p = &p;

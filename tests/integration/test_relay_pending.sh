@@ -237,7 +237,10 @@ check "B holds it exactly once (the relay has nothing left to send)" \
 #
 # MAILFERRY_TEST_CRASH_BEFORE_COMMIT (relay/spool.c's test hook) ends the
 # relay after the spool file is durable and before its LMDB transaction:
-# the client gets no 250.  The restart rebuilds the record from the file,
+# the client gets no 250.  The message was written in place into a pool
+# file (relay/spool_pool.c) and made durable by its one fdatasync, so the
+# kill comes between that fdatasync and both the 250 and the record.  The
+# restart moves it to spool/queue and rebuilds the record from the file,
 # with the keys computed at reception: the client's retry is a duplicate,
 # the ledger knows the message, and B gets it once.
 
@@ -259,12 +262,13 @@ crashed() {
 		sleep 0.1
 	done
 	! _lib_alive "$RELAY_PID" && ! grep -q "^DATA 250" <<<"$RC" &&
-		[ -n "$(ls "$STATE/spool/queue")" ]
+		[ -n "$(find "$STATE/spool/pool" -type f -size +0 -print)" ]
 }
-check "it dies with the message spooled, before the 250" crashed
+check "it dies with the message whole in its pool file, before the 250" crashed
 stop_pid "$RELAY_PID"
 rebuilt() {
 	start_relay && sleep 1 &&
+		grep -q "whole message moved from spool/pool to spool/queue" "$T/log/relay.log" &&
 		grep "queue record rebuilt from its spool file" "$T/log/relay.log"
 }
 check "the restarted relay rebuilds its record from the spool file" rebuilt

@@ -116,8 +116,12 @@ swaks --server "127.0.0.1:$PORT" --from bob@sender.test --to alice@example.com \
 	--header "Subject: first" >"$T/swaks1.out" 2>&1
 ID=$(sed -n 's/.*250 2\.0\.0 Ok: queued as \([0-9a-f]\{16\}\).*/\1/p' "$T/swaks1.out")
 check "swaks gets 250 queued as ID" test -n "$ID"
-check "spool/queue/ID exists at the 250" test -f "$STATE/spool/queue/$ID"
+# At the 250 the file is in its pool file (spool/pool) or already moved
+# to spool/queue, which comes before its record.
+check "spool file of ID exists at the 250" sh -c \
+	"test -s '$STATE/spool/queue/$ID' || test -s '$STATE/spool/pool/$ID'"
 check "LMDB queue record for ID" lmdb_has "$ID"
+check "with its record, the file is in spool/queue" test -f "$STATE/spool/queue/$ID"
 check "spool header names sender and recipient" grep -q \
 	-e "^rcpt upstream alice@example.com$" "$STATE/spool/queue/$ID"
 check "Received: header prepended" grep -q \
@@ -344,6 +348,11 @@ sed -e 's/^id .*/id 00000000000000fe/' -e 's/Subject: survivor/Subject: orphan/'
 	"$STATE/spool/queue/$KID" >"$STATE/spool/queue/00000000000000fe"
 NQ=$((NQ + 1))
 touch "$STATE/spool/tmp/00000000000000ff"
+# A pool file the crash caught half written (its size line still zeros,
+# the message cut off): never acknowledged, so never delivered; start-up
+# empties it and hands it out again.
+printf 'mailferry-spool 1\nid 00000000000000fd\narrived 1700000000\nflags 0\nsize 00000000000000000000\nclient c\nsender bob@sender.test\nrcpt upstream alice@example.com\n\nSubject: half written\r\n\r\nthe rest never ca' \
+	>"$STATE/spool/pool/00000000000000fd"
 SINK_PORT=$UPSTREAM_PORT
 export SINK_PORT
 _lib_sink_port_main=$UPSTREAM_PORT
@@ -354,6 +363,16 @@ check "queued messages delivered after the restart" sink_wait "$NQ" 30
 check "the survivor reached the sink" sh -c "grep -l 'Subject: survivor' '$SINK_DIR'/msg.* >/dev/null"
 check "the file without a record was indexed and delivered" sh -c \
 	"grep -q '00000000000000fe: queue record rebuilt' '$T/log/relay.log' && grep -l 'Subject: orphan' '$SINK_DIR'/msg.* >/dev/null"
+check "the half-written pool file is emptied for reuse, not queued" sh -c \
+	"grep -q '00000000000000fd: unfinished message in spool/pool' '$T/log/relay.log' && test -f '$STATE/spool/pool/00000000000000fd' && ! test -s '$STATE/spool/pool/00000000000000fd' && ! test -e '$STATE/spool/queue/00000000000000fd' && ! lmdb_has 00000000000000fd"
+check "and not delivered" sh -c "! grep -l 'Subject: half written' '$SINK_DIR'/msg.* >/dev/null 2>&1"
+# The next message is written into it (the oldest free pool file).
+swaks --server "127.0.0.1:$PORT" --from bob@sender.test --to alice@example.com \
+	--header "Subject: into a reused pool file" >"$T/swaks4.out" 2>&1
+check "the emptied pool file is reused for the next message" \
+	grep -q "250 2.0.0 Ok: queued as 00000000000000fd" "$T/swaks4.out"
+NQ=$((NQ + 1))
+check "which is delivered" sink_wait "$NQ" 30
 
 # 8b. kill -9 between the spool file's fsync and its LMDB record: the 250
 # goes out once the file is durable (relay/spool.h, spool_msg_early), the
@@ -386,11 +405,16 @@ T1=$(date +%s%N)
 AID=$(sed -n 's/.*250 2\.0\.0 Ok: queued as \([0-9a-f]\{16\}\).*/\1/p' "$T/swaks3.out")
 check "250 before the record is committed (in $(((T1 - T0) / 1000000)) ms)" \
 	sh -c "[ -n '$AID' ] && [ $(((T1 - T0) / 1000000)) -lt 3500 ]"
-check "between fsync and record: spool file there" test -f "$STATE/spool/queue/$AID"
+# Written in place into a pool file (relay/spool_pool.c): at the 250 it
+# is still in spool/pool, a whole message whose size line matches.
+check "between fsync and record: the message is in its pool file" \
+	sh -c "test -s '$STATE/spool/pool/$AID' && grep -q '^size 0*[1-9]' '$STATE/spool/pool/$AID'"
 check "between fsync and record: no LMDB record yet" sh -c "! mdb_dump -p -s queue '$STATE/db' 2>/dev/null | grep -qx ' $AID'"
 kill -KILL "$RELAY_PID"
 stop_pid "$RELAY_PID" 2>/dev/null
 check "relay restarts after kill -9" start_relay
+check "start-up moves it from spool/pool to spool/queue" \
+	within 10 grep -q "$AID: whole message moved from spool/pool to spool/queue" "$T/log/relay.log"
 check "the acknowledged message's record is rebuilt from its file" \
 	within 10 grep -q "$AID: queue record rebuilt from its spool file" "$T/log/relay.log"
 acked_delivered() {

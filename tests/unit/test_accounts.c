@@ -183,14 +183,26 @@ test_errors(void **state)
 	} t[] = {
 		{ "# ok\nalice " PW " alice@new\n", 0,
 		  ":2: expected 4 fields (src_user src_pass dst_user "
-		  "dst_pass), found 3" },
+		  "dst_pass) and an optional wave=N, found 3" },
 		{ "alice " PW " a@new " PW " extra\n", 0,
+		  ":1: wave: expected wave=N with N from 1 to 999" },
+		{ "alice " PW " a@new " PW " wave=1 more\n", 0,
 		  ":1: expected 4 fields (src_user src_pass dst_user "
-		  "dst_pass), found more than 4" },
+		  "dst_pass) and an optional wave=N, found more than 5" },
+		{ "a b c d wave=0\n", 0, ":1: wave: expected wave=N" },
+		{ "a b c d wave=1000\n", 0, ":1: wave: expected wave=N" },
+		{ "a b c d wave=01\n", 0, ":1: wave: expected wave=N" },
+		{ "a b c d wave=\n", 0, ":1: wave: expected wave=N" },
+		{ "a b c d wave=-1\n", 0, ":1: wave: expected wave=N" },
+		{ "a b c d wave=2x\n", 0, ":1: wave: expected wave=N" },
+		{ "a b c d WAVE=2\n", 0, ":1: wave: expected wave=N" },
+		{ "a b c d \"wave=2\"\n", 0, ":1: wave: expected wave=N" },
+		{ "a b c d wave=3\ne f g h wave=99999999999\n", 0,
+		  ":2: wave: expected wave=N" },
 		{ "alice " PW " a@new " PW " extra more\n", 0,
 		  ":1: expected 4 fields" },
 		{ "alice\n", 0, ":1: expected 4 fields (src_user src_pass "
-		  "dst_user dst_pass), found 1" },
+		  "dst_user dst_pass) and an optional wave=N, found 1" },
 		{ "alice \"" PW " a@new x\n", 0,
 		  ":1: source password: unterminated quote" },
 		{ "alice \"" PW "\\n\" a@new x\n", 0,
@@ -319,10 +331,52 @@ test_load_fp(void **state)
 	free(pw);
 }
 
+/* The optional wave column, and the relay's load without secrets. */
+static void
+test_waves(void **state)
+{
+	static const char text[] =
+	    "u1 @missing-pw d1@new p1 wave=1\n"
+	    "u2 p2 d2@new p2\n"
+	    "u3 p3 d3@new xoauth2:@missing-token wave=999\n"
+	    "u4 p4 d4@new p4 wave=1\n";
+	struct accounts *l;
+	char err[256];
+	FILE *fp;
+
+	(void)state;
+	fp = fmemopen((void *)text, strlen(text), "r");
+	assert_non_null(fp);
+	/* With secrets the missing password file is an error... */
+	assert_int_equal(accounts_load_fp(fp, "mem", tmpdir, &l, err,
+	    sizeof(err)), -1);
+	fclose(fp);
+	/* ...without them it is never read. */
+	fp = fmemopen((void *)text, strlen(text), "r");
+	assert_non_null(fp);
+	assert_int_equal(accounts_load_fp_opts(fp, "mem", tmpdir,
+	    ACCOUNTS_NO_SECRETS, &l, err, sizeof(err)), 0);
+	fclose(fp);
+	assert_int_equal(l->count, 4);
+	assert_int_equal(l->nwaved, 3);
+	assert_int_equal(l->items[0].wave, 1);
+	assert_int_equal(l->items[1].wave, 0);
+	assert_int_equal(l->items[2].wave, 999);
+	assert_null(l->items[0].src.value);
+	assert_null(l->items[0].src.file);
+	assert_null(l->items[1].src.value);
+	assert_int_equal(accounts_wave_count(l, 1), 2);
+	assert_int_equal(accounts_wave_count(l, 999), 1);
+	assert_int_equal(accounts_wave_count(l, 2), 0);
+	assert_int_equal(accounts_wave_count(l, 0), 0);
+	accounts_free(&l);
+}
+
 int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_waves),
 		cmocka_unit_test(test_good),
 		cmocka_unit_test(test_errors),
 		cmocka_unit_test(test_load_fp),

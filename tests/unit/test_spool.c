@@ -17,6 +17,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <errno.h>
+#include <dirent.h>
 #include <fcntl.h>
 #include <ftw.h>
 #include <signal.h>
@@ -246,7 +247,9 @@ test_commit_envelope(void **state)
 	m = spool_msg_new(fx->relay.spool, err, sizeof(err));
 	assert_non_null(m);
 	memcpy(id, spool_msg_id(m), sizeof(id));
-	assert_true(file_exists(fx, "tmp", id));
+	/* Written in place into a pool file whose name is durable. */
+	assert_true(file_exists(fx, "pool", id));
+	assert_false(file_exists(fx, "tmp", id));
 	make_rec(&rec, "helo.example [192.0.2.1]");
 	assert_int_equal(spool_msg_envelope(m, &rec), 0);
 	assert_int_equal(spool_msg_write(m, body1, 10), 0);
@@ -260,6 +263,7 @@ test_commit_envelope(void **state)
 	assert_int_equal(fx->nok, 1);
 	assert_string_equal(fx->last_id, id);
 	assert_false(file_exists(fx, "tmp", id));
+	assert_false(file_exists(fx, "pool", id));
 	assert_true(file_exists(fx, "queue", id));
 	assert_int_equal(get_rec(fx, id, &got), 1);
 	assert_string_equal(got.sender, "bob@example.org");
@@ -308,8 +312,176 @@ test_commit_many(void **state)
 		assert_int_equal(get_rec(fx, ids[i], NULL), 1);
 		assert_body(fx, ids[i], big, 70003 + i);
 		assert_false(file_exists(fx, "tmp", ids[i]));
+		assert_false(file_exists(fx, "pool", ids[i]));
 	}
 	free(big);
+}
+
+static void	write_file(struct fx *, const char *, const char *,
+		    const char *);
+
+/* pool_count - files in spool/pool, and how many of them are empty */
+static int
+pool_count(struct fx *fx, int *empty_r)
+{
+	char path[1100];
+	struct dirent *de;
+	struct stat st;
+	DIR *d;
+	int n = 0;
+
+	*empty_r = 0;
+	snprintf(path, sizeof(path), "%s/spool/pool", fx->tmp);
+	if ((d = opendir(path)) == NULL)
+		return (-1);
+	while ((de = readdir(d)) != NULL) {
+		if (de->d_name[0] == '.')
+			continue;
+		snprintf(path, sizeof(path), "%s/spool/pool/%s", fx->tmp,
+		    de->d_name);
+		if (stat(path, &st) == 0 && st.st_size == 0)
+			(*empty_r)++;
+		n++;
+	}
+	closedir(d);
+	return (n);
+}
+
+/*
+ * The pool: at start spool/pool holds empty files (their names made
+ * durable ahead of time); messages through it with refills, DSN-style
+ * ones without spool_msg_envelope() too, and more messages open at once
+ * than it holds (past it, a refilled pool file or spool/tmp).
+ */
+static void
+test_pool_refill(void **state)
+{
+	struct fx *fx = *state;
+	struct queue_record rec;
+	struct spool_msg *m, *held[300];
+	char err[128], ids[500][QUEUE_ID_LEN + 1];
+	int i, n, empty;
+
+	n = pool_count(fx, &empty);
+	assert_true(n >= 32);
+	assert_int_equal(empty, n);
+	for (i = 0; i < 200; i++) {
+		m = spool_msg_new(fx->relay.spool, err, sizeof(err));
+		assert_non_null(m);
+		memcpy(ids[i], spool_msg_id(m), sizeof(ids[i]));
+		make_rec(&rec, "c");
+		if (i % 3 != 0)
+			assert_int_equal(spool_msg_envelope(m, &rec), 0);
+		assert_int_equal(spool_msg_write(m, body1, sizeof(body1) - 1),
+		    0);
+		assert_int_equal(spool_msg_commit(&m, &rec, commit_cb, fx), 0);
+		if (i % 10 == 9)
+			wait_callbacks(fx, i + 1);
+	}
+	wait_callbacks(fx, 200);
+	assert_int_equal(fx->nok, 200);
+	/* More messages in DATA at once than the pool holds: those past it
+	 * get a refilled pool file or one in spool/tmp; all commit. */
+	for (i = 0; i < 300; i++) {
+		held[i] = spool_msg_new(fx->relay.spool, err, sizeof(err));
+		assert_non_null(held[i]);
+		memcpy(ids[200 + i], spool_msg_id(held[i]), sizeof(ids[0]));
+		make_rec(&rec, "c");
+		assert_int_equal(spool_msg_envelope(held[i], &rec), 0);
+		assert_int_equal(spool_msg_write(held[i], body1,
+		    sizeof(body1) - 1), 0);
+	}
+	for (i = 0; i < 300; i++) {
+		make_rec(&rec, "c");
+		assert_int_equal(spool_msg_commit(&held[i], &rec, commit_cb,
+		    fx), 0);
+	}
+	wait_callbacks(fx, 500);
+	assert_int_equal(fx->nok, 500);
+	for (i = 0; i < 500; i++) {
+		char id[QUEUE_ID_LEN + 1];
+
+		memcpy(id, ids[i], sizeof(id));
+		assert_int_equal(get_rec(fx, id, NULL), 1);
+		assert_body(fx, id, body1, sizeof(body1) - 1);
+		assert_false(file_exists(fx, "pool", id));
+		assert_false(file_exists(fx, "tmp", id));
+	}
+	n = pool_count(fx, &empty);
+	assert_true(n > 0);
+	assert_int_equal(empty, n);
+}
+
+/*
+ * Start-up over spool/pool after a crash: a finished message (its size
+ * line matches) was acknowledged and is queued and indexed; an
+ * unfinished one (size line still zeros, a header cut short, a message
+ * shorter than its size line) never was: not indexed, not delivered,
+ * emptied and handed out again.
+ */
+static void
+test_pool_recovery(void **state)
+{
+	struct fx *fx = *state;
+	struct queue_record got;
+	struct spool_msg *m;
+	char err[128], ids[3][QUEUE_ID_LEN + 1];
+	struct stat st;
+	int i, n, empty;
+
+	fx_close(fx);
+	write_file(fx, "pool", "0000000000000001",
+	    "mailferry-spool 1\nid 0000000000000001\narrived 1700000000\n"
+	    "flags 0\nsize 00000000000000000006\nclient c\nsender a@b.example\n"
+	    "rcpt upstream x@example.com\n\nDONE\r\n");
+	write_file(fx, "pool", "0000000000000002",
+	    "mailferry-spool 1\nid 0000000000000002\narrived 1700000000\n"
+	    "flags 0\nsize 00000000000000000000\nclient c\nsender a@b.example\n"
+	    "rcpt upstream x@example.com\n\nHALF A MESS");
+	write_file(fx, "pool", "0000000000000003",
+	    "mailferry-spool 1\nid 0000000000000003\narrived 1700000000\n"
+	    "flags 0\nsize 00000000000000000050\nclient c\nsender a@b.example\n"
+	    "rcpt upstream x@example.com\n\nSHORT\r\n");
+	write_file(fx, "pool", "0000000000000004",
+	    "mailferry-spool 1\nid 0000000000000004\narri");
+	assert_int_equal(fx_open(fx), 0);
+
+	assert_false(file_exists(fx, "pool", "0000000000000001"));
+	assert_true(file_exists(fx, "queue", "0000000000000001"));
+	assert_int_equal(get_rec(fx, "0000000000000001", &got), 1);
+	assert_string_equal(got.sender, "a@b.example");
+	assert_true(got.size == 6);
+	queue_record_clear(&got);
+	for (i = 2; i <= 4; i++) {
+		snprintf(ids[0], sizeof(ids[0]), "000000000000000%d", i);
+		assert_int_equal(get_rec(fx, ids[0], NULL), 0);
+		assert_false(file_exists(fx, "queue", ids[0]));
+		assert_true(file_exists(fx, "pool", ids[0]));
+		assert_int_equal(stat(fx->path, &st), 0);
+		assert_int_equal(st.st_size, 0);
+	}
+	n = pool_count(fx, &empty);
+	assert_int_equal(empty, n);
+	/* Reused first (oldest first), for whole messages this time. */
+	for (i = 0; i < 3; i++) {
+		struct queue_record rec;
+
+		m = spool_msg_new(fx->relay.spool, err, sizeof(err));
+		assert_non_null(m);
+		memcpy(ids[i], spool_msg_id(m), sizeof(ids[i]));
+		make_rec(&rec, "c");
+		assert_int_equal(spool_msg_envelope(m, &rec), 0);
+		assert_int_equal(spool_msg_write(m, body1, sizeof(body1) - 1),
+		    0);
+		assert_int_equal(spool_msg_commit(&m, &rec, commit_cb, fx), 0);
+	}
+	assert_string_equal(ids[0], "0000000000000002");
+	assert_string_equal(ids[1], "0000000000000003");
+	assert_string_equal(ids[2], "0000000000000004");
+	wait_callbacks(fx, 3);
+	assert_int_equal(fx->nok, 3);
+	for (i = 0; i < 3; i++)
+		assert_body(fx, ids[i], body1, sizeof(body1) - 1);
 }
 
 static void
@@ -327,6 +499,7 @@ test_abort(void **state)
 	assert_null(m);
 	spool_msg_abort(&m);
 	assert_false(file_exists(fx, "tmp", id));
+	assert_false(file_exists(fx, "pool", id));
 	assert_int_equal(get_rec(fx, id, NULL), 0);
 }
 
@@ -362,6 +535,7 @@ test_write_error(void **state)
 	assert_int_equal(setrlimit(RLIMIT_FSIZE, &old), 0);
 	assert_int_equal(fx->nfail, 1);
 	assert_false(file_exists(fx, "tmp", id));
+	assert_false(file_exists(fx, "pool", id));
 	assert_false(file_exists(fx, "queue", id));
 	assert_int_equal(get_rec(fx, id, NULL), 0);
 	free(big);
@@ -927,6 +1101,10 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_dedupe_expiry, setup,
 		    teardown),
 		cmocka_unit_test_setup_teardown(test_truncated, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_pool_refill, setup,
+		    teardown),
+		cmocka_unit_test_setup_teardown(test_pool_recovery, setup,
+		    teardown),
 	};
 
 	return (cmocka_run_group_tests(tests, NULL, NULL));
