@@ -376,6 +376,7 @@ syncd_pass_run(struct syncd *sd, const char *why)
 	sd->last.copied = t.copied;
 	sd->last.failed = t.failed;
 	pass_metrics(sd, r, missing);
+	syncd_pass_record(sd, r, sd->pass_started, sd->last.finished);
 	syncd_progress_store(sd, 0);
 	if (sd->once) {
 		if (sd->json)

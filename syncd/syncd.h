@@ -91,6 +91,10 @@ struct syncd {
 /* pass.c: one pass; 0 nothing missing, 1 missing, -1 error */
 int	syncd_pass_run(struct syncd *sd, const char *why);
 void	syncd_progress_store(struct syncd *sd, int running);
+/* pass_record.c: each account's pass history entry (pass_history.h) */
+struct report;
+void	syncd_pass_record(struct syncd *sd, const struct report *r,
+	    time_t started, time_t finished);
 void	syncd_pass_free(struct syncd *sd);
 
 /* scheduler.c: the daemon's loop until SIGTERM; 0 or EXIT_RUNTIME */

@@ -651,7 +651,7 @@ out:
 /* records - one verification record per verified account, the store
  * opened read-write only when there is one to write */
 static void
-records(const char *store_path, const struct vacct *va, size_t n, int deep)
+records(const char *store_path, struct vacct *va, size_t n, int deep)
 {
 	struct store *st = NULL;
 	char err[512];

@@ -9,7 +9,16 @@
  *   key "syncd.verify.ACCOUNT" (ACCOUNT lower-cased), value JSON:
  *   {"time":UNIX,"verdict":"complete"|"incomplete","deep":BOOL,
  *    "src_messages":N,"dst_messages":N,"missing":N,"extra":N,
- *    "different":N,"policy":N}
+ *    "different":N,"policy":N,"src_bytes":N,"dst_bytes":N,
+ *    "digest":HEX|null,"folders":[{"src","dst","src_messages",
+ *    "dst_messages","src_bytes","dst_bytes","missing","extra",
+ *    "different","policy","error"}...],"folders_omitted":N,
+ *    "issues":[the --json issue objects...],"issues_omitted":N}
+ * (at most 500 folders and 200 issues; the sums count all).  "digest"
+ * is SHA-256 over the destination's messages, one line each
+ * "FOLDER\tMESSAGE-ID\tSIZE\tINTERNALDATE\tFLAGS\n", sorted: a later
+ * run over unchanged mail gives the same digest; null when a folder
+ * could not be read.
  * for ferryctl and the acceptance report.  An account that could not be
  * verified (server unreachable, login refused) gets no record.
  *

@@ -358,6 +358,34 @@ out:
 	free(pd);
 }
 
+/* dline_add - the digest line of destination message m (verify_p.h) */
+static void
+dline_add(struct vacct *va, const char *dst_path, const struct vmsg *m)
+{
+	char *line;
+
+	if (va->dl_oom)
+		return;
+	if (va->ndl == va->adl) {
+		size_t na = va->adl ? va->adl * 2 : 64;
+		void *p = reallocarray(va->dlines, na, sizeof(*va->dlines));
+
+		if (p == NULL) {
+			va->dl_oom = 1;
+			return;
+		}
+		va->dlines = p;
+		va->adl = na;
+	}
+	if (asprintf(&line, "%s\t%s\t%" PRIu64 "\t%" PRId64 "\t%s", dst_path,
+	    m->msgid ? m->msgid : "", m->size, m->idate,
+	    m->flags ? m->flags : "") == -1) {
+		va->dl_oom = 1;
+		return;
+	}
+	va->dlines[va->ndl++] = line;
+}
+
 static struct vissue *
 issue_add(struct vacct *va, enum vkind kind, const char *folder,
     const struct vmsg *m, const char *what)
@@ -467,6 +495,7 @@ vmatch_collect(struct vacct *va, struct vfolder *const *vf,
 	for (k = 0; k < d->n; k++) {
 		const struct vmsg *m = &d->v[k];
 
+		dline_add(va, dst_path, m);
 		if (m->state == V_MATCH)
 			continue;
 		if (m->state == V_GONE) {

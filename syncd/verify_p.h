@@ -103,6 +103,12 @@ struct vacct {
 	uint64_t	 matched, missing, extra, different, policy;
 	double		 seconds;
 	uint64_t	 hashed;	/* bodies hashed */
+	/* One line per destination message, "folder TAB Message-ID TAB
+	 * size TAB INTERNALDATE TAB flags": sorted and hashed into the
+	 * record's content digest (verify_report.c).  Owned. */
+	char		**dlines;
+	size_t		 ndl, adl;
+	int		 dl_oom;	/* a line could not be kept: no digest */
 };
 
 /* verify.c */
@@ -132,6 +138,9 @@ void	verify_print_text(FILE *out, const struct vacct *va, size_t n,
 	    int deep);
 void	verify_print_json(FILE *out, const struct vacct *va, size_t n,
 	    int deep);
-void	verify_record(struct store *st, const struct vacct *va, int deep);
+/* the record keeps this many folders and issues, the sums all */
+#define VERIFY_RECORD_FOLDERS	500
+#define VERIFY_RECORD_ISSUES	200
+void	verify_record(struct store *st, struct vacct *va, int deep);
 
 #endif

@@ -13,6 +13,8 @@
 #include <string.h>
 #include <time.h>
 
+#include <openssl/evp.h>
+
 #include "json.h"
 #include "log.h"
 #include "verify_p.h"
@@ -33,6 +35,11 @@ vacct_free(struct vacct *va)
 		free(va->is[i].subject);
 		free(va->is[i].what);
 	}
+	for (i = 0; i < va->ndl; i++)
+		free(va->dlines[i]);
+	free(va->dlines);
+	va->dlines = NULL;
+	va->ndl = va->adl = 0;
 	free(va->f);
 	free(va->is);
 	va->f = NULL;
@@ -410,13 +417,62 @@ verify_print_json(FILE *out, const struct vacct *va, size_t n, int deep)
 
 /* ---- the record ---------------------------------------------------------- */
 
+static int
+dline_cmp(const void *a, const void *b)
+{
+	return (strcmp(*(char *const *)a, *(char *const *)b));
+}
+
+/*
+ * content_digest - SHA-256 over the account's destination messages, one
+ * line each (verify_p.h), sorted, each ended by a newline: the same
+ * mailbox content gives the same digest in every later run, whatever
+ * order the server listed it in and with or without --deep.  -1 when a
+ * line was lost or a folder not read: no digest then.
+ */
+static int
+content_digest(struct vacct *va, char hex[2 * 32 + 1])
+{
+	static const char x[] = "0123456789abcdef";
+	unsigned char md[EVP_MAX_MD_SIZE];
+	unsigned mdlen = 0, i;
+	EVP_MD_CTX *ctx;
+	size_t k;
+	int ok;
+
+	if (va->dl_oom || va->error)
+		return (-1);
+	for (k = 0; k < va->nf; k++)
+		if (va->f[k].error)
+			return (-1);
+	if (va->ndl > 1)
+		qsort(va->dlines, va->ndl, sizeof(*va->dlines), dline_cmp);
+	if ((ctx = EVP_MD_CTX_new()) == NULL)
+		return (-1);
+	ok = EVP_DigestInit_ex(ctx, EVP_sha256(), NULL) == 1;
+	for (k = 0; ok && k < va->ndl; k++)
+		ok = EVP_DigestUpdate(ctx, va->dlines[k],
+		    strlen(va->dlines[k])) == 1 &&
+		    EVP_DigestUpdate(ctx, "\n", 1) == 1;
+	ok = ok && EVP_DigestFinal_ex(ctx, md, &mdlen) == 1 && mdlen == 32;
+	EVP_MD_CTX_free(ctx);
+	if (!ok)
+		return (-1);
+	for (i = 0; i < mdlen; i++) {
+		hex[2 * i] = x[md[i] >> 4];
+		hex[2 * i + 1] = x[md[i] & 15];
+	}
+	hex[2 * mdlen] = '\0';
+	return (0);
+}
+
 void
-verify_record(struct store *st, const struct vacct *va, int deep)
+verify_record(struct store *st, struct vacct *va, int deep)
 {
 	struct json j;
 	struct vfolder t;
 	const char *doc;
-	char key[64 + ACCOUNTS_USER_MAX + 1], err[256];
+	char key[64 + ACCOUNTS_USER_MAX + 1], err[256], hex[2 * 32 + 1];
 	size_t len, i;
 
 	if (st == NULL)
@@ -445,6 +501,57 @@ verify_record(struct store *st, const struct vacct *va, int deep)
 	json_uint(&j, t.different);
 	json_key(&j, "policy");
 	json_uint(&j, t.policy);
+	json_key(&j, "src_bytes");
+	json_uint(&j, t.src_bytes);
+	json_key(&j, "dst_bytes");
+	json_uint(&j, t.dst_bytes);
+	json_key(&j, "digest");
+	if (content_digest(va, hex) == 0)
+		json_string(&j, hex);
+	else
+		json_null(&j);
+	json_key(&j, "folders");
+	json_array_begin(&j);
+	for (i = 0; i < va->nf && i < VERIFY_RECORD_FOLDERS; i++) {
+		const struct vfolder *f = &va->f[i];
+
+		json_object_begin(&j);
+		json_key(&j, "src");
+		json_string(&j, f->src);
+		json_key(&j, "dst");
+		json_string(&j, f->dst);
+		json_key(&j, "src_messages");
+		json_uint(&j, f->src_n);
+		json_key(&j, "dst_messages");
+		json_uint(&j, f->dst_n);
+		json_key(&j, "src_bytes");
+		json_uint(&j, f->src_bytes);
+		json_key(&j, "dst_bytes");
+		json_uint(&j, f->dst_bytes);
+		json_key(&j, "missing");
+		json_uint(&j, f->missing);
+		json_key(&j, "extra");
+		json_uint(&j, f->extra);
+		json_key(&j, "different");
+		json_uint(&j, f->different);
+		json_key(&j, "policy");
+		json_uint(&j, f->policy);
+		json_key(&j, "error");
+		json_string(&j, f->error ? f->err : NULL);
+		json_object_end(&j);
+	}
+	json_array_end(&j);
+	json_key(&j, "folders_omitted");
+	json_uint(&j, va->nf > VERIFY_RECORD_FOLDERS ?
+	    va->nf - VERIFY_RECORD_FOLDERS : 0);
+	json_key(&j, "issues");
+	json_array_begin(&j);
+	for (i = 0; i < va->nis && i < VERIFY_RECORD_ISSUES; i++)
+		json_issue(&j, &va->is[i]);
+	json_array_end(&j);
+	json_key(&j, "issues_omitted");
+	json_uint(&j, va->nis > VERIFY_RECORD_ISSUES ?
+	    va->nis - VERIFY_RECORD_ISSUES : 0);
 	json_object_end(&j);
 	if ((doc = json_finish(&j, &len)) == NULL ||
 	    state_meta_put(st, key, doc, len, err, sizeof(err)) == -1)
