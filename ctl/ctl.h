@@ -11,6 +11,7 @@
  *                  shown as tables
  *   ctl_status.c   status: the cutover per domain
  *   ctl_wave.c     wave: the staged waves (list, migrate, pending)
+ *   ctl_report*.c  report: the acceptance report (ctl_report_p.h)
  *   ctl_preflight*.c  preflight: the checklist before a cutover
  *                  (ctl_preflight_p.h)
  *
@@ -33,7 +34,9 @@
 struct ctl {
 	struct config	cfg;
 	int		json;
-	const char	*account;	/* --account USER (preflight) */
+	const char	*account;	/* --account USER (preflight, report) */
+	const char	*format;	/* --format (report) */
+	const char	*output;	/* -o FILE (report) */
 	int		timeout;	/* --timeout SECS (preflight), 0 = 10 */
 	const char	*wave_args[2];	/* wave N migrate|pending */
 	int		nwave_args;	/* 0 (list) or 2 */
@@ -91,6 +94,9 @@ void	ctl_waves_clear(struct ctl_waves *wv);
 void	ctl_waves_json(struct json *j, void *wv);
 int	ctl_waves_text(FILE *fp, const struct ctl_waves *wv);
 int	cmd_wave(struct ctl *ctl, const char *arg);
+
+/* ctl_report.c: the acceptance report (ctl_report_p.h) */
+int	cmd_report(struct ctl *ctl, const char *arg);
 
 /* ctl_preflight.c */
 int	cmd_preflight(struct ctl *ctl, const char *arg);

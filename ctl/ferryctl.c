@@ -17,6 +17,8 @@
  *                      evidence, and the verdict evaluated now
  *                      (common/cutover_state.h); LMDB read directly, so
  *                      it works with both daemons stopped
+ *   report             the acceptance report per account and in total
+ *                      (ctl_report*.c), Markdown, JSON or HTML
  *   preflight          the checklist before a cutover: both IMAP
  *                      servers, every account, the connection limit,
  *                      each [cutover] domain's DNS (ctl_preflight.c);
@@ -77,7 +79,9 @@ usage(FILE *fp)
 	    "  wave N migrate|pending\n"
 	    "                    forward wave N's mail to the new provider, or not\n"
 	    "  preflight [--account USER] [--timeout SECS]\n"
-	    "                    check servers, accounts, quota, DNS before a cutover\n",
+	    "                    check servers, accounts, quota, DNS before a cutover\n"
+	    "  report [--format html|json|md] [--account USER] [-o FILE]\n"
+	    "                    the acceptance report for the sign-off\n",
 	    CLI_DEFAULT_CONFIG);
 }
 
@@ -100,6 +104,7 @@ static const struct command {
 	{ "status", 0, cmd_status },
 	{ "preflight", 0, cmd_preflight },
 	{ "wave", 0, cmd_wave },	/* or 2: wave N migrate|pending */
+	{ "report", 0, cmd_report },
 };
 
 int
@@ -110,6 +115,8 @@ main(int argc, char *argv[])
 		{ "help", no_argument, NULL, 'h' },
 		{ "account", required_argument, NULL, 'a' },
 		{ "timeout", required_argument, NULL, 'T' },
+		{ "format", required_argument, NULL, 'F' },
+		{ "output", required_argument, NULL, 'o' },
 		{ NULL, 0, NULL, 0 },
 	};
 	const struct command *cmd = NULL;
@@ -121,7 +128,7 @@ main(int argc, char *argv[])
 
 	memset(&ctl, 0, sizeof(ctl));
 	/* Options may follow the command too: "ferryctl queue --json". */
-	while ((c = getopt_long(argc, argv, "c:ht", longopts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "c:hto:", longopts, NULL)) != -1) {
 		switch (c) {
 		case 'c':
 			conf = optarg;
@@ -134,6 +141,12 @@ main(int argc, char *argv[])
 			break;
 		case 'a':
 			ctl.account = optarg;
+			break;
+		case 'F':
+			ctl.format = optarg;
+			break;
+		case 'o':
+			ctl.output = optarg;
 			break;
 		case 'T': {
 			int64_t v;
@@ -187,10 +200,17 @@ main(int argc, char *argv[])
 			usage(stderr);
 			return (EXIT_USAGE);
 		}
-		if ((ctl.account != NULL || ctl.timeout != 0) &&
-		    strcmp(cmd->name, "preflight") != 0) {
-			fprintf(stderr, "ferryctl: --account and --timeout "
-			    "are for preflight only\n");
+		if ((ctl.account != NULL && strcmp(cmd->name, "preflight") !=
+		    0 && strcmp(cmd->name, "report") != 0) || (ctl.timeout != 0
+		    && strcmp(cmd->name, "preflight") != 0)) {
+			fprintf(stderr, "ferryctl: --account is for preflight "
+			    "and report, --timeout for preflight only\n");
+			return (EXIT_USAGE);
+		}
+		if ((ctl.format != NULL || ctl.output != NULL) &&
+		    strcmp(cmd->name, "report") != 0) {
+			fprintf(stderr, "ferryctl: --format and -o are for "
+			    "report only\n");
 			return (EXIT_USAGE);
 		}
 		if (cmd->nargs)
