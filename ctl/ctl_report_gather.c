@@ -31,6 +31,7 @@
 #include <openssl/evp.h>
 
 #include "accounts.h"
+#include "addr_stats.h"
 #include "cli.h"
 #include "config.h"
 #include "cutover_state.h"
@@ -338,6 +339,63 @@ acct_reset(struct rpt_acct *a)
 	memset(&a->relay, 0, sizeof(a->relay));
 }
 
+/* addr_add - one address of the account, once */
+static void
+addr_add(struct rpt_acct *a, const char *user, const char *domain)
+{
+	char b[ADDR_STATS_ADDR_MAX + 1];
+	size_t i;
+	int n;
+
+	if (strchr(user, '@') != NULL)
+		n = snprintf(b, sizeof(b), "%s", user);
+	else if (domain[0] != '\0')
+		n = snprintf(b, sizeof(b), "%s@%s", user, domain);
+	else
+		return;
+	if (n < 0 || (size_t)n >= sizeof(b) || a->naddr == RPT_ADDRS_MAX)
+		return;
+	for (i = 0; b[i] != '\0'; i++)
+		b[i] = (char)tolower((unsigned char)b[i]);
+	for (i = 0; i < a->naddr; i++)
+		if (strcmp(a->addr[i].addr, b) == 0)
+			return;
+	memcpy(a->addr[a->naddr++].addr, b, strlen(b) + 1);
+}
+
+/* relay_acct - the relay's per-address figures of the account */
+static int
+relay_acct(struct store_txn *tx, struct rpt_acct *a)
+{
+	struct addr_stats s;
+	size_t i;
+	int rc;
+
+	a->relay.known = 1;
+	for (i = 0; i < a->naddr; i++) {
+		struct rpt_relay *r = &a->addr[i].r;
+
+		memset(r, 0, sizeof(*r));
+		r->known = 1;
+		if ((rc = addr_stats_get(tx, a->addr[i].addr, &s)) == -1)
+			return (-1);
+		if (rc == STORE_NOTFOUND)
+			continue;
+		r->received = s.received;
+		r->forwarded = s.forwarded;
+		r->duplicates = s.duplicates;
+		r->bounced = s.bounced;
+		r->last = s.last;
+		a->relay.received += s.received;
+		a->relay.forwarded += s.forwarded;
+		a->relay.duplicates += s.duplicates;
+		a->relay.bounced += s.bounced;
+		if (s.last > a->relay.last)
+			a->relay.last = s.last;
+	}
+	return (0);
+}
+
 static int
 gather_acct(struct store_txn *tx, struct gather *g, struct rpt_acct *a)
 {
@@ -377,7 +435,7 @@ gather_acct(struct store_txn *tx, struct gather *g, struct rpt_acct *a)
 		} else if (rc != 0)
 			return (-1);
 	}
-	return (0);
+	return (relay_acct(tx, a));
 }
 
 static int
@@ -387,10 +445,12 @@ gather_txn(struct store_txn *tx, void *arg)
 	size_t i;
 	int rc;
 
+	uint64_t naddr;
+
 	for (i = 0; i < g->r->n; i++)
 		if ((rc = gather_acct(tx, g, &g->r->a[i])) != 0)
 			return (rc);
-	return (0);
+	return (addr_stats_overflow(tx, &naddr, &g->r->relay_overflow));
 }
 
 /* ---- the verdicts ----------------------------------------------------------- */
@@ -499,7 +559,6 @@ totals(struct rpt *r)
 			r->failed += a->ph->e[j].failed;
 		}
 		r->relay.known |= a->relay.known;
-		r->relay.per_address = a->relay.per_address;
 		r->relay.received += a->relay.received;
 		r->relay.forwarded += a->relay.forwarded;
 		r->relay.duplicates += a->relay.duplicates;
@@ -560,6 +619,8 @@ rpt_gather(const struct ctl *ctl, const char *account, struct rpt *r)
 			    ctl->cfg.cutover.domains.items[di]);
 		for (char *p = a->domain; *p; p++)
 			*p = (char)tolower((unsigned char)*p);
+		addr_add(a, ac->src_user, a->domain);
+		addr_add(a, ac->dst_user, a->domain);
 	}
 	if (r->n == 0) {
 		fprintf(stderr, "ferryctl: report: no account \"%s\" in %s\n",

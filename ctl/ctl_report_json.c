@@ -15,11 +15,12 @@
  *           "uid", "reason"}]}...],            oldest first
  *       "cutover": null | {"phase", "phase_since", "switch_seen_at",
  *           "timeline": [{"at", "from", "to", "why"}...]},
- *       "relay": {"per_address", "received", "forwarded",
- *           "duplicates", "bounced", "last"}}],
+ *       "relay": {"addresses": [{"address", "received", "forwarded",
+ *           "duplicates", "bounced", "last"}...], and the same summed}}],
  *    "total": {"accounts", "verified", "accepted_accounts", the
  *       verification sums, "passes", "copied", "failed", "digest",
- *       "relay", "verdict", "reasons"}}
+ *       "relay" (summed, and "not_counted": messages for addresses
+ *       past the relay's bound), "verdict", "reasons"}}
  *
  * Times RFC 3339 UTC, null for never.  json.c escapes every string.
  */
@@ -194,16 +195,31 @@ cutover_json(struct json *j, const struct cutover_record *c)
 }
 
 static void
-relay_json(struct json *j, const struct rpt_relay *r)
+relay_fields(struct json *j, const struct rpt_relay *r)
 {
-	json_object_begin(j);
-	json_key(j, "per_address");
-	json_bool(j, r->per_address);
 	juint(j, "received", r->received);
 	juint(j, "forwarded", r->forwarded);
 	juint(j, "duplicates", r->duplicates);
 	juint(j, "bounced", r->bounced);
 	jtime(j, "last", r->last);
+}
+
+static void
+relay_json(struct json *j, const struct rpt_acct *a)
+{
+	size_t i;
+
+	json_object_begin(j);
+	json_key(j, "addresses");
+	json_array_begin(j);
+	for (i = 0; i < a->naddr; i++) {
+		json_object_begin(j);
+		jstr(j, "address", a->addr[i].addr);
+		relay_fields(j, &a->addr[i].r);
+		json_object_end(j);
+	}
+	json_array_end(j);
+	relay_fields(j, &a->relay);
 	json_object_end(j);
 }
 
@@ -242,7 +258,7 @@ rpt_render_json(FILE *fp, const struct rpt *r)
 		json_key(&j, "cutover");
 		cutover_json(&j, a->cut);
 		json_key(&j, "relay");
-		relay_json(&j, &a->relay);
+		relay_json(&j, a);
 		json_object_end(&j);
 	}
 	json_array_end(&j);
@@ -264,7 +280,10 @@ rpt_render_json(FILE *fp, const struct rpt *r)
 	juint(&j, "failed", r->failed);
 	jstr(&j, "digest", r->digest[0] ? r->digest : NULL);
 	json_key(&j, "relay");
-	relay_json(&j, &r->relay);
+	json_object_begin(&j);
+	relay_fields(&j, &r->relay);
+	juint(&j, "not_counted", r->relay_overflow);
+	json_object_end(&j);
 	jstr(&j, "verdict", r->accepted == r->n ? "accepted" : "not accepted");
 	json_key(&j, "reasons");
 	json_array_begin(&j);

@@ -152,20 +152,39 @@ passes_md(FILE *fp, const struct pass_history *h)
 }
 
 static void
-relay_md(FILE *fp, const struct rpt_relay *r, const char *what)
+relay_row(FILE *fp, const char *addr, const struct rpt_relay *r)
 {
 	char b[64];
 
+	fprintf(fp, "| ");
+	t(fp, addr);
+	fprintf(fp, " | %" PRIu64 " | %" PRIu64 " | %" PRIu64 " | %" PRIu64
+	    " | %s |\n", r->received, r->forwarded, r->duplicates, r->bounced,
+	    rpt_time(b, sizeof(b), r->last));
+}
+
+static const char relay_head[] = "| Address | Received | Forwarded | "
+    "Deduplicated | Bounced | Last |\n|---|--:|--:|--:|--:|---|\n";
+
+static void
+relay_md(FILE *fp, const struct rpt_acct *a)
+{
+	size_t i;
+
 	fprintf(fp, "### Relay\n\n");
-	if (!r->known) {
+	if (!a->relay.known) {
 		fprintf(fp, "no relay figures recorded\n\n");
 		return;
 	}
-	fprintf(fp, "%s: received %" PRIu64 ", forwarded %" PRIu64
-	    ", deduplicated %" PRIu64 ", bounced %" PRIu64 "; last message %s"
-	    "\n\n", r->per_address ? what : "the relay's totals (not per "
-	    "address)", r->received, r->forwarded, r->duplicates, r->bounced,
-	    rpt_time(b, sizeof(b), r->last));
+	if (a->naddr == 0) {
+		fprintf(fp, "the account's users are not addresses and it is "
+		    "in no [cutover] domain: no relay figures\n\n");
+		return;
+	}
+	fputs(relay_head, fp);
+	for (i = 0; i < a->naddr; i++)
+		relay_row(fp, a->addr[i].addr, &a->addr[i].r);
+	fprintf(fp, "\n");
 }
 
 static void
@@ -232,7 +251,7 @@ rpt_render_md(FILE *fp, const struct rpt *r)
 			fprintf(fp, "\n");
 		verify_md(fp, a);
 		passes_md(fp, a->ph);
-		relay_md(fp, &a->relay, "the account's addresses");
+		relay_md(fp, a);
 		cutover_md(fp, a);
 	}
 	fprintf(fp, "## Total\n\n");
@@ -248,6 +267,13 @@ rpt_render_md(FILE *fp, const struct rpt *r)
 	    r->policy, r->passes, r->copied, r->failed);
 	fprintf(fp, "Content digest over every account (SHA-256): `%s`\n\n",
 	    r->digest[0] ? r->digest : "none (an account has none)");
-	relay_md(fp, &r->relay, "every account's addresses");
+	fprintf(fp, "### Relay\n\n");
+	fputs(relay_head, fp);
+	relay_row(fp, "every account's addresses", &r->relay);
+	fprintf(fp, "\n");
+	if (r->relay_overflow)
+		fprintf(fp, "%" PRIu64 " messages went to addresses past the "
+		    "relay's bound of %d and are not counted.\n\n",
+		    r->relay_overflow, ADDR_STATS_MAX);
 	return (ferror(fp) ? -1 : 0);
 }

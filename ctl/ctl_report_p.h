@@ -26,6 +26,7 @@
 #include <stdint.h>
 #include <stdio.h>
 
+#include "addr_stats.h"
 #include "cutover_state.h"
 #include "pass_history.h"
 
@@ -63,12 +64,19 @@ struct rpt_verify {
 	uint64_t	 issues_omitted;
 };
 
-/* The relay's figures for the account's addresses. */
+/* The relay's figures (addr_stats.h), for one address or summed. */
 struct rpt_relay {
-	int		 per_address;	/* 0: only the relay's totals known */
-	int		 known;		/* 0: no figures at all */
+	int		 known;		/* 0: no store to read them from */
 	uint64_t	 received, forwarded, duplicates, bounced;
-	int64_t		 last;		/* last message, 0: never */
+	int64_t		 last;		/* last change, 0: never */
+};
+
+/* One address of an account: src_user and dst_user when they are
+ * addresses, else the user at the account's [cutover] domain. */
+#define RPT_ADDRS_MAX	4
+struct rpt_addr {
+	char		 addr[ADDR_STATS_ADDR_MAX + 1];
+	struct rpt_relay r;
 };
 
 struct rpt_acct {
@@ -77,7 +85,9 @@ struct rpt_acct {
 	struct rpt_verify *v;		/* NULL: never verified */
 	struct pass_history *ph;	/* NULL: no pass recorded */
 	struct cutover_record *cut;	/* NULL: no record */
-	struct rpt_relay relay;
+	struct rpt_addr	 addr[RPT_ADDRS_MAX];
+	size_t		 naddr;
+	struct rpt_relay relay;		/* summed over addr[] */
 	int		 accepted;
 	size_t		 nreasons;
 	char		 reasons[RPT_REASONS_MAX][RPT_TEXT_MAX];
@@ -96,6 +106,8 @@ struct rpt {
 	char		 digest[2 * 32 + 1];	/* over the accounts' digests,
 						   "" when one has none */
 	struct rpt_relay relay;		/* summed */
+	uint64_t	 relay_overflow;	/* messages for addresses past
+					   the relay's bound: not counted */
 };
 
 struct ctl;

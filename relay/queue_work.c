@@ -32,6 +32,7 @@
 
 #include "bounce.h"
 #include "ledger.h"
+#include "addr_stats.h"
 #include "log.h"
 #include "queue_p.h"
 #include "relay.h"
@@ -782,6 +783,28 @@ work_gone(struct store_txn *tx, struct queue *q, struct qwork *w, int64_t now)
 	return (0);
 }
 
+/*
+ * addr_count - the per-address counters (addr_stats.h) of one final
+ * result, in the same transaction as the result: forwarded counts a
+ * delivery upstream of the sender's mail (not a DSN of ours, not an SRS
+ * bounce going back), bounced any refusal of it.
+ */
+static int
+addr_count(struct store_txn *tx, const struct qwork *w,
+    const struct queue_record *rec, const struct delivery *d, int action,
+    int64_t now)
+{
+	if ((rec->flags & QR_DSN) || w->si == SLOT_SRS)
+		return (0);
+	if (action == A_SENT && d->dest == DLV_UPSTREAM)
+		return (addr_stats_note(tx, d->rcpt, ADDR_FORWARDED,
+		    (time_t)now));
+	if (action == A_BOUNCE)
+		return (addr_stats_note(tx, d->rcpt, ADDR_BOUNCED,
+		    (time_t)now));
+	return (0);
+}
+
 /* work_apply - inside the write txn: apply w's results to its record */
 static int
 work_apply(struct store_txn *tx, struct queue *q, struct qwork *w, int64_t now)
@@ -823,6 +846,10 @@ work_apply(struct store_txn *tx, struct queue *q, struct qwork *w, int64_t now)
 			continue;
 		if (w->ledger && d->has_ledger_key && ledger_settle(tx, q, d,
 		    w->m->id, w->action[i], now) == -1) {
+			queue_record_clear(&rec);
+			return (-1);
+		}
+		if (addr_count(tx, w, &rec, d, w->action[i], now) == -1) {
 			queue_record_clear(&rec);
 			return (-1);
 		}

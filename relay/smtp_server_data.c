@@ -29,6 +29,7 @@
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
 
+#include "addr_stats.h"
 #include "log.h"
 #include "rfc5322.h"
 #include "route.h"
@@ -256,6 +257,20 @@ tx_answered(struct smtp_session *s)
 	session_flush(s);
 }
 
+/* dup_addr_txn - the per-address counters of a duplicate (addr_stats.h) */
+static int
+dup_addr_txn(struct store_txn *stx, void *arg)
+{
+	const struct smtp_tx *tx = arg;
+	size_t i;
+
+	for (i = 0; i < tx->rcpts.count; i++)
+		if (addr_stats_note(stx, tx->rcpts.items[i], ADDR_DUPLICATE,
+		    store_txn_now(stx)) == -1)
+			return (-1);
+	return (0);
+}
+
 /*
  * tx_duplicate - the message is one we queued before (same relay key):
  * 250, so the sender stops retrying, but nothing is forwarded again.
@@ -269,6 +284,15 @@ tx_duplicate(struct smtp_session *s, const char *id, const char *first)
 
 	relay->stats.duplicates++;
 	relay->stats.last_inbound = now;
+	/* One short write on the loop, as drain_save() does: a duplicate
+	 * has no spool commit to ride along with, and is rare. */
+	if (tx != NULL && relay->store != NULL) {
+		char err[256];
+
+		if (store_txn_run(relay->store, 0, dup_addr_txn, tx, err,
+		    sizeof(err)) != 0)
+			log_warnx("%s: per-address counters: %s", id, err);
+	}
 	if (relay->drain != NULL)
 		drain_note(relay->drain, now, sender_domain(tx), s->addr);
 	log_info("%s: duplicate of %s; from=<%s> nrcpt=%zu, not forwarded",

@@ -220,6 +220,7 @@ spool_msg_free(struct spool_msg *m)
 	free(m->lkey);
 	free(m->vclient);
 	free(m->vdomains);
+	free(m->vrcpts);
 	free(m);
 }
 
@@ -359,6 +360,7 @@ spool_msg_commit(struct spool_msg **msgp, struct queue_record *rec,
 		spool_msg_fail(m, "write", m->werr);
 	else if (spool_ledger_keys(sp->relay, rec, &m->lkey, &m->nlkey) == -1 ||
 	    spool_view_domains(rec, &m->vdomains, &m->vdomlen) == -1 ||
+	    spool_view_rcpts(rec, &m->vrcpts, &m->vrcptlen) == -1 ||
 	    (m->vclient = strdup(rec->client ? rec->client : "")) == NULL)
 		spool_msg_fail(m, "out of memory", 0);
 	else if (!m->env_written &&

@@ -110,6 +110,10 @@ struct spool_msg {
 	char		*vclient;	/* "helo [addr]" */
 	char		*vdomains;	/* "a.example\0b.example\0" */
 	size_t		 vdomlen;
+	/* the per-address counters (addr_stats.h): its distinct
+	 * recipients, lower case, "a@x\0b@y\0"; none for a DSN of ours */
+	char		*vrcpts;
+	size_t		 vrcptlen;
 };
 
 TAILQ_HEAD(msgq, spool_msg);
@@ -186,6 +190,10 @@ int	spool_ledger_keys(const struct relay *relay,
 	    const struct queue_record *rec,
 	    unsigned char (**keys_r)[MSGKEY_LEN], size_t *n_r);
 int	spool_view_domains(const struct queue_record *rec, char **list_r,
+	    size_t *len_r);
+/* spool_view_rcpts - rec's distinct recipients for addr_stats.h, as
+ * spool_view_domains() lists domains; 0 or -1 (out of memory) */
+int	spool_view_rcpts(const struct queue_record *rec, char **list_r,
 	    size_t *len_r);
 void	*spool_writer(void *arg);
 void	*spool_indexer(void *arg);

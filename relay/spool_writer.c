@@ -28,6 +28,7 @@
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <strings.h>
 #include <string.h>
 #include <sys/queue.h>
 #include <sys/stat.h>
@@ -38,6 +39,7 @@
 
 #include "checks.h"
 #include "ledger.h"
+#include "addr_stats.h"
 #include "log.h"
 #include "queue.h"
 #include "relay.h"
@@ -218,6 +220,55 @@ spool_view_domains(const struct queue_record *rec, char **list_r, size_t *len_r)
 	return (0);
 }
 
+int
+spool_view_rcpts(const struct queue_record *rec, char **list_r, size_t *len_r)
+{
+	char *list = NULL, *p;
+	size_t len = 0, i, k, n;
+
+	*list_r = NULL;
+	*len_r = 0;
+	if (rec->flags & QR_DSN)
+		return (0);
+	for (i = 0; i < rec->ndlv; i++) {
+		const char *r = rec->dlv[i].rcpt;
+
+		if ((n = strlen(r)) == 0)
+			continue;
+		for (p = list; p != NULL && p < list + len; p += strlen(p) + 1)
+			if (strcasecmp(p, r) == 0)
+				break;
+		if (p != NULL && p < list + len)
+			continue;
+		if ((p = realloc(list, len + n + 1)) == NULL) {
+			free(list);
+			return (-1);
+		}
+		list = p;
+		for (k = 0; k < n; k++)
+			list[len + k] = (char)tolower((unsigned char)r[k]);
+		list[len + n] = '\0';
+		len += n + 1;
+	}
+	*list_r = list;
+	*len_r = len;
+	return (0);
+}
+
+/* addr_note - one kind counted for each of the message's recipients */
+static int
+addr_note(struct store_txn *tx, const struct spool_msg *m,
+    enum addr_stats_kind kind)
+{
+	const char *p;
+
+	for (p = m->vrcpts; p != NULL && p < m->vrcpts + m->vrcptlen;
+	    p += strlen(p) + 1)
+		if (addr_stats_note(tx, p, kind, (time_t)m->arrived) == -1)
+			return (-1);
+	return (0);
+}
+
 /* view_note - the message counts in its domains' inbound records */
 static int
 view_note(struct store_txn *tx, const struct spool_msg *m)
@@ -260,6 +311,8 @@ round_put(struct store_txn *tx, void *arg)
 			    store_txn_now(tx) + (time_t)ttl, MDB_NOOVERWRITE);
 			if (rc == STORE_EXISTS) {
 				m->dup = 1;
+				if (addr_note(tx, m, ADDR_DUPLICATE) == -1)
+					return (-1);
 				if (store_get(tx, STORE_DB_DEDUPE, m->key,
 				    sizeof(m->key), &old, &oldlen) == 0)
 					spool_dedupe_first_id(old, oldlen,
@@ -277,7 +330,8 @@ round_put(struct store_txn *tx, void *arg)
 		if (spool_ledger_pending(tx, m->id, m->arrived, m->lkey,
 		    m->nlkey, m->lexpires) == -1)
 			return (-1);
-		if (view_note(tx, m) == -1)
+		if (view_note(tx, m) == -1 ||
+		    addr_note(tx, m, ADDR_RECEIVED) == -1)
 			return (-1);
 	}
 	return (0);

@@ -15,7 +15,7 @@
 # and leave nothing written.
 . "$top_srcdir/tests/integration/lib.sh"
 
-require_cmd dovecot doveadm "$LIB_PYTHON"
+require_cmd dovecot doveadm smtp-sink dnsmasq mdb_stat "$LIB_PYTHON"
 export LC_ALL=C
 
 CUTOVER_PUT=$top_builddir/tests/integration/cutover_put
@@ -76,6 +76,7 @@ domains = example.test
 new_mx = mx.new.test
 old_mx = mx.old.test
 CONF
+RELAY_PORT=$(free_port)
 printf 'alice pass bob pass\n' >"$T/accounts"
 chmod 600 "$T/accounts"
 mkdir -p "$T/log" "$T/state"
@@ -161,6 +162,81 @@ else
 	not_ok "Markdown (the default): verdict, folders, digest, copy history, cutover timeline" \
 		"exit $RRC" "$(cat "$T/okmd.out" "$T/log/okmd.err")"
 fi
+
+# --- the relay's figures per address ---------------------------------------------
+relay_up() {
+	start_dns <<'DNS' &&
+TXT a.test "v=spf1 ip4:127.0.0.1 -all"
+DNS
+		start_smtp_sink || return 1
+	cat >>"$T/mailferry.conf" <<CONF
+
+[relay]
+listen = 127.0.0.1:$RELAY_PORT
+hostname = relay.test
+domains = example.test
+[forward]
+upstream = 127.0.0.1:$SINK_PORT
+tls = none
+connect_timeout = 2s
+retry_initial = 1s
+retry_max = 1s
+[checks]
+dns = 127.0.0.1:$DNS_PORT
+dns_timeout = 2s
+[dedupe]
+ttl = 1d
+[control]
+socket = $T/state/control.sock
+CONF
+	spawn relay "$FERRY_RELAY" -d -c "$T/mailferry.conf" &&
+		RELAY_PID=$SPAWN_PID && wait_port "$RELAY_PORT" 10
+}
+check "dnsmasq, smtp-sink and ferry-relay (sharing the store) start" relay_up
+send_twice() {
+	local r i n
+	msg "$T/r.eml" "through the relay"
+	for i in 1 2; do
+		r=$("$LIB_PYTHON" "$TEST_DATA/smtp_send.py" "$RELAY_PORT" sender@a.test \
+			alice@example.test "$T/r.eml" | tail -n 1)
+		case $r in "DATA 250 "*) ;; *) echo "$r" >&2; return 1 ;; esac
+	done
+	sink_wait 1 10 || return 1
+	for ((i = 0; i < 100; i++)); do
+		n=$(mdb_stat -s queue "$T/state/db" | awk '/Entries:/ { print $2 }')
+		[ "$n" = 0 ] && return 0
+		sleep 0.1
+	done
+	return 1
+}
+check "one message sent twice to alice@example.test: forwarded once" send_twice
+stop_pid "$RELAY_PID"
+report relay --format json
+if [ "$RRC" -eq 0 ] && "$LIB_PYTHON" - "$T/relay.out" <<'PY'
+import json, sys
+d = json.load(open(sys.argv[1]))
+r = d["accounts"][0]["relay"]
+by = {a["address"]: a for a in r["addresses"]}
+assert set(by) == {"alice@example.test", "bob@example.test"}, r
+a = by["alice@example.test"]
+assert (a["received"], a["forwarded"], a["duplicates"], a["bounced"]) == \
+    (1, 1, 1, 0), a
+assert a["last"] is not None, a
+b = by["bob@example.test"]
+assert (b["received"], b["forwarded"], b["duplicates"]) == (0, 0, 0), b
+assert (r["received"], r["forwarded"], r["duplicates"]) == (1, 1, 1), r
+t = d["total"]["relay"]
+assert (t["received"], t["forwarded"], t["duplicates"]) == (1, 1, 1), t
+PY
+then
+	ok "the relay's figures per address: alice received 1, forwarded 1, deduplicated 1; bob 0"
+else
+	not_ok "the relay's figures per address: alice received 1, forwarded 1, deduplicated 1; bob 0" \
+		"exit $RRC" "$(cat "$T/relay.out" "$T/log/relay.err")"
+fi
+report relaymd
+check "Markdown: the relay's table per address" \
+	grep -q '^| alice@example\.test | 1 | 1 | 1 | 0 | 20' "$T/relaymd.out"
 
 # --- a message deleted on the destination by hand ----------------------------------
 del() {
