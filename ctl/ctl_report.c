@@ -31,6 +31,7 @@ static const struct {
 } formats[] = {
 	{ "md", rpt_render_md },
 	{ "json", rpt_render_json },
+	{ "html", rpt_render_html },
 };
 
 static int
