@@ -100,7 +100,7 @@ rpt_free(struct rpt *r)
 	memset(r, 0, sizeof(*r));
 }
 
-/* ---- the verification record ---------------------------------------------- */
+/* ---- the verification record --------------------------------------------- */
 
 struct vwalk {
 	struct rpt_verify *v;
@@ -305,7 +305,7 @@ verify_parse(const void *val, size_t len, struct rpt_verify **v_r,
 	return (0);
 }
 
-/* ---- the read transaction ------------------------------------------------- */
+/* ---- the read transaction ------------------------------------------------ */
 
 struct gather {
 	struct rpt	*r;
@@ -453,7 +453,7 @@ gather_txn(struct store_txn *tx, void *arg)
 	return (addr_stats_overflow(tx, &naddr, &g->r->relay_overflow));
 }
 
-/* ---- the verdicts ----------------------------------------------------------- */
+/* ---- the verdicts -------------------------------------------------------- */
 
 static void
 reason(struct rpt_acct *a, const char *fmt, ...)
@@ -576,7 +576,7 @@ totals(struct rpt *r)
 	}
 }
 
-/* ---- the whole ------------------------------------------------------------ */
+/* ---- the whole ----------------------------------------------------------- */
 
 int
 rpt_gather(const struct ctl *ctl, const char *account, struct rpt *r)

@@ -34,7 +34,8 @@ static void
 test_md(void **state)
 {
 	(void)state;
-	run(rpt_md_text, "plain text, 2024-03-04 10:00", "plain text, 2024-03-04 10:00");
+	run(rpt_md_text, "plain text, 2024-03-04 10:00",
+	    "plain text, 2024-03-04 10:00");
 	run(rpt_md_text, "a | b", "a \\| b");
 	run(rpt_md_text, "<script>alert(1)</script>",
 	    "\\<script\\>alert\\(1\\)\\</script\\>");
@@ -43,7 +44,8 @@ test_md(void **state)
 	    "\\~s\\~ \\# h");
 	run(rpt_md_text, "a\\b &amp; $x {y}", "a\\\\b \\&amp; \\$x \\{y\\}");
 	run(rpt_md_text, "two\r\nlines\t\x7f", "two\\x0D\\x0Alines\\x09\\x7F");
-	run(rpt_md_text, "Gr\xc3\xbc\xc3\x9f \xe2\x82\xac", "Gr\xc3\xbc\xc3\x9f \xe2\x82\xac");
+	run(rpt_md_text, "Gr\xc3\xbc\xc3\x9f \xe2\x82\xac",
+	    "Gr\xc3\xbc\xc3\x9f \xe2\x82\xac");
 	run(rpt_md_text, NULL, "");
 	run(rpt_md_text, "", "");
 }
@@ -55,7 +57,8 @@ test_html(void **state)
 	run(rpt_html_text, "plain | *text*", "plain | *text*");
 	run(rpt_html_text, "<script>alert('x')</script>",
 	    "&lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt;");
-	run(rpt_html_text, "\"Eve\" <eve@x> & co", "&quot;Eve&quot; &lt;eve@x&gt; &amp; co");
+	run(rpt_html_text, "\"Eve\" <eve@x> & co",
+	    "&quot;Eve&quot; &lt;eve@x&gt; &amp; co");
 	run(rpt_html_text, "&amp;", "&amp;amp;");
 	run(rpt_html_text, "a\nb\x01", "a\\x0Ab\\x01");
 	run(rpt_html_text, "Gr\xc3\xbc\xc3\x9f", "Gr\xc3\xbc\xc3\x9f");
