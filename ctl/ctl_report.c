@@ -6,9 +6,9 @@
  * With -o FILE the report is written to a temporary file beside FILE
  * and renamed over it once complete, so a failed run leaves FILE as it
  * was and no partial file behind.  The format defaults to html when
- * FILE ends in ".html", md otherwise.  Exit 0 whatever the verdict (the
- * verdict is in the report), 2 for bad input or an unreadable store, 1
- * when the output cannot be written.
+ * FILE ends in ".html", md otherwise (--json alone means json).  Exit
+ * 0 whatever the verdict (the verdict is in the report), 2 for bad
+ * input or an unreadable store, 1 when the output cannot be written.
  */
 
 #include <sys/stat.h>
@@ -98,6 +98,8 @@ cmd_report(struct ctl *ctl, const char *arg)
 	int rc;
 
 	(void)arg;
+	if (fmt == NULL && ctl->json)
+		fmt = "json";
 	if (fmt == NULL)
 		fmt = ctl->output != NULL && ends_with(ctl->output, ".html") ?
 		    "html" : "md";

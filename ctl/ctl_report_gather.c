@@ -279,6 +279,7 @@ verify_parse(const void *val, size_t len, struct rpt_verify **v_r,
 		snprintf(err, errlen, "out of memory");
 		return (-1);
 	}
+	snprintf(err, errlen, "malformed");	/* json_walk's, if it says */
 	rc = json_walk(val, len, vwalk_fn, &w, err, errlen);
 	if (rc == 0 && (w.v->verdict == NULL || w.v->time <= 0)) {
 		snprintf(err, errlen, "no time or verdict");
