@@ -418,6 +418,23 @@ str_lower(char *s)
 		*s = (char)tolower((unsigned char)*s);
 }
 
+void *
+array_grow(void *v, size_t *alloc, size_t n, size_t size, size_t first)
+{
+	size_t na;
+	void *p;
+
+	if (n < *alloc)
+		return (v);
+	na = *alloc ? *alloc * 2 : first;
+	if (na <= n)
+		na = n + 1;
+	if ((p = reallocarray(v, na, size)) == NULL)
+		return (NULL);
+	*alloc = na;
+	return (p);
+}
+
 /* fmt_age - "45s", "12m05s", "3h05m", "2d04h" */
 const char *
 fmt_age(char *buf, size_t len, int64_t secs)

@@ -51,5 +51,13 @@ char   *str_trim(char *s);
 const char *fmt_age(char *buf, size_t len, int64_t secs);
 size_t	str_printable(char *dst, size_t dstlen, const char *src, size_t srclen);
 void	str_lower(char *s);
+/*
+ * array_grow - room for element n of the array v of *alloc elements of
+ * size bytes: v itself when n < *alloc, else v reallocated to twice its
+ * size (first elements at the start) with *alloc updated; NULL when out
+ * of memory, v and *alloc untouched (the caller still owns v).
+ */
+void   *array_grow(void *v, size_t *alloc, size_t n, size_t size,
+	    size_t first);
 
 #endif

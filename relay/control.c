@@ -64,6 +64,7 @@
 #include "control_page.h"
 #include "cutover_state.h"
 #include "drain.h"
+#include "http_text.h"
 #include "json.h"
 #include "log.h"
 #include "queue.h"
@@ -324,8 +325,7 @@ static void
 metric(struct evbuffer *b, const char *name, const char *type,
     const char *help)
 {
-	evbuffer_add_printf(b, "# HELP mailferry_relay_%s %s\n"
-	    "# TYPE mailferry_relay_%s %s\n", name, help, name, type);
+	http_metric_family(b, "mailferry_relay", name, type, help);
 }
 
 /* counter - a family with one unlabelled sample */
@@ -449,22 +449,6 @@ control_metrics(struct control *ctl, const struct queue_counts *qc,
 
 /* ---- HTTP --------------------------------------------------------------- */
 
-/* http_reply - send a short text answer */
-static void
-http_reply(struct evhttp_request *req, int code, const char *reason,
-    const char *text)
-{
-	struct evbuffer *b = evbuffer_new();
-
-	evhttp_add_header(evhttp_request_get_output_headers(req),
-	    "Content-Type", "text/plain; charset=utf-8");
-	if (b != NULL)
-		evbuffer_add_printf(b, "%s\n", text);
-	evhttp_send_reply(req, code, reason, b);
-	if (b != NULL)
-		evbuffer_free(b);
-}
-
 /* control_cutover_reply - GET /cutover: the cutover per [cutover] domain */
 static void
 control_cutover_reply(struct control *ctl, struct evhttp_request *req)
@@ -483,13 +467,13 @@ control_cutover_reply(struct control *ctl, struct evhttp_request *req)
 		log_warnx("control: reading the cutover records: %s", err);
 		snprintf(msg, sizeof(msg), "reading the cutover records: %s",
 		    err);
-		http_reply(req, HTTP_INTERNAL, "Internal Server Error", msg);
+		http_text_reply(req, HTTP_INTERNAL, "Internal Server Error", msg);
 		return;
 	}
 	if ((doc = json_finish(&j, &len)) == NULL ||
 	    (b = evbuffer_new()) == NULL) {
 		json_clear(&j);
-		http_reply(req, HTTP_INTERNAL, "Internal Server Error",
+		http_text_reply(req, HTTP_INTERNAL, "Internal Server Error",
 		    "out of memory");
 		return;
 	}
@@ -529,14 +513,14 @@ control_http_cb(struct evhttp_request *req, void *arg)
 	if (path == NULL || (strcmp(path, "/metrics") != 0 &&
 	    strcmp(path, "/status") != 0 && strcmp(path, "/cutover") != 0 &&
 	    strcmp(path, "/") != 0)) {
-		http_reply(req, HTTP_NOTFOUND, "Not Found",
+		http_text_reply(req, HTTP_NOTFOUND, "Not Found",
 		    "not found: try /, /metrics, /status or /cutover");
 		return;
 	}
 	/* Not even HEAD: libevent 2.1 would send the body after it. */
 	if (cmd != EVHTTP_REQ_GET) {
 		evhttp_add_header(hdr, "Allow", "GET");
-		http_reply(req, 405, "Method Not Allowed",
+		http_text_reply(req, 405, "Method Not Allowed",
 		    "method not allowed: GET only");
 		return;
 	}
@@ -548,11 +532,11 @@ control_http_cb(struct evhttp_request *req, void *arg)
 	if (control_queue_counts(ctl, &qc, err, sizeof(err)) == -1) {
 		log_warnx("control: reading the queue: %s", err);
 		snprintf(msg, sizeof(msg), "reading the queue: %s", err);
-		http_reply(req, HTTP_INTERNAL, "Internal Server Error", msg);
+		http_text_reply(req, HTTP_INTERNAL, "Internal Server Error", msg);
 		return;
 	}
 	if ((b = evbuffer_new()) == NULL) {
-		http_reply(req, HTTP_INTERNAL, "Internal Server Error",
+		http_text_reply(req, HTTP_INTERNAL, "Internal Server Error",
 		    "out of memory");
 		return;
 	}
@@ -567,7 +551,7 @@ control_http_cb(struct evhttp_request *req, void *arg)
 		if ((doc = json_finish(&j, &len)) == NULL) {
 			json_clear(&j);
 			evbuffer_free(b);
-			http_reply(req, HTTP_INTERNAL, "Internal Server Error",
+			http_text_reply(req, HTTP_INTERNAL, "Internal Server Error",
 			    "out of memory");
 			return;
 		}

@@ -24,7 +24,6 @@
 #include <strings.h>
 #include <unistd.h>
 
-#include <event2/buffer.h>
 #include <event2/http.h>
 #include <event2/keyvalq_struct.h>
 
@@ -34,6 +33,7 @@
 
 #include "config.h"
 #include "control_auth.h"
+#include "http_text.h"
 #include "log.h"
 #include "util.h"
 
@@ -236,7 +236,6 @@ control_auth_allow(const struct control_auth *auth,
     struct evhttp_request *req)
 {
 	struct evkeyvalq *out;
-	struct evbuffer *b;
 	const char *value, *uri;
 	char *peer = NULL, clean[128];
 	ev_uint16_t port = 0;
@@ -262,12 +261,7 @@ control_auth_allow(const struct control_auth *auth,
 	if (auth->has_token)
 		evhttp_add_header(out, "WWW-Authenticate",
 		    "Bearer realm=\"mailferry\"");
-	evhttp_add_header(out, "Content-Type", "text/plain; charset=utf-8");
 	evhttp_add_header(out, "Cache-Control", "no-store");
-	if ((b = evbuffer_new()) != NULL)
-		evbuffer_add_printf(b, "authentication required\n");
-	evhttp_send_reply(req, 401, "Unauthorized", b);
-	if (b != NULL)
-		evbuffer_free(b);
+	http_text_reply(req, 401, "Unauthorized", "authentication required");
 	return (0);
 }

@@ -41,6 +41,7 @@
 #include "control_page.h"
 #include "cutover_state.h"
 #include "drain.h"
+#include "http_text.h"
 #include "json.h"
 #include "json_flat.h"
 #include "log.h"
@@ -966,7 +967,7 @@ control_page_reply(struct relay *relay, struct evhttp_request *req)
 {
 	struct evkeyvalq *hdr = evhttp_request_get_output_headers(req);
 	struct evbuffer *b;
-	char err[256], clean[256];
+	char err[256], clean[256], msg[300];
 
 	if ((b = evbuffer_new()) == NULL) {
 		evhttp_send_error(req, HTTP_INTERNAL, "out of memory");
@@ -974,14 +975,11 @@ control_page_reply(struct relay *relay, struct evhttp_request *req)
 	}
 	if (control_page_render(relay, time(NULL), b, err, sizeof(err)) == -1) {
 		log_warnx("control: the status page: %s", err);
-		evbuffer_drain(b, evbuffer_get_length(b));
-		evbuffer_add_printf(b, "the status page: ");
-		str_printable(clean, sizeof(clean), err, strlen(err));
-		evbuffer_add_printf(b, "%s\n", clean);
-		evhttp_add_header(hdr, "Content-Type",
-		    "text/plain; charset=utf-8");
-		evhttp_send_reply(req, HTTP_INTERNAL, "Internal Server Error", b);
 		evbuffer_free(b);
+		str_printable(clean, sizeof(clean), err, strlen(err));
+		snprintf(msg, sizeof(msg), "the status page: %s", clean);
+		http_text_reply(req, HTTP_INTERNAL, "Internal Server Error",
+		    msg);
 		return;
 	}
 	evhttp_add_header(hdr, "Content-Type", "text/html; charset=utf-8");

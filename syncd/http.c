@@ -21,6 +21,7 @@
 #include "cutover.h"
 #include "cutover_state.h"
 #include "http.h"
+#include "http_text.h"
 #include "log.h"
 #include "metrics.h"
 #include "syncd.h"
@@ -77,22 +78,6 @@ cutover_metrics(const struct cutover *c, struct evbuffer *b)
 	}
 }
 
-/* reply_text - a short plain-text answer */
-static void
-reply_text(struct evhttp_request *req, int code, const char *reason,
-    const char *text)
-{
-	struct evbuffer *b = evbuffer_new();
-
-	evhttp_add_header(evhttp_request_get_output_headers(req),
-	    "Content-Type", "text/plain; charset=utf-8");
-	if (b != NULL)
-		evbuffer_add_printf(b, "%s\n", text);
-	evhttp_send_reply(req, code, reason, b);
-	if (b != NULL)
-		evbuffer_free(b);
-}
-
 /* http_cb - every request: GET /metrics, else 404 or 405 */
 static void
 http_cb(struct evhttp_request *req, void *arg)
@@ -104,19 +89,19 @@ http_cb(struct evhttp_request *req, void *arg)
 	struct evbuffer *b;
 
 	if (path == NULL || strcmp(path, "/metrics") != 0) {
-		reply_text(req, HTTP_NOTFOUND, "Not Found",
+		http_text_reply(req, HTTP_NOTFOUND, "Not Found",
 		    "not found: try /metrics");
 		return;
 	}
 	/* Not even HEAD: libevent 2.1 would send the body after it. */
 	if (evhttp_request_get_command(req) != EVHTTP_REQ_GET) {
 		evhttp_add_header(hdr, "Allow", "GET");
-		reply_text(req, 405, "Method Not Allowed",
+		http_text_reply(req, 405, "Method Not Allowed",
 		    "method not allowed: GET only");
 		return;
 	}
 	if ((b = evbuffer_new()) == NULL) {
-		reply_text(req, HTTP_INTERNAL, "Internal Server Error",
+		http_text_reply(req, HTTP_INTERNAL, "Internal Server Error",
 		    "out of memory");
 		return;
 	}

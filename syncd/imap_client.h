@@ -312,5 +312,8 @@ uint64_t imap_backoff_from_text(const char *text);
  * \Flagged \Deleted \Draft or a keyword atom ($Forwarded, Junk...);
  * 0 for \Recent, other backslash flags and anything that is no atom */
 int	 imap_flag_settable(const char *flag);
+/* the settable flags of fl (imap_flag_settable), space-separated, in a
+ * string the caller frees; NULL when out of memory */
+char	*imap_flags_join_settable(const struct imap_strv *fl);
 
 #endif

@@ -206,6 +206,27 @@ imap_flag_settable(const char *flag)
 	return (1);
 }
 
+char *
+imap_flags_join_settable(const struct imap_strv *fl)
+{
+	size_t i, len = 1;
+	char *s;
+
+	for (i = 0; i < fl->n; i++)
+		len += strlen(fl->v[i]) + 1;
+	if ((s = malloc(len)) == NULL)
+		return (NULL);
+	s[0] = '\0';
+	for (i = 0; i < fl->n; i++) {
+		if (!imap_flag_settable(fl->v[i]))
+			continue;
+		if (s[0])
+			strcat(s, " ");
+		strcat(s, fl->v[i]);
+	}
+	return (s);
+}
+
 /* imap_wire_flag_list_valid - space-separated settable flags, or empty */
 int
 imap_wire_flag_list_valid(const char *s, char *err, size_t errlen)

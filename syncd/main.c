@@ -30,24 +30,33 @@
 #include "log.h"
 #include "syncd.h"
 #include "tls.h"
+#include "verify.h"
 
 static void
 usage(FILE *fp)
 {
 	fprintf(fp,
 	    "usage: ferry-syncd [-dht] [-c FILE] [--once] [--dry-run] [--account USER] [--json]\n"
+	    "       ferry-syncd --verify [--deep] [-c FILE] [--account USER] [--json]\n"
 	    "  -c FILE         configuration file (default %s)\n"
 	    "  -d              stay in the foreground and log to stderr\n"
 	    "  -t              check the configuration and exit\n"
 	    "  --once          one pass over all accounts, report, exit\n"
 	    "  --dry-run       show the plan, write nothing\n"
 	    "  --account USER  only this source account\n"
-	    "  --json          the report as JSON (with --once)\n"
+	    "  --json          the report as JSON (with --once or --verify)\n"
+	    "  --verify        compare every folder of both sides, read-only;\n"
+	    "                  exit 0 complete, 1 missing or different, 2 usage\n"
+	    "  --deep          with --verify: hash every body, not only ambiguous ones\n"
 	    "  -h              show this help\n", CLI_DEFAULT_CONFIG);
 }
 
 /* The process; static so that --once's signal handler can reach it. */
 static struct syncd the_syncd;
+
+/* --verify: no state_dir created, no store opened at start (verify.c
+ * opens it for its records once an account has been verified) */
+static int verify_mode;
 
 /* on_signal_once - --once has no loop: SIGTERM/SIGINT only set the flag
  * the engine polls */
@@ -76,7 +85,7 @@ setup(struct syncd *sd)
 		    "passwords", sd->accounts->path);
 	sd->tty = sd->once && isatty(STDERR_FILENO);
 	daemon_detach(&sd->d, sd->foreground || sd->once);
-	if (!sd->dry_run &&
+	if (!sd->dry_run && !verify_mode &&
 	    daemon_state_dir(cfg->global.state_dir, cfg->global.user) == -1)
 		return (-1);
 	if (!sd->once && daemon_pidfile(&sd->d, cfg->syncd.pid_file) == -1)
@@ -101,8 +110,10 @@ setup(struct syncd *sd)
 	sopts.map_max = (size_t)cfg->global.map_size;
 	sopts.map_size = sopts.map_max < STORE_MAP_DEFAULT ? sopts.map_max :
 	    STORE_MAP_DEFAULT;
-	if (store_open_opts(&sd->store, path, sd->dry_run ? STORE_RDONLY : 0,
-	    &sopts, err, sizeof(err)) == -1) {
+	if (verify_mode)
+		sd->store = NULL;
+	else if (store_open_opts(&sd->store, path, sd->dry_run ?
+	    STORE_RDONLY : 0, &sopts, err, sizeof(err)) == -1) {
 		if (sd->dry_run)
 			sd->store = NULL;
 		else {
@@ -147,13 +158,15 @@ main(int argc, char *argv[])
 		{ "account", required_argument, NULL, 'A' },
 		{ "json", no_argument, NULL, 'J' },
 		{ "help", no_argument, NULL, 'h' },
+		{ "verify", no_argument, NULL, 'V' },
+		{ "deep", no_argument, NULL, 'D' },
 		{ NULL, 0, NULL, 0 },
 	};
 	struct syncd *sd = &the_syncd;
 	const struct config *cfg = &sd->cfg;
 	const char *conf = NULL;
 	char err[1024];
-	int c, rc, test_only = 0, exit_code = EXIT_USAGE;
+	int c, rc, test_only = 0, exit_code = EXIT_USAGE, verify = 0, deep = 0;
 
 	daemon_init(&sd->d, "ferry-syncd");
 	while ((c = getopt_long(argc, argv, "c:dht", longopts, NULL)) != -1) {
@@ -179,6 +192,12 @@ main(int argc, char *argv[])
 		case 't':
 			test_only = 1;
 			break;
+		case 'V':
+			verify = 1;
+			break;
+		case 'D':
+			deep = 1;
+			break;
 		case 'h':
 			usage(stdout);
 			return (0);
@@ -187,10 +206,15 @@ main(int argc, char *argv[])
 			return (EXIT_USAGE);
 		}
 	}
-	if (optind != argc) {
+	if (optind != argc || (deep && !verify) ||
+	    (verify && (sd->once || test_only))) {
 		usage(stderr);
 		return (EXIT_USAGE);
 	}
+	/* a verification runs in the foreground like --once, never as the
+	 * daemon: no pid file, logs on stderr, the result on stdout */
+	if (verify)
+		sd->once = verify_mode = 1;
 	if ((rc = cli_load_config("ferry-syncd", conf, CONFIG_FOR_SYNCD,
 	    &sd->cfg)) != 0)
 		return (rc);
@@ -219,6 +243,28 @@ main(int argc, char *argv[])
 	exit_code = EXIT_RUNTIME;
 	if (setup(sd) == -1)
 		goto out;
+	if (verify) {
+		struct sigaction sa;
+		char path[4096];
+
+		memset(&sa, 0, sizeof(sa));
+		sa.sa_handler = on_signal_once;
+		sigemptyset(&sa.sa_mask);
+		sigaction(SIGTERM, &sa, NULL);
+		sigaction(SIGINT, &sa, NULL);
+		signal(SIGPIPE, SIG_IGN);
+		err[0] = '\0';
+		rc = config_state_path(cfg, "db", path, sizeof(path)) == -1 ?
+		    -1 : verify_run(&sd->o, deep, sd->json, stdout, path, err,
+		    sizeof(err));
+		if (rc == -1 && err[0] == '\0')
+			errbuf_set(err, sizeof(err), "[global] state_dir is "
+			    "too long");
+		if (rc == -1)
+			log_errorx("--verify: %s", err);
+		exit_code = rc == VERIFY_COMPLETE ? 0 : EXIT_RUNTIME;
+		goto out;
+	}
 	if (sd->once) {
 		struct sigaction sa;
 

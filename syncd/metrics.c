@@ -26,6 +26,7 @@
 #include <event2/buffer.h>
 
 #include "cutover_state.h"
+#include "http_text.h"
 #include "metrics.h"
 #include "sync.h"
 
@@ -344,8 +345,7 @@ void
 metrics_family(struct evbuffer *b, const char *name, const char *type,
     const char *help)
 {
-	evbuffer_add_printf(b, "# HELP mailferry_syncd_%s %s\n"
-	    "# TYPE mailferry_syncd_%s %s\n", name, help, name, type);
+	http_metric_family(b, "mailferry_syncd", name, type, help);
 }
 
 const char *

@@ -485,6 +485,28 @@ done:
 /* ---- the pass ------------------------------------------------------------------------ */
 
 int
+sync_pass_selects(const struct sync_pass_opts *o, size_t i)
+{
+	return (o->only_account == NULL || strcasecmp(o->only_account,
+	    o->accounts->items[i].src_user) == 0);
+}
+
+size_t
+sync_pass_count(const struct sync_pass_opts *o, char *err, size_t errlen)
+{
+	size_t i, n = 0;
+
+	for (i = 0; i < o->accounts->count; i++)
+		if (sync_pass_selects(o, i))
+			n++;
+	if (n == 0)
+		errbuf_set(err, errlen, "no account %s in %s",
+		    o->only_account ? o->only_account : "",
+		    o->accounts->path);
+	return (n);
+}
+
+int
 sync_pass_run(const struct sync_pass_opts *o, struct report *r,
     struct sync_progress *pr, char *err, size_t errlen)
 {
@@ -514,16 +536,8 @@ sync_pass_run(const struct sync_pass_opts *o, struct report *r,
 		ledger = oldest != 0;
 	}
 
-	for (i = 0; i < o->accounts->count; i++)
-		if (o->only_account == NULL || strcasecmp(o->only_account,
-		    o->accounts->items[i].src_user) == 0)
-			n++;
-	if (n == 0) {
-		errbuf_set(err, errlen, "no account %s in %s",
-		    o->only_account ? o->only_account : "",
-		    o->accounts->path);
+	if ((n = sync_pass_count(o, err, errlen)) == 0)
 		goto fail;
-	}
 	accts = calloc(n, sizeof(*accts));
 	tids = calloc(n, sizeof(*tids));
 	pr->acc = calloc(n, sizeof(*pr->acc));
@@ -537,8 +551,7 @@ sync_pass_run(const struct sync_pass_opts *o, struct report *r,
 		const struct account *ac = &o->accounts->items[i];
 		struct acct *a;
 
-		if (o->only_account != NULL && strcasecmp(o->only_account,
-		    ac->src_user) != 0)
+		if (!sync_pass_selects(o, i))
 			continue;
 		a = &accts[n];
 		a->p = &p;

@@ -97,6 +97,14 @@ struct sync_progress {
  * see report_missing), -1 with err when it could not start (no account
  * matches --account, no memory, no thread).
  */
+/*
+ * sync_pass_selects - whether account i of o->accounts is in the pass
+ * (all, or the --account one); sync_pass_count - how many are: at least
+ * one, or 0 with err naming what was asked for and the accounts file.
+ */
+int	sync_pass_selects(const struct sync_pass_opts *o, size_t i);
+size_t	sync_pass_count(const struct sync_pass_opts *o, char *err,
+	    size_t errlen);
 int	sync_pass_run(const struct sync_pass_opts *o, struct report *r,
 	    struct sync_progress *p, char *err, size_t errlen);
 void	sync_progress_free(struct sync_progress *p);

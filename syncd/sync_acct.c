@@ -581,3 +581,30 @@ out:
 	}
 	return (rc);
 }
+
+/*
+ * acct_plan - the folder plan only: connect, NAMESPACE, LIST on both
+ * sides and folder_plan_build, as acct_setup makes it, but nothing
+ * created, subscribed or queued on either server (ferry-syncd --verify
+ * compares through the same mapping the copy uses).  a->plan is set
+ * on success; the caller frees it.
+ */
+int
+acct_plan(struct worker *w, char *err, size_t errlen)
+{
+	struct side_listing sl[2];
+	size_t i;
+	int rc;
+
+	memset(sl, 0, sizeof(sl));
+	rc = acct_list(w, sl, err, errlen);
+	for (i = 0; i < 2; i++) {
+		if (sl[i].queued) {
+			side_loop_until(w, &sl[i].ns.done);
+			if (sl[i].l.queued != NULL)
+				side_loop_until(w, &sl[i].l.r.done);
+		}
+		listing_free(&sl[i].l);
+	}
+	return (rc);
+}

@@ -21,8 +21,7 @@
 struct hashfetch {
 	struct wres	 r;		/* first: wres_done fills it */
 	struct smsgv	*msgs;
-	struct body_hash bh;
-	int		 open;
+	struct hash_sink hs;
 	unsigned char	(*sha)[BODY_HASH_LEN];
 	int		*have;
 };
@@ -37,9 +36,35 @@ hash_begin(struct imap_client *c, const struct imap_fetch_msg *m,
 	(void)m;
 	(void)section;
 	(void)size;
-	if (h->open)
-		body_hash_free(&h->bh);
-	h->open = body_hash_init(&h->bh) == 0;
+	hash_sink_begin(&h->hs);
+}
+
+void
+hash_sink_begin(struct hash_sink *hs)
+{
+	if (hs->open)
+		body_hash_free(&hs->bh);
+	hs->open = body_hash_init(&hs->bh) == 0;
+}
+
+void
+hash_sink_data(struct hash_sink *hs, const void *data, size_t len)
+{
+	if (hs->open)
+		body_hash_update(&hs->bh, data, len);
+}
+
+int
+hash_sink_end(struct hash_sink *hs, unsigned char *out)
+{
+	if (!hs->open)
+		return (-1);
+	hs->open = 0;
+	if (out == NULL) {
+		body_hash_free(&hs->bh);
+		return (-1);
+	}
+	return (body_hash_final(&hs->bh, out) == 0 ? 0 : -1);
 }
 
 static void
@@ -48,8 +73,7 @@ hash_data(struct imap_client *c, const void *data, size_t len, void *arg)
 	struct hashfetch *h = arg;
 
 	(void)c;
-	if (h->open)
-		body_hash_update(&h->bh, data, len);
+	hash_sink_data(&h->hs, data, len);
 }
 
 static void
@@ -59,17 +83,11 @@ hash_msg(struct imap_client *c, const struct imap_fetch_msg *m, void *arg)
 	struct smsg key, *s;
 
 	(void)c;
-	if (!h->open)
-		return;
-	h->open = 0;
 	key.uid = m->uid;
 	s = (m->have & IMAP_FETCH_UID) ? find_n(&key, h->msgs->v,
 	    h->msgs->n, sizeof(key), smsg_cmp) : NULL;
-	if (s == NULL) {
-		body_hash_free(&h->bh);
-		return;
-	}
-	if (body_hash_final(&h->bh, h->sha[s - h->msgs->v]) == 0)
+	if (hash_sink_end(&h->hs, s != NULL ? h->sha[s - h->msgs->v] :
+	    NULL) == 0)
 		h->have[s - h->msgs->v] = 1;
 }
 
@@ -124,9 +142,7 @@ ledger_check(struct fctx *fc, struct smsgv *todo)
 		if (side_wait(fc->w, imap_client_uid_fetch(fc->w->s[SRC].c, set,
 		    "(UID BODY.PEEK[])", 0, 0, &cbs, wres_done, &h), &h.r) ==
 		    -1) {
-			if (h.open)
-				body_hash_free(&h.bh);
-			h.open = 0;
+			(void)hash_sink_end(&h.hs, NULL);
 			fc_fail(fc, "FETCH source (ledger hash)", &h.r);
 			rc = -1;
 			goto out;

@@ -77,6 +77,26 @@ find_n(const void *key, const void *base, size_t n, size_t size,
 	return (bsearch(key, base, n, size, cmp));
 }
 
+/*
+ * What a streaming FETCH keeps of a message while its body arrives.
+ * hdr_capture() appends a BODY.PEEK[HEADER] chunk to a buffer of
+ * HDR_MAX bytes (the fields a message's identity is read from; the rest
+ * is cut).  struct hash_sink hashes a body chunk by chunk and owns the
+ * digest context between hash_sink_begin() and hash_sink_end(), which
+ * gives the digest (0) or releases the context when the message was not
+ * wanted (out NULL) or hashing failed (-1).
+ */
+#define HDR_MAX		16384
+void	hdr_capture(char *hdr, size_t *hlen, const void *data, size_t len);
+
+struct hash_sink {
+	struct body_hash bh;
+	int		 open;
+};
+void	hash_sink_begin(struct hash_sink *hs);
+void	hash_sink_data(struct hash_sink *hs, const void *data, size_t len);
+int	hash_sink_end(struct hash_sink *hs, unsigned char *out);
+
 /* ---- results, pass, account, worker -------------------------------------- */
 
 /* A command's outcome, copied out of the callback. */
@@ -394,4 +414,5 @@ int	sync_folder(struct worker *w, struct fjob *j);
 
 /* sync_acct.c */
 int	acct_setup(struct worker *w, char *err, size_t errlen);
+int	acct_plan(struct worker *w, char *err, size_t errlen);
 #endif

@@ -21,7 +21,6 @@
 #include "log.h"
 #include "sync_p.h"
 
-#define HDR_MAX		16384		/* header fields kept for ident */
 
 void
 smsgv_free(struct smsgv *l)
@@ -36,28 +35,6 @@ smsgv_free(struct smsgv *l)
 	}
 	free(l->v);
 	memset(l, 0, sizeof(*l));
-}
-
-/* flags_join - the settable flags of a FETCH, space-separated */
-static char *
-flags_join(const struct imap_strv *fl)
-{
-	size_t i, len = 1;
-	char *s;
-
-	for (i = 0; i < fl->n; i++)
-		len += strlen(fl->v[i]) + 1;
-	if ((s = malloc(len)) == NULL)
-		return (NULL);
-	s[0] = '\0';
-	for (i = 0; i < fl->n; i++) {
-		if (!imap_flag_settable(fl->v[i]))
-			continue;
-		if (s[0])
-			strcat(s, " ");
-		strcat(s, fl->v[i]);
-	}
-	return (s);
 }
 
 static void
@@ -78,13 +55,20 @@ meta_body_data(struct imap_client *c, const void *data, size_t len,
     void *arg)
 {
 	struct metafetch *mf = arg;
-	size_t n = len;
 
 	(void)c;
-	if (mf->hlen + n > HDR_MAX)
-		n = HDR_MAX - mf->hlen;
-	memcpy(mf->hdr + mf->hlen, data, n);
-	mf->hlen += n;
+	hdr_capture(mf->hdr, &mf->hlen, data, len);
+}
+
+void
+hdr_capture(char *hdr, size_t *hlen, const void *data, size_t len)
+{
+	if (*hlen >= HDR_MAX)
+		return;
+	if (len > HDR_MAX - *hlen)
+		len = HDR_MAX - *hlen;
+	memcpy(hdr + *hlen, data, len);
+	*hlen += len;
 }
 
 static void
@@ -93,21 +77,17 @@ meta_msg(struct imap_client *c, const struct imap_fetch_msg *m, void *arg)
 	struct metafetch *mf = arg;
 	struct smsgv *l = mf->out;
 	struct smsg *s;
+	void *p;
 
 	(void)c;
 	if (!(m->have & IMAP_FETCH_UID) || m->uid < mf->min_uid)
 		goto out;
-	if (l->n == l->alloc) {
-		size_t na = l->alloc ? l->alloc * 2 : 256;
-		void *p = reallocarray(l->v, na, sizeof(*l->v));
-
-		if (p == NULL) {
-			mf->oom = 1;
-			goto out;
-		}
-		l->v = p;
-		l->alloc = na;
+	if ((p = array_grow(l->v, &l->alloc, l->n, sizeof(*l->v), 256)) ==
+	    NULL) {
+		mf->oom = 1;
+		goto out;
 	}
+	l->v = p;
 	s = &l->v[l->n];
 	memset(s, 0, sizeof(*s));
 	s->uid = m->uid;
@@ -118,7 +98,7 @@ meta_msg(struct imap_client *c, const struct imap_fetch_msg *m, void *arg)
 		imap_parse_format_date_time(s->idate, s->tz, s->idate_s,
 		    sizeof(s->idate_s));
 	}
-	s->flags = flags_join(&m->flags);
+	s->flags = imap_flags_join_settable(&m->flags);
 	if (mf->want_hdr) {
 		memset(mf->id, 0, sizeof(*mf->id));
 		msg_ident_from_headers(mf->hdr, mf->hlen, mf->id);

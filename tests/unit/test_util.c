@@ -6,6 +6,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <cmocka.h>
 
@@ -162,6 +163,32 @@ test_printable(void **state)
 	assert_string_equal(out, "he");
 }
 
+static void
+test_array_grow(void **state)
+{
+	int *v = NULL, *p;
+	size_t alloc = 0, n;
+
+	(void)state;
+	for (n = 0; n < 1000; n++) {
+		p = array_grow(v, &alloc, n, sizeof(*v), 4);
+		assert_non_null(p);
+		assert_true(alloc > n);
+		v = p;
+		v[n] = (int)n;
+	}
+	assert_int_equal(alloc, 1024);
+	for (n = 0; n < 1000; n++)
+		assert_int_equal(v[n], (int)n);
+	/* room left: the same array back, nothing reallocated */
+	assert_ptr_equal(array_grow(v, &alloc, 1000, sizeof(*v), 4), v);
+	/* an impossible size: NULL, the array and its size untouched */
+	assert_null(array_grow(v, &alloc, alloc, SIZE_MAX / 2, 4));
+	assert_int_equal(alloc, 1024);
+	assert_int_equal(v[999], 999);
+	free(v);
+}
+
 int
 main(void)
 {
@@ -172,6 +199,7 @@ main(void)
 		cmocka_unit_test(test_hostport),
 		cmocka_unit_test(test_strlist),
 		cmocka_unit_test(test_printable),
+		cmocka_unit_test(test_array_grow),
 	};
 	return (cmocka_run_group_tests(tests, NULL, NULL));
 }
