@@ -27,6 +27,7 @@
 #define BATCH_MSGS	100		/* messages per APPEND batch */
 #define BATCH_BYTES	((uint64_t)8 << 20)	/* bytes per batch */
 #define TEMP_TRIES	3		/* a message's temp failures */
+#define TAIL_MSGS	12		/* a folder's last batch, at most */
 
 enum cm_state { CM_PENDING = 0, CM_OK, CM_GONE, CM_FAIL, CM_TEMP,
 	CM_RETRY_ONE, CM_QUOTA };
@@ -1058,6 +1059,20 @@ copy_all(struct fctx *fc, struct smsgv *todo)
 		}
 		if (nb == 0)
 			break;
+		if (!fc->dry && !one && nb > 2 * TAIL_MSGS) {
+			/*
+			 * The folder's last batch: its check is the one that
+			 * nothing overlaps (each other's is read while the
+			 * next batch streams), so a short tail goes alone.
+			 */
+			size_t k = i;
+
+			while (k < todo->n && (todo->v[k].done ||
+			    todo->v[k].in_map))
+				k++;
+			if (k == todo->n)
+				nb -= TAIL_MSGS;
+		}
 		if (fc->dry) {
 			for (i = 0; i < nb; i++) {
 				bv[i]->done = 1;
