@@ -1259,18 +1259,6 @@ arc_hash(const char *s, size_t n)
 	return (h);
 }
 
-uint64_t
-arc_crlf_size(const char *b, size_t n)
-{
-	uint64_t k = n;
-	size_t i;
-
-	for (i = 0; i < n; i++)
-		if (b[i] == '\n' && (i == 0 || b[i - 1] != '\r'))
-			k++;
-	return (k);
-}
-
 int
 arc_add_folder(struct arc_store *st, const char *name, const char *path)
 {

@@ -97,7 +97,6 @@ int	 arc_serve(const struct arc_reader *rd, arc_sink_fn fn, void *arg,
 
 /* shared helpers (archive_imapd.c) */
 uint64_t arc_hash(const char *s, size_t n);
-uint64_t arc_crlf_size(const char *b, size_t n);
 int	 arc_add_folder(struct arc_store *st, const char *name,
 	    const char *path);
 void	 arc_folder_clear(struct arc_folder *f);
