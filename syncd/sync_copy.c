@@ -28,6 +28,7 @@
 #define BATCH_BYTES	((uint64_t)8 << 20)	/* bytes per batch */
 #define TEMP_TRIES	3		/* a message's temp failures */
 #define TAIL_MSGS	12		/* a folder's last batch, at most */
+#define HOLD_MAX	(64u << 10)	/* header bytes held for UTF8 APPEND */
 
 enum cm_state { CM_PENDING = 0, CM_OK, CM_GONE, CM_FAIL, CM_TEMP,
 	CM_RETRY_ONE, CM_QUOTA };
@@ -43,6 +44,9 @@ enum cm_state { CM_PENDING = 0, CM_OK, CM_GONE, CM_FAIL, CM_TEMP,
 enum refusal { REFUSE_NONE = 0, REFUSE_QUOTA, REFUSE_TOOBIG, REFUSE_LIMIT };
 
 struct batch;
+struct cmsg;
+
+static int	cm_declare(struct batch *b, struct cmsg *cm, int utf8);
 
 struct cmsg {
 	struct smsg	*s;
@@ -58,6 +62,10 @@ struct cmsg {
 	struct wres	 ares;
 	int		 body_done;	/* the whole literal arrived */
 	struct faith	 fh;		/* what was sent, for faith_check */
+	uint64_t	 lit;		/* the body's size, as the FETCH said */
+	int		 holding;	/* header held back until its end */
+	char		*held;		/* ... here (owned) */
+	size_t		 nheld;
 	int		 altered;	/* the destination's copy differs */
 	char		 reason[400];
 };
@@ -191,9 +199,7 @@ c_body_begin(struct imap_client *c, const struct imap_fetch_msg *m,
 	struct batch *b = arg;
 	struct cmsg *cm;
 	struct imap_client *dst = b->w->s[DST].c;
-	struct imap_append_msg am;
 	struct imap_cmd *app;
-	char err[256];
 
 	(void)c;
 	(void)section;
@@ -236,20 +242,85 @@ c_body_begin(struct imap_client *c, const struct imap_fetch_msg *m,
 	}
 	if (app == NULL)
 		return;
+	cm->lit = size;
+	if (imap_client_enabled(dst) & IMAP_ENABLE_UTF8) {
+		/* whether the header has 8-bit bytes (the UTF8 form of
+		 * APPEND) is known at its end: held back until then */
+		cm->holding = 1;
+		return;
+	}
+	(void)cm_declare(b, cm, 0);
+}
+
+/*
+ * cm_declare - the message declared in its APPEND (RFC 6855's UTF8 form
+ * when utf8): -1 when it could not be, the destination then hung up
+ */
+static int
+cm_declare(struct batch *b, struct cmsg *cm, int utf8)
+{
+	struct imap_client *dst = b->w->s[DST].c;
+	struct imap_cmd *app = b->multi ? b->app : cm->app;
+	struct imap_append_msg am;
+	char err[256];
+
 	memset(&am, 0, sizeof(am));
 	am.flags = cm->flags;
 	am.internaldate = cm->s->idate_s[0] ? cm->s->idate_s : NULL;
-	am.size = size;
-	if (imap_client_append_msg(dst, app, &am, err, sizeof(err)) == -1) {
+	am.size = cm->lit;
+	am.utf8 = utf8;
+	if (dst == NULL || app == NULL || imap_client_append_msg(dst, app,
+	    &am, err, sizeof(err)) == -1) {
 		/* an APPEND without its message cannot be closed cleanly:
 		 * hang up, the batch is retried after a reconnect */
-		snprintf(cm->reason, sizeof(cm->reason), "APPEND: %s", err);
+		snprintf(cm->reason, sizeof(cm->reason), "APPEND: %s",
+		    dst == NULL || app == NULL ? "not connected" : err);
 		b->dst_dead = 1;
 		side_close(&b->w->s[DST]);
-		return;
+		return (-1);
 	}
 	cm->declared = 1;
 	b->order[b->ndeclared++] = (size_t)(cm - b->v);
+	return (0);
+}
+
+/*
+ * cm_release - the held header goes out: declared (UTF8 when it has
+ * 8-bit bytes) and its bytes sent.  1 when the destination wants the
+ * source paused, -1 when the message could not be declared.
+ */
+static int
+cm_release(struct batch *b, struct cmsg *cm)
+{
+	int rc = 0;
+
+	cm->holding = 0;
+	if (cm_declare(b, cm, cm->fh.eightbit) == -1) {
+		free(cm->held);
+		cm->held = NULL;
+		return (-1);
+	}
+	if (cm->nheld > 0)
+		rc = imap_client_append_data(b->w->s[DST].c, b->multi ? b->app :
+		    cm->app, cm->held, cm->nheld);
+	free(cm->held);
+	cm->held = NULL;
+	cm->nheld = 0;
+	return (rc);
+}
+
+/* cm_hold - header bytes kept until the header ends (HOLD_MAX at most) */
+static int
+cm_hold(struct cmsg *cm, const void *data, size_t len)
+{
+	char *p;
+
+	if ((p = realloc(cm->held, cm->nheld + len)) == NULL)
+		return (-1);
+	memcpy(p + cm->nheld, data, len);
+	cm->held = p;
+	cm->nheld += len;
+	return (0);
 }
 
 static void
@@ -260,12 +331,28 @@ c_body_data(struct imap_client *c, const void *data, size_t len, void *arg)
 	struct imap_cmd *app;
 	int rc;
 
-	if (cm == NULL || !cm->declared || b->dst_dead)
+	if (cm == NULL || b->dst_dead)
 		return;
-	if ((app = b->multi ? b->app : cm->app) == NULL)
-		return;
-	faith_feed(&cm->fh, data, len);
-	rc = imap_client_append_data(b->w->s[DST].c, app, data, len);
+	if (cm->holding) {
+		faith_feed(&cm->fh, data, len);
+		if (cm_hold(cm, data, len) == -1) {
+			snprintf(cm->reason, sizeof(cm->reason), "out of "
+			    "memory");
+			b->dst_dead = 1;
+			side_close(&b->w->s[DST]);
+			return;
+		}
+		if (!cm->fh.hdr_done && cm->nheld < HOLD_MAX)
+			return;
+		rc = cm_release(b, cm);
+	} else {
+		if (!cm->declared)
+			return;
+		if ((app = b->multi ? b->app : cm->app) == NULL)
+			return;
+		faith_feed(&cm->fh, data, len);
+		rc = imap_client_append_data(b->w->s[DST].c, app, data, len);
+	}
 	if (rc == 1 && !b->src_paused) {
 		b->src_paused = 1;
 		imap_client_pause_read(c);
@@ -282,6 +369,11 @@ c_body_end(struct imap_client *c, void *arg)
 	if (cm == NULL)
 		return;
 	cm->body_done = 1;
+	if (cm->holding && !b->dst_dead && cm_release(b, cm) == 1 &&
+	    !b->src_paused) {
+		b->src_paused = 1;
+		imap_client_pause_read(c);
+	}
 	faith_end(&cm->fh);
 	prog_stream(b->fc->a, cm->s->size);
 	if (!b->multi && cm->declared && cm->app != NULL && !b->dst_dead)
@@ -297,8 +389,8 @@ c_fetch_done(struct imap_client *c, const struct imap_result *res,
 
 	(void)c;
 	wres_fill(&b->fres, res);
-	if (res->status != IMAP_OK && b->cur != NULL && b->cur->declared &&
-	    !b->dst_dead) {
+	if (res->status != IMAP_OK && b->cur != NULL && (b->cur->declared ||
+	    b->cur->holding) && !b->dst_dead) {
 		/* the source broke mid-literal: the APPEND cannot be
 		 * finished; the server discards it when we hang up */
 		b->dst_dead = 1;
@@ -791,6 +883,7 @@ batch_free(struct batch *b)
 	if (b->v != NULL)
 		for (i = 0; i < b->n; i++) {
 			free(b->v[i].flags);
+			free(b->v[i].held);
 			faith_free(&b->v[i].fh);
 		}
 	free(b->v);
