@@ -341,6 +341,12 @@ void	faith_end(struct faith *f);
 void	faith_free(struct faith *f);
 int	faith_check(struct worker *w, const char *wire,
 	    struct faith_item *v, size_t n, char *err, size_t errlen);
+struct faith_q;
+int	faith_check_send(struct worker *w, const char *wire,
+	    struct faith_item *v, size_t n, struct faith_q **qp, char *err,
+	    size_t errlen);
+int	faith_check_collect(struct worker *w, struct faith_q *q, char *err,
+	    size_t errlen);
 
 /* sync_side.c */
 void	wres_fill(struct wres *r, const struct imap_result *res);
