@@ -185,12 +185,13 @@ others_add(struct others *o, uint64_t uid, uint64_t peer, uint64_t pv)
 
 /*
  * load_other - the entries of the other direction's folder (user,
- * path) whose destination is this pass's source folder (validity): with
- * copies_only, only the messages it APPENDed
+ * path) whose destination is this pass's source folder (validity):
+ * what it copied and what it found there already (the same message on
+ * both hosts, matched by content key)
  */
 static int
 load_other(struct fctx *fc, const char *user, const char *path,
-    uint64_t validity, int copies_only, struct others *out)
+    uint64_t validity, struct others *out)
 {
 	struct state_key k;
 	struct state_folder sf;
@@ -213,9 +214,6 @@ load_other(struct fctx *fc, const char *user, const char *path,
 		const struct state_map_entry *e = &m.v[i];
 
 		if (e->dst_uid == 0 || e->dst_uidvalidity != validity)
-			continue;
-		if (copies_only && e->origin != STATE_ORIGIN_COPIED &&
-		    e->origin != STATE_ORIGIN_ALTERED)
 			continue;
 		if (others_add(out, e->dst_uid, e->src_uid, pv) == -1) {
 			snprintf(fc->err, sizeof(fc->err), "out of memory");
@@ -246,12 +244,12 @@ gather(struct fctx *fc, struct others *o)
 			    strcmp(f->dst_name, jm->src_name) != 0)
 				continue;
 			if (load_other(fc, a->acc->dst_user, f->src_path,
-			    validity, 0, o) == -1)
+			    validity, o) == -1)
 				return (-1);
 		}
 	} else if (jm->dst_path != NULL && load_other(fc, state_user_of(
 	    a->acc->dst_user, 1, name, sizeof(name)), jm->dst_path, validity,
-	    1, o) == -1)
+	    o) == -1)
 		return (-1);
 	sort_n(o->v, o->n, sizeof(*o->v), other_cmp);
 	return (0);
