@@ -39,7 +39,7 @@ usage(FILE *fp)
 	fprintf(fp,
 	    "usage: ferry-syncd [-dht] [-c FILE] [--once] [--dry-run] [--account USER | --wave N] [--json]\n"
 	    "       ferry-syncd --verify [--deep] [-c FILE] [--account USER | --wave N] [--json]\n"
-	    "       ferry-syncd --reverse [--since TIME] [-c FILE] [--account USER] [--once] [--json]\n"
+	    "       ferry-syncd --reverse [--since TIME] [-c FILE] [--account USER | --wave N] [--once] [--json]\n"
 	    "  -c FILE         configuration file (default %s)\n"
 	    "  -d              stay in the foreground and log to stderr\n"
 	    "  -t              check the configuration and exit\n"
@@ -245,7 +245,7 @@ main(int argc, char *argv[])
 	if (optind != argc || (deep && !verify) ||
 	    (verify && (sd->once || test_only || sd->reverse)) ||
 	    (since_arg != NULL && !sd->reverse) ||
-	    (sd->reverse && (test_only || wave_arg != NULL))) {
+	    (sd->reverse && test_only)) {
 		usage(stderr);
 		return (EXIT_USAGE);
 	}
