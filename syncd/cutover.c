@@ -1001,8 +1001,14 @@ cutover_switch_time(struct store *st, const struct config *cfg,
 	if (store_txn_run(st, 1, switch_get_fn, &g, err, sizeof(err)) != 0)
 		log_warnx("cutover: %s: cannot read the cutover record: %s",
 		    g.domain, err);
-	else if (g.found)
-		t = g.rec->switch_seen_at;
+	else if (g.found && g.rec->switch_seen_at != 0) {
+		/* senders may have seen the new MX before the watcher did:
+		 * up to a check_interval, and a DNS cache's worth */
+		t = g.rec->switch_seen_at - cfg->cutover.check_interval -
+		    CUTOVER_SWITCH_MARGIN;
+		if (t < 1)
+			t = 1;
+	}
 	free(g.rec);
 	return (t);
 }

@@ -54,8 +54,9 @@ usage(FILE *fp)
 	    "  --reverse       one pass copying mail that arrived on the destination\n"
 	    "                  back to the source (rollback), then exit\n"
 	    "  --since TIME    with --reverse: only messages whose INTERNALDATE is at\n"
-	    "                  least TIME (YYYY-MM-DD[THH:MM[:SS]], UTC; default: the\n"
-	    "                  cutover's switch time when known, else every message)\n"
+	    "                  least TIME (YYYY-MM-DD[THH:MM[:SS]], UTC; default: from\n"
+	    "                  just before the cutover's switch when known, else every\n"
+	    "                  message)\n"
 	    "  -h              show this help\n", CLI_DEFAULT_CONFIG);
 }
 
