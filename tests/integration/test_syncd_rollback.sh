@@ -14,8 +14,9 @@
 #      relay's message, the one on both sides or the 2019 one is copied;
 #      every Message-ID is in the old mailbox exactly once (counted by an
 #      independent reader); nothing on the new host changed (flags, counts).
-#   4. A rerun copies nothing; without --since the 2019 message comes too,
-#      once.
+#   4. A rerun copies nothing and changes no flag on the old host (flags
+#      set on the new host meanwhile); without --since the 2019 message
+#      comes too, once.
 #   5. Bad input: --since garbage (exit 2), an unreachable new host (exit
 #      1, a clear error) - nothing written to the old host.
 #   6. The daemon with [cutover] rollback = yes: MX old -> new (switch) ->
@@ -166,8 +167,18 @@ check "the relay's message is skipped as the ledger says (logged)" \
 	grep -q 'skipped: the relay already delivered it (ledger)' "$T/log/reverse-r1.log"
 
 # --- 4. reruns -----------------------------------------------------------------------
+# flags changed on the new host meanwhile are not pushed to the old host
+imap_cmd "$DST" bob pass 'SELECT INBOX' 'UID STORE 1:* +FLAGS (\Answered)' >/dev/null
+old_flags() {
+	"$LIB_PYTHON" "$T/reader.py" "$SRC" alice state INBOX
+	"$LIB_PYTHON" "$T/reader.py" "$SRC" alice state Work
+}
+old_flags >"$T/src.before"
 reverse r2 --since 2020-01-01
 check "a rerun copies nothing" grep -q '^ferry-syncd reverse pass: .* 0 copied' "$T/r2.out"
+old_flags >"$T/src.after"
+check "flags set on the new host are not pushed to the old host's messages" \
+	cmp -s "$T/src.before" "$T/src.after"
 reverse r3
 check "without --since (no switch known) the 2019 message comes back too" \
 	grep -q '^ferry-syncd reverse pass: .* 1 copied' "$T/r3.out"
