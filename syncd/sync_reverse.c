@@ -55,24 +55,28 @@ dup_or_null(const char *s)
  * forward pass makes it and inverted: each old folder copied to a new
  * folder that exists becomes that new folder copied back to it.  Where
  * several old folders were merged into one, the first in the plan gets
- * the new folder's mail.  A folder only the new host has is left out
- * (logged): the old host is written only where it had mail.
+ * the new folder's mail.  A folder only the new host has is planned as
+ * a forward pass from the new host would plan it (created on the old
+ * host, logged): its mail is not left behind.
  */
 int
 reverse_plan(struct acct *a, const struct folder_list *src,
     const struct folder_list *dst, char *err, size_t errlen)
 {
-	struct folder_plan *fwd = NULL, *rev = NULL;
+	struct folder_plan *fwd = NULL, *rev = NULL, *own = NULL;
 	char why[400];
 	size_t i, k, w;
 
 	if (folder_plan_build(a->p->o->rules, dst, src, 0, &fwd, why,
+	    sizeof(why)) == -1 ||
+	    folder_plan_build(a->p->o->rules, src, dst, 0, &own, why,
 	    sizeof(why)) == -1) {
+		folder_plan_free(&fwd);
 		errbuf_set(err, errlen, "folder plan: %s", why);
 		return (-1);
 	}
 	if ((rev = calloc(1, sizeof(*rev))) == NULL ||
-	    (rev->maps = calloc(fwd->n ? fwd->n : 1, sizeof(*rev->maps))) ==
+	    (rev->maps = calloc(fwd->n + own->n + 1, sizeof(*rev->maps))) ==
 	    NULL)
 		goto oom;
 	for (i = 0; i < fwd->n; i++) {
@@ -116,25 +120,38 @@ reverse_plan(struct acct *a, const struct folder_list *src,
 			goto oom;
 		rev->ncopy++;
 	}
-	for (w = 0; w < src->n; w++) {
+	/* A folder the users made on the new host: planned as a forward
+	 * pass would plan it from the new host onto the old one (created
+	 * there), so that its mail is not left behind either. */
+	for (i = 0; i < own->n; i++) {
+		struct folder_map *f = &own->maps[i];
 		int planned = 0;
 
-		if (src->v[w].name == NULL ||
-		    (src->v[w].attrs & (IMAP_MBOX_NOSELECT |
-		    IMAP_MBOX_NONEXISTENT)))
+		if (f->skip != FOLDER_COPY || f->src_name == NULL ||
+		    f->dst_name == NULL)
 			continue;
 		for (k = 0; k < rev->n && !planned; k++)
 			planned = strcmp(rev->maps[k].src_name,
-			    src->v[w].name) == 0;
-		if (!planned)
-			log_warnx("%s: reverse: folder \"%s\" is only on the "
-			    "destination: not copied back", a->acc->src_user,
-			    src->v[w].name);
+			    f->src_name) == 0;
+		if (planned)
+			continue;
+		log_info("%s: reverse: folder %s is only on the destination: "
+		    "copied back to %s%s", a->acc->src_user, f->src_path,
+		    f->dst_path, f->dst_exists ? "" : " (created)");
+		rev->maps[rev->n] = *f;		/* the strings move */
+		f->src_name = f->src_wire = f->src_path = NULL;
+		f->dst_name = f->dst_path = f->conflict_with = NULL;
+		if (rev->maps[rev->n].create)
+			rev->ncreate++;
+		rev->n++;
+		rev->ncopy++;
 	}
+	folder_plan_free(&own);
 	a->plan = rev;
 	a->fwd_plan = fwd;
 	return (0);
 oom:
+	folder_plan_free(&own);
 	folder_plan_free(&rev);
 	folder_plan_free(&fwd);
 	errbuf_set(err, errlen, "out of memory");

@@ -6,11 +6,11 @@
 #
 #   1. A forward copy (--once) of alice's INBOX and Work to bob.
 #   2. Mail at the new host after the switch: two messages in INBOX, one
-#      in Work, one the relay forwarded (a ledger mark, written as the
+#      in Work, one in a folder made there (Projects), one the relay forwarded (a ledger mark, written as the
 #      relay writes it), one APPENDed on both hosts, one with an
 #      INTERNALDATE of 2019.
-#   3. --reverse --since 2020-01-01: the three new messages reach the old
-#      host's matching folders; nothing that came from the old host, the
+#   3. --reverse --since 2020-01-01: the four new messages reach the old
+#      host's matching folders (Projects created there); nothing that came from the old host, the
 #      relay's message, the one on both sides or the 2019 one is copied;
 #      every Message-ID is in the old mailbox exactly once (counted by an
 #      independent reader); nothing on the new host changed (flags, counts).
@@ -108,11 +108,13 @@ check_output "forward copy: the new host holds the four messages" "3 1" \
 	eval 'echo $(imap_count $DST bob pass INBOX) $(imap_count $DST bob pass Work)'
 
 # --- 2. mail at the new host -------------------------------------------------------
-for m in n1 n2 nw relay both old2019; do msg "$m"; done
+for m in n1 n2 nw relay both old2019 p1; do msg "$m"; done
 setup_new() {
 	imap_append "$DST" bob pass INBOX "$T/n1.eml" &&
 		imap_append "$DST" bob pass INBOX "$T/n2.eml" '\Flagged' &&
 		imap_append "$DST" bob pass Work "$T/nw.eml" &&
+		imap_create "$DST" bob pass Projects &&
+		imap_append "$DST" bob pass Projects "$T/p1.eml" &&
 		imap_append "$DST" bob pass INBOX "$T/relay.eml" &&
 		"$LEDGER_PUT" "$T/state" bob "$T/relay.eml" >/dev/null &&
 		imap_append "$DST" bob pass INBOX "$T/both.eml" &&
@@ -127,6 +129,8 @@ snap() {
 	"$LIB_PYTHON" "$T/reader.py" "$DST" bob state INBOX
 	echo "Work"
 	"$LIB_PYTHON" "$T/reader.py" "$DST" bob state Work
+	echo "Projects"
+	"$LIB_PYTHON" "$T/reader.py" "$DST" bob state Projects
 }
 snap >"$T/dst.before"
 
@@ -141,16 +145,18 @@ reverse() {
 
 # --- 3. --reverse --since ----------------------------------------------------------
 reverse r1 --since 2020-01-01 --once
-if [ "$RRC" -le 1 ] && grep -q '^ferry-syncd reverse pass: 1 account, 2 folders, .* 3 copied' "$T/r1.out" &&
+if [ "$RRC" -le 1 ] && grep -q '^ferry-syncd reverse pass: 1 account, 3 folders, .* 4 copied' "$T/r1.out" &&
 	grep -q '^reverse account bob -> alice' "$T/r1.out"; then
-	ok "--reverse --since: 3 messages copied back, the report says reverse"
+	ok "--reverse --since: 4 messages copied back, the report says reverse"
 else
-	not_ok "--reverse --since: 3 messages copied back, the report says reverse" "exit $RRC" \
+	not_ok "--reverse --since: 4 messages copied back, the report says reverse" "exit $RRC" \
 		"$(cat "$T/r1.out")" "$(tail -n 20 "$T/log/reverse-r1.log")"
 fi
 check "the new messages are in the old INBOX once each" eval \
 	'has_once $SRC alice INBOX n1 && has_once $SRC alice INBOX n2'
 check "the new Work message is in the old Work folder once" has_once "$SRC" alice Work nw
+check "a folder made on the new host is created on the old host with its message" \
+	has_once "$SRC" alice Projects p1
 check "the relay's message (ledger) is not copied back" has_none "$SRC" alice INBOX relay
 check "the message on both hosts is not copied again" has_once "$SRC" alice INBOX both
 check "the 2019 message is passed over by --since" has_none "$SRC" alice INBOX old2019
