@@ -7,7 +7,8 @@
  * new host is read (EXAMINE, BODY.PEEK only), the old host written to
  * (APPEND, and CREATE for a folder only the new host has: never a
  * deletion, never a flag change of a message already there), folder by
- * folder through the forward folder plan inverted.  A message of the new host is NOT copied back when
+ * folder through the forward folder plan inverted.  A message of the
+ * new host is NOT copied back when
  *   - ferry-syncd copied it there (the forward sync map has its UID),
  *   - the relay delivered it there (the ledger, as the forward pass
  *     looks it up, sync_ledger.c),

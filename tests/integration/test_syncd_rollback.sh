@@ -6,14 +6,15 @@
 #
 #   1. A forward copy (--once) of alice's INBOX and Work to bob.
 #   2. Mail at the new host after the switch: two messages in INBOX, one
-#      in Work, one in a folder made there (Projects), one the relay forwarded (a ledger mark, written as the
-#      relay writes it), one APPENDed on both hosts, one with an
-#      INTERNALDATE of 2019.
+#      in Work, one in a folder made there (Projects), one the relay
+#      forwarded (a ledger mark, written as the relay writes it), one
+#      APPENDed on both hosts, one with an INTERNALDATE of 2019.
 #   3. --reverse --since 2020-01-01: the four new messages reach the old
-#      host's matching folders (Projects created there); nothing that came from the old host, the
-#      relay's message, the one on both sides or the 2019 one is copied;
-#      every Message-ID is in the old mailbox exactly once (counted by an
-#      independent reader); nothing on the new host changed (flags, counts).
+#      host's matching folders (Projects created there); nothing that
+#      came from the old host, the relay's message, the one on both sides
+#      or the 2019 one is copied; every Message-ID is in the old mailbox
+#      exactly once (counted by an independent reader); nothing on the
+#      new host changed (flags, counts).
 #   4. A rerun copies nothing and changes no flag on the old host (flags
 #      set on the new host meanwhile); without --since the 2019 message
 #      comes too, once.
