@@ -255,10 +255,10 @@ phase_load(struct frun *fr)
 	struct fctx *fc = &fr->fc;
 	struct fjob *j = fr->j;
 	struct report_folder *rf = j->rf;
-	char err[256];
+	char err[256], sname[REVERSE_USER_MAX];
 
-	if (state_folder_key(&fc->key, fc->a->acc->src_user, j->m->src_path,
-	    err, sizeof(err)) == -1) {
+	if (state_folder_key(&fc->key, reverse_state_user(fc->a, sname,
+	    sizeof(sname)), j->m->src_path, err, sizeof(err)) == -1) {
 		snprintf(fc->err, sizeof(fc->err), "%s", err);
 		return (-1);
 	}
@@ -516,6 +516,8 @@ phase_todo(struct frun *fr)
 		}
 		fc_rf_unlock(fc);
 	}
+	if (reverse_skip(fc, &fr->msgs) == -1)
+		return (-1);
 	for (i = 0; i < fr->msgs.n; i++) {
 		struct smsg *s = &fr->msgs.v[i];
 
