@@ -277,8 +277,8 @@ gather(struct fctx *fc, struct others *o)
  * the other direction's map says came from this pass's destination are
  * mapped (origin "matched": found there) and not copied; on a reverse
  * pass, those older than the account's since are passed over for this
- * pass only (the folder stays incomplete, so the next pass looks at them
- * again)
+ * pass only (done, listed in the report as policy, and the folder stays
+ * incomplete, so the next pass looks at them again)
  */
 int
 reverse_skip(struct fctx *fc, struct smsgv *msgs)
@@ -324,8 +324,13 @@ reverse_skip(struct fctx *fc, struct smsgv *msgs)
 			continue;
 		}
 		if (rv != NULL && since > 0 && s->idate < since) {
-			/* counted as there, not recorded: see above */
-			s->in_map = 1;
+			/* not recorded: see above; the report lists it */
+			fc_rf_lock(fc);
+			report_problem(fc->rf, REPORT_POLICY, s->uid, NULL,
+			    s->size, "older than --since: not copied by this "
+			    "pass");
+			fc_rf_unlock(fc);
+			s->done = 1;
 			fc->problems++;
 			old++;
 		}

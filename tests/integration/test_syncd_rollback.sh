@@ -161,6 +161,8 @@ check "a folder made on the new host is created on the old host with its message
 check "the relay's message (ledger) is not copied back" has_none "$SRC" alice INBOX relay
 check "the message on both hosts is not copied again" has_once "$SRC" alice INBOX both
 check "the 2019 message is passed over by --since" has_none "$SRC" alice INBOX old2019
+check "the report lists it as not copied by this pass (older than --since), not as there: exit 1" eval \
+	"[ $RRC -eq 1 ] && grep -q 'older than --since: not copied by this pass' '$T/r1.out' && grep -q '1 skipped by policy' '$T/r1.out'"
 check_output "no Message-ID twice in the old INBOX or Work" "" \
 	eval 'dups $SRC alice INBOX; dups $SRC alice Work'
 check_output "the old INBOX holds exactly a1 a2 a3 both n1 n2" \
