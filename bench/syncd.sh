@@ -37,11 +37,18 @@
 #   --scale F    multiply every message size (default 1: about 320 MB)
 #   --quick      --count 1000 --scale 0.3 and no warm-up floor run
 #   --no-syncd   only the floor and mbsync (before ferry-syncd exists)
+#   --full-only  only the full copy of ferry-syncd, BENCH_RUNS times into
+#                fresh destination users; with BENCH_BASE (another
+#                ferry-syncd binary) each run of it follows one of
+#                FERRY_SYNCD, so both see the same load; prints every run
+#                and the medians
 # Environment:
 #   BENCH_DIR    where the mail lives (default /var/tmp; a real disk)
 #   BENCH_SEED   generator seed (default 1)
 #   BENCH_CAP    seconds one run may take before it is killed and shown
 #                with exit 137 (default 300)
+#   BENCH_BASE   --full-only: the ferry-syncd to compare with
+#   BENCH_RUNS   --full-only: runs of each (default 5)
 #
 # Everything listens on 127.0.0.1 only; the Dovecot instances and every
 # file are removed on exit (tests/integration/lib.sh's cleanup).  Not
@@ -58,6 +65,7 @@ COUNT=10000
 SCALE=1
 QUICK=0
 WITH_SYNCD=1
+FULL_ONLY=0
 SYNCD=
 while [ $# -gt 0 ]; do
 	case $1 in
@@ -67,6 +75,7 @@ while [ $# -gt 0 ]; do
 	--scale=*) SCALE=${1#*=}; shift ;;
 	--quick) QUICK=1; COUNT=1000; SCALE=0.3; shift ;;
 	--no-syncd) WITH_SYNCD=0; shift ;;
+	--full-only) FULL_ONLY=1; shift ;;
 	-h | --help) sed -n '2,/^set -u/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
 	-*) echo "bench: unknown option $1" >&2; exit 2 ;;
 	*) SYNCD=$1; shift ;;
@@ -103,9 +112,20 @@ GEN=$top_srcdir/bench/gen_mailbox.py
 
 say() { printf '%s\n' "$*" >&2; }
 
+RUNS=${BENCH_RUNS:-5}
+case $RUNS in '' | *[!0-9]* | 0) echo "bench: bad BENCH_RUNS" >&2; exit 2 ;; esac
+AB_USERS=
+if [ "$FULL_ONLY" = 1 ]; then
+	for ((i = 1; i <= RUNS; i++)); do
+		AB_USERS="$AB_USERS new$i:pass base$i:pass"
+	done
+fi
+
 say "bench: starting two Dovecot instances in $T"
 DOVECOT_NAME=src start_dovecot alice:pass big:pass || exit 1
-DOVECOT_NAME=dst start_dovecot bob:pass carol:pass dave:pass erin:pass || exit 1
+# shellcheck disable=SC2086
+DOVECOT_NAME=dst start_dovecot bob:pass carol:pass dave:pass erin:pass \
+	$AB_USERS || exit 1
 SRC=$IMAP_PORT_src
 DST=$IMAP_PORT_dst
 MAILDIR_SRC=$T/dovecot/src/mail
@@ -361,6 +381,45 @@ run_mbsync() {	# run_mbsync ROWNAME MSGS BYTES
 	LAST_BYTES=$3
 	timed "$1" "$2" mbsync -c "$T/mbsync/mbsyncrc" -q copy
 }
+
+# --- --full-only: the full copy, this build against BENCH_BASE -------------------
+
+# ab_run KIND N BINARY - one full copy of alice into user KIND+N, fresh
+ab_run() {
+	local conf=$T/syncd/ab-$1$2.conf
+	printf 'alice pass %s%s pass\n' "$1" "$2" >"$T/syncd/accounts.$1$2"
+	chmod 600 "$T/syncd/accounts.$1$2"
+	syncd_conf "$conf" "$T/syncd/accounts.$1$2" "$T/syncd/state-$1$2"
+	LAST_BYTES=0
+	timed "$1 $2" "$SRC_MSGS" "$3" -c "$conf" --once
+	if [ "$1" = new ]; then AB_WALL_new+=("$LAST_WALL")
+	else AB_WALL_base+=("$LAST_WALL"); fi
+	[ "$(dst_messages "$1$2")" = "$SRC_MSGS" ] ||
+		say "bench: WARNING: $1$2 does not hold every source message"
+}
+ab_median() {	# ab_median WALL... - the median
+	printf '%s\n' "$@" | sort -n | awk '{ v[NR] = $1 } END {
+		printf "%.2f", NR % 2 ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
+}
+if [ "$FULL_ONLY" = 1 ]; then
+	"$LIB_PYTHON" "$T/floor.py" "$SRC" alice pass >/dev/null || exit 1
+	AB_WALL_new=() AB_WALL_base=()
+	for ((i = 1; i <= RUNS; i++)); do
+		say "bench: full copy, run $i of $RUNS"
+		ab_run new "$i" "$SYNCD"
+		[ -z "${BENCH_BASE:-}" ] || ab_run base "$i" "$BENCH_BASE"
+	done
+	echo "ferry-syncd full copy: $SRC_MSGS messages, $(echo "scale=1; $SRC_BYTES / 1000000" | bc) MB on disk, $(nproc) CPUs"
+	printf '%-10s %8s %7s %9s %s\n' run "wall s" "CPU s" "RSS MB" exit
+	for r in "${ROWS[@]}"; do
+		IFS='|' read -r name msgs bytes wall cpu rss rc <<<"$r"
+		printf '%-10s %8.2f %7.2f %9.1f %s\n' "$name" "$wall" "$cpu" "$rss" "$rc"
+	done
+	echo "median wall s: $SYNCD $(ab_median "${AB_WALL_new[@]}")"
+	[ -z "${BENCH_BASE:-}" ] ||
+		echo "median wall s: $BENCH_BASE $(ab_median "${AB_WALL_base[@]}")"
+	exit 0
+fi
 
 # --- the runs ---------------------------------------------------------------------
 

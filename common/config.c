@@ -166,6 +166,7 @@ static const struct cfg_key keys[] = {
 	KEY("cutover", "catchup_interval", CT_DURATION, "2m", cutover.catchup_interval),
 	KLIST("cutover", "new_spf", cutover.new_spf),
 	KLIST("cutover", "new_dkim_selectors", cutover.new_dkim_selectors),
+	KEY("cutover", "rollback", CT_BOOL, "no", cutover.rollback),
 
 	KEY("control", "socket", CT_STRING, "", control.socket),
 	KHOST("control", "http", "127.0.0.1:8025", control.http, 0, CK_SINGLE),

@@ -158,6 +158,9 @@ struct config {
 						   "ip4:...", or a host */
 		struct strlist	 new_dkim_selectors; /* the new provider's
 						       DKIM selectors */
+		int		 rollback;	/* MX back to old after the
+						   switch: phase rollback,
+						   reverse passes */
 	} cutover;
 
 	struct {

@@ -622,6 +622,9 @@ cutover_verdict_eval(const struct cutover_record *r,
 
 	memset(v, 0, sizeof(*v));
 	v->safe = 1;
+	if (r->phase == CUTOVER_ROLLBACK)
+		say(v, "%s is rolled back to the old host: its mail is "
+		    "delivered there again", r->domain);
 	verdict_dns(r, now, quiet_period, v);
 	verdict_relay(r, rv, now, quiet_period, v);
 	verdict_sync(r, rv, now, v);

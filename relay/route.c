@@ -15,10 +15,12 @@
  * rather than route it by guess.
  */
 
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <unistd.h>
 
 #include "accounts.h"
 #include "cutover_state.h"
@@ -78,6 +80,15 @@ relay_routes_load(const struct config *cfg, struct relay_routes **rt_r,
 		return (-1);
 	}
 	rt->have_copy = cfg->forward.copy_to.count > 0;
+	/* the relay needs no accounts file: one named for ferry-syncd that
+	 * is not there yet (a fresh install) means no waves, said at start;
+	 * one named in [relay] accounts must be there */
+	if (path != NULL && path != cfg->relay.accounts &&
+	    access(path, F_OK) == -1 && errno == ENOENT) {
+		log_notice("[syncd] accounts %s does not exist (yet): no "
+		    "routing by wave", path);
+		path = NULL;
+	}
 	if (path != NULL && accounts_load_opts(path, ACCOUNTS_NO_SECRETS,
 	    &rt->acc, err, errlen) == -1) {
 		relay_routes_free(&rt);

@@ -8,8 +8,9 @@
  * CHECK, CLOSE, UNSELECT, LOGOUT.  Anything else gets BAD.
  *
  * Messages are served with CRLF line ends, as an IMAP server stores
- * them; RFC822.SIZE is the size served.  A message that cannot be read
- * (unreadable file, over ARC_MAX_MSG, NUL bytes) makes the FETCH that
+ * them, streamed from their files (archive_stream.c): never held whole
+ * in memory, whatever their size; RFC822.SIZE is the size served.  A message that cannot be read
+ * (unreadable file, NUL bytes) makes the FETCH that
  * asked for its body fail with NO naming the file and the reason, so the
  * engine reports the folder as not fully copied instead of skipping it.
  *
@@ -625,24 +626,6 @@ fmt_date(time_t t, char *buf, size_t len)
 	    tm.tm_sec);
 }
 
-/* crlf - the message with bare LFs made CRLF (malloc'd) */
-static char *
-crlf(const char *b, size_t n, size_t *outn)
-{
-	char *o;
-	size_t i, k = 0;
-
-	if ((o = malloc(arc_crlf_size(b, n) + 1)) == NULL)
-		return (NULL);
-	for (i = 0; i < n; i++) {
-		if (b[i] == '\n' && (i == 0 || b[i - 1] != '\r'))
-			o[k++] = '\r';
-		o[k++] = b[i];
-	}
-	*outn = k;
-	return (o);
-}
-
 /* the header fields named in list "(A B C)" of message b (CRLF) */
 static void
 out_fields(struct sess *s, const char *b, size_t n, const char *list,
@@ -694,51 +677,136 @@ out_fields(struct sess *s, const char *b, size_t n, const char *list,
 	free(sel);
 }
 
-/* the header (through the blank line) or the text of b */
-static size_t
-header_len(const char *b, size_t n)
+/* ---- serving a message from its file ----------------------------- */
+
+/* what a pass over a message found: its size as served, where its
+ * header ends (through the blank line; n when none), NUL bytes */
+struct meas {
+	uint64_t	 n, h;
+	int		 hfound, nul;
+	unsigned char	 p1, p2;	/* the two bytes before */
+};
+
+static int
+meas_sink(void *arg, const char *p, size_t len)
 {
+	struct meas *me = arg;
 	size_t i;
 
-	for (i = 0; i + 1 < n; i++)
-		if (b[i] == '\n' && (b[i + 1] == '\n' || (b[i + 1] == '\r' &&
-		    i + 2 < n && b[i + 2] == '\n')))
-			return (i + (b[i + 1] == '\n' ? 2 : 3));
-	return (n);
-}
+	if (memchr(p, '\0', len) != NULL)
+		me->nul = 1;
+	for (i = 0; i < len && !me->hfound; i++) {
+		unsigned char c = (unsigned char)p[i];
 
-/* load - the message as served, or NULL with why */
-static char *
-load_msg(struct sess *s, struct arc_msg *m, size_t *n, char *why,
-    size_t wlen)
-{
-	char *raw, *c;
-	size_t rn;
-
-	if (arc_read(&s->st, s->sel, m, &raw, &rn, why, wlen) == -1)
-		return (NULL);
-	if (memchr(raw, '\0', rn) != NULL) {
-		free(raw);
-		errbuf_set(why, wlen, "contains NUL bytes");
-		return (NULL);
+		/* LF LF, or LF CR LF: the header's end */
+		if (c == '\n' && (me->p1 == '\n' || (me->p1 == '\r' &&
+		    me->p2 == '\n'))) {
+			me->h = me->n + i + 1;
+			me->hfound = 1;
+		}
+		me->p2 = me->p1;
+		me->p1 = c;
 	}
-	c = crlf(raw, rn, n);
-	free(raw);
-	if (c == NULL)
-		errbuf_set(why, wlen, "out of memory");
-	else
-		m->size = *n;
-	return (c);
+	me->n += len;
+	return (0);
 }
+
+/* served bytes [lo, hi) to the client, or into buf when buf != NULL */
+struct win {
+	struct sess	*s;
+	char		*buf;
+	uint64_t	 pos, lo, hi;
+};
+
+static int
+win_sink(void *arg, const char *p, size_t len)
+{
+	struct win *w = arg;
+	uint64_t a = w->pos, b = w->pos + len;
+
+	w->pos = b;
+	if (b > w->lo && a < w->hi) {
+		uint64_t from = a < w->lo ? w->lo - a : 0;
+		uint64_t to = (b > w->hi ? w->hi : b) - a;
+
+		if (w->buf != NULL)
+			memcpy(w->buf + (a + from - w->lo), p + from,
+			    (size_t)(to - from));
+		else
+			out_bytes(w->s, p + from, (size_t)(to - from));
+	}
+	if (w->buf == NULL && w->s->dead)
+		return (-1);
+	return (b >= w->hi ? 1 : 0);
+}
+
+/*
+ * serve_range - served bytes [lo, hi) of the message to the client
+ * (buf NULL: the literal's size is written already) or into buf.  The
+ * file changing between two passes would leave a literal short: the
+ * connection is then closed, which the engine takes as a temporary
+ * failure and retries.  0, or -1 + why.
+ */
+static int
+serve_range(struct sess *s, const struct arc_reader *rd, uint64_t lo,
+    uint64_t hi, char *buf, char *why, size_t wlen)
+{
+	struct win w;
+
+	memset(&w, 0, sizeof(w));
+	w.s = s;
+	w.buf = buf;
+	w.lo = lo;
+	w.hi = hi;
+	if (hi <= lo)
+		return (0);
+	if (arc_serve(rd, win_sink, &w, why, wlen) == -1 || w.pos < hi) {
+		if (w.pos < hi && !s->dead)
+			errbuf_set(why, wlen, "the file changed while read");
+		if (buf == NULL)
+			s->dead = 1;
+		return (-1);
+	}
+	return (0);
+}
+
+/* open_msg - the message's file open and measured into *me */
+static int
+open_msg(struct sess *s, struct arc_msg *m, struct arc_reader *rd,
+    struct meas *me, char *why, size_t wlen)
+{
+	memset(me, 0, sizeof(*me));
+	if (arc_open(&s->st, s->sel, m, rd, why, wlen) == -1)
+		return (-1);
+	if (arc_serve(rd, meas_sink, me, why, wlen) == -1) {
+		arc_reader_close(rd);
+		return (-1);
+	}
+	if (me->nul) {
+		arc_reader_close(rd);
+		errbuf_set(why, wlen, "contains NUL bytes");
+		return (-1);
+	}
+	if (!me->hfound)
+		me->h = me->n;
+	m->size = me->n;
+	return (0);
+}
+
+/* the header's bytes, for HEADER.FIELDS: at most this many held */
+#define HDR_HOLD	(16u << 20)
 
 static int
 fetch_one(struct sess *s, size_t seq, struct arc_msg *m, const char *items,
     int uidcmd, char *why, size_t wlen)
 {
-	char date[64], *body = NULL;
+	char date[64];
 	const char *p = items;
-	size_t n = 0;
-	int first = 1, i;
+	struct arc_reader rd;
+	struct meas me;
+	int first = 1, opened = 0, i;
+
+	rd.fd = -1;
 
 	out_fmt(s, "* %zu FETCH (", seq);
 	if (uidcmd) {
@@ -797,16 +865,18 @@ fetch_one(struct sess *s, size_t seq, struct arc_msg *m, const char *items,
 		} else if (strcasecmp(item, "RFC822.SIZE") == 0 ||
 		    strncasecmp(item, "BODY", 4) == 0 ||
 		    strcasecmp(item, "RFC822") == 0) {
-			if (body == NULL && (body = load_msg(s, m, &n, why,
-			    wlen)) == NULL)
+			if (!opened && open_msg(s, m, &rd, &me, why, wlen) ==
+			    -1)
 				return (-1);
+			opened = 1;
 			if (strcasecmp(item, "RFC822.SIZE") == 0) {
-				out_fmt(s, "%sRFC822.SIZE %zu", first ? "" :
-				    " ", n);
+				out_fmt(s, "%sRFC822.SIZE %" PRIu64, first ?
+				    "" : " ", me.n);
 			} else {
 				const char *sec = strchr(item, '['), *e;
-				size_t h = header_len(body, n);
-				int sk = -1;
+				uint64_t h = me.h, n = me.n;
+				char *hb = NULL;
+				int sk = -1, rc = 0;
 
 				if (strcasecmp(item, "RFC822") == 0)
 					sec = "[]";
@@ -826,33 +896,60 @@ fetch_one(struct sess *s, size_t seq, struct arc_msg *m, const char *items,
 						sk = 3;
 				}
 				if (sk == -1) {
-					free(body);
+					arc_reader_close(&rd);
 					errbuf_set(why, wlen, "unsupported "
 					    "FETCH item %s", item);
 					return (-2);
 				}
+				if (sk >= 3) {
+					/* the fields are picked from the
+					 * header held in memory */
+					if (h > HDR_HOLD ||
+					    (hb = malloc((size_t)h + 1)) ==
+					    NULL) {
+						arc_reader_close(&rd);
+						errbuf_set(why, wlen, "%s", h >
+						    HDR_HOLD ? "header over 16 "
+						    "MiB" : "out of memory");
+						return (-1);
+					}
+					if (serve_range(s, &rd, 0, h, hb, why,
+					    wlen) == -1) {
+						free(hb);
+						arc_reader_close(&rd);
+						return (-1);
+					}
+				}
 				out_fmt(s, "%sBODY%s ", first ? "" : " ", sec);
 				if (sk == 0) {
-					out_fmt(s, "{%zu}\r\n", n);
-					out_bytes(s, body, n);
+					out_fmt(s, "{%" PRIu64 "}\r\n", n);
+					rc = serve_range(s, &rd, 0, n, NULL,
+					    why, wlen);
 				} else if (sk == 1) {
-					out_fmt(s, "{%zu}\r\n", h);
-					out_bytes(s, body, h);
+					out_fmt(s, "{%" PRIu64 "}\r\n", h);
+					rc = serve_range(s, &rd, 0, h, NULL,
+					    why, wlen);
 				} else if (sk == 2) {
-					out_fmt(s, "{%zu}\r\n", n - h);
-					out_bytes(s, body + h, n - h);
+					out_fmt(s, "{%" PRIu64 "}\r\n", n - h);
+					rc = serve_range(s, &rd, h, n, NULL,
+					    why, wlen);
 				} else
-					out_fields(s, body, h, sec + (sk == 4 ?
-					    19 : 15), sk == 4);
+					out_fields(s, hb, (size_t)h, sec +
+					    (sk == 4 ? 19 : 15), sk == 4);
+				free(hb);
+				if (rc == -1) {
+					arc_reader_close(&rd);
+					return (-1);
+				}
 			}
 		} else {
-			free(body);
+			arc_reader_close(&rd);
 			errbuf_set(why, wlen, "unsupported FETCH item %s", item);
 			return (-2);
 		}
 		first = 0;
 	}
-	free(body);
+	arc_reader_close(&rd);
 	out_fmt(s, ")\r\n");
 	return (0);
 }
@@ -1162,18 +1259,6 @@ arc_hash(const char *s, size_t n)
 	return (h);
 }
 
-uint64_t
-arc_crlf_size(const char *b, size_t n)
-{
-	uint64_t k = n;
-	size_t i;
-
-	for (i = 0; i < n; i++)
-		if (b[i] == '\n' && (i == 0 || b[i - 1] != '\r'))
-			k++;
-	return (k);
-}
-
 int
 arc_add_folder(struct arc_store *st, const char *name, const char *path)
 {
@@ -1243,11 +1328,11 @@ arc_keyword_ok(const char *s)
 }
 
 int
-arc_read(struct arc_store *st, struct arc_folder *f, const struct arc_msg *m,
-    char **buf, size_t *len, char *err, size_t errlen)
+arc_open(struct arc_store *st, struct arc_folder *f, const struct arc_msg *m,
+    struct arc_reader *rd, char *err, size_t errlen)
 {
-	return (st->kind == ARCHIVE_MAILDIR ? arc_maildir_read(f, m, buf, len,
-	    err, errlen) : arc_mbox_read(f, m, buf, len, err, errlen));
+	return (st->kind == ARCHIVE_MAILDIR ? arc_maildir_open(f, m, rd, err,
+	    errlen) : arc_mbox_open(f, m, rd, err, errlen));
 }
 
 int

@@ -461,16 +461,14 @@ refind(struct arc_folder *f, const char *file, char *path, size_t plen)
 }
 
 int
-arc_maildir_read(struct arc_folder *f, const struct arc_msg *m, char **buf,
-    size_t *len, char *err, size_t errlen)
+arc_maildir_open(struct arc_folder *f, const struct arc_msg *m,
+    struct arc_reader *rd, char *err, size_t errlen)
 {
 	char p[1400];
 	struct stat sb;
-	size_t got = 0;
-	ssize_t r;
-	char *b;
 	int fd;
 
+	rd->fd = -1;
 	arc_path(p, sizeof(p), "%s/%s", f->path, m->file);
 	if ((fd = open(p, O_RDONLY | O_CLOEXEC)) == -1 && errno == ENOENT &&
 	    refind(f, m->file, p, sizeof(p)) == 0)
@@ -479,32 +477,14 @@ arc_maildir_read(struct arc_folder *f, const struct arc_msg *m, char **buf,
 		errbuf_set(err, errlen, "%s", strerror(errno));
 		return (-1);
 	}
-	if (fstat(fd, &sb) == -1 || (uint64_t)sb.st_size > ARC_MAX_MSG) {
-		errbuf_set(err, errlen, "%s", (uint64_t)sb.st_size > ARC_MAX_MSG ?
-		    "larger than the archive reader's limit" : strerror(errno));
+	if (fstat(fd, &sb) == -1) {
+		errbuf_set(err, errlen, "%s", strerror(errno));
 		close(fd);
 		return (-1);
 	}
-	if ((b = malloc((size_t)sb.st_size + 1)) == NULL) {
-		close(fd);
-		errbuf_set(err, errlen, "out of memory");
-		return (-1);
-	}
-	while (got < (size_t)sb.st_size) {
-		r = read(fd, b + got, (size_t)sb.st_size - got);
-		if (r < 0 && errno == EINTR)
-			continue;
-		if (r <= 0) {
-			errbuf_set(err, errlen, "%s", r < 0 ? strerror(errno) :
-			    "file shrank while read");
-			free(b);
-			close(fd);
-			return (-1);
-		}
-		got += (size_t)r;
-	}
-	close(fd);
-	*buf = b;
-	*len = got;
+	rd->fd = fd;
+	rd->off = 0;
+	rd->len = (uint64_t)sb.st_size;
+	rd->unescape = 0;
 	return (0);
 }

@@ -434,59 +434,16 @@ arc_mbox_load(struct arc_store *st, struct arc_folder *f)
 }
 
 int
-arc_mbox_read(struct arc_folder *f, const struct arc_msg *m, char **buf,
-    size_t *len, char *err, size_t errlen)
+arc_mbox_open(struct arc_folder *f, const struct arc_msg *m,
+    struct arc_reader *rd, char *err, size_t errlen)
 {
-	char *b;
-	ssize_t r;
-	size_t got = 0, i, o;
-	int fd;
-
-	if (m->len > ARC_MAX_MSG) {
-		errbuf_set(err, errlen, "larger than the archive reader's limit");
-		return (-1);
-	}
-	if ((fd = open(f->path, O_RDONLY | O_CLOEXEC)) == -1) {
+	rd->fd = -1;
+	if ((rd->fd = open(f->path, O_RDONLY | O_CLOEXEC)) == -1) {
 		errbuf_set(err, errlen, "%s", strerror(errno));
 		return (-1);
 	}
-	if ((b = malloc((size_t)m->len + 1)) == NULL) {
-		close(fd);
-		errbuf_set(err, errlen, "out of memory");
-		return (-1);
-	}
-	while (got < m->len) {
-		r = pread(fd, b + got, (size_t)m->len - got,
-		    (off_t)(m->off + got));
-		if (r < 0 && errno == EINTR)
-			continue;
-		if (r <= 0) {
-			errbuf_set(err, errlen, "%s", r < 0 ? strerror(errno) :
-			    "the mbox file shrank while read");
-			free(b);
-			close(fd);
-			return (-1);
-		}
-		got += (size_t)r;
-	}
-	close(fd);
-	if (f->unescape) {
-		/* mboxrd: ">From " -> "From ", ">>From " -> ">From " */
-		for (i = 0, o = 0; i < got; ) {
-			size_t e = next_line(b, i, got), k = i;
-
-			while (k < e && b[k] == '>')
-				k++;
-			if (k > i && e - k >= 5 && memcmp(b + k, "From ", 5) ==
-			    0)
-				i++;
-			memmove(b + o, b + i, e - i);
-			o += e - i;
-			i = e;
-		}
-		got = o;
-	}
-	*buf = b;
-	*len = got;
+	rd->off = m->off;
+	rd->len = m->len;
+	rd->unescape = f->unescape;
 	return (0);
 }

@@ -26,7 +26,6 @@
 #define ARC_FORWARDED	0x20u	/* $Forwarded (maildir "P") */
 
 #define ARC_MAX_KW	26	/* maildir keeps 26 keywords a folder */
-#define ARC_MAX_MSG	(256u << 20)	/* largest message served */
 
 struct arc_msg {
 	uint32_t	 uid;
@@ -66,19 +65,38 @@ int	 arc_maildir_load(struct arc_store *st, struct arc_folder *f);
 int	 arc_mbox_list(struct arc_store *st, char *err, size_t errlen);
 int	 arc_mbox_load(struct arc_store *st, struct arc_folder *f);
 
-int	 arc_maildir_read(struct arc_folder *f, const struct arc_msg *m,
-	    char **buf, size_t *len, char *err, size_t errlen);
-int	 arc_mbox_read(struct arc_folder *f, const struct arc_msg *m,
-	    char **buf, size_t *len, char *err, size_t errlen);
+/*
+ * A message's bytes in its file: [off, off + len) of fd (owned: close
+ * with arc_reader_close), mboxrd escaping to undo when unescape.
+ */
+struct arc_reader {
+	int		 fd;
+	uint64_t	 off, len;
+	int		 unescape;
+};
 
-/* the raw message bytes (malloc'd, LF or CRLF as stored); -1 + err */
-int	 arc_read(struct arc_store *st, struct arc_folder *f,
-	    const struct arc_msg *m, char **buf, size_t *len, char *err,
+int	 arc_maildir_open(struct arc_folder *f, const struct arc_msg *m,
+	    struct arc_reader *rd, char *err, size_t errlen);
+int	 arc_mbox_open(struct arc_folder *f, const struct arc_msg *m,
+	    struct arc_reader *rd, char *err, size_t errlen);
+/* either of the two, by the store's kind; -1 + err */
+int	 arc_open(struct arc_store *st, struct arc_folder *f,
+	    const struct arc_msg *m, struct arc_reader *rd, char *err,
 	    size_t errlen);
+void	 arc_reader_close(struct arc_reader *rd);
+
+/*
+ * archive_stream.c: the message as served (escaping undone, bare LF
+ * made CRLF), read in chunks and given to fn piece by piece; fn returns
+ * 0 for more, 1 when it has had enough, -1 to give up.  0, or -1 + err
+ * (a read error, the file shrank, fn gave up).
+ */
+typedef int (*arc_sink_fn)(void *arg, const char *p, size_t n);
+int	 arc_serve(const struct arc_reader *rd, arc_sink_fn fn, void *arg,
+	    char *err, size_t errlen);
 
 /* shared helpers (archive_imapd.c) */
 uint64_t arc_hash(const char *s, size_t n);
-uint64_t arc_crlf_size(const char *b, size_t n);
 int	 arc_add_folder(struct arc_store *st, const char *name,
 	    const char *path);
 void	 arc_folder_clear(struct arc_folder *f);

@@ -22,6 +22,13 @@
  *   switching      at least one resolver answers new
  *   dual-reception every resolver answers new
  *   closed         the verdict holds (cutover_state.h: four conditions)
+ *   rollback       with [cutover] rollback = yes: every resolver answers
+ *                  old again after the switch was seen; the daemon runs
+ *                  reverse passes (sync_reverse.h) for the domain's
+ *                  accounts instead of forward ones, the relay delivers
+ *                  its mail locally.  A `new` answer leaves it, straight
+ *                  to switching or dual-reception; nothing else does,
+ *                  and it is never closed from here.
  * Forward moves from synced go one phase at a time (each with its own
  * history entry, even when two happen on one answer); moves back go
  * straight: every resolver old again (a DNS rollback, log_warnx) goes
@@ -216,7 +223,7 @@ cutover_enter_phase(struct cutover *c, struct cutover_domain *d,
 	if (from == to)
 		return;
 	answers_text(r, ev, sizeof(ev));
-	if (to < from)
+	if (to < from || to == CUTOVER_ROLLBACK)
 		log_warnx("cutover: %s: phase %s -> %s (BACK): %s; resolvers: %s",
 		    d->name, cutover_phase_name(from), cutover_phase_name(to),
 		    why, ev);
@@ -277,7 +284,12 @@ target_phase(const struct cutover *c, const struct cutover_record *r,
 		str_copy(why, "the relay's records cannot be read", len);
 		return (CUTOVER_CLOSED);
 	}
-	if (relay_ok && v->safe) {
+	if (cur == CUTOVER_ROLLBACK && !s.any_new) {
+		/* only a new answer ends a rollback: old, errors, lies */
+		str_copy(why, "every resolver answers old: rolled back", len);
+		return (CUTOVER_ROLLBACK);
+	}
+	if (relay_ok && v->safe && cur != CUTOVER_ROLLBACK) {
 		str_copy(why, "verdict safe-to-retire: every resolver answers "
 		    "new for the quiet period, no inbound mail at the relay "
 		    "for the quiet period, nothing queued, and a pass after "
@@ -298,6 +310,13 @@ target_phase(const struct cutover *c, const struct cutover_record *r,
 		return (CUTOVER_SWITCHING);
 	}
 	if (s.all_old) {
+		if (c->cfg->cutover.rollback && r->switch_seen_at != 0 &&
+		    cur > CUTOVER_SYNCED) {
+			str_copy(why, "every resolver answers old again after "
+			    "the switch: rollback (mail that reached the new "
+			    "host is copied back)", len);
+			return (CUTOVER_ROLLBACK);
+		}
 		if (cur > CUTOVER_SYNCED)
 			str_copy(why, "every resolver answers old again: the "
 			    "DNS change was rolled back", len);
@@ -359,7 +378,12 @@ domain_evaluate(struct cutover *c, struct cutover_domain *d, time_t now,
 		if (target == d->rec->phase)
 			break;
 		next = target;
-		if (target > d->rec->phase && d->rec->phase >= CUTOVER_SYNCED)
+		/* into and out of rollback: straight */
+		if (target == CUTOVER_ROLLBACK ||
+		    d->rec->phase == CUTOVER_ROLLBACK)
+			next = target;
+		else if (target > d->rec->phase &&
+		    d->rec->phase >= CUTOVER_SYNCED)
 			next = d->rec->phase + 1;
 		else if (d->rec->phase == CUTOVER_PRESYNC &&
 		    target == CUTOVER_CLOSED)
@@ -923,4 +947,68 @@ size_t
 cutover_nresolvers(const struct cutover *c)
 {
 	return (c ? c->nres : 0);
+}
+
+int
+cutover_in_rollback(const struct cutover *c, const struct account *a)
+{
+	long i;
+	int di;
+
+	if (c == NULL || a == NULL)
+		return (0);
+	if ((i = account_index(c, a)) >= 0)
+		di = c->acct_dom[i];
+	else
+		di = cutover_account_domain(c->cfg, a);
+	return (di >= 0 && c->dom[di].rec->phase == CUTOVER_ROLLBACK);
+}
+
+struct switch_get {
+	const char		*domain;
+	struct cutover_record	*rec;
+	int			 found;
+};
+
+static int
+switch_get_fn(struct store_txn *tx, void *arg)
+{
+	struct switch_get *g = arg;
+	int rc = cutover_record_get(tx, g->domain, g->rec);
+
+	if (rc == 0)
+		g->found = 1;
+	return (rc == STORE_NOTFOUND ? 0 : rc);
+}
+
+int64_t
+cutover_switch_time(struct store *st, const struct config *cfg,
+    const struct account *a)
+{
+	struct switch_get g;
+	char err[256], dom[CUTOVER_DOMAIN_MAX + 1];
+	int64_t t = 0;
+	int di;
+
+	if (st == NULL || (di = cutover_account_domain(cfg, a)) < 0)
+		return (0);
+	memset(&g, 0, sizeof(g));
+	str_copy(dom, cfg->cutover.domains.items[di], sizeof(dom));
+	str_lower(dom);
+	g.domain = dom;
+	if ((g.rec = calloc(1, sizeof(*g.rec))) == NULL)
+		return (0);
+	if (store_txn_run(st, 1, switch_get_fn, &g, err, sizeof(err)) != 0)
+		log_warnx("cutover: %s: cannot read the cutover record: %s",
+		    g.domain, err);
+	else if (g.found && g.rec->switch_seen_at != 0) {
+		/* senders may have seen the new MX before the watcher did:
+		 * up to a check_interval, and a DNS cache's worth */
+		t = g.rec->switch_seen_at - cfg->cutover.check_interval -
+		    CUTOVER_SWITCH_MARGIN;
+		if (t < 1)
+			t = 1;
+	}
+	free(g.rec);
+	return (t);
 }

@@ -89,6 +89,20 @@ int64_t	cutover_pass_interval(const struct cutover *c, int64_t interval);
  * 0 for c NULL or an account in no [cutover] domain. */
 int	cutover_dest_live(const struct cutover *c, const struct account *a);
 
+/* The account's domain is in the rollback phase: the daemon runs
+ * reverse passes for it, not forward ones.  0 for c NULL. */
+int	cutover_in_rollback(const struct cutover *c, const struct account *a);
+
+/* From when a reverse pass copies the account's mail back: when its
+ * domain first saw the switch (the cutover record's switch_seen_at, read
+ * from st on any thread) less [cutover] check_interval and
+ * CUTOVER_SWITCH_MARGIN, since senders whose resolvers saw the new MX
+ * first delivered there before the watcher noticed; 0: never, no record,
+ * no [cutover] domain for it, or the record cannot be read (logged). */
+#define CUTOVER_SWITCH_MARGIN	3600	/* seconds: DNS caches */
+int64_t	cutover_switch_time(struct store *st, const struct config *cfg,
+	    const struct account *a);
+
 /* A pass began (every domain: "a pass is running since"); saved. */
 void	cutover_pass_started(struct cutover *c, time_t started);
 /* A pass ended: per-domain evidence from r (rows matched to accounts by

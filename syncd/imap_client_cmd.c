@@ -867,11 +867,17 @@ imap_client_append_msg(struct imap_client *c, struct imap_cmd *cmd,
 		errbuf_set(err, errlen, "bad INTERNALDATE");
 		return (-1);
 	}
+	if (m->utf8 && !utf8_mode(c)) {
+		errbuf_set(err, errlen, "UTF8=ACCEPT is not enabled");
+		return (-1);
+	}
 	if (imapc_cmd_new_seg(cmd) == -1) {
 		errbuf_set(err, errlen, "out of memory");
 		return (-1);
 	}
 	cmd->logline[0] = '\0';
+	if (cmd->app_utf8)
+		imapc_cmd_add(cmd, ")");
 	if (m->flags != NULL && strspn(m->flags, " ") != strlen(m->flags))
 		imapc_cmd_add(cmd, " (%s)", m->flags);
 	if (m->internaldate != NULL)
@@ -879,12 +885,20 @@ imap_client_append_msg(struct imap_client *c, struct imap_cmd *cmd,
 	s = cmd_seg(cmd);
 	s->has_literal = 1;
 	s->literal = m->size;
-	if (nonsync_ok(c, m->size))
-		imapc_cmd_add(cmd, " {%llu+}\r\n", (unsigned long long)m->size);
+	/* RFC 6855 §4: append-data =/ "UTF8" SP "(" literal8 ")" */
+	if (m->utf8)
+		imapc_cmd_add(cmd, " UTF8 (~");
+	else
+		imapc_cmd_add(cmd, " ");
+	/* literal8's "+" needs BINARY beside LITERAL+ (RFC 4466 §4.3) */
+	if (nonsync_ok(c, m->size) && (!m->utf8 || has_cap(c,
+	    IMAP_CAP_BINARY)))
+		imapc_cmd_add(cmd, "{%llu+}\r\n", (unsigned long long)m->size);
 	else {
-		imapc_cmd_add(cmd, " {%llu}\r\n", (unsigned long long)m->size);
+		imapc_cmd_add(cmd, "{%llu}\r\n", (unsigned long long)m->size);
 		s->sync = 1;
 	}
+	cmd->app_utf8 = m->utf8;
 	cmd->logline[strcspn(cmd->logline, "\r")] = '\0';
 	log_debug("%s: C: %s message %zu:%s", c->id, cmd->tag[0] ? cmd->tag :
 	    "(queued)", cmd->app_nmsgs + 1, cmd->logline);
@@ -940,6 +954,8 @@ imap_client_append_end(struct imap_client *c, struct imap_cmd *cmd)
 		imapc_fail(c, IMAP_ERR_TEMP, "out of memory");
 		return (-1);
 	}
+	if (cmd->app_utf8)
+		evbuffer_add(cmd_seg(cmd)->buf, ")", 1);
 	evbuffer_add(cmd_seg(cmd)->buf, "\r\n", 2);
 	cmd->app_ended = 1;
 	imapc_writer_run(c);

@@ -135,6 +135,8 @@ struct imap_cmd {
 	struct evbuffer		*app_pending;
 	size_t			 app_nmsgs;
 	int			 app_ended;
+	int			 app_utf8;	/* the last message's "UTF8 (" is
+						   closed by the next segment */
 	int			 app_want_writable;
 };
 

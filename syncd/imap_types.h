@@ -302,6 +302,9 @@ struct imap_append_msg {
 	const char	*flags;
 	const char	*internaldate;
 	uint64_t	 size;
+	int		 utf8;		/* RFC 6855 §4 "UTF8 (~{n})": a message
+					   with UTF-8 in its header, once
+					   UTF8=ACCEPT is enabled */
 };
 
 #endif

@@ -30,6 +30,7 @@
 #include "log.h"
 #include "syncd.h"
 #include "tls.h"
+#include "sync_reverse.h"
 #include "verify.h"
 
 static void
@@ -38,6 +39,7 @@ usage(FILE *fp)
 	fprintf(fp,
 	    "usage: ferry-syncd [-dht] [-c FILE] [--once] [--dry-run] [--account USER | --wave N] [--json]\n"
 	    "       ferry-syncd --verify [--deep] [-c FILE] [--account USER | --wave N] [--json]\n"
+	    "       ferry-syncd --reverse [--since TIME] [-c FILE] [--account USER | --wave N] [--once] [--json]\n"
 	    "  -c FILE         configuration file (default %s)\n"
 	    "  -d              stay in the foreground and log to stderr\n"
 	    "  -t              check the configuration and exit\n"
@@ -49,6 +51,12 @@ usage(FILE *fp)
 	    "  --verify        compare every folder of both sides, read-only;\n"
 	    "                  exit 0 complete, 1 missing or different, 2 usage\n"
 	    "  --deep          with --verify: hash every body, not only ambiguous ones\n"
+	    "  --reverse       one pass copying mail that arrived on the destination\n"
+	    "                  back to the source (rollback), then exit\n"
+	    "  --since TIME    with --reverse: only messages whose INTERNALDATE is at\n"
+	    "                  least TIME (YYYY-MM-DD[THH:MM[:SS]], UTC; default: from\n"
+	    "                  just before the cutover's switch when known, else every\n"
+	    "                  message)\n"
 	    "  -h              show this help\n", CLI_DEFAULT_CONFIG);
 }
 
@@ -178,11 +186,13 @@ main(int argc, char *argv[])
 		{ "verify", no_argument, NULL, 'V' },
 		{ "deep", no_argument, NULL, 'D' },
 		{ "wave", required_argument, NULL, 'W' },
+		{ "reverse", no_argument, NULL, 'R' },
+		{ "since", required_argument, NULL, 'S' },
 		{ NULL, 0, NULL, 0 },
 	};
 	struct syncd *sd = &the_syncd;
 	const struct config *cfg = &sd->cfg;
-	const char *conf = NULL, *wave_arg = NULL;
+	const char *conf = NULL, *wave_arg = NULL, *since_arg = NULL;
 	char err[1024];
 	int c, rc, test_only = 0, exit_code = EXIT_USAGE, verify = 0, deep = 0;
 
@@ -219,6 +229,12 @@ main(int argc, char *argv[])
 		case 'W':
 			wave_arg = optarg;
 			break;
+		case 'R':
+			sd->reverse = 1;
+			break;
+		case 'S':
+			since_arg = optarg;
+			break;
 		case 'h':
 			usage(stdout);
 			return (0);
@@ -228,10 +244,21 @@ main(int argc, char *argv[])
 		}
 	}
 	if (optind != argc || (deep && !verify) ||
-	    (verify && (sd->once || test_only))) {
+	    (verify && (sd->once || test_only || sd->reverse)) ||
+	    (since_arg != NULL && !sd->reverse) ||
+	    (sd->reverse && test_only)) {
 		usage(stderr);
 		return (EXIT_USAGE);
 	}
+	sd->since = -1;
+	if (since_arg != NULL && reverse_parse_since(since_arg, &sd->since,
+	    err, sizeof(err)) == -1) {
+		fprintf(stderr, "ferry-syncd: %s\n", err);
+		return (EXIT_USAGE);
+	}
+	/* a reverse pass is one pass in the foreground, like --once */
+	if (sd->reverse)
+		sd->once = 1;
 	if (wave_arg != NULL) {
 		int64_t v;
 
@@ -285,7 +312,7 @@ main(int argc, char *argv[])
 		exit_code = 0;
 		goto out;
 	}
-	sd->mode = sd->once ? "once" : "daemon";
+	sd->mode = sd->reverse ? "reverse" : sd->once ? "once" : "daemon";
 	exit_code = EXIT_RUNTIME;
 	if (setup(sd) == -1)
 		goto out;

@@ -23,7 +23,9 @@
 #include "log.h"
 #include "report.h"
 #include "state.h"
+#include "cutover.h"
 #include "sync.h"
+#include "sync_reverse.h"
 #include "syncd.h"
 
 #define PROGRESS_KEY		"syncd.progress"
@@ -306,6 +308,112 @@ pass_metrics(struct syncd *sd, const struct report *r, int missing)
 	}
 }
 
+/* cli_since - --reverse: every account (or --account's), from --since,
+ * else from its domain's switch (every message when never seen) */
+static int64_t
+cli_since(void *arg, const struct account *a)
+{
+	struct syncd *sd = arg;
+
+	if (sd->since >= 0)
+		return (sd->since);
+	return (cutover_switch_time(sd->store, &sd->cfg, a));
+}
+
+/* rollback_since - the daemon's reverse pass: only the accounts whose
+ * domain was in rollback when the pass started (the snapshot), from the
+ * domain's switch */
+static int64_t
+rollback_since(void *arg, const struct account *a)
+{
+	struct syncd *sd = arg;
+	size_t i = (size_t)(a - sd->accounts->items);
+
+	if (sd->live == NULL || i >= sd->accounts->count ||
+	    !(sd->live[i] & SYNCD_ROLLBACK))
+		return (-1);
+	return (cutover_switch_time(sd->store, &sd->cfg, a));
+}
+
+/* rollback_wanted - some account's domain is in rollback */
+static int
+rollback_wanted(const struct syncd *sd)
+{
+	size_t i;
+
+	for (i = 0; sd->live != NULL && i < sd->accounts->count; i++)
+		if (sd->live[i] & SYNCD_ROLLBACK)
+			return (1);
+	return (0);
+}
+
+/* rollback_pass - the daemon's reverse pass for the domains in
+ * rollback, after the forward pass (which left their accounts out):
+ * its verdict logged, its report not kept (the cutover's evidence is
+ * the forward pass's) */
+static void
+rollback_pass(struct syncd *sd)
+{
+	struct sync_pass_opts o = sd->o;
+	struct sync_reverse rv;
+	struct sync_progress *pr;
+	struct report *r;
+	char err[512], verdict[512];
+	double t0 = mono();
+
+	memset(&rv, 0, sizeof(rv));
+	rv.since_fn = rollback_since;
+	rv.since_arg = sd;
+	o.reverse = &rv;
+	o.tick = NULL;
+	o.tick_arg = NULL;
+	if ((r = report_new(sd->dry_run)) == NULL ||
+	    (pr = calloc(1, sizeof(*pr))) == NULL) {
+		report_free(&r);
+		log_errorx("reverse pass: out of memory");
+		return;
+	}
+	r->reverse = 1;
+	log_info("reverse pass %u: starting: domain in rollback",
+	    sd->pass_number);
+	if (reverse_pass_run(&o, r, pr, err, sizeof(err)) == -1)
+		log_errorx("reverse pass %u: %s", sd->pass_number, err);
+	else {
+		r->seconds = mono() - t0;
+		report_verdict(r, verdict, sizeof(verdict));
+		log_info("reverse pass %u: done in %.3f s: %s",
+		    sd->pass_number, r->seconds, verdict);
+	}
+	sync_progress_free(pr);
+	free(pr);
+	report_free(&r);
+}
+
+/* engine_run - the pass proper: --reverse's, or the forward one (none
+ * when every account is in rollback: an empty report) */
+static int
+engine_run(struct syncd *sd, struct report *r, struct sync_progress *pr,
+    char *err, size_t errlen)
+{
+	struct sync_reverse rv;
+	struct sync_pass_opts o;
+	char e[256];
+
+	if (sd->reverse) {
+		memset(&rv, 0, sizeof(rv));
+		rv.since_fn = cli_since;
+		rv.since_arg = sd;
+		o = sd->o;
+		o.reverse = &rv;
+		r->reverse = 1;
+		return (reverse_pass_run(&o, r, pr, err, errlen));
+	}
+	if (sd->o.selects != NULL && sync_pass_count(&sd->o, e,
+	    sizeof(e)) == 0 && rollback_wanted(sd))
+		return (0);
+	return (sync_pass_run(&sd->o, r, pr, err, errlen));
+}
+
 /*
  * syncd_pass_run - one pass over the accounts, its log lines and, with
  * --once, its report on stdout; the report stays in sd->report until the
@@ -340,15 +448,16 @@ syncd_pass_run(struct syncd *sd, const char *why)
 		report_free(&r);
 		return (-1);
 	}
-	log_info("pass %u: starting%s%s%s", sd->pass_number,
-	    sd->dry_run ? " (dry run)" : "", why ? ": " : "", why ? why : "");
+	log_info("%spass %u: starting%s%s%s", sd->reverse ? "reverse " : "",
+	    sd->pass_number, sd->dry_run ? " (dry run)" : "", why ? ": " : "",
+	    why ? why : "");
 	sd->pr = pr;
 	sd->in_pass = 1;
 	sd->pr_lent = 0;
 	metrics_pass_begin(sd->pass_started);
 	sd->o.tick = progress_tick;
 	sd->o.tick_arg = sd;
-	if (sync_pass_run(&sd->o, r, pr, err, sizeof(err)) == -1) {
+	if (engine_run(sd, r, pr, err, sizeof(err)) == -1) {
 		log_errorx("%s", err);
 		sd->in_pass = 0;
 		metrics_pass_end(METRICS_ERROR, mono() - sd->pass_t0, time(NULL));
@@ -367,8 +476,10 @@ syncd_pass_run(struct syncd *sd, const char *why)
 	report_totals(r, &t);
 	missing = report_missing(r);
 	report_verdict(r, verdict, sizeof(verdict));
-	log_info("pass %u: done in %.3f s: %s", sd->pass_number, r->seconds,
-	    verdict);
+	log_info("%spass %u: done in %.3f s: %s", sd->reverse ? "reverse " :
+	    "", sd->pass_number, r->seconds, verdict);
+	if (!sd->reverse && !sd->once && rollback_wanted(sd) && !sd->stop)
+		rollback_pass(sd);
 	sd->last.have = 1;
 	sd->last.finished = time(NULL);
 	sd->last.complete = !missing;

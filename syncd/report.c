@@ -1098,8 +1098,8 @@ write_account(const struct report *r, const struct report_account *a,
 	su = text_clean(a->src_user ? a->src_user : "?", SIZE_MAX, NULL);
 	du = text_clean(a->dst_user ? a->dst_user : "?", SIZE_MAX, NULL);
 	report_fmt_duration(a->seconds, dur, sizeof(dur));
-	fprintf(fp, "account %s -> %s (%s)\n", su ? su : "?", du ? du : "?",
-	    dur);
+	fprintf(fp, "%saccount %s -> %s (%s)\n", r->reverse ? "reverse " : "",
+	    su ? su : "?", du ? du : "?", dur);
 	free(su);
 	free(du);
 	if (a->nfolders > 0) {
@@ -1139,9 +1139,9 @@ report_write_text(const struct report *r, FILE *fp)
 	report_totals(r, &t);
 	report_fmt_bytes(t.bytes, bytes, sizeof(bytes));
 	report_fmt_duration(r->seconds, dur, sizeof(dur));
-	fprintf(fp, "ferry-syncd %s: %" PRIu64 " %s, %" PRIu64 " %s, %" PRIu64
-	    " source %s, %" PRIu64 " %s (%s) in %s", r->dry_run ? "dry run" :
-	    "pass", t.accounts, plural(t.accounts, "account", "accounts"),
+	fprintf(fp, "ferry-syncd %s%s: %" PRIu64 " %s, %" PRIu64 " %s, %" PRIu64
+	    " source %s, %" PRIu64 " %s (%s) in %s", r->reverse ? "reverse " :
+	    "", r->dry_run ? "dry run" : "pass", t.accounts, plural(t.accounts, "account", "accounts"),
 	    t.folders - t.folders_skipped, plural(t.folders -
 	    t.folders_skipped, "folder", "folders"), t.src_count,
 	    plural(t.src_count, "message", "messages"), t.copied,
@@ -1314,6 +1314,10 @@ report_write_json(const struct report *r, FILE *fp, int pretty)
 	json_object_begin(&j);
 	json_key(&j, "dry_run");
 	json_bool(&j, r->dry_run);
+	if (r->reverse) {
+		json_key(&j, "direction");
+		json_string(&j, "reverse");
+	}
 	json_key(&j, "complete");
 	json_bool(&j, !report_missing(r));
 	json_verdict(&j, r, NULL);

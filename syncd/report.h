@@ -131,6 +131,8 @@ struct report_account {
 
 struct report {
 	int		 dry_run;
+	int		 reverse;	/* a reverse pass: rows name the new
+					   host's user first */
 	double		 seconds;	/* the whole pass */
 	int		 oom;		/* something could not be recorded */
 	struct report_account **accounts;

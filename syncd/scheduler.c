@@ -109,7 +109,21 @@ dest_live(void *arg, const struct account *a)
 	struct syncd *sd = arg;
 	size_t i = (size_t)(a - sd->accounts->items);
 
-	return (sd->live != NULL && i < sd->accounts->count && sd->live[i]);
+	return (sd->live != NULL && i < sd->accounts->count &&
+	    (sd->live[i] & SYNCD_LIVE));
+}
+
+/* not_rolled_back - sync_pass_opts.selects of the daemon's forward
+ * pass: an account whose domain is in rollback gets a reverse pass
+ * instead (pass.c), from the same snapshot */
+static int
+not_rolled_back(void *arg, const struct account *a)
+{
+	struct syncd *sd = arg;
+	size_t i = (size_t)(a - sd->accounts->items);
+
+	return (sd->live == NULL || i >= sd->accounts->count ||
+	    !(sd->live[i] & SYNCD_ROLLBACK));
 }
 
 static void
@@ -120,8 +134,10 @@ live_snapshot(struct syncd *sd)
 	if (sd->live == NULL)
 		return;
 	for (i = 0; i < sd->accounts->count; i++)
-		sd->live[i] = (unsigned char)cutover_dest_live(sd->cutover,
-		    &sd->accounts->items[i]);
+		sd->live[i] = (unsigned char)((cutover_dest_live(sd->cutover,
+		    &sd->accounts->items[i]) ? SYNCD_LIVE : 0) |
+		    (cutover_in_rollback(sd->cutover,
+		    &sd->accounts->items[i]) ? SYNCD_ROLLBACK : 0));
 }
 
 static void
@@ -460,6 +476,8 @@ syncd_daemon_run(struct syncd *sd)
 		}
 		sd->o.dest_live = dest_live;
 		sd->o.dest_live_arg = sd;
+		sd->o.selects = not_rolled_back;
+		sd->o.selects_arg = sd;
 	}
 	/* between passes the daemon stays logged in (sync.c, "kept") */
 	if ((sd->o.keep = sync_keep_new(keep_cap(&sd->cfg))) == NULL) {

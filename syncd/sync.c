@@ -91,7 +91,7 @@ extra_pairs_wanted(struct acct *a)
 	struct store *st = a->p->o->store;
 	struct state_folder sf;
 	struct state_key key;
-	char err[256];
+	char err[256], sname[REVERSE_USER_MAX];
 	size_t i, folders = 0, want;
 	uint64_t msgs = 0;
 
@@ -101,7 +101,8 @@ extra_pairs_wanted(struct acct *a)
 
 		if (j->skip)
 			continue;
-		have = st != NULL && state_folder_key(&key, a->acc->src_user,
+		have = st != NULL && state_folder_key(&key,
+		    reverse_state_user(a, sname, sizeof(sname)),
 		    j->m->src_path, err, sizeof(err)) == 0 &&
 		    state_folder_get(st, &key, &sf, err, sizeof(err)) == 0;
 		if (have && sync_folder_unchanged(j, &sf))
@@ -489,7 +490,9 @@ sync_pass_selects(const struct sync_pass_opts *o, size_t i)
 {
 	return ((o->only_account == NULL || strcasecmp(o->only_account,
 	    o->accounts->items[i].src_user) == 0) && (o->only_wave == 0 ||
-	    o->accounts->items[i].wave == o->only_wave));
+	    o->accounts->items[i].wave == o->only_wave) &&
+	    (o->selects == NULL || o->selects(o->selects_arg,
+	    &o->accounts->items[i])));
 }
 
 size_t
@@ -617,6 +620,7 @@ sync_pass_run(const struct sync_pass_opts *o, struct report *r,
 	    !(o->stop && *o->stop));
 	for (i = 0; i < n; i++) {
 		folder_plan_free(&accts[i].plan);
+		folder_plan_free(&accts[i].fwd_plan);
 		free(accts[i].jobs);
 		pthread_mutex_destroy(&accts[i].mu);
 	}

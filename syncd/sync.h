@@ -35,6 +35,7 @@
 #include "store.h"
 
 struct sync_keep;
+struct sync_reverse;
 
 struct sync_pass_opts {
 	const struct config *cfg;
@@ -58,6 +59,13 @@ struct sync_pass_opts {
 	 * per account when the pass starts; NULL: never live. */
 	int		(*dest_live)(void *arg, const struct account *a);
 	void		*dest_live_arg;
+	/* A reverse pass (sync_reverse.h): set by reverse_pass_run, which
+	 * swaps the sides; NULL: the forward pass. */
+	const struct sync_reverse *reverse;
+	/* Which accounts the pass takes besides only_account/only_wave
+	 * (the daemon leaves out those in rollback); NULL: all. */
+	int		(*selects)(void *arg, const struct account *a);
+	void		*selects_arg;
 };
 
 enum sync_acct_state {

@@ -347,6 +347,8 @@ acct_list(struct worker *w, struct side_listing *sl, char *err,
 	fd.n = ld->n;
 	fd.sep = ddelim ? ddelim : ld->sep;
 	fd.prefix = dprefix;
+	if (a->p->o->reverse != NULL)
+		return (reverse_plan(a, &fs, &fd, err, errlen));
 	if (folder_plan_build(a->p->o->rules, &fs, &fd, 0, &a->plan, why,
 	    sizeof(why)) == -1) {
 		errbuf_set(err, errlen, "folder plan: %s", why);

@@ -27,6 +27,8 @@
 #define BATCH_MSGS	100		/* messages per APPEND batch */
 #define BATCH_BYTES	((uint64_t)8 << 20)	/* bytes per batch */
 #define TEMP_TRIES	3		/* a message's temp failures */
+#define TAIL_MSGS	12		/* a folder's last batch, at most */
+#define HOLD_MAX	(64u << 10)	/* header bytes held for UTF8 APPEND */
 
 enum cm_state { CM_PENDING = 0, CM_OK, CM_GONE, CM_FAIL, CM_TEMP,
 	CM_RETRY_ONE, CM_QUOTA };
@@ -42,6 +44,9 @@ enum cm_state { CM_PENDING = 0, CM_OK, CM_GONE, CM_FAIL, CM_TEMP,
 enum refusal { REFUSE_NONE = 0, REFUSE_QUOTA, REFUSE_TOOBIG, REFUSE_LIMIT };
 
 struct batch;
+struct cmsg;
+
+static int	cm_declare(struct batch *b, struct cmsg *cm, int utf8);
 
 struct cmsg {
 	struct smsg	*s;
@@ -57,6 +62,10 @@ struct cmsg {
 	struct wres	 ares;
 	int		 body_done;	/* the whole literal arrived */
 	struct faith	 fh;		/* what was sent, for faith_check */
+	uint64_t	 lit;		/* the body's size, as the FETCH said */
+	int		 holding;	/* header held back until its end */
+	char		*held;		/* ... here (owned) */
+	size_t		 nheld;
 	int		 altered;	/* the destination's copy differs */
 	char		 reason[400];
 };
@@ -77,6 +86,12 @@ struct batch {
 	int		 src_paused;
 	int		 dst_dead;
 	size_t		*order;		/* declared order -> index */
+	/* a check in flight (settled by batch_finish): owned */
+	struct faith_item *fv;
+	size_t		 fn;
+	struct faith_q	*fq;
+	double		 t0;		/* deferred: the transfer's seconds */
+	struct state_map_entry *ev;	/* settled map entries */
 };
 
 static void
@@ -184,9 +199,7 @@ c_body_begin(struct imap_client *c, const struct imap_fetch_msg *m,
 	struct batch *b = arg;
 	struct cmsg *cm;
 	struct imap_client *dst = b->w->s[DST].c;
-	struct imap_append_msg am;
 	struct imap_cmd *app;
-	char err[256];
 
 	(void)c;
 	(void)section;
@@ -229,20 +242,85 @@ c_body_begin(struct imap_client *c, const struct imap_fetch_msg *m,
 	}
 	if (app == NULL)
 		return;
+	cm->lit = size;
+	if (imap_client_enabled(dst) & IMAP_ENABLE_UTF8) {
+		/* whether the header has 8-bit bytes (the UTF8 form of
+		 * APPEND) is known at its end: held back until then */
+		cm->holding = 1;
+		return;
+	}
+	(void)cm_declare(b, cm, 0);
+}
+
+/*
+ * cm_declare - the message declared in its APPEND (RFC 6855's UTF8 form
+ * when utf8): -1 when it could not be, the destination then hung up
+ */
+static int
+cm_declare(struct batch *b, struct cmsg *cm, int utf8)
+{
+	struct imap_client *dst = b->w->s[DST].c;
+	struct imap_cmd *app = b->multi ? b->app : cm->app;
+	struct imap_append_msg am;
+	char err[256];
+
 	memset(&am, 0, sizeof(am));
 	am.flags = cm->flags;
 	am.internaldate = cm->s->idate_s[0] ? cm->s->idate_s : NULL;
-	am.size = size;
-	if (imap_client_append_msg(dst, app, &am, err, sizeof(err)) == -1) {
+	am.size = cm->lit;
+	am.utf8 = utf8;
+	if (dst == NULL || app == NULL || imap_client_append_msg(dst, app,
+	    &am, err, sizeof(err)) == -1) {
 		/* an APPEND without its message cannot be closed cleanly:
 		 * hang up, the batch is retried after a reconnect */
-		snprintf(cm->reason, sizeof(cm->reason), "APPEND: %s", err);
+		snprintf(cm->reason, sizeof(cm->reason), "APPEND: %s",
+		    dst == NULL || app == NULL ? "not connected" : err);
 		b->dst_dead = 1;
 		side_close(&b->w->s[DST]);
-		return;
+		return (-1);
 	}
 	cm->declared = 1;
 	b->order[b->ndeclared++] = (size_t)(cm - b->v);
+	return (0);
+}
+
+/*
+ * cm_release - the held header goes out: declared (UTF8 when it has
+ * 8-bit bytes) and its bytes sent.  1 when the destination wants the
+ * source paused, -1 when the message could not be declared.
+ */
+static int
+cm_release(struct batch *b, struct cmsg *cm)
+{
+	int rc = 0;
+
+	cm->holding = 0;
+	if (cm_declare(b, cm, cm->fh.eightbit) == -1) {
+		free(cm->held);
+		cm->held = NULL;
+		return (-1);
+	}
+	if (cm->nheld > 0)
+		rc = imap_client_append_data(b->w->s[DST].c, b->multi ? b->app :
+		    cm->app, cm->held, cm->nheld);
+	free(cm->held);
+	cm->held = NULL;
+	cm->nheld = 0;
+	return (rc);
+}
+
+/* cm_hold - header bytes kept until the header ends (HOLD_MAX at most) */
+static int
+cm_hold(struct cmsg *cm, const void *data, size_t len)
+{
+	char *p;
+
+	if ((p = realloc(cm->held, cm->nheld + len)) == NULL)
+		return (-1);
+	memcpy(p + cm->nheld, data, len);
+	cm->held = p;
+	cm->nheld += len;
+	return (0);
 }
 
 static void
@@ -253,12 +331,28 @@ c_body_data(struct imap_client *c, const void *data, size_t len, void *arg)
 	struct imap_cmd *app;
 	int rc;
 
-	if (cm == NULL || !cm->declared || b->dst_dead)
+	if (cm == NULL || b->dst_dead)
 		return;
-	if ((app = b->multi ? b->app : cm->app) == NULL)
-		return;
-	faith_feed(&cm->fh, data, len);
-	rc = imap_client_append_data(b->w->s[DST].c, app, data, len);
+	if (cm->holding) {
+		faith_feed(&cm->fh, data, len);
+		if (cm_hold(cm, data, len) == -1) {
+			snprintf(cm->reason, sizeof(cm->reason), "out of "
+			    "memory");
+			b->dst_dead = 1;
+			side_close(&b->w->s[DST]);
+			return;
+		}
+		if (!cm->fh.hdr_done && cm->nheld < HOLD_MAX)
+			return;
+		rc = cm_release(b, cm);
+	} else {
+		if (!cm->declared)
+			return;
+		if ((app = b->multi ? b->app : cm->app) == NULL)
+			return;
+		faith_feed(&cm->fh, data, len);
+		rc = imap_client_append_data(b->w->s[DST].c, app, data, len);
+	}
 	if (rc == 1 && !b->src_paused) {
 		b->src_paused = 1;
 		imap_client_pause_read(c);
@@ -275,6 +369,11 @@ c_body_end(struct imap_client *c, void *arg)
 	if (cm == NULL)
 		return;
 	cm->body_done = 1;
+	if (cm->holding && !b->dst_dead && cm_release(b, cm) == 1 &&
+	    !b->src_paused) {
+		b->src_paused = 1;
+		imap_client_pause_read(c);
+	}
 	faith_end(&cm->fh);
 	prog_stream(b->fc->a, cm->s->size);
 	if (!b->multi && cm->declared && cm->app != NULL && !b->dst_dead)
@@ -290,8 +389,8 @@ c_fetch_done(struct imap_client *c, const struct imap_result *res,
 
 	(void)c;
 	wres_fill(&b->fres, res);
-	if (res->status != IMAP_OK && b->cur != NULL && b->cur->declared &&
-	    !b->dst_dead) {
+	if (res->status != IMAP_OK && b->cur != NULL && (b->cur->declared ||
+	    b->cur->holding) && !b->dst_dead) {
 		/* the source broke mid-literal: the APPEND cannot be
 		 * finished; the server discards it when we hang up */
 		b->dst_dead = 1;
@@ -610,45 +709,77 @@ batch_copied(struct fctx *fc, struct cmsg *cm, struct state_map_entry *ev)
 }
 
 /*
- * batch_verify - what the destination holds of each new copy, against
- * what was sent (sync_faithful.c): one pipelined UID FETCH a batch
+ * batch_check_items - the copies of b to check (b->fv, b->fn): each
+ * message appended with a UID and a digest of what was sent.  -1 when
+ * out of memory (the copies then stay unverified).
  */
-static void
-batch_verify(struct fctx *fc, struct batch *b)
+static int
+batch_check_items(struct batch *b)
 {
-	struct faith_item *v;
-	size_t i, n = 0;
-	char err[300];
+	size_t i;
 
-	if (fc->dry || b->dst_dead || fc->w->s[DST].state != 1)
-		return;
-	if ((v = calloc(b->n, sizeof(*v))) == NULL)
-		return;
+	b->fn = 0;
+	if ((b->fv = calloc(b->n, sizeof(*b->fv))) == NULL)
+		return (-1);
 	for (i = 0; i < b->n; i++) {
 		struct cmsg *cm = &b->v[i];
 
 		if (cm->state != CM_OK || cm->dst_uid == 0 || !cm->fh.ready)
 			continue;
-		v[n].dst_uid = cm->dst_uid;
-		v[n].sent = &cm->fh;
-		v[n].owner = cm;
-		n++;
+		b->fv[b->fn].dst_uid = cm->dst_uid;
+		b->fv[b->fn].sent = &cm->fh;
+		b->fv[b->fn].owner = cm;
+		b->fn++;
 	}
-	if (n > 0 && faith_check(fc->w, fc->j->dst_wire, v, n, err,
-	    sizeof(err)) == -1)
-		log_warnx("%s: %s: %zu cop%s not verified on the destination: "
-		    "%s", fc->a->acc->src_user, fc->j->m->src_path, n,
-		    n == 1 ? "y" : "ies", err);
-	for (i = 0; i < n; i++) {
-		struct cmsg *cm = v[i].owner;
+	return (0);
+}
 
-		if (v[i].altered) {
+/* batch_check_apply - the check's verdicts into the messages */
+static void
+batch_check_apply(struct batch *b)
+{
+	size_t i;
+
+	for (i = 0; i < b->fn; i++) {
+		struct cmsg *cm = b->fv[i].owner;
+
+		if (b->fv[i].altered) {
 			cm->altered = 1;
 			snprintf(cm->reason, sizeof(cm->reason), "%s",
-			    v[i].why);
+			    b->fv[i].why);
 		}
 	}
-	free(v);
+	free(b->fv);
+	b->fv = NULL;
+	b->fn = 0;
+}
+
+/* check_lost - the destination did not answer a check: say so */
+static void
+check_lost(struct fctx *fc, size_t n, const char *err)
+{
+	log_warnx("%s: %s: %zu cop%s not verified on the destination: %s",
+	    fc->a->acc->src_user, fc->j->m->src_path, n, n == 1 ? "y" :
+	    "ies", err);
+}
+
+/*
+ * batch_verify - what the destination holds of each new copy, against
+ * what was sent (sync_faithful.c): one UID FETCH a batch, waited for
+ */
+static void
+batch_verify(struct fctx *fc, struct batch *b)
+{
+	char err[300];
+
+	if (fc->dry || b->dst_dead || fc->w->s[DST].state != 1)
+		return;
+	if (batch_check_items(b) == -1)
+		return;
+	if (b->fn > 0 && faith_check(fc->w, fc->j->dst_wire, b->fv, b->fn,
+	    err, sizeof(err)) == -1)
+		check_lost(fc, b->fn, err);
+	batch_check_apply(b);
 }
 
 /*
@@ -742,36 +873,130 @@ batch_settle(struct fctx *fc, struct batch *b, struct state_map_entry *ev,
 	return (rc);
 }
 
+static void
+batch_free(struct batch *b)
+{
+	size_t i;
+
+	if (b == NULL)
+		return;
+	if (b->v != NULL)
+		for (i = 0; i < b->n; i++) {
+			free(b->v[i].flags);
+			free(b->v[i].held);
+			faith_free(&b->v[i].fh);
+		}
+	free(b->v);
+	free(b->order);
+	free(b->fv);
+	free(b->ev);
+	free(b);
+}
+
+/* batch_account - map entries of a settled batch pending, its cost noted */
+static int
+batch_account(struct fctx *fc, struct batch *b, size_t ne, double secs)
+{
+	/* what a message costs on one pair, for sync_pairs.c */
+	pthread_mutex_lock(&fc->a->mu);
+	fc->a->app_msgs += ne;
+	fc->a->app_secs += secs;
+	pthread_mutex_unlock(&fc->a->mu);
+	if (ne > 0 && fc_pend_add(fc, b->ev, ne) == -1)
+		return (-2);
+	return (0);
+}
+
+/*
+ * batch_finish - a batch whose check was left in flight: its answer
+ * collected (asked again, waited for, when the connection was lost in
+ * between), then the batch settled and freed.  0, or -2 (fc->err).
+ */
+static int
+batch_finish(struct fctx *fc, struct batch *b)
+{
+	struct faith_q *q = b->fq;
+	char err[300], e2[300];
+	size_t i, ne = 0;
+	int rc;
+
+	b->fq = NULL;
+	if (q != NULL && faith_check_collect(fc->w, q, err, sizeof(err)) ==
+	    -1) {
+		for (i = 0; i < b->fn; i++) {
+			struct faith_item *it = &b->fv[i];
+
+			it->got_size = it->got_header = it->header_same = 0;
+			it->checked = it->altered = 0;
+			it->why[0] = '\0';
+		}
+		if (side_ensure(fc->w, DST, e2, sizeof(e2)) == -1 ||
+		    faith_check(fc->w, fc->j->dst_wire, b->fv, b->fn, e2,
+		    sizeof(e2)) == -1)
+			check_lost(fc, b->fn, e2);
+	}
+	batch_check_apply(b);
+	(void)batch_settle(fc, b, b->ev, &ne);
+	rc = batch_account(fc, b, ne, b->t0);
+	batch_free(b);
+	return (rc);
+}
+
+/* deferrable - every message of b copied or gone: nothing to retry */
+static int
+deferrable(const struct fctx *fc, const struct batch *b)
+{
+	size_t i;
+
+	if (fc->dry || b->dst_dead || fc->w->s[DST].c == NULL ||
+	    fc->w->s[DST].state != 1)
+		return (0);
+	for (i = 0; i < b->n; i++)
+		if (b->v[i].state != CM_OK && b->v[i].state != CM_GONE)
+			return (0);
+	return (1);
+}
+
 /*
  * copy_batch - copy n messages in one go: intents committed, FETCHes
  * pipelined on the source, each body streamed into the APPEND
  * (MULTIAPPEND when multi), outcome per message in cm->state.
+ *
+ * The faithful-copy check of a batch that went through cleanly is left
+ * in flight on the destination (*prevp): its FETCH is answered while the
+ * next batch streams, and the batch is settled after that batch's
+ * transfer (batch_finish; copy_all finishes the last one).  Its messages
+ * are marked done at once so that no later batch takes them again.
  */
 static int
-copy_batch(struct fctx *fc, struct smsg **msgs, size_t n, int multi)
+copy_batch(struct fctx *fc, struct smsg **msgs, size_t n, int multi,
+    struct batch **prevp)
 {
 	static const struct imap_fetch_cbs fcbs = { c_body_begin, c_body_data,
 	    c_body_end, NULL, NULL };
 	struct worker *w = fc->w;
-	struct batch b;
+	struct batch *b;
 	struct state_intent *in = NULL;
-	struct state_map_entry *ev = NULL;
-	char set[BATCH_MSGS * 22];
+	char set[BATCH_MSGS * 22], err[300];
 	size_t i, ne = 0, so;
 	uint64_t bytes = 0;
-	double t0;
-	int rc = 0;
+	double t0 = pace_now();
+	int rc = 0, prc;
 
-	memset(&b, 0, sizeof(b));
-	b.w = w;
-	b.fc = fc;
-	b.n = n;
-	b.multi = multi && n > 1;
-	b.v = calloc(n, sizeof(*b.v));
-	b.order = calloc(n, sizeof(*b.order));
+	if ((b = calloc(1, sizeof(*b))) == NULL) {
+		snprintf(fc->err, sizeof(fc->err), "out of memory");
+		rc = -1;
+		goto out;
+	}
+	b->w = w;
+	b->fc = fc;
+	b->n = n;
+	b->multi = multi && n > 1;
+	b->v = calloc(n, sizeof(*b->v));
+	b->order = calloc(n, sizeof(*b->order));
 	in = calloc(n, sizeof(*in));
-	ev = calloc(n, sizeof(*ev));
-	if (b.v == NULL || b.order == NULL || in == NULL || ev == NULL) {
+	b->ev = calloc(n, sizeof(*b->ev));
+	if (b->v == NULL || b->order == NULL || in == NULL || b->ev == NULL) {
 		snprintf(fc->err, sizeof(fc->err), "out of memory");
 		rc = -1;
 		goto out;
@@ -782,7 +1007,7 @@ copy_batch(struct fctx *fc, struct smsg **msgs, size_t n, int multi)
 		rc = -1;
 		goto out;
 	}
-	if (batch_prepare(fc, &b, msgs, in, &bytes) == -1) {
+	if (batch_prepare(fc, b, msgs, in, &bytes) == -1) {
 		rc = -1;
 		goto out;
 	}
@@ -798,43 +1023,64 @@ copy_batch(struct fctx *fc, struct smsg **msgs, size_t n, int multi)
 		so += (size_t)snprintf(set + so, sizeof(set) - so, "%s%" PRIu64,
 		    i ? "," : "", msgs[i]->uid);
 	if (imap_client_uid_fetch(w->s[SRC].c, set, "(UID BODY.PEEK[])", 0,
-	    0, &fcbs, c_fetch_done, &b) == NULL) {
-		b.fres.done = 1;
-		b.fres.status = IMAP_ERROR;
-		b.fres.cls = IMAP_ERR_TEMP;
-		snprintf(b.fres.text, sizeof(b.fres.text), "FETCH not queued");
+	    0, &fcbs, c_fetch_done, b) == NULL) {
+		b->fres.done = 1;
+		b->fres.status = IMAP_ERROR;
+		b->fres.cls = IMAP_ERR_TEMP;
+		snprintf(b->fres.text, sizeof(b->fres.text),
+		    "FETCH not queued");
 	}
-	batch_loop(&b);
-	if (b.multi && b.ares.status == IMAP_OK && b.ares.done && !b.dst_dead)
-		assign_uids(&b, &b.ares);
-	batch_outcome(&b);
-	batch_lookup(fc, &b);
-	batch_verify(fc, &b);
-	rc = batch_settle(fc, &b, ev, &ne);
-	/* what a message costs on one pair, for sync_pairs.c */
-	pthread_mutex_lock(&fc->a->mu);
-	fc->a->app_msgs += ne;
-	fc->a->app_secs += pace_now() - t0;
-	pthread_mutex_unlock(&fc->a->mu);
-	if (ne > 0 && fc_pend_add(fc, ev, ne) == -1)
+	batch_loop(b);
+	/* the previous batch's check was answered meanwhile */
+	if (*prevp != NULL) {
+		prc = batch_finish(fc, *prevp);
+		*prevp = NULL;
+		if (prc == -2)
+			rc = -2;
+	}
+	if (b->multi && b->ares.status == IMAP_OK && b->ares.done &&
+	    !b->dst_dead)
+		assign_uids(b, &b->ares);
+	batch_outcome(b);
+	batch_lookup(fc, b);
+	if (rc == 0 && deferrable(fc, b) && batch_check_items(b) == 0 &&
+	    b->fn > 0) {
+		if (faith_check_send(w, fc->j->dst_wire, b->fv, b->fn, &b->fq,
+		    err, sizeof(err)) == -1)
+			check_lost(fc, b->fn, err);
+		for (i = 0; i < n; i++)
+			msgs[i]->done = 1;
+		b->t0 = pace_now() - t0;
+		if (b->src_paused && w->s[SRC].c != NULL)
+			imap_client_resume_read(w->s[SRC].c);
+		*prevp = b;
+		b = NULL;
+		goto out;
+	}
+	free(b->fv);
+	b->fv = NULL;
+	batch_verify(fc, b);
+	prc = batch_settle(fc, b, b->ev, &ne);
+	if (rc == 0)
+		rc = prc;
+	if (batch_account(fc, b, ne, pace_now() - t0) == -2)
 		rc = -2;
 	for (i = 0; i < n; i++)
-		if (b.v[i].state == CM_RETRY_ONE)
+		if (b->v[i].state == CM_RETRY_ONE)
 			rc = rc == 0 ? 1 : rc;
-	if (b.dst_dead || w->s[DST].state != 1)
+	if (b->dst_dead || w->s[DST].state != 1)
 		side_close(&w->s[DST]);
 out:
-	if (b.src_paused && w->s[SRC].c != NULL)
+	if (b != NULL && b->src_paused && w->s[SRC].c != NULL)
 		imap_client_resume_read(w->s[SRC].c);
-	if (b.v != NULL)
-		for (i = 0; i < n; i++) {
-			free(b.v[i].flags);
-			faith_free(&b.v[i].fh);
-		}
-	free(b.v);
-	free(b.order);
+	if (*prevp != NULL && rc != 0) {
+		/* failed before the transfer: settle the previous one */
+		if (batch_finish(fc, *prevp) == -2)
+			rc = -2;
+		*prevp = NULL;
+	}
+	batch_free(b);
 	free(in);
-	free(ev);
 	return (rc);
 }
 
@@ -847,6 +1093,7 @@ static int
 copy_all(struct fctx *fc, struct smsgv *todo)
 {
 	struct smsg **bv;
+	struct batch *prev = NULL;	/* its check in flight */
 	uint64_t limit = fc->a->dst_appendlimit, maxbytes = BATCH_BYTES;
 	size_t i, nb, maxmsgs = BATCH_MSGS;
 	int rounds = 0, one = 0, rc;
@@ -905,6 +1152,20 @@ copy_all(struct fctx *fc, struct smsgv *todo)
 		}
 		if (nb == 0)
 			break;
+		if (!fc->dry && !one && nb > 2 * TAIL_MSGS) {
+			/*
+			 * The folder's last batch: its check is the one that
+			 * nothing overlaps (each other's is read while the
+			 * next batch streams), so a short tail goes alone.
+			 */
+			size_t k = i;
+
+			while (k < todo->n && (todo->v[k].done ||
+			    todo->v[k].in_map))
+				k++;
+			if (k == todo->n)
+				nb -= TAIL_MSGS;
+		}
 		if (fc->dry) {
 			for (i = 0; i < nb; i++) {
 				bv[i]->done = 1;
@@ -914,7 +1175,7 @@ copy_all(struct fctx *fc, struct smsgv *todo)
 			}
 			continue;
 		}
-		rc = copy_batch(fc, bv, nb, fc->a->dst_multi && !one);
+		rc = copy_batch(fc, bv, nb, fc->a->dst_multi && !one, &prev);
 		if (rc == 1) {
 			one = 1;	/* MULTIAPPEND refused: one by one */
 			continue;
@@ -963,6 +1224,8 @@ copy_all(struct fctx *fc, struct smsgv *todo)
 		one = 0;
 	}
 	free(bv);
+	if (prev != NULL && batch_finish(fc, prev) == -2)
+		return (-1);
 	if (fc->quota_n > 0)
 		log_warnx("%s: %s: %" PRIu64 " message%s (uid %" PRIu64 ":%"
 		    PRIu64 ") not copied: over quota on the destination: %s",

@@ -255,10 +255,10 @@ phase_load(struct frun *fr)
 	struct fctx *fc = &fr->fc;
 	struct fjob *j = fr->j;
 	struct report_folder *rf = j->rf;
-	char err[256];
+	char err[256], sname[REVERSE_USER_MAX];
 
-	if (state_folder_key(&fc->key, fc->a->acc->src_user, j->m->src_path,
-	    err, sizeof(err)) == -1) {
+	if (state_folder_key(&fc->key, reverse_state_user(fc->a, sname,
+	    sizeof(sname)), j->m->src_path, err, sizeof(err)) == -1) {
 		snprintf(fc->err, sizeof(fc->err), "%s", err);
 		return (-1);
 	}
@@ -497,8 +497,9 @@ phase_todo(struct frun *fr)
 	struct acct *a = fc->a;
 	struct report_folder *rf = fr->j->rf;
 	struct smsgv *todo = &fr->todo;
-	uint64_t already = 0;
+	uint64_t already = 0, passed = 0;
 	size_t i;
+	void *p;
 
 	/* copies an earlier pass found altered stay in every report
 	 * (before this pass adds its own copies to the map) */
@@ -516,32 +517,32 @@ phase_todo(struct frun *fr)
 		}
 		fc_rf_unlock(fc);
 	}
+	if (reverse_skip(fc, &fr->msgs) == -1)
+		return (-1);
 	for (i = 0; i < fr->msgs.n; i++) {
 		struct smsg *s = &fr->msgs.v[i];
 
+		if (s->done) {		/* passed over (reverse_skip) */
+			passed++;
+			continue;
+		}
 		if (s->in_map) {
 			already++;
 			continue;
 		}
-		if (todo->n == todo->alloc) {
-			size_t na = todo->alloc ? todo->alloc * 2 : 64;
-			void *p = reallocarray(todo->v, na, sizeof(*todo->v));
-
-			if (p == NULL) {
-				snprintf(fc->err, sizeof(fc->err),
-				    "out of memory");
-				return (-1);
-			}
-			todo->v = p;
-			todo->alloc = na;
+		if ((p = array_grow(todo->v, &todo->alloc, todo->n,
+		    sizeof(*todo->v), 64)) == NULL) {
+			snprintf(fc->err, sizeof(fc->err), "out of memory");
+			return (-1);
 		}
+		todo->v = p;
 		todo->v[todo->n++] = *s;
 		/* ownership of the strings moves to todo */
 		s->flags = s->msgid = s->date = s->from = NULL;
 	}
 	if (fr->delta)
-		rf->already = fc->smb.exists > todo->n ?
-		    fc->smb.exists - todo->n : 0;
+		rf->already = fc->smb.exists > todo->n + passed ?
+		    fc->smb.exists - todo->n - passed : 0;
 	else
 		rf->already = already;
 	prog_total(a, todo->n);

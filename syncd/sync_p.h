@@ -187,6 +187,9 @@ struct acct {
 	uint64_t	 app_msgs;
 	double		 app_secs;
 	char		 quota_text[300];	/* the server's words */
+	/* a reverse pass: the forward plan (old host onto new host) the
+	 * reverse plan was inverted from (sync_reverse.c) */
+	struct folder_plan *fwd_plan;
 };
 
 struct pass {
@@ -341,6 +344,12 @@ void	faith_end(struct faith *f);
 void	faith_free(struct faith *f);
 int	faith_check(struct worker *w, const char *wire,
 	    struct faith_item *v, size_t n, char *err, size_t errlen);
+struct faith_q;
+int	faith_check_send(struct worker *w, const char *wire,
+	    struct faith_item *v, size_t n, struct faith_q **qp, char *err,
+	    size_t errlen);
+int	faith_check_collect(struct worker *w, struct faith_q *q, char *err,
+	    size_t errlen);
 
 /* sync_side.c */
 void	wres_fill(struct wres *r, const struct imap_result *res);
@@ -415,4 +424,14 @@ int	sync_folder(struct worker *w, struct fjob *j);
 /* sync_acct.c */
 int	acct_setup(struct worker *w, char *err, size_t errlen);
 int	acct_plan(struct worker *w, char *err, size_t errlen);
+
+/* sync_reverse.c: the state's account name (a reverse pass keeps its
+ * state apart from the forward pass's), the reverse plan, and the
+ * messages either direction must not copy back */
+#define REVERSE_USER_MAX	(ACCOUNTS_USER_MAX + 32)
+const char *reverse_state_user(const struct acct *a, char *buf,
+	    size_t len);
+int	reverse_plan(struct acct *a, const struct folder_list *src,
+	    const struct folder_list *dst, char *err, size_t errlen);
+int	reverse_skip(struct fctx *fc, struct smsgv *msgs);
 #endif

@@ -164,7 +164,14 @@ side_start(struct worker *w, int i, char *err, size_t errlen)
 	o.secret = secret;
 	o.auth = sec->auth == ACCOUNT_AUTH_XOAUTH2 ? IMAP_AUTH_XOAUTH2 :
 	    IMAP_AUTH_AUTO;
-	o.enable = IMAP_ENABLE_CONDSTORE;
+	/*
+	 * UTF8=ACCEPT on the destination (RFC 6855), where offered: a
+	 * message with 8-bit header bytes is appended in the UTF8 form, so
+	 * the server keeps it as sent instead of rewriting what it takes
+	 * for a broken header; the session's mailbox names are then UTF-8
+	 * (the client converts both ways).
+	 */
+	o.enable = IMAP_ENABLE_CONDSTORE | (i == DST ? IMAP_ENABLE_UTF8 : 0);
 	o.id_name = "mailferry";
 	o.id_version = PACKAGE_VERSION;
 	o.window = 16;

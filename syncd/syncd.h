@@ -44,6 +44,9 @@ struct syncd_last_pass {
 	uint64_t	 copied, failed;
 };
 
+#define SYNCD_LIVE	0x01
+#define SYNCD_ROLLBACK	0x02
+
 struct syncd {
 	/* main.c */
 	struct config	 cfg;
@@ -55,6 +58,9 @@ struct syncd {
 	unsigned	 only_wave;	/* --wave N, or 0 */
 	int		 once, dry_run, json, foreground;
 	const char	*mode;		/* "once" or "daemon" */
+	int		 reverse;	/* --reverse: one reverse pass */
+	int64_t		 since;		/* --since, unix time; -1: not
+					   given (the switch time) */
 	struct sync_pass_opts o;
 	volatile sig_atomic_t stop;
 
@@ -76,7 +82,9 @@ struct syncd {
 	struct cutover	*cutover;	/* NULL: no [cutover] domains */
 	struct syncd_http *http;	/* NULL: [syncd] http empty */
 	unsigned char	*live;		/* per account: cutover_dest_live()
-					   when the running pass started */
+					   (SYNCD_LIVE) and cutover_in_
+					   rollback() (SYNCD_ROLLBACK) when
+					   the running pass started */
 	pthread_t	 thread;
 	int		 running;	/* a pass thread exists */
 	int		 wanted;	/* a pass was asked for meanwhile */

@@ -1256,6 +1256,10 @@ EOF
 		}
 	fi
 	port=$(cat "$d/port")
+	# lift what stop_postfix_idle set: deferred mail goes out again
+	if grep -q '^defer_transports' "$d/conf/main.cf"; then
+		postconf -c "$d/conf" -X defer_transports || return 1
+	fi
 	rm -f "$d/queue/pid/master.pid"
 	spawn "postfix-$name" env MAIL_CONFIG="$d/conf" \
 		"$(postconf -dh daemon_directory)/master" -c "$d/conf" -d
@@ -1292,6 +1296,26 @@ stop_postfix() {
 		sleep 0.05
 	done
 	return 0
+}
+
+# stop_postfix_idle NAME - stop instance NAME between two deliveries.
+# A master stopped while its LMTP client waits for the final answer
+# leaves a message the mailbox already holds in its queue, and delivers
+# it again after the restart (Postfix delivers at least once).  So the
+# instance's mailbox transport is deferred first (a reload lets a
+# delivery in progress finish, the queue manager starts no new one) and
+# the active queue is let empty; start_postfix lifts the deferral.
+stop_postfix_idle() {
+	local d=$T/postfix/$1 v=_lib_postfix_pid_$1 tr i
+	tr=$(postconf -c "$d/conf" -h virtual_transport) || return 1
+	postconf -c "$d/conf" -e "defer_transports = ${tr%%:*}" || return 1
+	[ -n "${!v:-}" ] && kill -HUP "${!v}" 2>/dev/null
+	sleep 0.5
+	for ((i = 0; i < 200; i++)); do
+		[ -z "$(find "$d/queue/active" -type f 2>/dev/null)" ] && break
+		sleep 0.05
+	done
+	stop_postfix "$1"
 }
 
 postfix_queue_count() {

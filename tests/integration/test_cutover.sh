@@ -267,7 +267,7 @@ check "the phase reaches switching" wait_phase switching $((10 * SLOW))
 # old host's copies wait in Dovecot A with pending ledger entries while
 # catch-up passes run every catchup_interval.
 sleep 1
-stop_postfix B
+stop_postfix_idle B
 T_DOWN=$(date +%s)
 ok "Postfix B (the new MX) is down"
 
@@ -356,7 +356,7 @@ diag "ferryctl status in dual reception:" "$(cat "$T/status.dual")"
 # Stragglers: senders with the old MX cached still reach the relay, and
 # the new MX is down once more, so the relay must keep them queued (their
 # copies sit in Dovecot A, pending, while catch-up passes run).
-stop_postfix B
+stop_postfix_idle B
 stragglers() {
 	local k
 	for k in 1 2 3; do

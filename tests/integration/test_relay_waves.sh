@@ -28,7 +28,7 @@
 require_cmd smtp-sink mdb_dump mdb_stat "$LIB_PYTHON"
 CUTOVER_PUT=$top_builddir/tests/integration/cutover_put
 
-plan 40
+plan 42
 
 STATE=$T/state
 PORT=$(free_port)
@@ -94,6 +94,15 @@ check "wave=abc: exit 2 with file:line" \
 	bad_conf "$T/abc.conf" "acc-abc:1: .*wave"
 check "waves without [forward] copy_to: exit 2, the account's file:line" \
 	bad_conf "$T/nocopy.conf" "accounts:2: .*wave 1.*copy_to"
+write_conf "$T/missing.conf" "$T/no-such-accounts"
+check "[relay] accounts naming a file that is not there: exit 2" \
+	bad_conf "$T/missing.conf" "no-such-accounts: No such file"
+# a fresh install: the [syncd] accounts the relay would fall back to is
+# not written yet; the relay needs none, so it starts without waves
+write_conf "$T/fresh.conf" ""
+printf '[syncd]\naccounts = %s\n' "$T/no-such-accounts" >>"$T/fresh.conf"
+check "[syncd] accounts not there yet: -t passes, and says there are no waves" eval \
+	"'$FERRY_RELAY' -t -c '$T/fresh.conf' >'$T/fresh.out' 2>&1 && grep -q 'does not exist (yet): no routing by wave' '$T/fresh.out'"
 write_conf "$T/relay.conf" "$T/accounts"
 check "the good configuration passes -t" "$FERRY_RELAY" -t -c "$T/relay.conf"
 

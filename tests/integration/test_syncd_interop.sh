@@ -13,7 +13,8 @@
 # match what that reader counts on the destination.  The folders are the
 # generator's (nested, non-ASCII, "&", "Sent Items", "Junk E-mail"...).
 # Then a message with UTF-8 in its header to a munging Cyrus (reported
-# as altered), to one with munge8bit: no and to Courier (intact), and a
+# as altered), to one with munge8bit: no and to Courier (intact: it offers
+# UTF8=ACCEPT, so the message goes in APPEND's UTF8 form), and a
 # Cyrus over quota ([OVERQUOTA]: no APPEND storm, copied once raised).
 . "$top_srcdir/tests/integration/lib.sh"
 require_cmd dovecot doveadm "$FERRY_SYNCD"
@@ -196,6 +197,7 @@ eightbit_run() {	# eightbit_run NAME DSTPORT DSTUSER [EXTRA] - one pass from Dov
 [global]
 state_dir = $T/state-$1
 log = stderr
+${EIGHTBIT_GLOBAL:-}
 
 [syncd]
 source = imap://127.0.0.1:$DOV?tls=none
@@ -294,9 +296,14 @@ print(len([p for a in j["accounts"] for f in a["folders"] for p in f["problems"]
 	check_output "Cyrus: after the quota is raised the next pass completes" 0 echo $?
 fi
 if [ -n "$courier_ok" ]; then
-	eightbit_run cou8 "$COU" alice
+	EIGHTBIT_GLOBAL="log_level = debug" eightbit_run cou8 "$COU" alice
 	check_output "Courier (UTF8=ACCEPT): the 8-bit header message copies, exit 0" 0 echo $?
 	check_output "Courier: nothing altered" 0 altered "$T/cou8.json"
+	# RFC 6855 §4: ENABLE UTF8=ACCEPT, then APPEND ... UTF8 (~{n}...)
+	check_output "Courier: UTF8=ACCEPT enabled on the destination" 1 \
+		bash -c "grep -c 'dst:alice: C: [^ ]* ENABLE.* UTF8=ACCEPT' '$T/log/syncd-cou8.log'"
+	check_output "Courier: the 8-bit header message is appended in the UTF8 form" 1 \
+		bash -c "grep -c 'dst:alice: C: .*message 1:.* UTF8 (~{[0-9]*+\\{0,1\\}}' '$T/log/syncd-cou8.log'"
 else
 	skip "8-bit header to Courier: $courier_why"
 fi

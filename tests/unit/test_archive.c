@@ -2,7 +2,8 @@
  * test_archive.c - the archive readers behind maildir:// and mbox://
  * sources: the maildir info suffix parser, From_ line recognition, the
  * mbox splitter (mboxrd and mboxcl2), an mbox file indexed and read back
- * unescaped, and maildir UIDs that stay put when a file's flags change.
+ * unescaped, a big message streamed in chunks against a line-by-line
+ * reference, and maildir UIDs that stay put when a file's flags change.
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -12,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <fcntl.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -126,12 +128,124 @@ writef(const char *path, const char *s)
 	fclose(fp);
 }
 
+struct grow {
+	char	*b;
+	size_t	 n;
+};
+
+static int
+grow_sink(void *arg, const char *p, size_t n)
+{
+	struct grow *g = arg;
+
+	g->b = realloc(g->b, g->n + n + 1);
+	assert_non_null(g->b);
+	memcpy(g->b + g->n, p, n);
+	g->n += n;
+	return (0);
+}
+
+/* served - everything arc_serve gives for an open reader (rc: the open's) */
+static char *
+served(int rc, struct arc_reader *rd, size_t *n)
+{
+	struct grow g = { NULL, 0 };
+	char err[256];
+
+	assert_int_equal(rc, 0);
+	assert_int_equal(arc_serve(rd, grow_sink, &g, err, sizeof(err)), 0);
+	arc_reader_close(rd);
+	*n = g.n;
+	return (g.b != NULL ? g.b : calloc(1, 1));
+}
+
+/* ref_serve - what arc_serve must give: line by line, one '>' off
+ * ">...From ", then bare LF made CRLF */
+static char *
+ref_serve(const char *in, size_t n, size_t *outn)
+{
+	char *u = malloc(n + 1), *o = malloc(2 * n + 1);
+	size_t i = 0, k = 0, j, q = 0;
+
+	assert_non_null(u);
+	assert_non_null(o);
+	while (i < n) {
+		const char *e = memchr(in + i, '\n', n - i);
+		size_t end = e ? (size_t)(e - in) + 1 : n, g = i;
+
+		while (g < end && in[g] == '>')
+			g++;
+		if (g > i && end - g >= 5 && memcmp(in + g, "From ", 5) == 0)
+			i++;
+		memcpy(u + k, in + i, end - i);
+		k += end - i;
+		i = end;
+	}
+	for (j = 0; j < k; j++) {
+		if (u[j] == '\n' && (j == 0 || u[j - 1] != '\r'))
+			o[q++] = '\r';
+		o[q++] = u[j];
+	}
+	free(u);
+	*outn = q;
+	return (o);
+}
+
+/* a big message streamed in chunks: escapes across chunk boundaries */
+static void
+test_serve_chunks(void **state)
+{
+	static const char *const pieces[] = { ">From x\n", ">>From y\n",
+	    ">Fro\n", "From z\n", "plain line\n", "\n", ">\n", ">>>",
+	    "From ", "a\r\n", ">From", " \n", "x" };
+	char path[128], *in, *got, *want;
+	size_t n = 0, cap = 300000, gn, wn, i;
+	struct arc_reader rd;
+	unsigned seed = 7;
+	FILE *fp;
+
+	(void)state;
+	snprintf(path, sizeof(path), "%s/big", dir);
+	in = malloc(cap + 16);
+	assert_non_null(in);
+	while (n < cap) {
+		const char *p;
+
+		seed = seed * 1103515245u + 12345u;
+		p = pieces[(seed >> 16) % (sizeof(pieces) / sizeof(*pieces))];
+		memcpy(in + n, p, strlen(p));
+		n += strlen(p);
+	}
+	fp = fopen(path, "w");
+	assert_non_null(fp);
+	assert_int_equal(fwrite(in, 1, n, fp), n);
+	fclose(fp);
+	/* every start and length near the chunk size */
+	for (i = 0; i < 4; i++) {
+		size_t off = i * 3, len = n - off - i * 65531 % 7;
+
+		rd.fd = open(path, O_RDONLY);
+		rd.off = off;
+		rd.len = len;
+		rd.unescape = 1;
+		got = served(rd.fd == -1 ? -1 : 0, &rd, &gn);
+		want = ref_serve(in + off, len, &wn);
+		assert_int_equal(gn, wn);
+		assert_memory_equal(got, want, wn);
+		free(got);
+		free(want);
+	}
+	free(in);
+	unlink(path);
+}
+
 static void
 test_mbox_file(void **state)
 {
 	struct arc_store st;
 	struct arc_folder f;
 	char path[128], *b, err[256];
+	struct arc_reader rd;
 	size_t n;
 
 	(void)state;
@@ -155,12 +269,12 @@ test_mbox_file(void **state)
 	assert_string_equal(f.kw[0], "Projekt");
 	assert_null(f.kw[1]);
 	assert_int_equal((long long)f.v[1].idate, 1583143260LL);
-	assert_int_equal(arc_mbox_read(&f, &f.v[0], &b, &n, err,
-	    sizeof(err)), 0);
-	assert_int_equal(n, strlen("Status: RO\nX-Status: F\nX-Keywords: "
-	    "Projekt bad\"kw\n\nFrom escaped\n>From twice\nbye\n"));
-	assert_memory_equal(b + n - 30, "\nFrom escaped\n>From twice\nbye\n",
-	    30);
+	b = served(arc_mbox_open(&f, &f.v[0], &rd, err, sizeof(err)), &rd,
+	    &n);
+	assert_int_equal(n, strlen("Status: RO\r\nX-Status: F\r\nX-Keywords: "
+	    "Projekt bad\"kw\r\n\r\nFrom escaped\r\n>From twice\r\nbye\r\n"));
+	assert_memory_equal(b + n - 34,
+	    "\r\nFrom escaped\r\n>From twice\r\nbye\r\n", 34);
 	free(b);
 	arc_folder_clear(&f);
 
@@ -219,10 +333,12 @@ test_maildir_uids(void **state)
 		char *b, e[200];
 		size_t n;
 
-		assert_int_equal(arc_maildir_read(&st.f[0], &st.f[0].v[1], &b,
-		    &n, e, sizeof(e)), 0);
-		assert_int_equal(n, 14);
-		assert_memory_equal(b, "Subject: b\n\ny\n", 14);
+		struct arc_reader rd;
+
+		b = served(arc_maildir_open(&st.f[0], &st.f[0].v[1], &rd, e,
+		    sizeof(e)), &rd, &n);
+		assert_int_equal(n, 17);
+		assert_memory_equal(b, "Subject: b\r\n\r\ny\r\n", 17);
 		free(b);
 	}
 	arc_folder_clear(&st.f[0]);
@@ -248,6 +364,7 @@ main(void)
 		cmocka_unit_test(test_split_rd),
 		cmocka_unit_test(test_split_cl2),
 		cmocka_unit_test(test_mbox_file),
+		cmocka_unit_test(test_serve_chunks),
 		cmocka_unit_test(test_maildir_uids),
 	};
 	int rc;

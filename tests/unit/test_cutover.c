@@ -101,7 +101,7 @@ fx_close(struct fx *fx)
 }
 
 static int
-setup(void **state)
+setup_with(void **state, const char *extra)
 {
 	struct fx *fx = calloc(1, sizeof(*fx));
 	char err[512];
@@ -117,6 +117,7 @@ setup(void **state)
 	if ((fp = fopen(fx->conf, "w")) == NULL)
 		return (-1);
 	fprintf(fp, conf_text, fx->dir);
+	fputs(extra, fp);
 	fclose(fp);
 	if (config_load(&fx->cfg, fx->conf, err, sizeof(err)) == -1) {
 		fprintf(stderr, "%s\n", err);
@@ -135,6 +136,18 @@ setup(void **state)
 	fx_open(fx);
 	*state = fx;
 	return (0);
+}
+
+static int
+setup(void **state)
+{
+	return (setup_with(state, ""));
+}
+
+static int
+setup_rollback(void **state)
+{
+	return (setup_with(state, "rollback = yes\n"));
 }
 
 static int
@@ -359,6 +372,70 @@ test_persistence(void **state)
 	assert_int_equal(fx->requests, 1);
 }
 
+/* [cutover] rollback = yes: old again after the switch -> rollback, kept
+ * through old answers, errors, a quiet relay and a restart; new leaves */
+static void
+test_rollback(void **state)
+{
+	struct fx *fx = *state;
+	const struct cutover_record *r;
+	const char *none[1] = { NULL };
+	time_t t = T0, seen;
+
+	answer(fx, 0, "old-mx.example.com", t);
+	answer(fx, 1, "old-mx.example.com", t);
+	pass(fx, t += 10, 5, 0);
+	assert_int_equal(phase(fx), CUTOVER_SYNCED);
+	r = cutover_domain_record(fx->c, 0);
+	assert_int_equal(cutover_switch_time(fx->st, &fx->cfg,
+	    &fx->acc->items[0]), 0);
+	answer(fx, 0, "mx1.new.example", t += 60);
+	answer(fx, 1, "mx1.new.example", t += 10);
+	assert_int_equal(phase(fx), CUTOVER_DUAL);
+	seen = r->switch_seen_at;
+	assert_true(seen != 0);
+	assert_int_equal(cutover_in_rollback(fx->c, &fx->acc->items[0]), 0);
+
+	/* one resolver old: not a rollback yet */
+	answer(fx, 0, "old-mx.example.com", t += 60);
+	assert_int_equal(phase(fx), CUTOVER_SWITCHING);
+	/* every resolver old: rollback, the switch time kept */
+	answer(fx, 1, "old-mx.example.com", t += 60);
+	assert_int_equal(phase(fx), CUTOVER_ROLLBACK);
+	assert_int_equal(r->switch_seen_at, seen);
+	assert_non_null(strstr(r->hist[r->nhist - 1].why, "rollback"));
+	assert_int_equal(cutover_in_rollback(fx->c, &fx->acc->items[0]), 1);
+	assert_int_equal(cutover_in_rollback(fx->c, &fx->acc->items[1]), 0);
+	assert_int_equal(cutover_dest_live(fx->c, &fx->acc->items[0]), 1);
+	assert_int_equal(cutover_pass_interval(fx->c, 900), 30);
+	assert_int_equal(cutover_switch_time(fx->st, &fx->cfg,
+	    &fx->acc->items[0]), seen - 10 - CUTOVER_SWITCH_MARGIN);
+
+	/* errors, old answers, clean passes, a quiet relay: still rollback,
+	 * never closed */
+	assert_int_equal(cutover_note_answer(fx->c, 0, 0, DNS_TEMPFAIL, none, 0,
+	    0, "timeout", t += 60), 0);
+	answer(fx, 0, "old-mx.example.com", t += 60);
+	pass(fx, t += 60, 0, 0);
+	assert_int_equal(cutover_evaluate(fx->c, 0, t + 86400), 0);
+	assert_int_equal(phase(fx), CUTOVER_ROLLBACK);
+
+	/* kept over a restart */
+	fx_close(fx);
+	fx_open(fx);
+	r = cutover_domain_record(fx->c, 0);
+	assert_int_equal(phase(fx), CUTOVER_ROLLBACK);
+	assert_int_equal(cutover_in_rollback(fx->c, &fx->acc->items[0]), 1);
+
+	/* the MX new again: out of rollback, straight */
+	answer(fx, 0, "old-mx.example.com", t += 60);
+	answer(fx, 1, "old-mx.example.com", t);
+	answer(fx, 0, "mx1.new.example", t += 60);
+	assert_int_equal(phase(fx), CUTOVER_SWITCHING);
+	assert_int_equal(r->hist[r->nhist - 1].from, CUTOVER_ROLLBACK);
+	assert_int_equal(cutover_in_rollback(fx->c, &fx->acc->items[0]), 0);
+}
+
 int
 main(void)
 {
@@ -367,6 +444,8 @@ main(void)
 		    teardown),
 		cmocka_unit_test_setup_teardown(test_phases, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_persistence, setup,
+		    teardown),
+		cmocka_unit_test_setup_teardown(test_rollback, setup_rollback,
 		    teardown),
 	};
 	return (cmocka_run_group_tests(tests, NULL, NULL));
