@@ -1,7 +1,7 @@
 /*
  * pass_history.h - the copy passes of one account, newest last: the
  * record ferry-syncd writes at the end of every pass it runs (not in a
- * dry run) and `ferryctl report` reads for the acceptance report.
+ * dry run, not for a reverse pass) and `ferryctl report` reads for the acceptance report.
  *
  * STORE_DB_META key PASS_HISTORY_KEY_PREFIX + the source user name in
  * ASCII lower case (accounts are unique case-insensitively).  At most

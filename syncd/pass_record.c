@@ -106,7 +106,8 @@ syncd_pass_record(struct syncd *sd, const struct report *r, time_t started,
 	char key[PASS_HISTORY_KEY_MAX], err[256];
 	size_t i;
 
-	if (sd->store == NULL || sd->dry_run)
+	/* A reverse pass copies the other way: not the copy history. */
+	if (sd->store == NULL || sd->dry_run || r->reverse)
 		return;
 	h = malloc(sizeof(*h));
 	e = malloc(sizeof(*e));
