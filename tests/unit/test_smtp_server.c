@@ -483,36 +483,66 @@ tls_start(struct conn *c)
 
 /* ---- the spool --------------------------------------------------------- */
 
-/* queued_count - files in spool/queue */
+/*
+ * count_files - files in DIR of the spool; nonempty_only: the written
+ * ones (spool/pool also holds the empty files made ahead of time)
+ */
 static int
-queued_count(struct fx *fx)
+count_files(struct fx *fx, const char *dir, int nonempty_only)
 {
-	char path[300];
+	char path[600];
 	struct dirent *de;
+	struct stat st;
 	DIR *d;
 	int n = 0;
 
-	snprintf(path, sizeof(path), "%s/%s", fx->tmp, RELAY_SPOOL_QUEUE_DIR);
+	snprintf(path, sizeof(path), "%s/%s", fx->tmp, dir);
 	if ((d = opendir(path)) == NULL)
 		return (0);
-	while ((de = readdir(d)) != NULL)
-		if (de->d_name[0] != '.')
-			n++;
+	while ((de = readdir(d)) != NULL) {
+		char f[900];
+
+		if (de->d_name[0] == '.')
+			continue;
+		snprintf(f, sizeof(f), "%s/%s", path, de->d_name);
+		if (nonempty_only && (stat(f, &st) == -1 || st.st_size == 0))
+			continue;
+		n++;
+	}
 	closedir(d);
 	return (n);
 }
 
-/* spooled - the spool file of id, NUL-terminated; free() it */
+/*
+ * queued_count - messages on disk: in spool/queue, or still in their
+ * pool file (after the 250 the index thread moves it to spool/queue;
+ * the test may look before it has)
+ */
+static int
+queued_count(struct fx *fx)
+{
+	return (count_files(fx, RELAY_SPOOL_QUEUE_DIR, 0) +
+	    count_files(fx, RELAY_SPOOL_POOL_DIR, 1));
+}
+
+/* spooled - the spool file of id (in spool/queue, or still in its pool
+ * file), NUL-terminated; free() it */
 static char *
 spooled(struct fx *fx, const char *id)
 {
+	static const char *const dirs[] = {
+		RELAY_SPOOL_QUEUE_DIR, RELAY_SPOOL_POOL_DIR,
+		RELAY_SPOOL_QUEUE_DIR,	/* moved between the two looks */
+	};
 	char path[300], *buf;
 	struct stat st;
-	int fd;
+	size_t i;
+	int fd = -1;
 
-	snprintf(path, sizeof(path), "%s/%s/%s", fx->tmp,
-	    RELAY_SPOOL_QUEUE_DIR, id);
-	fd = open(path, O_RDONLY);
+	for (i = 0; i < sizeof(dirs) / sizeof(dirs[0]) && fd == -1; i++) {
+		snprintf(path, sizeof(path), "%s/%s/%s", fx->tmp, dirs[i], id);
+		fd = open(path, O_RDONLY);
+	}
 	if (fd == -1)
 		fail_msg("%s: %s", path, strerror(errno));
 	assert_int_equal(fstat(fd, &st), 0);
