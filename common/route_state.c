@@ -268,6 +268,22 @@ route_state_write(struct store *st, const struct route_wave *w, char *err,
 	    0 : -1);
 }
 
+unsigned
+route_wave_parse(const char *s)
+{
+	unsigned v = 0;
+	size_t i, n = strlen(s);
+
+	if (n == 0 || n > 3 || s[0] == '0')
+		return (0);
+	for (i = 0; i < n; i++) {
+		if (s[i] < '0' || s[i] > '9')
+			return (0);
+		v = v * 10 + (unsigned)(s[i] - '0');
+	}
+	return (v <= ROUTE_WAVE_MAX ? v : 0);
+}
+
 /* route_accounts_path - [relay] accounts, else [syncd] accounts */
 const char *
 route_accounts_path(const struct config *cfg)

@@ -55,6 +55,11 @@ const char	*route_wave_state_name(enum route_wave_state st);
 int		 route_wave_state_parse(const char *s,
 		    enum route_wave_state *st_r);
 
+/* route_wave_parse - a wave number as ferryctl and the control socket
+ * take it: plain decimal 1..ROUTE_WAVE_MAX, no sign, no leading zero;
+ * 0 for anything else */
+unsigned	route_wave_parse(const char *s);
+
 /* route_wave_init - the default of a wave without a record (pending) */
 void	route_wave_init(struct route_wave *w, unsigned wave);
 

@@ -183,23 +183,6 @@ wave_list(struct ctl *ctl)
 	return (rc);
 }
 
-/* parse_wave - strict "N" in 1..ROUTE_WAVE_MAX, else 0 */
-static unsigned
-parse_wave(const char *s)
-{
-	unsigned v = 0;
-	size_t i, n = strlen(s);
-
-	if (n == 0 || n > 3 || s[0] == '0')
-		return (0);
-	for (i = 0; i < n; i++) {
-		if (s[i] < '0' || s[i] > '9')
-			return (0);
-		v = v * 10 + (unsigned)(s[i] - '0');
-	}
-	return (v <= ROUTE_WAVE_MAX ? v : 0);
-}
-
 /* wave_set - "wave N migrate|pending" through the relay */
 static int
 wave_set(struct ctl *ctl, const char *nstr, const char *action)
@@ -214,7 +197,7 @@ wave_set(struct ctl *ctl, const char *nstr, const char *action)
 		    "or pending)\n", clean(buf, sizeof(buf), action, 40));
 		return (EXIT_USAGE);
 	}
-	if ((w = parse_wave(nstr)) == 0) {
+	if ((w = route_wave_parse(nstr)) == 0) {
 		fprintf(stderr, "ferryctl: wave: bad wave \"%s\" (a number "
 		    "from 1 to %u)\n", clean(buf, sizeof(buf), nstr, 40),
 		    ROUTE_WAVE_MAX);

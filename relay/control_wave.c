@@ -31,22 +31,6 @@
 #include "route_state.h"
 #include "util.h"
 
-/* parse_wave - strict "N": 1..ROUTE_WAVE_MAX; 0 when not */
-static unsigned
-parse_wave(const char *s)
-{
-	unsigned v = 0;
-	size_t i, n = strlen(s);
-
-	if (n == 0 || n > 3 || s[0] == '0')
-		return (0);
-	for (i = 0; i < n; i++) {
-		if (s[i] < '0' || s[i] > '9')
-			return (0);
-		v = v * 10 + (unsigned)(s[i] - '0');
-	}
-	return (v <= ROUTE_WAVE_MAX ? v : 0);
-}
 
 void
 control_wave(struct relay *r, const char *nstr, const char *action,
@@ -69,7 +53,7 @@ control_wave(struct relay *r, const char *nstr, const char *action,
 		    "or pending\n");
 		return;
 	}
-	if ((wave = parse_wave(nstr)) == 0 ||
+	if ((wave = route_wave_parse(nstr)) == 0 ||
 	    relay_routes_wave_count(r->routes, wave) == 0) {
 		str_printable(err, 16, nstr, strlen(nstr));
 		evbuffer_add_printf(out, "error unknown wave %s: the accounts "

@@ -201,6 +201,23 @@ test_strict(void **state)
 	assert_non_null(strstr(err, "wave 5: bad routing record"));
 }
 
+static void
+test_parse(void **state)
+{
+	static const char *const bad[] = {
+		"", "0", "01", "1000", "-1", "+1", " 1", "1 ", "1a", "abc",
+		"9999",
+	};
+	size_t i;
+
+	(void)state;
+	assert_int_equal(route_wave_parse("1"), 1);
+	assert_int_equal(route_wave_parse("42"), 42);
+	assert_int_equal(route_wave_parse("999"), ROUTE_WAVE_MAX);
+	for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+		assert_int_equal(route_wave_parse(bad[i]), 0);
+}
+
 int
 main(void)
 {
@@ -209,6 +226,7 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_roundtrip, setup,
 		    teardown),
 		cmocka_unit_test_setup_teardown(test_strict, setup, teardown),
+		cmocka_unit_test(test_parse),
 	};
 
 	return (cmocka_run_group_tests(tests, NULL, NULL));
