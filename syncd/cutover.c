@@ -964,28 +964,11 @@ cutover_in_rollback(const struct cutover *c, const struct account *a)
 	return (di >= 0 && c->dom[di].rec->phase == CUTOVER_ROLLBACK);
 }
 
-struct switch_get {
-	const char		*domain;
-	struct cutover_record	*rec;
-	int			 found;
-};
-
-static int
-switch_get_fn(struct store_txn *tx, void *arg)
-{
-	struct switch_get *g = arg;
-	int rc = cutover_record_get(tx, g->domain, g->rec);
-
-	if (rc == 0)
-		g->found = 1;
-	return (rc == STORE_NOTFOUND ? 0 : rc);
-}
-
 int64_t
 cutover_switch_time(struct store *st, const struct config *cfg,
     const struct account *a)
 {
-	struct switch_get g;
+	struct rec_io g;
 	char err[256], dom[CUTOVER_DOMAIN_MAX + 1];
 	int64_t t = 0;
 	int di;
@@ -998,7 +981,7 @@ cutover_switch_time(struct store *st, const struct config *cfg,
 	g.domain = dom;
 	if ((g.rec = calloc(1, sizeof(*g.rec))) == NULL)
 		return (0);
-	if (store_txn_run(st, 1, switch_get_fn, &g, err, sizeof(err)) != 0)
+	if (store_txn_run(st, 1, load_txn, &g, err, sizeof(err)) != 0)
 		log_warnx("cutover: %s: cannot read the cutover record: %s",
 		    g.domain, err);
 	else if (g.found && g.rec->switch_seen_at != 0) {
