@@ -1298,6 +1298,22 @@ stop_postfix() {
 	return 0
 }
 
+# exits_cleanly PID - SIGTERM to PID (spawned by this shell), which must
+# exit within 15 s with status 0; prints the status
+exits_cleanly() {
+	local i rc
+	kill -TERM "$1" || return 1
+	for ((i = 0; i < 150; i++)); do
+		_lib_alive "$1" || break
+		sleep 0.1
+	done
+	_lib_alive "$1" && return 1
+	wait "$1"
+	rc=$?
+	echo "exit status $rc"
+	[ "$rc" -eq 0 ]
+}
+
 # stop_postfix_idle NAME - stop instance NAME between two deliveries.
 # A master stopped while its LMTP client waits for the final answer
 # leaves a message the mailbox already holds in its queue, and delivers

@@ -318,19 +318,6 @@ not_again() {
 	wait_queue 0 10 && [ "$(case_count A)" -eq 3 ]
 }
 check "...and not forwarded again" not_again
-relay_exits_cleanly() {
-	local i rc
-	kill -TERM "$RELAY_PID" || return 1
-	for ((i = 0; i < 150; i++)); do
-		_lib_alive "$RELAY_PID" || break
-		sleep 0.1
-	done
-	_lib_alive "$RELAY_PID" && return 1
-	wait "$RELAY_PID"
-	rc=$?
-	echo "exit status $rc"
-	[ "$rc" -eq 0 ]
-}
-check "the relay exits cleanly on SIGTERM" relay_exits_cleanly
+check "the relay exits cleanly on SIGTERM" exits_cleanly "$RELAY_PID"
 
 done_testing

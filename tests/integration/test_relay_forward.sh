@@ -302,19 +302,6 @@ no_dsn_for_null_sender() {
 	[ "$(log_count 'no DSN: the sender is <>')" -ge 1 ] && drained &&
 		sleep 1 && [ "$(count dsn)" -eq $((dsn0 + 1)) ]
 }
-relay_exits_cleanly() {
-	local i rc
-	kill -TERM "$RELAY_PID" || return 1
-	for ((i = 0; i < 150; i++)); do
-		_lib_alive "$RELAY_PID" || break
-		sleep 0.1
-	done
-	_lib_alive "$RELAY_PID" && return 1
-	wait "$RELAY_PID"
-	rc=$?
-	echo "exit status $rc"
-	[ "$rc" -eq 0 ]
-}
 
 cat >"$T/dsn_check.py" <<'EOF'
 import os, re, sys
@@ -506,6 +493,6 @@ check "tls = require: no STARTTLS, or a certificate for another name: deferred, 
 	start_tls_relay bad "127.0.0.1:$SINK_PORT_main, wrong.example.test:$B_PORT"
 check "... both reasons logged, nothing delivered" tls_refused
 
-check "SIGTERM: ferry-relay exits with status 0" relay_exits_cleanly
+check "SIGTERM: ferry-relay exits with status 0" exits_cleanly "$RELAY_PID"
 
 done_testing

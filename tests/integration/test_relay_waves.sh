@@ -432,18 +432,5 @@ check "ferry-syncd --wave 0 / abc / 1000: exit 2" eval \
 	syncd_usage "want a wave from 1 to 999" -c "$T/syncd.conf" --once --wave abc &&
 	syncd_usage "want a wave from 1 to 999" -c "$T/syncd.conf" --once --wave 1000'
 
-relay_exits_cleanly() {
-	local i rc
-	kill -TERM "$RELAY_PID" || return 1
-	for ((i = 0; i < 150; i++)); do
-		_lib_alive "$RELAY_PID" || break
-		sleep 0.1
-	done
-	_lib_alive "$RELAY_PID" && return 1
-	wait "$RELAY_PID"
-	rc=$?
-	echo "exit status $rc"
-	[ "$rc" -eq 0 ]
-}
-check "SIGTERM: a clean stop" relay_exits_cleanly
+check "SIGTERM: a clean stop" exits_cleanly "$RELAY_PID"
 done_testing
