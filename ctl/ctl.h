@@ -53,6 +53,15 @@ int	ctl_request_opt(const struct ctl *ctl, const char *req, char **reply_r,
 	    int quiet);
 int	ctl_request(const struct ctl *ctl, const char *req, char **reply_r);
 int	reply_split(char *reply, char **text_r);
+/*
+ * ctl_show_reply - how ferryctl shows the relay's answer to a command
+ * (rc and text from reply_split): with --json one object {"ok", the
+ * caller's fields (fields(j, arg), may be NULL), "result" or "error"};
+ * else the text on stdout, or "ferryctl: WHAT: text" on stderr.
+ */
+void	ctl_show_reply(const struct ctl *ctl, const char *what, int rc,
+	    const char *text, void (*fields)(struct json *, const void *),
+	    const void *arg);
 
 /* ctl_queue.c: the records of one read, in key (= arrival) order. */
 struct qlist {

@@ -584,12 +584,23 @@ cmd_show(struct ctl *ctl, const char *id)
 	return (0);
 }
 
+/* action_fields - "command" and "id" of the request "CMD ID" */
+static void
+action_fields(struct json *j, const void *arg)
+{
+	const char *req = arg, *sp = strchr(req, ' ');
+
+	json_key(j, "command");
+	json_string_n(j, req, (size_t)(sp - req));
+	json_key(j, "id");
+	json_string(j, sp + 1);
+}
+
 /* cmd_action - retry, hold, release, delete through the relay */
 int
 cmd_action(struct ctl *ctl, const char *cmd, const char *arg)
 {
 	char req[64], *reply, *text, buf[512];
-	struct json j;
 	int rc;
 
 	if (!valid_id(arg) && !(strcmp(cmd, "retry") == 0 &&
@@ -603,25 +614,7 @@ cmd_action(struct ctl *ctl, const char *cmd, const char *arg)
 	if (ctl_request(ctl, req, &reply) == -1)
 		return (EXIT_RUNTIME);
 	rc = reply_split(reply, &text);
-	if (ctl->json) {
-		json_init(&j, JSON_PRETTY);
-		json_object_begin(&j);
-		json_key(&j, "ok");
-		json_bool(&j, rc == 0);
-		json_key(&j, "command");
-		json_string(&j, cmd);
-		json_key(&j, "id");
-		json_string(&j, arg);
-		json_key(&j, rc == 0 ? "result" : "error");
-		json_string(&j, text);
-		json_object_end(&j);
-		(void)json_print(&j);
-	} else if (rc == 0)
-		printf("%s\n", clean(buf, sizeof(buf), text, 0));
-	if (rc != 0 && !ctl->json)
-		fprintf(stderr, "ferryctl: %s %s: %s\n", cmd, arg,
-		    rc == 1 ? clean(buf, sizeof(buf), text, 0) :
-		    "unexpected reply from the relay");
+	ctl_show_reply(ctl, req, rc, text, action_fields, req);
 	free(reply);
 	return (rc == 0 ? 0 : EXIT_RUNTIME);
 }

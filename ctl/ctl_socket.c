@@ -148,6 +148,33 @@ ctl_request(const struct ctl *ctl, const char *req, char **reply_r)
 	return (ctl_request_opt(ctl, req, reply_r, 0));
 }
 
+void
+ctl_show_reply(const struct ctl *ctl, const char *what, int rc,
+    const char *text, void (*fields)(struct json *, const void *),
+    const void *arg)
+{
+	char buf[512];
+	struct json j;
+
+	if (ctl->json) {
+		json_init(&j, JSON_PRETTY);
+		json_object_begin(&j);
+		json_key(&j, "ok");
+		json_bool(&j, rc == 0);
+		if (fields != NULL)
+			fields(&j, arg);
+		json_key(&j, rc == 0 ? "result" : "error");
+		json_string(&j, text);
+		json_object_end(&j);
+		(void)json_print(&j);
+	} else if (rc == 0)
+		printf("%s\n", clean(buf, sizeof(buf), text, 0));
+	else
+		fprintf(stderr, "ferryctl: %s: %s\n", what,
+		    rc == 1 ? clean(buf, sizeof(buf), text, 0) :
+		    "unexpected reply from the relay");
+}
+
 /*
  * reply_split - "ok TEXT" -> 0 and TEXT, "error TEXT" -> 1 and TEXT,
  * anything else -> -1.

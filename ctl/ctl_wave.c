@@ -183,6 +183,14 @@ wave_list(struct ctl *ctl)
 	return (rc);
 }
 
+/* wave_fields - "wave": N */
+static void
+wave_fields(struct json *j, const void *arg)
+{
+	json_key(j, "wave");
+	json_uint(j, *(const unsigned *)arg);
+}
+
 /* wave_set - "wave N migrate|pending" through the relay */
 static int
 wave_set(struct ctl *ctl, const char *nstr, const char *action)
@@ -227,25 +235,7 @@ wave_set(struct ctl *ctl, const char *nstr, const char *action)
 	if (ctl_request(ctl, req, &reply) == -1)
 		return (EXIT_RUNTIME);
 	rc = reply_split(reply, &text);
-	if (ctl->json) {
-		struct json j;
-
-		json_init(&j, JSON_PRETTY);
-		json_object_begin(&j);
-		json_key(&j, "ok");
-		json_bool(&j, rc == 0);
-		json_key(&j, "wave");
-		json_uint(&j, w);
-		json_key(&j, rc == 0 ? "result" : "error");
-		json_string(&j, text);
-		json_object_end(&j);
-		(void)json_print(&j);
-	} else if (rc == 0)
-		printf("%s\n", clean(buf, sizeof(buf), text, 0));
-	if (rc != 0 && !ctl->json)
-		fprintf(stderr, "ferryctl: wave %u %s: %s\n", w, action,
-		    rc == 1 ? clean(buf, sizeof(buf), text, 0) :
-		    "unexpected reply from the relay");
+	ctl_show_reply(ctl, req, rc, text, wave_fields, &w);
 	/* The relay's accounts may differ from ours (edited since it
 	 * started): its "unknown wave" is a usage error too. */
 	if (rc == 1 && strncmp(text, "unknown wave", 12) == 0)

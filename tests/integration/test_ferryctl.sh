@@ -219,6 +219,17 @@ check "ferryctl with an unknown command exits 2" expect_rc 2 ctl frobnicate
 
 check "ferryctl hold" ctl hold "$ID1"
 check_output "the held message shows as held" "held" queue_field "$ID1" state
+check "ferryctl --json release: ok, the command, the ID and the relay's result" eval \
+	"ctl --json release '$ID1' | $LIB_PYTHON -c '
+import json, sys
+d = json.load(sys.stdin)
+assert d[\"ok\"] is True and d[\"command\"] == \"release\" and d[\"id\"] == sys.argv[1] and d[\"result\"], d' '$ID1'"
+check "ferryctl --json hold of an unknown ID: ok false, the relay's error" eval \
+	"ctl --json hold 0123456789abcdef | $LIB_PYTHON -c '
+import json, sys
+d = json.load(sys.stdin)
+assert d[\"ok\"] is False and d[\"command\"] == \"hold\" and d[\"error\"], d'"
+ctl hold "$ID1" >/dev/null
 check "ferryctl release" ctl release "$ID1"
 check_output "the released message is no longer held" "False" \
 	queue_field "$ID1" held

@@ -28,7 +28,7 @@
 require_cmd smtp-sink mdb_dump mdb_stat "$LIB_PYTHON"
 CUTOVER_PUT=$top_builddir/tests/integration/cutover_put
 
-plan 42
+plan 43
 
 STATE=$T/state
 PORT=$(free_port)
@@ -388,6 +388,12 @@ check_output "one DSN for the message, and it names w2@ only" "1 0" eval \
 	'echo "$(dsn_of refused | wc -l) $(dsn_of refused | xargs -r grep -c "free@example.test" | awk -F: "{ s += \$NF } END { print s + 0 }")"'
 stop_smtp_sink copy
 SINK_NAME=copy start_smtp_sink || exit 1
+
+check "ferryctl --json wave 2 pending: ok, the wave and the relay's result" eval \
+	"ctl --json wave 2 pending | $LIB_PYTHON -c '
+import json, sys
+d = json.load(sys.stdin)
+assert d[\"ok\"] is True and d[\"wave\"] == 2 and \"pending\" in d[\"result\"], d'"
 
 # --- ferry-syncd --wave ------------------------------------------------------------
 {
