@@ -22,25 +22,9 @@
 
 #include "json.h"
 #include "report.h"
+#include "util.h"
 
 /* ---- building -------------------------------------------------------- */
-
-/* grow - v with room for element n (elsize bytes each), or NULL (v is
- * then unchanged) */
-static void *
-grow(void *v, size_t *alloc, size_t n, size_t elsize)
-{
-	size_t na;
-	void *p;
-
-	if (n < *alloc)
-		return (v);
-	na = *alloc ? *alloc * 2 : 8;
-	if ((p = reallocarray(v, na, elsize)) == NULL)
-		return (NULL);
-	*alloc = na;
-	return (p);
-}
 
 /* sdup - strdup that records a failure in the report */
 static char *
@@ -113,8 +97,8 @@ report_account_add(struct report *r, const char *src_user,
 {
 	struct report_account *a, **v;
 
-	if ((v = grow(r->accounts, &r->accounts_alloc, r->naccounts,
-	    sizeof(*v))) == NULL) {
+	if ((v = array_grow(r->accounts, &r->accounts_alloc, r->naccounts,
+	    sizeof(*v), 8)) == NULL) {
 		r->oom = 1;
 		return (NULL);
 	}
@@ -136,8 +120,8 @@ report_folder_add(struct report_account *a, const char *src, const char *dst)
 	struct report *r = a->report;
 	struct report_folder *f, **v;
 
-	if ((v = grow(a->folders, &a->folders_alloc, a->nfolders,
-	    sizeof(*v))) == NULL) {
+	if ((v = array_grow(a->folders, &a->folders_alloc, a->nfolders,
+	    sizeof(*v), 8)) == NULL) {
 		r->oom = 1;
 		return (NULL);
 	}
@@ -240,8 +224,8 @@ report_problem(struct report_folder *f, enum report_problem_kind kind,
 		f->problems_omitted++;
 		return;
 	}
-	if ((v = grow(f->problems, &f->problems_alloc, f->nproblems,
-	    sizeof(*v))) == NULL) {
+	if ((v = array_grow(f->problems, &f->problems_alloc, f->nproblems,
+	    sizeof(*v), 8)) == NULL) {
 		f->report->oom = 1;
 		f->problems_omitted++;
 		return;
