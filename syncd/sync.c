@@ -315,9 +315,12 @@ keep_put(struct acct *a, struct worker *w)
 	const struct sync_pass_opts *o = a->p->o;
 	int i, kept = 0;
 
+	/* a pair whose destination was never logged in to (the source was
+	 * unchanged: sync_skip.c) is kept too; the pass that needs the
+	 * destination logs in there (sides_connect) */
 	if (k == NULL || o->dry_run || pace_stopping(a) ||
 	    w->s[SRC].c == NULL || w->s[SRC].state != 1 ||
-	    w->s[DST].c == NULL || w->s[DST].state != 1)
+	    (w->s[DST].c != NULL && w->s[DST].state != 1))
 		return (0);
 	if (!w->kept) {
 		pthread_mutex_lock(&k->mu);

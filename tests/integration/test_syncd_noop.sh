@@ -126,12 +126,12 @@ step "a folder created on the source" f1 f2
 check "the folder is created on the destination" \
 	test -n "$(doveadm_cmd dst mailbox list -u f1 2>/dev/null | grep -x Projects)"
 
-mkconf 1s
-check "pass 6 (interval 1 s, just checked) exits 0" once
-check "interval 1 s, checked just now: neither destination logged in to" \
+check "pass 6 (nothing changed) exits 0" once
+check "nothing changed: neither destination logged in to" \
 	test "$(dlogins f1)$(dlogins f2)" = 00
+mkconf 1s
 sleep 2
-check "pass 7 (the interval passed) exits 0" once
+check "pass 7 (interval 1 s: passed) exits 0" once
 check "the interval passed: both destinations logged in to" \
 	test "$(dlogins f1)$(dlogins f2)" = 11
 
@@ -160,5 +160,48 @@ mkconf 0
 check "pass 12 (interval 0) exits 0" once
 check "the next pass that checks the destination copies Archive again" \
 	test "$(dst_count f2 Archive)" = 4
+
+# The daemon: a pair whose destination was never logged in to is kept
+# between passes too, so an unchanged account costs no login at all after
+# the first pass; a change logs in to its destination once.
+mkconf ""
+echo "interval = 1s" >>"$T/syncd.conf"
+DLOG=$T/log/daemon.log
+"$FERRY_SYNCD" -c "$T/syncd.conf" -d >"$DLOG" 2>&1 &
+dpid=$!
+at_exit "kill $dpid 2>/dev/null"
+daemon_passes() {	# daemon_passes N - wait until pass N is done
+	local i
+	for ((i = 0; i < 150; i++)); do
+		grep -q "pass $1: done" "$DLOG" && return 0
+		sleep 0.2
+	done
+	return 1
+}
+check "the daemon finishes pass 3" daemon_passes 3
+upto() {	# upto N PATTERN - lines matching PATTERN up to pass N's end
+	sed -n "1,/pass $1: done/p" "$DLOG" | grep -c "$2"
+}
+if [ "$(upto 3 'logged in as u')" = 2 ] && [ "$(upto 3 'logged in as f')" = 0 ] &&
+	[ "$(upto 3 'source unchanged since')" = 6 ]; then
+	ok "daemon: 3 passes, 2 source logins, none on the destination"
+else
+	not_ok "daemon: 3 passes, 2 source logins, none on the destination" \
+		"$(grep -E "logged in as|unchanged|done in" "$DLOG")"
+fi
+check "a new message in u2's Archive" msg u2 Archive
+caught_up() {
+	local i
+	for ((i = 0; i < 100; i++)); do
+		[ "$(dst_count f2 Archive)" = 5 ] && return 0
+		sleep 0.2
+	done
+	return 1
+}
+check "the daemon copies it" caught_up
+check "to do so it logged in to f2's destination once, to f1's never" \
+	test "$(grep -c 'logged in as f2$' "$DLOG")$(grep -c 'logged in as f1$' "$DLOG")" = 10
+kill -TERM "$dpid" 2>/dev/null
+check "the daemon exits 0 on SIGTERM" wait "$dpid"
 
 done_testing
