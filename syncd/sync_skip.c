@@ -254,6 +254,33 @@ skip_fill(struct acct *a)
 }
 
 /*
+ * folders_complete - every folder the pass copied has a state record
+ * that says complete: a message skipped for this pass only (the relay
+ * still holds it) leaves the report complete but its folder not, and
+ * such a pass must not be the one an unchanged source is compared with
+ */
+static int
+folders_complete(struct acct *a)
+{
+	struct state_folder sf;
+	struct state_key key;
+	char err[256], sname[REVERSE_USER_MAX];
+	size_t i;
+
+	for (i = 0; i < a->njobs; i++) {
+		const struct fjob *j = &a->jobs[i];
+
+		if (j->skip || state_folder_key(&key, reverse_state_user(a,
+		    sname, sizeof(sname)), j->m->src_path, err,
+		    sizeof(err)) == -1 || state_folder_get(a->p->o->store,
+		    &key, &sf, err, sizeof(err)) != 0 ||
+		    !(sf.flags & STATE_F_COMPLETE))
+			return (0);
+	}
+	return (1);
+}
+
+/*
  * skip_end - after the account's pass: a complete one that checked the
  * destination writes the record; one that did not check it keeps the
  * record as it was; any other deletes it, so that the next pass checks
@@ -271,7 +298,8 @@ skip_end(struct acct *a, int complete)
 	if (!a->recording || a->dst_skipped)
 		goto out;
 	/* deleted even when it could not be read: it may be there */
-	if (!complete || !a->have_snap || pace_stopping(a))
+	if (!complete || !a->have_snap || pace_stopping(a) ||
+	    !folders_complete(a))
 		goto del;
 	s->pass_at = a->started;
 	s->dst_checked = a->started;
