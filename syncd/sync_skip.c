@@ -171,6 +171,10 @@ skip_snap(struct acct *a, const struct folder_info *v, size_t n,
 	return (0);
 }
 
+/* \Marked says "new since the last SELECT": the copy's own EXAMINE
+ * clears it, and a new message shows in UIDNEXT anyway */
+#define VOLATILE	IMAP_MBOX_MARKED
+
 #define SKIP_NEEDS	(IMAP_STATUS_MESSAGES | IMAP_STATUS_UIDNEXT | \
 	IMAP_STATUS_UIDVALIDITY | IMAP_STATUS_HIGHESTMODSEQ)
 
@@ -191,7 +195,8 @@ skip_source_unchanged(struct acct *a)
 	for (i = 0; i < s->nf; i++) {
 		const struct state_acct_folder *x = &r->f[i], *y = &s->f[i];
 
-		if (strcmp(x->wire, y->wire) != 0 || x->attrs != y->attrs ||
+		if (strcmp(x->wire, y->wire) != 0 ||
+		    (x->attrs & ~VOLATILE) != (y->attrs & ~VOLATILE) ||
 		    x->have != y->have)
 			return (0);
 		if (y->attrs & IMAP_MBOX_NOSELECT)
@@ -299,8 +304,13 @@ skip_end(struct acct *a, int complete)
 		goto out;
 	/* deleted even when it could not be read: it may be there */
 	if (!complete || !a->have_snap || pace_stopping(a) ||
-	    !folders_complete(a))
+	    !folders_complete(a)) {
+		log_debug("%s: no account record: %s", a->acc->src_user,
+		    !complete ? "the pass was not complete" : !a->have_snap ?
+		    "no source listing" : pace_stopping(a) ? "stopping" :
+		    "a folder is not complete");
 		goto del;
+	}
 	s->pass_at = a->started;
 	s->dst_checked = a->started;
 	skip_digest(a, s->digest);
