@@ -144,6 +144,7 @@ static const struct cfg_key keys[] = {
 	KINT("syncd", "connections_per_server", "8", syncd.connections_per_server, 1, 1024),
 	KINT("syncd", "keep_connections", "256", syncd.keep_connections, 0, 100000),
 	KEY("syncd", "interval", CT_DURATION, "15m", syncd.interval),
+	KEY("syncd", "destination_check_interval", CT_DURATION, "1h", syncd.destination_check_interval),
 	KEY("syncd", "delete", CT_BOOL, "no", syncd.delete),
 	KPATTERNS("syncd", "include", syncd.include),
 	KPATTERNS("syncd", "exclude", syncd.exclude),

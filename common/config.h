@@ -128,6 +128,10 @@ struct config {
 		int64_t		 connections_per_server;
 		int64_t		 keep_connections;
 		int64_t		 interval;
+		/* an account whose source is unchanged since its last
+		 * complete pass logs in to the destination only when
+		 * its last check is this old (0: every pass) */
+		int64_t		 destination_check_interval;
 		int		 delete;
 		struct strlist	 include;
 		struct strlist	 exclude;

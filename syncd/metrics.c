@@ -48,6 +48,7 @@ static struct {
 	pthread_mutex_t	 mu;
 	time_t		 started;
 	uint64_t	 copied, copied_bytes, policy;
+	uint64_t	 dst_checks_skipped;
 	uint64_t	 dups[METRICS_NDUPS];
 	uint64_t	 failed[METRICS_NFAILS];
 	uint64_t	 reconnects[METRICS_NSERVERS];
@@ -141,6 +142,14 @@ metrics_policy(uint64_t n)
 {
 	pthread_mutex_lock(&m.mu);
 	m.policy += n;
+	pthread_mutex_unlock(&m.mu);
+}
+
+void
+metrics_dst_check_skipped(void)
+{
+	pthread_mutex_lock(&m.mu);
+	m.dst_checks_skipped++;
 	pthread_mutex_unlock(&m.mu);
 }
 
@@ -319,6 +328,7 @@ metrics_reset(void)
 	free(m.acc);
 	m.started = 0;
 	m.copied = m.copied_bytes = m.policy = 0;
+	m.dst_checks_skipped = 0;
 	memset(m.dups, 0, sizeof(m.dups));
 	memset(m.failed, 0, sizeof(m.failed));
 	memset(m.reconnects, 0, sizeof(m.reconnects));
@@ -476,6 +486,11 @@ metrics_render(struct evbuffer *b, time_t now)
 	one(b, "policy_skipped_total", "counter",
 	    "Messages not copied by policy (over the destination's "
 	    "APPENDLIMIT).", m.policy);
+	one(b, "destination_checks_skipped_total", "counter",
+	    "Account passes that left the destination unchecked: the "
+	    "source was unchanged since the account's last complete pass "
+	    "and the destination had been checked within "
+	    "destination_check_interval.", m.dst_checks_skipped);
 	labelled(b, "failed_total", "counter",
 	    "Messages that could not be copied, by reason.", "reason",
 	    fail_names, m.failed, METRICS_NFAILS);

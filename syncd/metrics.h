@@ -79,6 +79,7 @@ void	metrics_start(time_t now);
 void	metrics_copied(uint64_t bytes);
 void	metrics_duplicates(enum metrics_dup why, uint64_t n);
 void	metrics_policy(uint64_t n);
+void	metrics_dst_check_skipped(void);
 void	metrics_failed(enum metrics_fail why);
 void	metrics_reconnect(enum metrics_server s);
 void	metrics_throttle(enum metrics_throttle why, double seconds);

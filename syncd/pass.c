@@ -179,6 +179,8 @@ progress_json(struct syncd *sd, int running, struct json *j, size_t *len)
 		json_uint(j, sd->last.copied);
 		json_key(j, "failed");
 		json_uint(j, sd->last.failed);
+		json_key(j, "destination_checks_skipped");
+		json_uint(j, sd->last.dst_skipped);
 		json_object_end(j);
 	} else
 		json_null(j);
@@ -478,6 +480,10 @@ syncd_pass_run(struct syncd *sd, const char *why)
 	report_verdict(r, verdict, sizeof(verdict));
 	log_info("%spass %u: done in %.3f s: %s", sd->reverse ? "reverse " :
 	    "", sd->pass_number, r->seconds, verdict);
+	if (pr->dst_skipped > 0)
+		log_info("pass %u: %" PRIu64 " of %zu accounts unchanged on "
+		    "the source: destination not checked", sd->pass_number,
+		    pr->dst_skipped, r->naccounts);
 	if (!sd->reverse && !sd->once && rollback_wanted(sd) && !sd->stop)
 		rollback_pass(sd);
 	sd->last.have = 1;
@@ -486,6 +492,7 @@ syncd_pass_run(struct syncd *sd, const char *why)
 	snprintf(sd->last.verdict, sizeof(sd->last.verdict), "%s", verdict);
 	sd->last.copied = t.copied;
 	sd->last.failed = t.failed;
+	sd->last.dst_skipped = pr->dst_skipped;
 	pass_metrics(sd, r, missing);
 	syncd_pass_record(sd, r, sd->pass_started, sd->last.finished);
 	syncd_progress_store(sd, 0);

@@ -51,6 +51,7 @@ static const struct {
 } reloadable[] = {
 	{ "global", "log_level" },
 	{ "syncd", "interval" },
+	{ "syncd", "destination_check_interval" },
 	{ "syncd", "parallel" },
 	{ "syncd", "delete" },
 	{ "syncd", "max_bytes_per_second" },
@@ -252,6 +253,8 @@ reload_apply(struct syncd *sd, struct config *fresh)
 		log_info("reload: configuration unchanged");
 	c->global.log_level = fresh->global.log_level;
 	c->syncd.interval = fresh->syncd.interval;
+	c->syncd.destination_check_interval =
+	    fresh->syncd.destination_check_interval;
 	c->syncd.parallel = fresh->syncd.parallel;
 	c->syncd.delete = fresh->syncd.delete;
 	c->syncd.max_bytes_per_second = fresh->syncd.max_bytes_per_second;

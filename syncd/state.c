@@ -964,3 +964,230 @@ state_meta_put(struct store *st, const char *key, const void *val,
 
 	return (store_txn_run(st, 0, blob_put_fn, &b, err, errlen));
 }
+
+/* ---- the account record --------------------------------------------------- */
+
+#define ACCT_KEY_MAX	(sizeof(STATE_ACCT_KEY_PREFIX) + 66)
+
+static size_t
+acct_key(unsigned char *buf, size_t cap, const char *account)
+{
+	struct wbuf w;
+
+	wbuf_init_fixed(&w, buf, cap);
+	wbuf_bytes(&w, STATE_ACCT_KEY_PREFIX, strlen(STATE_ACCT_KEY_PREFIX));
+	key_part(&w, account, STATE_ACCOUNT_MAX, 1);
+	return (w.failed ? 0 : w.len);
+}
+
+void
+state_acct_free(struct state_acct *a)
+{
+	size_t i;
+
+	if (a == NULL)
+		return;
+	for (i = 0; i < a->nf; i++)
+		free(a->f[i].wire);
+	for (i = 0; i < a->nrows; i++) {
+		free(a->rows[i].src);
+		free(a->rows[i].dst);
+		free(a->rows[i].skipped);
+	}
+	free(a->f);
+	free(a->rows);
+	memset(a, 0, sizeof(*a));
+}
+
+/* each folder takes at least 2 + 4 + 4 + 32 bytes, each row 6 + 32:
+ * a count the value cannot hold is corrupt, not an allocation */
+#define ACCT_FOLDER_MIN	42
+#define ACCT_ROW_MIN	38
+
+int
+state_acct_decode(const void *v, size_t len, struct state_acct *a)
+{
+	struct rbuf r;
+	size_t i, n;
+
+	memset(a, 0, sizeof(*a));
+	rbuf_init(&r, v, len);
+	if (rbuf_u8(&r) != STATE_VERSION)
+		return (-1);
+	a->flags = rbuf_u8(&r);
+	a->pass_at = (int64_t)rbuf_be64(&r);
+	a->dst_checked = (int64_t)rbuf_be64(&r);
+	rbuf_bytes(&r, a->digest, sizeof(a->digest));
+	n = rbuf_be32(&r);
+	if (r.why != NULL || n > rbuf_left(&r) / ACCT_FOLDER_MIN)
+		goto bad;
+	if (n > 0 && (a->f = calloc(n, sizeof(*a->f))) == NULL)
+		goto bad;
+	for (i = 0; i < n; i++) {
+		struct state_acct_folder *f = &a->f[i];
+
+		if ((f->wire = get_strdup(&r)) == NULL)
+			goto bad;
+		a->nf++;
+		f->attrs = rbuf_be32(&r);
+		f->have = rbuf_be32(&r);
+		f->uidvalidity = rbuf_be64(&r);
+		f->uidnext = rbuf_be64(&r);
+		f->messages = rbuf_be64(&r);
+		f->highestmodseq = rbuf_be64(&r);
+	}
+	n = rbuf_be32(&r);
+	if (r.why != NULL || n > rbuf_left(&r) / ACCT_ROW_MIN)
+		goto bad;
+	if (n > 0 && (a->rows = calloc(n, sizeof(*a->rows))) == NULL)
+		goto bad;
+	for (i = 0; i < n; i++) {
+		struct state_acct_row *w = &a->rows[i];
+
+		a->nrows++;
+		if ((w->src = get_strdup(&r)) == NULL ||
+		    (w->dst = get_strdup(&r)) == NULL ||
+		    (w->skipped = get_strdup(&r)) == NULL)
+			goto bad;
+		w->src_count = rbuf_be64(&r);
+		w->dst_count = rbuf_be64(&r);
+		w->already = rbuf_be64(&r);
+		w->duplicates = rbuf_be64(&r);
+	}
+	if (r.why != NULL || rbuf_end(&r) == -1)
+		goto bad;
+	return (0);
+bad:
+	state_acct_free(a);
+	return (-1);
+}
+
+struct acct_get {
+	const unsigned char *key;
+	size_t klen;
+	struct state_acct *a;
+	int corrupt;
+};
+
+static int
+acct_get_fn(struct store_txn *tx, void *arg)
+{
+	struct acct_get *g = arg;
+	const void *v;
+	size_t vlen;
+	int rc;
+
+	g->corrupt = 0;
+	state_acct_free(g->a);
+	rc = store_get(tx, STORE_DB_META, g->key, g->klen, &v, &vlen);
+	if (rc != 0)
+		return (rc == STORE_NOTFOUND ? STATE_NOTFOUND : -1);
+	if (state_acct_decode(v, vlen, g->a) == -1) {
+		g->corrupt = 1;
+		return (-1);
+	}
+	return (0);
+}
+
+int
+state_acct_get(struct store *st, const char *account, struct state_acct *a,
+    char *err, size_t errlen)
+{
+	unsigned char key[ACCT_KEY_MAX];
+	struct acct_get g;
+	int rc;
+
+	memset(a, 0, sizeof(*a));
+	g = (struct acct_get){ key, acct_key(key, sizeof(key), account), a,
+	    0 };
+	if (g.klen == 0) {
+		errbuf_set(err, errlen, "account record: key too long");
+		return (-1);
+	}
+	rc = store_txn_run(st, 1, acct_get_fn, &g, err, errlen);
+	if (rc == -1 && g.corrupt)
+		errbuf_set(err, errlen, "account record: corrupt");
+	return (rc);
+}
+
+int
+state_acct_put(struct store *st, const char *account,
+    const struct state_acct *a, char *err, size_t errlen)
+{
+	unsigned char key[ACCT_KEY_MAX], *buf = NULL;
+	struct blob_put b;
+	struct wbuf w;
+	size_t i, klen, len = 0;
+	int rc;
+
+	if ((klen = acct_key(key, sizeof(key), account)) == 0) {
+		errbuf_set(err, errlen, "account record: key too long");
+		return (-1);
+	}
+	wbuf_init(&w);
+	wbuf_u8(&w, STATE_VERSION);
+	wbuf_u8(&w, a->flags);
+	wbuf_be64(&w, (uint64_t)a->pass_at);
+	wbuf_be64(&w, (uint64_t)a->dst_checked);
+	wbuf_bytes(&w, a->digest, sizeof(a->digest));
+	if (a->nf > UINT32_MAX || a->nrows > UINT32_MAX)
+		wbuf_fail(&w);
+	wbuf_be32(&w, (uint32_t)a->nf);
+	for (i = 0; i < a->nf; i++) {
+		const struct state_acct_folder *f = &a->f[i];
+
+		put_str(&w, f->wire);
+		wbuf_be32(&w, f->attrs);
+		wbuf_be32(&w, f->have);
+		wbuf_be64(&w, f->uidvalidity);
+		wbuf_be64(&w, f->uidnext);
+		wbuf_be64(&w, f->messages);
+		wbuf_be64(&w, f->highestmodseq);
+	}
+	wbuf_be32(&w, (uint32_t)a->nrows);
+	for (i = 0; i < a->nrows; i++) {
+		const struct state_acct_row *r = &a->rows[i];
+
+		put_str(&w, r->src);
+		put_str(&w, r->dst);
+		put_str(&w, r->skipped);
+		wbuf_be64(&w, r->src_count);
+		wbuf_be64(&w, r->dst_count);
+		wbuf_be64(&w, r->already);
+		wbuf_be64(&w, r->duplicates);
+	}
+	if (wbuf_finish(&w, &buf, &len) == -1) {
+		errbuf_set(err, errlen, "account record: too long or out of "
+		    "memory");
+		return (-1);
+	}
+	b = (struct blob_put){ STORE_DB_META, key, klen, buf, len };
+	rc = store_txn_run(st, 0, blob_put_fn, &b, err, errlen);
+	free(buf);
+	return (rc);
+}
+
+static int
+acct_del_fn(struct store_txn *tx, void *arg)
+{
+	const struct blob_put *b = arg;
+	int rc = store_del(tx, b->db, b->key, b->klen);
+
+	return (rc == -1 ? -1 : 0);
+}
+
+int
+state_acct_del(struct store *st, const char *account, char *err,
+    size_t errlen)
+{
+	unsigned char key[ACCT_KEY_MAX];
+	struct blob_put b;
+	size_t klen;
+
+	if ((klen = acct_key(key, sizeof(key), account)) == 0) {
+		errbuf_set(err, errlen, "account record: key too long");
+		return (-1);
+	}
+	b = (struct blob_put){ STORE_DB_META, key, klen, NULL, 0 };
+	return (store_txn_run(st, 0, acct_del_fn, &b, err, errlen));
+}

@@ -46,6 +46,23 @@
  *       happened": the engine looks for it on the destination (by
  *       Message-ID, else by size and date) before copying anything.
  *
+ *   meta "syncd.acct:" ACCOUNT (ACCOUNT as in the folder key): what
+ *       the account's source looked like at the end of its last complete
+ *       forward pass, so that a pass whose source shows exactly that may
+ *       leave the destination unchecked (sync_skip.c).  value =
+ *       u8 version (1) | u8 flags (STATE_ACCT_*) | i64 pass_at (unix
+ *       time the pass started) | i64 dst_checked (unix time the
+ *       destination was last logged in to and compared) |
+ *       32 bytes: SHA-256 of what maps folders (sync_skip.c) |
+ *       u32 n | n times: u16 n | source folder, wire name | u32 LIST
+ *         attributes (imap_types.h) | u32 STATUS items present |
+ *         u64 UIDVALIDITY | u64 UIDNEXT | u64 MESSAGES | u64 HIGHESTMODSEQ |
+ *       u32 n | n times (the pass's report rows): u16 n | source path |
+ *         u16 n | destination path ("" = skipped) | u16 n | why skipped |
+ *         u64 src_count | u64 dst_count | u64 already | u64 duplicates
+ *       Deleted by every forward pass of the account that does not end
+ *       complete.
+ *
  *   meta "syncd.progress": the JSON progress object of ferry-syncd
  *       (see syncd/main.c), read by `ferryctl sync`.
  *
@@ -239,6 +256,47 @@ int	state_ledger_hit(struct store *st, const char *mailbox,
 	    char *err, size_t errlen);
 int	state_ledger_oldest(struct store *st, int64_t *oldest_r, char *err,
 	    size_t errlen);
+
+/*
+ * The account record (meta "syncd.acct:"): the source's LIST-STATUS at
+ * the end of the last complete forward pass, and that pass's report
+ * rows.  struct state_acct owns its arrays and strings; state_acct_free
+ * releases them (NULL-safe, the struct zeroed).
+ */
+#define STATE_ACCT_CONDSTORE	0x01	/* the source offered CONDSTORE */
+#define STATE_ACCT_KEY_PREFIX	"syncd.acct:"
+
+struct state_acct_folder {
+	char		*wire;		/* owned */
+	unsigned	 attrs;		/* IMAP_MBOX_* */
+	unsigned	 have;		/* IMAP_STATUS_* present */
+	uint64_t	 uidvalidity, uidnext, messages, highestmodseq;
+};
+
+struct state_acct_row {
+	char		*src, *dst, *skipped;	/* owned; "" = none */
+	uint64_t	 src_count, dst_count, already, duplicates;
+};
+
+struct state_acct {
+	unsigned	 flags;
+	int64_t		 pass_at;
+	int64_t		 dst_checked;
+	unsigned char	 digest[32];
+	struct state_acct_folder *f;
+	size_t		 nf;
+	struct state_acct_row *rows;
+	size_t		 nrows;
+};
+
+int	state_acct_get(struct store *st, const char *account,
+	    struct state_acct *a, char *err, size_t errlen);	/* NOTFOUND */
+int	state_acct_put(struct store *st, const char *account,
+	    const struct state_acct *a, char *err, size_t errlen);
+int	state_acct_del(struct store *st, const char *account, char *err,
+	    size_t errlen);
+int	state_acct_decode(const void *v, size_t len, struct state_acct *a);
+void	state_acct_free(struct state_acct *a);
 
 /* META key -> value (e.g. "syncd.progress"). */
 int	state_meta_put(struct store *st, const char *key, const void *val,

@@ -315,9 +315,12 @@ keep_put(struct acct *a, struct worker *w)
 	const struct sync_pass_opts *o = a->p->o;
 	int i, kept = 0;
 
+	/* a pair whose destination was never logged in to (the source was
+	 * unchanged: sync_skip.c) is kept too; the pass that needs the
+	 * destination logs in there (sides_connect) */
 	if (k == NULL || o->dry_run || pace_stopping(a) ||
 	    w->s[SRC].c == NULL || w->s[SRC].state != 1 ||
-	    w->s[DST].c == NULL || w->s[DST].state != 1)
+	    (w->s[DST].c != NULL && w->s[DST].state != 1))
 		return (0);
 	if (!w->kept) {
 		pthread_mutex_lock(&k->mu);
@@ -414,7 +417,7 @@ acct_thread(void *arg)
 	struct pairs px;
 	char err[512];
 	size_t i, want;
-	int ok;
+	int ok, rc;
 
 	memset(&px, 0, sizeof(px));
 	a->t0 = pace_now();
@@ -423,6 +426,7 @@ acct_thread(void *arg)
 	pr->acc[a->idx].started = (int64_t)time(NULL);
 	pthread_mutex_unlock(&pr->mu);
 	err[0] = '\0';
+	skip_begin(a);
 	if ((w0 = keep_take(a)) == NULL && (w0 = worker_new(a)) == NULL) {
 		snprintf(err, sizeof(err), "out of memory");
 		goto fail;
@@ -432,15 +436,17 @@ acct_thread(void *arg)
 		snprintf(err, sizeof(err), "interrupted");
 		goto fail;
 	}
-	if (acct_setup(w0, err, sizeof(err)) == -1)
+	if ((rc = acct_setup(w0, err, sizeof(err))) == -1)
 		goto fail;
+	if (rc == 1)
+		skip_fill(a);	/* the source unchanged: no destination */
 	pthread_mutex_lock(&pr->mu);
 	pr->folders_total += a->njobs;
 	pr->acc[a->idx].folders_total = a->njobs;
 	pthread_mutex_unlock(&pr->mu);
 
 	/* extra connection pairs for parallel folders */
-	want = extra_pairs_wanted(a);
+	want = rc == 1 ? 0 : extra_pairs_wanted(a);
 	if (want > MAX_WORKERS - 1)
 		want = MAX_WORKERS - 1;
 	for (i = 0; i < want; i++)
@@ -456,6 +462,7 @@ acct_thread(void *arg)
 	w0 = NULL;
 	a->ra->seconds = pace_now() - a->t0;
 	ok = report_account_complete(a->ra);
+	skip_end(a, ok);
 	pthread_mutex_lock(&pr->mu);
 	pr->accounts_done++;
 	pr->acc[a->idx].state = ok ? SYNC_ACCT_DONE : SYNC_ACCT_FAILED;
@@ -466,6 +473,7 @@ fail:
 	keep_drop(a, w0);
 	worker_free(&w0);
 	report_account_error(a->ra, "%s", err);
+	skip_end(a, 0);
 	log_warnx("%s: %s", a->acc->src_user, err);
 	a->ra->seconds = pace_now() - a->t0;
 	pthread_mutex_lock(&pr->mu);

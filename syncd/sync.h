@@ -95,6 +95,8 @@ struct sync_progress {
 	uint64_t	 folders_total, folders_done;
 	uint64_t	 messages_total, messages_done;
 	uint64_t	 copied, duplicates, policy, failed, bytes;
+	uint64_t	 dst_skipped;	/* accounts whose destination was
+					   left unchecked (sync_skip.c) */
 	struct sync_acct_progress *acc;
 	size_t		 nacc;
 };

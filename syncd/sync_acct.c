@@ -317,7 +317,28 @@ acct_list(struct worker *w, struct side_listing *sl, char *err,
 	struct listing *ls = &sl[SRC].l, *ld = &sl[DST].l;
 	struct folder_list fs, fd;
 	char sprefix[256], dprefix[256], sdelim = 0, ddelim = 0, why[400];
+	int src_listed = 0;
 
+	/*
+	 * The source alone first when the destination may stay unchecked
+	 * (sync_skip.c): unchanged since the last complete pass, the
+	 * destination is not logged in to at all.
+	 */
+	if (a->may_skip) {
+		if (side_ensure(w, SRC, err, errlen) == -1)
+			return (-1);
+		listing_begin(w, SRC, sl);
+		ns_finish(w, SRC, &sl[SRC].ns, sprefix, sizeof(sprefix),
+		    &sdelim);
+		if (list_side(w, SRC, ls, err, errlen) == -1)
+			return (-1);
+		src_listed = 1;
+		a->src_condstore = imap_client_has_cap(w->s[SRC].c,
+		    IMAP_CAP_CONDSTORE);
+		if (skip_snap(a, ls->v, ls->n, ls->st, ls->nst,
+		    a->src_condstore) == 0 && skip_source_unchanged(a))
+			return (1);
+	}
 	sides_connect(w, listing_begin, sl);
 	if (side_ensure(w, SRC, err, errlen) == -1 ||
 	    side_ensure(w, DST, err, errlen) == -1)
@@ -332,11 +353,18 @@ acct_list(struct worker *w, struct side_listing *sl, char *err,
 	/* a side that needed a reconnect has not listed yet */
 	listing_begin(w, SRC, sl);
 	listing_begin(w, DST, sl);
-	ns_finish(w, SRC, &sl[SRC].ns, sprefix, sizeof(sprefix), &sdelim);
+	if (!src_listed)
+		ns_finish(w, SRC, &sl[SRC].ns, sprefix, sizeof(sprefix),
+		    &sdelim);
 	ns_finish(w, DST, &sl[DST].ns, dprefix, sizeof(dprefix), &ddelim);
-	if (list_side(w, SRC, ls, err, errlen) == -1 ||
+	if ((!src_listed && list_side(w, SRC, ls, err, errlen) == -1) ||
 	    list_side(w, DST, ld, err, errlen) == -1)
 		return (-1);
+	/* what the record of a complete pass keeps of the source */
+	if (!src_listed && skip_snap(a, ls->v, ls->n, ls->st, ls->nst,
+	    a->src_condstore) == -1)
+		log_warnx("%s: out of memory: no account record",
+		    a->acc->src_user);
 	memset(&fs, 0, sizeof(fs));
 	memset(&fd, 0, sizeof(fd));
 	fs.v = ls->v;
@@ -560,7 +588,11 @@ acct_created(struct worker *w, struct wres *cr, struct wres *sr)
 	}
 }
 
-/* acct_setup - connect, list, plan, create, subscribe; jobs made */
+/*
+ * acct_setup - connect, list, plan, create, subscribe; jobs made: 0;
+ * 1 when the source is unchanged and the destination stays unchecked
+ * (sync_skip.c: nothing connected there, no plan, no jobs); -1 with err
+ */
 int
 acct_setup(struct worker *w, char *err, size_t errlen)
 {
@@ -568,11 +600,12 @@ acct_setup(struct worker *w, char *err, size_t errlen)
 	struct side_listing sl[2];
 	struct wres *cr = NULL, *sr = NULL;
 	size_t i;
-	int rc = -1;
+	int rc;
 
 	memset(sl, 0, sizeof(sl));
-	if (acct_list(w, sl, err, errlen) == -1)
+	if ((rc = acct_list(w, sl, err, errlen)) != 0)
 		goto out;
+	rc = -1;
 	cr = calloc(a->plan->n + 1, sizeof(*cr));
 	sr = calloc(a->plan->n + 1, sizeof(*sr));
 	if (cr == NULL || sr == NULL || (a->jobs = calloc(a->plan->n ?

@@ -190,6 +190,18 @@ struct acct {
 	/* a reverse pass: the forward plan (old host onto new host) the
 	 * reverse plan was inverted from (sync_reverse.c) */
 	struct folder_plan *fwd_plan;
+	/*
+	 * The destination check (sync_skip.c), on the account's thread
+	 * only: recording, skip_begin found this pass may write the
+	 * record (0 for --verify's accounts, which never call it); rec, the record of its last complete pass (have_rec);
+	 * may_skip, this pass may leave the destination unchecked if the
+	 * source shows what rec does; snap, the source's listing in this
+	 * pass (have_snap); dst_skipped, it did.
+	 */
+	struct state_acct rec, snap;
+	int		 recording, have_rec, have_snap, may_skip;
+	int		 dst_skipped;
+	int64_t		 started;	/* unix time */
 };
 
 struct pass {
@@ -424,6 +436,15 @@ int	sync_folder(struct worker *w, struct fjob *j);
 /* sync_acct.c */
 int	acct_setup(struct worker *w, char *err, size_t errlen);
 int	acct_plan(struct worker *w, char *err, size_t errlen);
+
+/* sync_skip.c: leaving the destination of an unchanged account
+ * unchecked */
+void	skip_begin(struct acct *a);
+int	skip_snap(struct acct *a, const struct folder_info *v, size_t n,
+	    const struct imap_status_info *st, size_t nst, int condstore);
+int	skip_source_unchanged(struct acct *a);
+void	skip_fill(struct acct *a);
+void	skip_end(struct acct *a, int complete);
 
 /* sync_reverse.c: the state's account name (a reverse pass keeps its
  * state apart from the forward pass's), the reverse plan, and the

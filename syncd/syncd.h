@@ -42,6 +42,8 @@ struct syncd_last_pass {
 	int		 complete;
 	char		 verdict[512];
 	uint64_t	 copied, failed;
+	uint64_t	 dst_skipped;	/* accounts whose destination the
+					   pass left unchecked */
 };
 
 #define SYNCD_LIVE	0x01

@@ -5,7 +5,8 @@
 # Pass 1 logs in 6 times (3 accounts x 2 sides); passes 2 and 3 reuse the
 # 2 kept pairs and log in only the third account again (2 logins each);
 # new mail on a kept account is still copied; keep_connections = 0 keeps
-# nothing.
+# nothing.  Every pass checks both sides (destination_check_interval = 0):
+# the logins counted are those of the pairs, not of unchanged accounts.
 . "$top_srcdir/tests/integration/lib.sh"
 
 require_cmd dovecot "$LIB_PYTHON"
@@ -52,6 +53,7 @@ parallel = 1
 connections_per_server = 1
 keep_connections = $1
 interval = 1s
+destination_check_interval = 0
 EOF
 }
 dst_count() {	# dst_count USER

@@ -568,6 +568,69 @@ test_record_golden(void **state)
 	        "cdcdcdcdcdcdcdcdcdcd00055c5365656e");
 }
 
+/* the account record: written, read back, deleted; a value cut short
+ * or claiming more folders than it holds is corrupt */
+static void
+test_acct_record(void **state)
+{
+	struct fx *fx = *state;
+	struct state_acct_folder f[2] = {
+		{ "Archive", 0x40, 0x1f, 7, 21, 20, 99 },
+		{ "INBOX", 0, 0x1f, 8, 5, 4, 12 },
+	};
+	struct state_acct_row rows[1] = {
+		{ "INBOX", "INBOX", "", 4, 4, 4, 0 },
+	};
+	struct state_acct a, b;
+	unsigned char bad[64];
+	char err[256];
+
+	memset(&a, 0, sizeof(a));
+	a.flags = STATE_ACCT_CONDSTORE;
+	a.pass_at = 1700000000;
+	a.dst_checked = 1700000001;
+	memset(a.digest, 0xab, sizeof(a.digest));
+	a.f = f;
+	a.nf = 2;
+	a.rows = rows;
+	a.nrows = 1;
+	assert_int_equal(state_acct_get(fx->st, "Alice", &b, err,
+	    sizeof(err)), STATE_NOTFOUND);
+	assert_int_equal(state_acct_put(fx->st, "Alice", &a, err,
+	    sizeof(err)), 0);
+	/* the key is the account lower-cased, as the folder keys */
+	assert_int_equal(state_acct_get(fx->st, "alice", &b, err,
+	    sizeof(err)), 0);
+	assert_int_equal(b.flags, STATE_ACCT_CONDSTORE);
+	assert_int_equal(b.pass_at, 1700000000);
+	assert_int_equal(b.dst_checked, 1700000001);
+	assert_memory_equal(b.digest, a.digest, sizeof(a.digest));
+	assert_int_equal(b.nf, 2);
+	assert_string_equal(b.f[0].wire, "Archive");
+	assert_int_equal(b.f[0].attrs, 0x40);
+	assert_int_equal(b.f[0].highestmodseq, 99);
+	assert_int_equal(b.f[1].uidnext, 5);
+	assert_int_equal(b.nrows, 1);
+	assert_string_equal(b.rows[0].dst, "INBOX");
+	assert_string_equal(b.rows[0].skipped, "");
+	assert_int_equal(b.rows[0].already, 4);
+	state_acct_free(&b);
+	assert_int_equal(state_acct_del(fx->st, "ALICE", err, sizeof(err)),
+	    0);
+	assert_int_equal(state_acct_get(fx->st, "alice", &b, err,
+	    sizeof(err)), STATE_NOTFOUND);
+	/* version 1, flags, two times, digest, then 1,000,000 folders */
+	memset(bad, 0, sizeof(bad));
+	bad[0] = 1;
+	bad[50] = 0x0f;
+	bad[51] = 0x42;
+	bad[52] = 0x40;
+	assert_int_equal(state_acct_decode(bad, 54, &b), -1);
+	assert_int_equal(state_acct_decode(bad, 10, &b), -1);
+	bad[0] = 2;
+	assert_int_equal(state_acct_decode(bad, sizeof(bad), &b), -1);
+}
+
 int
 main(void)
 {
@@ -584,6 +647,8 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_record_golden, setup,
 		    teardown),
 		cmocka_unit_test_setup_teardown(test_ledger, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_acct_record, setup,
+		    teardown),
 	};
 
 	return (cmocka_run_group_tests(tests, NULL, NULL));
