@@ -14,6 +14,7 @@
  */
 
 #include <inttypes.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -24,6 +25,37 @@
 #include "sync_p.h"
 
 /* ---- hashing a header section as it streams ------------------------------ */
+
+#if OPENSSL_VERSION_NUMBER >= 0x30000000L
+/*
+ * SHA-256 fetched from the provider once for the process: EVP_sha256()
+ * makes every EVP_DigestInit_ex() look the algorithm up again (a lock, a
+ * table lookup, a reference taken and dropped), and two inits a copied
+ * message (the header sent, the header the destination holds) made that
+ * lookup a visible part of the check's CPU.  Never freed: it lives as
+ * long as the process, like OpenSSL's own tables.
+ */
+static EVP_MD *sha256_fetched;
+static pthread_once_t sha256_once = PTHREAD_ONCE_INIT;
+
+static void
+sha256_fetch(void)
+{
+	sha256_fetched = EVP_MD_fetch(NULL, "SHA256", NULL);
+}
+#endif
+
+/* sha256 - the digest the check compares (the pre-fetched one if any) */
+static const EVP_MD *
+sha256(void)
+{
+#if OPENSSL_VERSION_NUMBER >= 0x30000000L
+	if (pthread_once(&sha256_once, sha256_fetch) == 0 &&
+	    sha256_fetched != NULL)
+		return (sha256_fetched);
+#endif
+	return (EVP_sha256());
+}
 
 /*
  * hdr_run - a run of header bytes without LF: hashed in one update
@@ -95,7 +127,7 @@ faith_begin(struct faith *f)
 	memset(f, 0, sizeof(*f));
 	f->line_empty = 1;	/* no header at all: an empty line first */
 	if ((f->ctx = EVP_MD_CTX_new()) == NULL ||
-	    EVP_DigestInit_ex(f->ctx, EVP_sha256(), NULL) != 1) {
+	    EVP_DigestInit_ex(f->ctx, sha256(), NULL) != 1) {
 		EVP_MD_CTX_free(f->ctx);
 		f->ctx = NULL;
 		return (-1);
