@@ -467,6 +467,21 @@ assign_uids(struct batch *b, const struct wres *r)
 	}
 }
 
+/* intent_fill - the intent record of a message about to be appended */
+static void
+intent_fill(const struct fctx *fc, const struct smsg *s,
+    struct state_intent *in)
+{
+	in->src_uid = s->uid;
+	in->size = s->size;
+	in->internaldate = s->idate;
+	in->tz = s->tz;
+	in->created = (int64_t)time(NULL);
+	memcpy(in->ckey, s->ckey, STATE_CKEY_LEN);
+	in->msgid = s->msgid;
+	in->dst_name = fc->j->dst_wire;
+}
+
 /*
  * batch_prepare - each message's flags filtered for the destination and
  * its intent record filled; *bytes_r gets the batch's size.  -1: out of
@@ -491,14 +506,7 @@ batch_prepare(struct fctx *fc, struct batch *b, struct smsg **msgs,
 			snprintf(fc->err, sizeof(fc->err), "out of memory");
 			return (-1);
 		}
-		in[i].src_uid = msgs[i]->uid;
-		in[i].size = msgs[i]->size;
-		in[i].internaldate = msgs[i]->idate;
-		in[i].tz = msgs[i]->tz;
-		in[i].created = (int64_t)time(NULL);
-		memcpy(in[i].ckey, msgs[i]->ckey, STATE_CKEY_LEN);
-		in[i].msgid = msgs[i]->msgid;
-		in[i].dst_name = fc->j->dst_wire;
+		intent_fill(fc, msgs[i], &in[i]);
 		bytes += msgs[i]->size;
 	}
 	*bytes_r = bytes;
@@ -967,10 +975,17 @@ deferrable(const struct fctx *fc, const struct batch *b)
  * next batch streams, and the batch is settled after that batch's
  * transfer (batch_finish; copy_all finishes the last one).  Its messages
  * are marked done at once so that no later batch takes them again.
+ *
+ * ahead (nahead messages, may be none): the folder's tail, which goes
+ * in the next batch; their intents are committed in this batch's
+ * transaction, so that the tail's APPEND waits for no commit (and its
+ * fsync) of its own.  A batch whose every intent went ahead is appended
+ * without a commit; a reconnect resolves every intent and clears the
+ * marks (copy_all), so a retried message commits again.
  */
 static int
 copy_batch(struct fctx *fc, struct smsg **msgs, size_t n, int multi,
-    struct batch **prevp)
+    struct batch **prevp, struct smsg **ahead, size_t nahead)
 {
 	static const struct imap_fetch_cbs fcbs = { c_body_begin, c_body_data,
 	    c_body_end, NULL, NULL };
@@ -978,7 +993,7 @@ copy_batch(struct fctx *fc, struct smsg **msgs, size_t n, int multi,
 	struct batch *b;
 	struct state_intent *in = NULL;
 	char set[BATCH_MSGS * 22], err[300];
-	size_t i, ne = 0, so;
+	size_t i, ne = 0, so, nk;
 	uint64_t bytes = 0;
 	double t0 = pace_now();
 	int rc = 0, prc;
@@ -994,7 +1009,7 @@ copy_batch(struct fctx *fc, struct smsg **msgs, size_t n, int multi,
 	b->multi = multi && n > 1;
 	b->v = calloc(n, sizeof(*b->v));
 	b->order = calloc(n, sizeof(*b->order));
-	in = calloc(n, sizeof(*in));
+	in = calloc(n + nahead, sizeof(*in));
 	b->ev = calloc(n, sizeof(*b->ev));
 	if (b->v == NULL || b->order == NULL || in == NULL || b->ev == NULL) {
 		snprintf(fc->err, sizeof(fc->err), "out of memory");
@@ -1014,10 +1029,22 @@ copy_batch(struct fctx *fc, struct smsg **msgs, size_t n, int multi,
 	pace_rate_wait(fc->a, n, bytes);
 	t0 = pace_now();
 	/* the intents: committed before any byte of the APPEND is sent
-	 * (with the previous batch's map entries, one transaction) */
-	if (fc_commit(fc, in, n, NULL) == -1) {
-		rc = -1;
-		goto out;
+	 * (with the previous batch's map entries, one transaction), unless
+	 * every one of them went ahead with the batch before */
+	for (i = 0, nk = 0; i < n; i++)
+		if (msgs[i]->intent_ahead)
+			nk++;
+	for (i = 0; i < n; i++)
+		msgs[i]->intent_ahead = 0;
+	if (nk < n) {
+		for (i = 0; i < nahead; i++)
+			intent_fill(fc, ahead[i], &in[n + i]);
+		if (fc_commit(fc, in, n + nahead, NULL) == -1) {
+			rc = -1;
+			goto out;
+		}
+		for (i = 0; i < nahead; i++)
+			ahead[i]->intent_ahead = 1;
 	}
 	for (i = 0, so = 0; i < n; i++)
 		so += (size_t)snprintf(set + so, sizeof(set) - so, "%s%" PRIu64,
@@ -1095,7 +1122,7 @@ copy_all(struct fctx *fc, struct smsgv *todo)
 	struct smsg **bv;
 	struct batch *prev = NULL;	/* its check in flight */
 	uint64_t limit = fc->a->dst_appendlimit, maxbytes = BATCH_BYTES;
-	size_t i, nb, maxmsgs = BATCH_MSGS;
+	size_t i, nb, nahead, maxmsgs = BATCH_MSGS;
 	int rounds = 0, one = 0, rc;
 
 	if ((bv = calloc(BATCH_MSGS, sizeof(*bv))) == NULL) {
@@ -1152,6 +1179,7 @@ copy_all(struct fctx *fc, struct smsgv *todo)
 		}
 		if (nb == 0)
 			break;
+		nahead = 0;
 		if (!fc->dry && !one && nb > 2 * TAIL_MSGS) {
 			/*
 			 * The folder's last batch: its check is the one that
@@ -1163,8 +1191,10 @@ copy_all(struct fctx *fc, struct smsgv *todo)
 			while (k < todo->n && (todo->v[k].done ||
 			    todo->v[k].in_map))
 				k++;
-			if (k == todo->n)
+			if (k == todo->n) {
 				nb -= TAIL_MSGS;
+				nahead = TAIL_MSGS;
+			}
 		}
 		if (fc->dry) {
 			for (i = 0; i < nb; i++) {
@@ -1175,7 +1205,8 @@ copy_all(struct fctx *fc, struct smsgv *todo)
 			}
 			continue;
 		}
-		rc = copy_batch(fc, bv, nb, fc->a->dst_multi && !one, &prev);
+		rc = copy_batch(fc, bv, nb, fc->a->dst_multi && !one, &prev,
+		    bv + nb, nahead);
 		if (rc == 1) {
 			one = 1;	/* MULTIAPPEND refused: one by one */
 			continue;
@@ -1203,6 +1234,8 @@ copy_all(struct fctx *fc, struct smsgv *todo)
 				return (-1);
 			}
 			fc->err[0] = '\0';
+			for (i = 0; i < todo->n; i++)
+				todo->v[i].intent_ahead = 0;
 			if (fc_resolve_intents(fc) == -1) {
 				free(bv);
 				return (-1);

@@ -233,6 +233,8 @@ struct smsg {
 	int		 done;		/* accounted for in this pass */
 	int		 temp_fails;
 	int		 no_keywords;	/* retry without keywords */
+	int		 intent_ahead;	/* its intent committed with the batch
+					 * before it (sync_copy.c) */
 };
 
 struct smsgv {
