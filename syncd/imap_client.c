@@ -56,6 +56,9 @@
  *
  * Threading: one event loop, no global state.
  */
+#include <sys/types.h>
+#include <sys/socket.h>
+
 #include <errno.h>
 #include <stdarg.h>
 #include <stdint.h>
@@ -654,6 +657,7 @@ demote(struct imap_client *c)
 {
 	struct bufferevent *under = c->top;
 
+	c->top_is_socket = 0;
 	bufferevent_set_timeouts(under, NULL, NULL);
 	bufferevent_setwatermark(under, EV_READ, 0, READ_HIWAT);
 	bufferevent_setwatermark(under, EV_WRITE, LOWER_WRITE_HIWAT / 2,
@@ -849,6 +853,47 @@ notify_writable(struct imap_client *c)
 		w->acbs.writable(c, w, w->arg);
 }
 
+/*
+ * read_more - one more read straight from a plain socket, up to
+ * READ_MORE bytes.  libevent 2.1's evbuffer_read takes at most 4 KB a
+ * call, so a body streamed from the source cost a readiness wait, an
+ * ioctl, a readv and (on the destination) a writev per 4 KB; with this
+ * one wakeup moves what the socket holds.  Bounded like libevent's own
+ * reads: nothing while paused or with READ_HIWAT buffered.  End of
+ * stream and errors are left to libevent's next read, which reports
+ * them through event_cb as before.
+ */
+static void
+read_more(struct imap_client *c)
+{
+	struct evbuffer *in;
+	struct evbuffer_iovec v;
+	evutil_socket_t fd;
+	ssize_t r;
+
+	if (!c->top_is_socket || c->top == NULL || c->paused ||
+	    imapc_failed(c) || c->switch_to)
+		return;
+	/* libevent's read filled its 4 KB: the socket very likely holds
+	 * more (less, and it was drained: a recv would find nothing) */
+	in = bufferevent_get_input(c->top);
+	if (evbuffer_get_length(in) < LIBEVENT_READ ||
+	    evbuffer_get_length(in) >= READ_HIWAT ||
+	    (fd = bufferevent_getfd(c->top)) == -1)
+		return;
+	/* a socket bufferevent keeps its input's end frozen between its
+	 * own reads, as here */
+	(void)evbuffer_unfreeze(in, 0);
+	if (evbuffer_reserve_space(in, READ_MORE, &v, 1) == 1) {
+		if (v.iov_len > READ_MORE)
+			v.iov_len = READ_MORE;
+		r = recv(fd, v.iov_base, v.iov_len, MSG_DONTWAIT);
+		v.iov_len = r > 0 ? (size_t)r : 0;
+		(void)evbuffer_commit_space(in, &v, r > 0 ? 1 : 0);
+	}
+	(void)evbuffer_freeze(in, 0);
+}
+
 static void
 read_cb(struct bufferevent *b, void *arg)
 {
@@ -856,6 +901,7 @@ read_cb(struct bufferevent *b, void *arg)
 
 	(void)b;
 	c->busy++;
+	read_more(c);
 	process_input(c);
 	(void)client_leave(c);
 }
@@ -1101,6 +1147,7 @@ imap_client_new(struct event_base *base, const struct imap_client_opts *o,
 		return (NULL);
 	}
 	imapc_state(c, ICS_CONNECTING);
+	c->top_is_socket = 1;
 	set_top(c, b);
 	if (o->have_fd) {
 		/* already connected: straight to the greeting */

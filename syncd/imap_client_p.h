@@ -34,6 +34,8 @@ struct event;
 #define DEF_OUT_HIWAT		(256 * 1024)
 #define DEF_LITERAL_PLUS_MAX	(256 * 1024)
 #define READ_HIWAT		(256 * 1024)	/* per layer */
+#define READ_MORE		(128 * 1024)	/* read_more(): one recv, at most */
+#define LIBEVENT_READ		4096	/* what evbuffer_read takes a call */
 #define LOWER_WRITE_HIWAT	(256 * 1024)	/* below the top layer */
 #define RESP_TOKENS_MAX		(256 * 1024)	/* collected response */
 #define RESP_ARENA_MAX		(2 * 1024 * 1024)
@@ -221,6 +223,7 @@ struct imap_client {
 
 	enum imapc_state	 state;
 	struct bufferevent	*top;
+	int			 top_is_socket;	/* no filter above the socket */
 	SSL			*ssl;		/* owned by its bufferevent */
 	int			 tls_active, z_active;
 	struct imap_parse	*parser;

@@ -50,6 +50,7 @@ struct rec {
 	int			 body_begins, body_ends, body_chunks;
 	uint64_t		 body_size;
 	char			 body[8192];
+	size_t			 body_total;	/* every byte, kept or not */
 	size_t			 bodylen;
 	size_t			 nmsgs;
 	uint64_t		 uids[8];
@@ -118,6 +119,7 @@ body_data(struct imap_client *c, const void *data, size_t len, void *arg)
 
 	(void)c;
 	r->body_chunks++;
+	r->body_total += len;
 	if (r->bodylen + len < sizeof(r->body)) {
 		memcpy(r->body + r->bodylen, data, len);
 		r->bodylen += len;
@@ -457,6 +459,45 @@ test_literal_split_streamed(void **state)
 	finish(&r, &p);
 }
 
+/*
+ * A big literal on a plain socket arrives in big reads: libevent alone
+ * reads 4 KB a call, so 1 MB would come in at least 256 pieces.
+ */
+static void
+test_literal_big_reads(void **state)
+{
+	static char big[(1 << 20) + 64];
+	struct peer_step steps[] = {
+		{ .send = GREETING },
+		LOGIN_STEP,
+		{ .expect = "A2 UID FETCH 1:* (UID BODY.PEEK[])", .send = big },
+		{ .expect = "A3 LOGOUT",
+		  .send = "* BYE bye\r\nA3 OK logged out\r\n" },
+	};
+	struct script_peer *p;
+	struct rec r;
+	int o;
+
+	(void)state;
+	o = snprintf(big, sizeof(big), "* 1 FETCH (UID 9 BODY[] {%d}\r\n",
+	    1 << 20);
+	memset(big + o, 'x', (size_t)(1 << 20));
+	snprintf(big + o + (1 << 20), sizeof(big) - (size_t)o - (1 << 20),
+	    ")\r\nA2 OK done\r\n");
+	run(&r, steps, N(steps), IMAP_TLS_NONE, IMAP_AUTH_LOGIN,
+	    fetch_logout_ready, &p);
+	assert_string_equal(peer_error(p), "");
+	assert_int_equal(peer_steps_done(p), N(steps));
+	assert_int_equal(r.body_size, 1 << 20);
+	assert_int_equal(r.body_total, 1 << 20);
+	assert_int_equal(r.body_ends, 1);
+	print_message("1 MB literal in %d pieces\n", r.body_chunks);
+	assert_true(r.body_chunks <= 128);
+	assert_int_equal(r.done[0].st, IMAP_OK);
+	assert_int_equal(r.close.st, IMAP_OK);
+	finish(&r, &p);
+}
+
 /* ---- a continuation nobody asked for ------------------------------------ */
 
 static void
@@ -660,6 +701,7 @@ main(void)
 		cmocka_unit_test(test_eof_mid_literal),
 		cmocka_unit_test(test_literal_split_inline),
 		cmocka_unit_test(test_literal_split_streamed),
+		cmocka_unit_test(test_literal_big_reads),
 		cmocka_unit_test(test_unexpected_continuation),
 		cmocka_unit_test(test_no_limit),
 		cmocka_unit_test(test_login_limit),
