@@ -532,9 +532,10 @@ MBSYNC_NOOP_PF=$MBSYNC_NOOP
 
 # --- a destination slow to APPEND: Courier-IMAP ----------------------------------------
 
-# Courier on maildir answers each APPEND in tens of milliseconds and has
-# no MULTIAPPEND: ferry-syncd opens connection pairs from the measured cost
-# per message (syncd/sync_pairs.c).  The same full copy of alice's mailbox
+# Courier has no MULTIAPPEND (one APPEND a message, each waiting for its
+# "+") and leaves Nagle's algorithm on; ferry-syncd acknowledges its short
+# answers at once and opens connection pairs from the measured cost per
+# message (syncd/sync_pairs.c).  The same full copy of alice's mailbox
 # into Courier (lib_servers.sh; root, unpacked by install-deps.sh), by
 # ferry-syncd and by mbsync; skipped where Courier cannot run.
 COURIER_SYNCD= COURIER_MBSYNC= COURIER_PAIRS=

@@ -58,6 +58,8 @@
  */
 #include <sys/types.h>
 #include <sys/socket.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 
 #include <errno.h>
 #include <stdarg.h>
@@ -854,6 +856,50 @@ notify_writable(struct imap_client *c)
 }
 
 /*
+ * nodelay - no Nagle delay on the connection.  Every write here is a
+ * whole command, a batch of them or a piece of a literal; a short one
+ * held back for the peer's (delayed) ACK is a stall, most of all at the
+ * end of a synchronizing APPEND literal, which the server answers only
+ * when it has every byte.
+ */
+static void
+nodelay(struct imap_client *c)
+{
+	int one = 1;
+
+	if (c->top != NULL)
+		c->sock_fd = bufferevent_getfd(c->top);
+	if (c->sock_fd != -1)
+		(void)setsockopt(c->sock_fd, IPPROTO_TCP, TCP_NODELAY, &one,
+		    sizeof(one));
+}
+
+/*
+ * quickack - acknowledge a short answer now.  A server that does not
+ * set TCP_NODELAY itself (Courier) writes its answer to one pipelined
+ * command, then the next (the "+" of the APPEND queued behind it):
+ * Nagle holds the second until the first is acknowledged, and ours,
+ * delayed while we have nothing to send, came 40 ms later, for every
+ * message.  Bulk reads (a body streaming) are acknowledged by the
+ * kernel as they come, so only short reads pay the system call.
+ */
+static void
+quickack(struct imap_client *c)
+{
+#ifdef TCP_QUICKACK
+	int one = 1;
+
+	if (c->sock_fd != -1 && c->top != NULL &&
+	    evbuffer_get_length(bufferevent_get_input(c->top)) <
+	    LIBEVENT_READ)
+		(void)setsockopt(c->sock_fd, IPPROTO_TCP, TCP_QUICKACK, &one,
+		    sizeof(one));
+#else
+	(void)c;
+#endif
+}
+
+/*
  * read_more - one more read straight from a plain socket, up to
  * READ_MORE bytes.  libevent 2.1's evbuffer_read takes at most 4 KB a
  * call, so a body streamed from the source cost a readiness wait, an
@@ -901,6 +947,7 @@ read_cb(struct bufferevent *b, void *arg)
 
 	(void)b;
 	c->busy++;
+	quickack(c);
 	read_more(c);
 	process_input(c);
 	(void)client_leave(c);
@@ -927,6 +974,7 @@ on_connected(struct imap_client *c)
 	if (c->state == ICS_CONNECTING) {
 		log_info("%s: connected to %s port %d", c->id, c->host,
 		    c->port);
+		nodelay(c);
 		if (c->tls == IMAP_TLS_IMPLICIT)
 			start_tls(c);
 		else {
@@ -1127,6 +1175,7 @@ imap_client_new(struct event_base *base, const struct imap_client_opts *o,
 		snprintf(who, sizeof(who), "imap %s@%s", o->user, o->host);
 		sanitize(c->id, sizeof(c->id), who, strlen(who));
 	}
+	c->sock_fd = -1;
 	TAILQ_INIT(&c->setupq);
 	TAILQ_INIT(&c->userq);
 	TAILQ_INIT(&c->inflight);

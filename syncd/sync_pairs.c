@@ -3,10 +3,11 @@
  * pair, from what its copies so far cost.  Up front, sync.c opens pairs
  * by the amount of work (one per 250 messages that may be new): right
  * for a server that appends in a few milliseconds, where a login costs
- * more than a small delta.  A server that takes 30-45 ms an APPEND
- * (Courier on maildir) spends most of a pass waiting, and the same count
- * leaves it on one or two pairs; so after each folder the account's own
- * thread asks pairs_more() with the measured time per message.
+ * more than a small delta.  A server that takes tens of milliseconds an
+ * APPEND (a slow disk, a remote store) spends most of a pass waiting,
+ * and the same count leaves it on one or two pairs; so after each folder
+ * the account's own thread asks pairs_more() with the measured time per
+ * message.
  *
  * Thread-safe: reads the account's counters under a->mu.
  */

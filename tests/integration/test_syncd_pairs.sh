@@ -1,7 +1,7 @@
 #!/bin/bash
 # test_syncd_pairs.sh - a destination that is slow to APPEND gets more
 # connection pairs.  A proxy in front of a Dovecot destination holds every
-# APPEND's tagged answer back 40 ms (a Courier on maildir takes 30-45 ms);
+# APPEND's tagged answer back 40 ms (a server slow to APPEND);
 # 200 messages in 10 folders are too few for an extra
 # pair up front (one per 250), so only what the copies cost can call for
 # more: the log says "one more connection pair", every message is on the
