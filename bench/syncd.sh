@@ -42,13 +42,18 @@
 #                ferry-syncd binary) each run of it follows one of
 #                FERRY_SYNCD, so both see the same load; prints every run
 #                and the medians
+#   --delta-only after one full copy each (FERRY_SYNCD, and BENCH_BASE
+#                when given), BENCH_RUNS rounds of 100 new messages across
+#                the folders, each build's delta timed in turn (which goes
+#                first alternates); prints every run, the medians and the
+#                median of the run-by-run ratios
 # Environment:
 #   BENCH_DIR    where the mail lives (default /var/tmp; a real disk)
 #   BENCH_SEED   generator seed (default 1)
 #   BENCH_CAP    seconds one run may take before it is killed and shown
 #                with exit 137 (default 300)
-#   BENCH_BASE   --full-only: the ferry-syncd to compare with
-#   BENCH_RUNS   --full-only: runs of each (default 5)
+#   BENCH_BASE   --full-only, --delta-only: the ferry-syncd to compare with
+#   BENCH_RUNS   --full-only, --delta-only: runs of each (default 5)
 #
 # Everything listens on 127.0.0.1 only; the Dovecot instances and every
 # file are removed on exit (tests/integration/lib.sh's cleanup).  Not
@@ -76,6 +81,7 @@ while [ $# -gt 0 ]; do
 	--quick) QUICK=1; COUNT=1000; SCALE=0.3; shift ;;
 	--no-syncd) WITH_SYNCD=0; shift ;;
 	--full-only) FULL_ONLY=1; shift ;;
+	--delta-only) FULL_ONLY=2; shift ;;
 	-h | --help) sed -n '2,/^set -u/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
 	-*) echo "bench: unknown option $1" >&2; exit 2 ;;
 	*) SYNCD=$1; shift ;;
@@ -115,7 +121,7 @@ say() { printf '%s\n' "$*" >&2; }
 RUNS=${BENCH_RUNS:-5}
 case $RUNS in '' | *[!0-9]* | 0) echo "bench: bad BENCH_RUNS" >&2; exit 2 ;; esac
 AB_USERS=
-if [ "$FULL_ONLY" = 1 ]; then
+if [ "$FULL_ONLY" != 0 ]; then
 	for ((i = 1; i <= RUNS; i++)); do
 		AB_USERS="$AB_USERS new$i:pass base$i:pass"
 	done
@@ -397,6 +403,18 @@ ab_run() {
 	[ "$(dst_messages "$1$2")" = "$SRC_MSGS" ] ||
 		say "bench: WARNING: $1$2 does not hold every source message"
 }
+ab_delta() {	# ab_delta KIND N BINARY - KIND1's delta after the new mail
+	timed "$1 $2" 100 "$3" -c "$T/syncd/ab-${1}1.conf" --once
+	if [ "$1" = new ]; then AB_WALL_new+=("$LAST_WALL")
+	else AB_WALL_base+=("$LAST_WALL"); fi
+}
+ab_ratios() {	# ab_ratios - the median of new/base, run by run
+	local i
+	for ((i = 0; i < ${#AB_WALL_new[@]}; i++)); do
+		echo "${AB_WALL_new[i]} ${AB_WALL_base[i]}"
+	done | awk '{ print $1 / $2 }' | sort -n | awk '{ v[NR] = $1 } END {
+		printf "%.3f", NR % 2 ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
+}
 ab_median() {	# ab_median WALL... - the median
 	printf '%s\n' "$@" | sort -n | awk '{ v[NR] = $1 } END {
 		printf "%.2f", NR % 2 ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
@@ -418,6 +436,45 @@ if [ "$FULL_ONLY" = 1 ]; then
 	echo "median wall s: $SYNCD $(ab_median "${AB_WALL_new[@]}")"
 	[ -z "${BENCH_BASE:-}" ] ||
 		echo "median wall s: $BENCH_BASE $(ab_median "${AB_WALL_base[@]}")"
+	[ -z "${BENCH_BASE:-}" ] ||
+		echo "median of the run-by-run ratios new / base: $(ab_ratios)"
+	exit 0
+fi
+if [ "$FULL_ONLY" = 2 ]; then
+	"$LIB_PYTHON" "$T/floor.py" "$SRC" alice pass >/dev/null || exit 1
+	say "bench: one full copy each, untimed"
+	ab_run new 1 "$SYNCD"
+	[ -z "${BENCH_BASE:-}" ] || ab_run base 1 "$BENCH_BASE"
+	AB_WALL_new=() AB_WALL_base=() ROWS=()
+	for ((i = 1; i <= RUNS; i++)); do
+		say "bench: 100 new messages, round $i of $RUNS"
+		"$LIB_PYTHON" "$GEN" --seed "$SEED" --start $((20000000 + i * 1000)) \
+			--count 100 --scale "$SCALE" \
+			--maildir "$MAILDIR_SRC/alice/Maildir" -q >&2 || exit 1
+		own_mail
+		# indexed now, or whichever runs first pays for it
+		doveadm_cmd src force-resync -u alice '*' || exit 1
+		if [ -z "${BENCH_BASE:-}" ]; then
+			ab_delta new "$i" "$SYNCD"
+		elif [ $((i % 2)) = 1 ]; then
+			ab_delta new "$i" "$SYNCD"
+			ab_delta base "$i" "$BENCH_BASE"
+		else
+			ab_delta base "$i" "$BENCH_BASE"
+			ab_delta new "$i" "$SYNCD"
+		fi
+	done
+	echo "ferry-syncd +100 delta over $SRC_MSGS messages, $(nproc) CPUs"
+	printf '%-10s %8s %7s %9s %s\n' run "wall s" "CPU s" "RSS MB" exit
+	for r in "${ROWS[@]}"; do
+		IFS='|' read -r name msgs bytes wall cpu rss rc <<<"$r"
+		printf '%-10s %8.3f %7.2f %9.1f %s\n' "$name" "$wall" "$cpu" "$rss" "$rc"
+	done
+	echo "median wall s: $SYNCD $(ab_median "${AB_WALL_new[@]}")"
+	[ -z "${BENCH_BASE:-}" ] || {
+		echo "median wall s: $BENCH_BASE $(ab_median "${AB_WALL_base[@]}")"
+		echo "median of the run-by-run ratios new / base: $(ab_ratios)"
+	}
 	exit 0
 fi
 

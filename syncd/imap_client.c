@@ -869,9 +869,10 @@ nodelay(struct imap_client *c)
 
 	if (c->top != NULL)
 		c->sock_fd = bufferevent_getfd(c->top);
-	if (c->sock_fd != -1)
-		(void)setsockopt(c->sock_fd, IPPROTO_TCP, TCP_NODELAY, &one,
-		    sizeof(one));
+	/* not TCP (the built-in archive reader's socketpair): neither */
+	if (c->sock_fd != -1 && setsockopt(c->sock_fd, IPPROTO_TCP,
+	    TCP_NODELAY, &one, sizeof(one)) == -1)
+		c->sock_fd = -1;
 }
 
 /*

@@ -224,7 +224,7 @@ struct imap_client {
 	enum imapc_state	 state;
 	struct bufferevent	*top;
 	int			 top_is_socket;	/* no filter above the socket */
-	int			 sock_fd;	/* the TCP socket; -1 before */
+	int			 sock_fd;	/* the TCP socket, else -1 */
 	SSL			*ssl;		/* owned by its bufferevent */
 	int			 tls_active, z_active;
 	struct imap_parse	*parser;
