@@ -86,6 +86,10 @@ def dribble(data, n):
                 got += d
             except BlockingIOError:
                 time.sleep(0.05)
+            except OSError:
+                # a reset after the 421: the relay closed with our last
+                # bytes unread (Linux then sends RST, not FIN)
+                break
         if b"421" in got:
             break
     print("%.1f %s" % (time.time() - t0, got.decode("latin-1").strip()))
