@@ -415,6 +415,19 @@ ab_ratios() {	# ab_ratios - the median of new/base, run by run
 	done | awk '{ print $1 / $2 }' | sort -n | awk '{ v[NR] = $1 } END {
 		printf "%.3f", NR % 2 ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
 }
+ab_report() {	# ab_report WALL_FORMAT - every run, the medians, the ratio
+	local r name msgs bytes wall cpu rss rc
+	printf '%-10s %8s %7s %9s %s\n' run "wall s" "CPU s" "RSS MB" exit
+	for r in "${ROWS[@]}"; do
+		IFS='|' read -r name msgs bytes wall cpu rss rc <<<"$r"
+		printf "%-10s $1 %7.2f %9.1f %s\n" "$name" "$wall" "$cpu" "$rss" "$rc"
+	done
+	echo "median wall s: $SYNCD $(ab_median "${AB_WALL_new[@]}")"
+	[ -z "${BENCH_BASE:-}" ] || {
+		echo "median wall s: $BENCH_BASE $(ab_median "${AB_WALL_base[@]}")"
+		echo "median of the run-by-run ratios new / base: $(ab_ratios)"
+	}
+}
 ab_median() {	# ab_median WALL... - the median
 	printf '%s\n' "$@" | sort -n | awk '{ v[NR] = $1 } END {
 		printf "%.2f", NR % 2 ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
@@ -428,16 +441,7 @@ if [ "$FULL_ONLY" = 1 ]; then
 		[ -z "${BENCH_BASE:-}" ] || ab_run base "$i" "$BENCH_BASE"
 	done
 	echo "ferry-syncd full copy: $SRC_MSGS messages, $(echo "scale=1; $SRC_BYTES / 1000000" | bc) MB on disk, $(nproc) CPUs"
-	printf '%-10s %8s %7s %9s %s\n' run "wall s" "CPU s" "RSS MB" exit
-	for r in "${ROWS[@]}"; do
-		IFS='|' read -r name msgs bytes wall cpu rss rc <<<"$r"
-		printf '%-10s %8.2f %7.2f %9.1f %s\n' "$name" "$wall" "$cpu" "$rss" "$rc"
-	done
-	echo "median wall s: $SYNCD $(ab_median "${AB_WALL_new[@]}")"
-	[ -z "${BENCH_BASE:-}" ] ||
-		echo "median wall s: $BENCH_BASE $(ab_median "${AB_WALL_base[@]}")"
-	[ -z "${BENCH_BASE:-}" ] ||
-		echo "median of the run-by-run ratios new / base: $(ab_ratios)"
+	ab_report %8.2f
 	exit 0
 fi
 if [ "$FULL_ONLY" = 2 ]; then
@@ -465,16 +469,7 @@ if [ "$FULL_ONLY" = 2 ]; then
 		fi
 	done
 	echo "ferry-syncd +100 delta over $SRC_MSGS messages, $(nproc) CPUs"
-	printf '%-10s %8s %7s %9s %s\n' run "wall s" "CPU s" "RSS MB" exit
-	for r in "${ROWS[@]}"; do
-		IFS='|' read -r name msgs bytes wall cpu rss rc <<<"$r"
-		printf '%-10s %8.3f %7.2f %9.1f %s\n' "$name" "$wall" "$cpu" "$rss" "$rc"
-	done
-	echo "median wall s: $SYNCD $(ab_median "${AB_WALL_new[@]}")"
-	[ -z "${BENCH_BASE:-}" ] || {
-		echo "median wall s: $BENCH_BASE $(ab_median "${AB_WALL_base[@]}")"
-		echo "median of the run-by-run ratios new / base: $(ab_ratios)"
-	}
+	ab_report %8.3f
 	exit 0
 fi
 

@@ -198,6 +198,7 @@ worker_loop(struct worker *w, struct pairs *px)
 			    a->app_msgs ? 1000.0 * a->app_secs /
 			    (double)a->app_msgs : 0.0, px->n + 1);
 	}
+	sync_folder_settle(w, 1);
 }
 
 /* ---- connections kept between passes (daemon mode) ------------------------------ */

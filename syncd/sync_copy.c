@@ -918,19 +918,24 @@ batch_account(struct fctx *fc, struct batch *b, size_t ne, double secs)
 /*
  * batch_finish - a batch whose check was left in flight: its answer
  * collected (asked again, waited for, when the connection was lost in
- * between), then the batch settled and freed.  0, or -2 (fc->err).
+ * between and may_ask_again), then the batch settled and freed.  0, or
+ * -2 (fc->err).  Asking again selects the batch's folder: not while the
+ * next folder's SELECT is already out (copy_settle from there).
  */
 static int
-batch_finish(struct fctx *fc, struct batch *b)
+batch_finish(struct fctx *fc, struct batch *b, int may_ask_again)
 {
 	struct faith_q *q = b->fq;
 	char err[300], e2[300];
 	size_t i, ne = 0;
-	int rc;
+	int rc, lost;
 
 	b->fq = NULL;
-	if (q != NULL && faith_check_collect(fc->w, q, err, sizeof(err)) ==
-	    -1) {
+	lost = q != NULL && faith_check_collect(fc->w, q, err,
+	    sizeof(err)) == -1;
+	if (lost && !may_ask_again)
+		check_lost(fc, b->fn, err);
+	else if (lost) {
 		for (i = 0; i < b->fn; i++) {
 			struct faith_item *it = &b->fv[i];
 
@@ -973,7 +978,9 @@ deferrable(const struct fctx *fc, const struct batch *b)
  * The faithful-copy check of a batch that went through cleanly is left
  * in flight on the destination (*prevp): its FETCH is answered while the
  * next batch streams, and the batch is settled after that batch's
- * transfer (batch_finish; copy_all finishes the last one).  Its messages
+ * transfer (batch_finish; the folder's last one by copy_all, or, when
+ * fc->may_defer, by copy_settle once the next folder is being selected:
+ * sync_folder_settle).  Its messages
  * are marked done at once so that no later batch takes them again.
  *
  * ahead (nahead messages, may be none): the folder's tail, which goes
@@ -1060,7 +1067,7 @@ copy_batch(struct fctx *fc, struct smsg **msgs, size_t n, int multi,
 	batch_loop(b);
 	/* the previous batch's check was answered meanwhile */
 	if (*prevp != NULL) {
-		prc = batch_finish(fc, *prevp);
+		prc = batch_finish(fc, *prevp, 1);
 		*prevp = NULL;
 		if (prc == -2)
 			rc = -2;
@@ -1102,7 +1109,7 @@ out:
 		imap_client_resume_read(w->s[SRC].c);
 	if (*prevp != NULL && rc != 0) {
 		/* failed before the transfer: settle the previous one */
-		if (batch_finish(fc, *prevp) == -2)
+		if (batch_finish(fc, *prevp, 1) == -2)
 			rc = -2;
 		*prevp = NULL;
 	}
@@ -1257,7 +1264,9 @@ copy_all(struct fctx *fc, struct smsgv *todo)
 		one = 0;
 	}
 	free(bv);
-	if (prev != NULL && batch_finish(fc, prev) == -2)
+	if (prev != NULL && fc->may_defer && !pace_stopping(fc->a))
+		fc->deferred = prev;	/* copy_settle, after the next SELECT */
+	else if (prev != NULL && batch_finish(fc, prev, 1) == -2)
 		return (-1);
 	if (fc->quota_n > 0)
 		log_warnx("%s: %s: %" PRIu64 " message%s (uid %" PRIu64 ":%"
@@ -1270,6 +1279,37 @@ copy_all(struct fctx *fc, struct smsgv *todo)
 		return (-1);
 	}
 	return (0);
+}
+
+/*
+ * copy_settle - the batch copy_all left in flight (fc->deferred), if any,
+ * collected and settled; its answer is asked for again on a lost
+ * connection only when may_ask_again (nothing else is out on the
+ * destination).  0, or -1 (fc->err).
+ */
+int
+copy_settle(struct fctx *fc, int may_ask_again)
+{
+	struct batch *b = fc->deferred;
+
+	fc->deferred = NULL;
+	if (b == NULL)
+		return (0);
+	return (batch_finish(fc, b, may_ask_again) == -2 ? -1 : 0);
+}
+
+/* copy_deferred_count - copies in fc->deferred, not in the report yet */
+uint64_t
+copy_deferred_count(const struct fctx *fc)
+{
+	const struct batch *b = fc->deferred;
+	uint64_t n = 0;
+	size_t i;
+
+	for (i = 0; b != NULL && i < b->n; i++)
+		if (b->v[i].state == CM_OK)
+			n++;
+	return (n);
 }
 
 /*
@@ -1345,6 +1385,7 @@ copy_split(struct fctx *fc, struct smsgv *todo)
 		h[nh].fc.problems = 0;
 		h[nh].fc.flags_dropped = 0;
 		h[nh].fc.rmu = &mu;
+		h[nh].fc.may_defer = 0;
 		nh++;
 	}
 	if (nh == 0) {
@@ -1368,6 +1409,7 @@ copy_split(struct fctx *fc, struct smsgv *todo)
 	}
 	fc->rmu = &mu;
 	fc->own = &first;
+	fc->may_defer = 0;	/* the parts are joined here */
 	for (k = 0; k < nh; k++)
 		h[k].started = pthread_create(&h[k].tid, NULL, helper_thread,
 		    &h[k]) == 0;

@@ -129,6 +129,11 @@ fc_ready_then(struct fctx *fc, int dst_rw, fc_queued_fn queued)
 	char err[400];
 	int qd, qs;
 
+	/* a check left in flight on a destination connection that is gone:
+	 * asked again now, before anything else is queued there */
+	if (w->deferred != NULL && (w->s[DST].c == NULL ||
+	    w->s[DST].state != 1))
+		sync_folder_settle(w, 1);
 	if (fc->dst_exists && (w->s[SRC].c == NULL || w->s[SRC].state != 1) &&
 	    (w->s[DST].c == NULL || w->s[DST].state != 1))
 		sides_connect(w, NULL, NULL);
@@ -146,6 +151,8 @@ fc_ready_then(struct fctx *fc, int dst_rw, fc_queued_fn queued)
 	qs = side_select_begin(w, SRC, fc->j->src_wire, 0, &r);
 	if (qs == 0 && queued != NULL)
 		queued(fc);
+	/* the folder before, its last check answered while these are */
+	sync_folder_settle(w, 0);
 	if (qs == -1 || (qs == 0 && side_select_end(w, SRC, fc->j->src_wire,
 	    0, &r) == -1)) {
 		if (qd == 0)

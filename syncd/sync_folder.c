@@ -241,6 +241,7 @@ struct frun {
 	int		 delta;		/* only what is new since the state */
 	int		 rebuild;	/* UIDVALIDITY changed */
 	double		 t0;
+	double		 seconds;	/* set when its last check is deferred */
 };
 
 /*
@@ -593,9 +594,28 @@ phase_deletions(struct frun *fr)
 	return (rc);
 }
 
-/* phase_finish - the destination's message count and the new state */
+/*
+ * count_current - the selected destination mailbox's EXISTS counts every
+ * copy of this pass: nothing appended, or the server announced our
+ * APPENDs (RFC 3501 6.3.11 SHOULD).  appended: copies not settled yet.
+ */
 static int
-phase_finish(struct frun *fr)
+count_current(struct frun *fr, uint64_t appended)
+{
+	struct fctx *fc = &fr->fc;
+	struct worker *w = fc->w;
+
+	return (fc->dst_exists && w->s[DST].c != NULL &&
+	    w->s[DST].state == 1 &&
+	    strcmp(w->s[DST].selected, fr->j->dst_wire) == 0 &&
+	    imap_client_mailbox(w->s[DST].c) != NULL && fc->rmu == NULL &&
+	    imap_client_mailbox(w->s[DST].c)->exists >= fc->dmb.exists +
+	    fr->j->rf->copied + appended);
+}
+
+/* phase_count - the destination's message count */
+static void
+phase_count(struct frun *fr)
 {
 	struct fctx *fc = &fr->fc;
 	struct worker *w = fc->w;
@@ -604,13 +624,7 @@ phase_finish(struct frun *fr)
 	struct wres r;
 	char err[256];
 
-	if (fc->dst_exists && w->s[DST].c != NULL && w->s[DST].state == 1 &&
-	    strcmp(w->s[DST].selected, j->dst_wire) == 0 &&
-	    imap_client_mailbox(w->s[DST].c) != NULL && fc->rmu == NULL &&
-	    imap_client_mailbox(w->s[DST].c)->exists >= fc->dmb.exists +
-	    rf->copied) {
-		/* nothing appended, or the server announced our APPENDs
-		 * with EXISTS (RFC 3501 6.3.11 SHOULD): it is current */
+	if (count_current(fr, 0)) {
 		rf->dst_count = imap_client_mailbox(w->s[DST].c)->exists;
 	} else if (fc->dst_exists) {
 		if (side_ensure(w, DST, err, sizeof(err)) == -1)
@@ -638,6 +652,15 @@ phase_finish(struct frun *fr)
 		}
 	} else
 		rf->dst_count = 0;
+}
+
+/* phase_state - the folder's new state record (complete or not) */
+static int
+phase_state(struct frun *fr)
+{
+	struct fctx *fc = &fr->fc;
+	struct fjob *j = fr->j;
+
 	if (fc->st == NULL || fc->dry)
 		return (0);
 	fc->sf.flags = fc->problems == 0 ? STATE_F_COMPLETE : 0;
@@ -685,7 +708,9 @@ phase_end(struct frun *fr, int rc)
 		log_warnx("%s: %s: %s", a->acc->src_user, j->m->src_path,
 		    fc->err[0] ? fc->err : "failed");
 	}
-	rf->seconds = pace_now() - fr->t0;
+	if (fr->seconds == 0)
+		fr->seconds = pace_now() - fr->t0;
+	rf->seconds = fr->seconds;
 	if (fc->flags_dropped > 0)
 		log_warnx("%s: %s: %" PRIu64 " message(s) copied without some "
 		    "of their flags: the destination's PERMANENTFLAGS lack "
@@ -708,17 +733,47 @@ phase_end(struct frun *fr, int rc)
 	state_map_free(&fr->old);
 }
 
+/*
+ * sync_folder_settle - the folder whose last check was left in flight
+ * (w->deferred), finished: the check's verdicts into its copies, its
+ * state record, its report row.  Called once the next folder's EXAMINE
+ * and SELECT are out (fc_ready_then, may_ask_again 0: a check asked
+ * again now would land behind that SELECT), so that the destination
+ * answers the check while the source answers the EXAMINE; and after a
+ * worker's last folder (may_ask_again 1).
+ */
+void
+sync_folder_settle(struct worker *w, int may_ask_again)
+{
+	struct frun *fr = w->deferred;
+	int rc = 0;
+
+	if (fr == NULL)
+		return;
+	w->deferred = NULL;
+	if (copy_settle(&fr->fc, may_ask_again) == -1 ||
+	    phase_state(fr) == -1)
+		rc = -1;
+	phase_end(fr, rc);
+	free(fr);
+}
+
 /* sync_folder - one folder's pass, phase by phase: 0, or -1 (reported) */
 int
 sync_folder(struct worker *w, struct fjob *j)
 {
-	struct frun fr;
-	struct fctx *fc = &fr.fc;
+	struct frun *fr;
+	struct fctx *fc;
 	int rc;
 
-	memset(&fr, 0, sizeof(fr));
-	fr.j = j;
-	fr.t0 = pace_now();
+	if ((fr = calloc(1, sizeof(*fr))) == NULL) {
+		sync_folder_settle(w, 1);
+		report_folder_error(j->rf, "out of memory");
+		return (-1);
+	}
+	fc = &fr->fc;
+	fr->j = j;
+	fr->t0 = pace_now();
 	fc->w = w;
 	fc->a = w->a;
 	fc->j = j;
@@ -726,13 +781,33 @@ sync_folder(struct worker *w, struct fjob *j)
 	fc->dry = w->a->p->o->dry_run;
 	fc->st = w->a->p->o->store;
 	fc->dst_exists = j->m->dst_exists || (j->rf->created && !fc->dry);
-	rc = phase_load(&fr);
-	if (rc == 0 && (phase_validity(&fr) == -1 || phase_scan(&fr) == -1 ||
-	    phase_flags(&fr) == -1 || phase_todo(&fr) == -1 ||
-	    phase_deletions(&fr) == -1 || phase_finish(&fr) == -1))
+	/* the last check may wait for the next folder (sync_folder_settle),
+	 * unless deletions follow the copy */
+	fc->may_defer = !fc->dry && fc->st != NULL &&
+	    !w->a->p->o->cfg->syncd.delete;
+	rc = phase_load(fr);
+	if (rc == 0 && (phase_validity(fr) == -1 || phase_scan(fr) == -1 ||
+	    phase_flags(fr) == -1 || phase_todo(fr) == -1 ||
+	    phase_deletions(fr) == -1))
 		rc = -1;
+	if (rc == 0 && fc->deferred != NULL && count_current(fr,
+	    copy_deferred_count(fc))) {
+		phase_count(fr);
+		fr->seconds = pace_now() - fr->t0;
+		sync_folder_settle(w, 0);	/* fc_ready_then took it */
+		w->deferred = fr;
+		return (0);
+	}
+	if (fc->deferred != NULL && copy_settle(fc, 1) == -1 && rc == 0)
+		rc = -1;
+	if (rc == 0) {
+		phase_count(fr);
+		if (phase_state(fr) == -1)
+			rc = -1;
+	}
 	if (rc == 1)
 		rc = 0;		/* unchanged: nothing to do */
-	phase_end(&fr, rc);
+	phase_end(fr, rc);
+	free(fr);
 	return (rc);
 }

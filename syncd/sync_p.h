@@ -54,6 +54,9 @@
 #define SRC	0
 #define DST	1
 
+struct batch;		/* sync_copy.c */
+struct frun;		/* sync_folder.c */
+
 #define WIRE_MAX	1024
 
 extern const char *const side_name[2];	/* "src", "dst" */
@@ -152,6 +155,10 @@ struct worker {
 	struct side	 s[2];
 	int		 holds_slot;
 	int		 kept;		/* counted in the keep's "held" */
+	/* the folder before this one, whose last check is still in flight
+	 * on the destination: settled (sync_folder_settle) once the next
+	 * folder's EXAMINE and SELECT are out, or after the last folder */
+	struct frun	*deferred;	/* owned */
 };
 
 struct acct {
@@ -303,6 +310,10 @@ struct fctx {
 	/* messages left because the destination is over quota (refused
 	 * or never tried), for the folder's one log line */
 	uint64_t	 quota_n, quota_lo, quota_hi;
+	/* the folder's last batch, its check still in flight, left by
+	 * copy_all when may_defer: settled by copy_settle */
+	int		 may_defer;
+	struct batch	*deferred;	/* owned */
 	char		 err[512];
 };
 
@@ -429,11 +440,14 @@ int	ledger_check(struct fctx *fc, struct smsgv *todo);
 
 /* sync_copy.c */
 int	copy_split(struct fctx *fc, struct smsgv *todo);
+int	copy_settle(struct fctx *fc, int may_ask_again);
+uint64_t copy_deferred_count(const struct fctx *fc);
 
 /* sync_folder.c */
 int	sync_folder_unchanged(const struct fjob *j,
 	    const struct state_folder *s);
 int	sync_folder(struct worker *w, struct fjob *j);
+void	sync_folder_settle(struct worker *w, int may_ask_again);
 
 /* sync_acct.c */
 int	acct_setup(struct worker *w, char *err, size_t errlen);

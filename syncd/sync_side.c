@@ -498,6 +498,7 @@ worker_free(struct worker **wp)
 
 	if (w == NULL)
 		return;
+	sync_folder_settle(w, 1);	/* a folder's last check, if still out */
 	/* both LOGOUTs at once: one round trip, not two; a server that
 	 * does not answer gets STOP_GRACE seconds (logout_deadline) */
 	memset(r, 0, sizeof(r));

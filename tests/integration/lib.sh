@@ -1064,6 +1064,25 @@ imap_flags() { _lib_imap_tool "$1" "$2" "$3" flags "${@:4}"; }
 imap_fetch() { _lib_imap_tool "$1" "$2" "$3" fetch "${@:4}"; }
 imap_login_ok() { _lib_imap_tool "$1" "$2" "$3" login; }
 
+# write_syncd_conf FILE SRC_PORT DST_PORT [LINE...] - ferry-syncd's configuration
+# for one Dovecot pair on loopback (plain IMAP, state in $T/state, the
+# accounts file $T/accounts, log to stderr at info); each LINE is one more
+# line of [syncd], e.g. "parallel = 1".
+write_syncd_conf() {
+	local f=$1 src=$2 dst=$3 line
+	shift 3
+	{
+		printf '[global]\nstate_dir = %s\nlog = stderr\nlog_level = info\n\n' \
+			"$T/state"
+		printf '[syncd]\nsource = imap://127.0.0.1:%s?tls=none\n' "$src"
+		printf 'destination = imap://127.0.0.1:%s?tls=none\n' "$dst"
+		printf 'accounts = %s\ntls_verify = no\n' "$T/accounts"
+		for line in "$@"; do
+			printf '%s\n' "$line"
+		done
+	} >"$f"
+}
+
 # --- SMTP sink (smtp-sink) ---------------------------------------------------
 
 start_smtp_sink() {

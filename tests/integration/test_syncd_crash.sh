@@ -54,19 +54,7 @@ check_output "the source holds $TOTAL messages" "$TOTAL" \
 # Log in once so Dovecot creates the destination's maildir.
 imap_cmd "$DST" bob pass NOOP >/dev/null
 
-cat >"$T/syncd.conf" <<EOF
-[global]
-state_dir = $T/state
-log = stderr
-log_level = info
-
-[syncd]
-source = imap://127.0.0.1:$SRC?tls=none
-destination = imap://127.0.0.1:$DST?tls=none
-accounts = $T/accounts
-tls_verify = no
-max_messages_per_second = 150
-EOF
+write_syncd_conf "$T/syncd.conf" "$SRC" "$DST" "max_messages_per_second = 150"
 printf 'alice pass bob pass\n' >"$T/accounts"
 chmod 600 "$T/accounts"
 

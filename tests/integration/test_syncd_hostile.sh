@@ -70,18 +70,7 @@ MPORT=$(cat "$T/mangle.port") && check "the mangling proxy listens" wait_port "$
 
 printf 'alice pass bob pass\n' >"$T/accounts"
 chmod 600 "$T/accounts"
-cat >"$T/syncd.conf" <<EOF
-[global]
-state_dir = $T/state
-log = stderr
-log_level = info
-
-[syncd]
-source = imap://127.0.0.1:$MPORT?tls=none
-destination = imap://127.0.0.1:$DST?tls=none
-accounts = $T/accounts
-tls_verify = no
-EOF
+write_syncd_conf "$T/syncd.conf" "$MPORT" "$DST"
 
 timeout -s KILL 60 "$FERRY_SYNCD" -c "$T/syncd.conf" --once --json \
 	>"$T/pass1.json" 2>"$T/log/syncd-pass1.log"

@@ -38,23 +38,10 @@ check "3 source accounts, 4 messages each" gen 0
 printf 'u%d pass f%d pass\n' 1 1 2 2 3 3 >"$T/accounts"
 chmod 600 "$T/accounts"
 mkconf() {	# mkconf KEEP
-	cat >"$T/syncd.conf" <<EOF
-[global]
-state_dir = $T/state
-log = stderr
-log_level = info
-[syncd]
-http =
-source = imap://127.0.0.1:$IMAP_PORT_src?tls=none
-destination = imap://127.0.0.1:$IMAP_PORT_dst?tls=none
-accounts = $T/accounts
-tls_verify = no
-parallel = 1
-connections_per_server = 1
-keep_connections = $1
-interval = 1s
-destination_check_interval = 0
-EOF
+	write_syncd_conf "$T/syncd.conf" "$IMAP_PORT_src" "$IMAP_PORT_dst" \
+		"http =" "parallel = 1" "connections_per_server = 1" \
+		"keep_connections = $1" "interval = 1s" \
+		"destination_check_interval = 0"
 }
 dst_count() {	# dst_count USER
 	doveadm_cmd dst mailbox status -u "$1" messages INBOX 2>/dev/null |

@@ -40,19 +40,8 @@ accounts() {	# accounts F1PASS
 	chmod 600 "$T/accounts"
 }
 mkconf() {	# mkconf INTERVAL (empty: the default)
-	cat >"$T/syncd.conf" <<EOF
-[global]
-state_dir = $T/state
-log = stderr
-log_level = info
-[syncd]
-http =
-source = imap://127.0.0.1:$IMAP_PORT_src?tls=none
-destination = imap://127.0.0.1:$IMAP_PORT_dst?tls=none
-accounts = $T/accounts
-tls_verify = no
-EOF
-	[ -z "$1" ] || echo "destination_check_interval = $1" >>"$T/syncd.conf"
+	write_syncd_conf "$T/syncd.conf" "$IMAP_PORT_src" "$IMAP_PORT_dst" \
+		"http =" ${1:+"destination_check_interval = $1"}
 }
 N=0
 once() {	# once - a --once pass; its log in $T/log/once$N.log

@@ -79,18 +79,7 @@ for i in $(seq 100); do [ -s "$T/proxy.port" ] && break; sleep 0.05; done
 check "the slow proxy listens" test -s "$T/proxy.port"
 PROXY=$(cat "$T/proxy.port")
 
-cat >"$T/syncd.conf" <<EOF
-[global]
-state_dir = $T/state
-log = stderr
-
-[syncd]
-source = imap://127.0.0.1:$SRC?tls=none
-destination = imap://127.0.0.1:$PROXY?tls=none
-accounts = $T/accounts
-tls_verify = no
-connections_per_server = 4
-EOF
+write_syncd_conf "$T/syncd.conf" "$SRC" "$PROXY" "connections_per_server = 4"
 printf 'alice pass bob pass\n' >"$T/accounts"
 chmod 600 "$T/accounts"
 
