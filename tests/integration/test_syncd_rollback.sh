@@ -110,6 +110,9 @@ check_output "forward copy: the new host holds the four messages" "3 1" \
 
 # --- 2. mail at the new host -------------------------------------------------------
 for m in n1 n2 nw relay both old2019 p1; do msg "$m"; done
+# the copy on each host with the same INTERNALDATE: the content key has
+# it to the second, and two APPENDs a moment apart may straddle one
+both_date=$(LC_ALL=C date -u '+%d-%b-%Y %H:%M:%S +0000')
 setup_new() {
 	imap_append "$DST" bob pass INBOX "$T/n1.eml" &&
 		imap_append "$DST" bob pass INBOX "$T/n2.eml" '\Flagged' &&
@@ -118,8 +121,10 @@ setup_new() {
 		imap_append "$DST" bob pass Projects "$T/p1.eml" &&
 		imap_append "$DST" bob pass INBOX "$T/relay.eml" &&
 		"$LEDGER_PUT" "$T/state" bob "$T/relay.eml" >/dev/null &&
-		imap_append "$DST" bob pass INBOX "$T/both.eml" &&
-		imap_append "$SRC" alice pass INBOX "$T/both.eml" &&
+		"$LIB_PYTHON" "$T/reader.py" "$DST" bob append INBOX "$T/both.eml" \
+			"$both_date" &&
+		"$LIB_PYTHON" "$T/reader.py" "$SRC" alice append INBOX "$T/both.eml" \
+			"$both_date" &&
 		"$LIB_PYTHON" "$T/reader.py" "$DST" bob append INBOX "$T/old2019.eml" \
 			"01-Mar-2019 10:00:00 +0000"
 }
