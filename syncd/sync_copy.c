@@ -980,8 +980,8 @@ deferrable(const struct fctx *fc, const struct batch *b)
  * next batch streams, and the batch is settled after that batch's
  * transfer (batch_finish; the folder's last one by copy_all, or, when
  * fc->may_defer, by copy_settle once the next folder is being selected:
- * sync_folder_settle).  Its messages
- * are marked done at once so that no later batch takes them again.
+ * sync_folder_settle).  Its messages are marked done at once so that no
+ * later batch takes them again.
  *
  * ahead (nahead messages, may be none): the folder's tail, which goes
  * in the next batch; their intents are committed in this batch's
@@ -1038,11 +1038,10 @@ copy_batch(struct fctx *fc, struct smsg **msgs, size_t n, int multi,
 	/* the intents: committed before any byte of the APPEND is sent
 	 * (with the previous batch's map entries, one transaction), unless
 	 * every one of them went ahead with the batch before */
-	for (i = 0, nk = 0; i < n; i++)
-		if (msgs[i]->intent_ahead)
-			nk++;
-	for (i = 0; i < n; i++)
+	for (i = 0, nk = 0; i < n; i++) {
+		nk += msgs[i]->intent_ahead != 0;
 		msgs[i]->intent_ahead = 0;
+	}
 	if (nk < n) {
 		for (i = 0; i < nahead; i++)
 			intent_fill(fc, ahead[i], &in[n + i]);

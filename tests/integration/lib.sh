@@ -1083,6 +1083,43 @@ write_syncd_conf() {
 	} >"$f"
 }
 
+# syncd_dst_files MAILDIR - messages a Dovecot destination has written so
+# far (files in cur/ and new/ of every folder; Dovecot renames them in
+# after the APPEND's data is on disk)
+syncd_dst_files() {
+	find "$1" -type f \( -path '*/cur/*' -o -path '*/new/*' \) 2>/dev/null |
+		wc -l
+}
+
+# syncd_kill_at MAILDIR N RUN [DELAY] - start ferry-syncd -c $T/syncd.conf
+# --once, SIGKILL its process group DELAY seconds (default 0) after
+# MAILDIR holds N messages (Dovecot commits a MULTIAPPEND's messages
+# together, so a delay lands the kill inside the next batch rather than
+# just after one); KILLED_AT is the count seen then, "" if the pass ended
+# (or 30 s passed) before.  KILL_AT_HOOK, when set, is called with the
+# pid just before the kill.  Returns 0 when it killed.
+syncd_kill_at() {
+	local dm=$1 n=$2 run=$3 delay=${4:-0} i pid
+	spawn "syncd-$run" "$FERRY_SYNCD" -c "$T/syncd.conf" --once
+	pid=$SPAWN_PID
+	KILLED_AT=
+	for ((i = 0; i < 3000; i++)); do
+		if [ "$(syncd_dst_files "$dm")" -ge "$n" ]; then
+			[ "$delay" = 0 ] || sleep "$delay"
+			[ -z "${KILL_AT_HOOK:-}" ] || "$KILL_AT_HOOK" "$pid"
+			_lib_alive "$pid" || break
+			kill -KILL -- "-$pid" 2>/dev/null
+			KILLED_AT=$(syncd_dst_files "$dm")
+			break
+		fi
+		_lib_alive "$pid" || break
+		sleep 0.01
+	done
+	wait "$pid" 2>/dev/null
+	stop_pid "$pid"
+	[ -n "$KILLED_AT" ]
+}
+
 # --- SMTP sink (smtp-sink) ---------------------------------------------------
 
 start_smtp_sink() {

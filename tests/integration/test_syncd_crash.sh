@@ -59,44 +59,7 @@ printf 'alice pass bob pass\n' >"$T/accounts"
 chmod 600 "$T/accounts"
 
 DM=$T/dovecot/dst/mail/bob/Maildir
-# dst_files - messages the destination has written so far (files in
-# cur/ and new/ of every folder; Dovecot renames them in after the
-# APPEND's data is on disk).
-dst_files() {
-	find "$DM" -type f \( -path '*/cur/*' -o -path '*/new/*' \) 2>/dev/null |
-		wc -l
-}
-
-# kill_at N RUN [DELAY] - start ferry-syncd --once, SIGKILL its process
-# group DELAY seconds (default 0) after the destination holds N messages
-# (Dovecot commits a MULTIAPPEND's messages together, so a delay lands
-# the kill inside the next batch rather than just after one); KILLED_AT
-# is the count seen then, "" if the pass ended (or 30 s passed) before.
-# With LIVE=1, first wait (up to 5 s, the pass going on) until
-# `ferryctl sync --json` shows this process running: $T/live.json.
-kill_at() {
-	local n=$1 run=$2 delay=${3:-0} i c pid
-	spawn "syncd-$run" "$FERRY_SYNCD" -c "$T/syncd.conf" --once
-	pid=$SPAWN_PID
-	KILLED_AT=
-	for ((i = 0; i < 3000; i++)); do
-		c=$(dst_files)
-		if [ "$c" -ge "$n" ]; then
-			[ "$delay" = 0 ] || sleep "$delay"
-			[ "${LIVE:-0}" = 0 ] || live_wait "$pid"
-			_lib_alive "$pid" || break
-			kill -KILL -- "-$pid" 2>/dev/null
-			c=$(dst_files)
-			KILLED_AT=$c
-			break
-		fi
-		_lib_alive "$pid" || break
-		sleep 0.01
-	done
-	wait "$pid" 2>/dev/null
-	stop_pid "$pid"
-	[ -n "$KILLED_AT" ]
-}
+dst_files() { syncd_dst_files "$DM"; }
 
 # check_live - what ferryctl said while the pass ran, and says now
 check_live() {
@@ -146,13 +109,15 @@ for spec in 20:0 40:0.1 next:0.05; do
 	else
 		want=$((TOTAL * point / 100))
 	fi
-	LIVE=0
-	[ "$point" != 40 ] || LIVE=1
-	if kill_at "$want" "kill$point" "${spec#*:}"; then
+	# at 40 %, first wait (up to 5 s, the pass going on) until
+	# `ferryctl sync --json` shows the pass running: $T/live.json
+	KILL_AT_HOOK=
+	[ "$point" != 40 ] || KILL_AT_HOOK=live_wait
+	if syncd_kill_at "$DM" "$want" "kill$point" "${spec#*:}"; then
 		after=$(dst_files)
 		if [ "$after" -lt "$TOTAL" ]; then
 			ok "kill -9 at about ${point}%: $KILLED_AT messages on the destination, $after after the kill"
-			[ "$LIVE" = 0 ] || check_live
+			[ -z "$KILL_AT_HOOK" ] || check_live
 		else
 			not_ok "kill -9 at about ${point}% hits a pass in progress" \
 				"the destination already held all $after messages"

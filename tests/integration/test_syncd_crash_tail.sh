@@ -44,36 +44,10 @@ printf 'alice pass bob pass\n' >"$T/accounts"
 chmod 600 "$T/accounts"
 
 DM=$T/dovecot/dst/mail/bob/Maildir
-dst_files() {
-	find "$DM" -type f \( -path '*/cur/*' -o -path '*/new/*' \) 2>/dev/null |
-		wc -l
-}
-
-# kill_at N RUN - start a --once pass, SIGKILL its process group once the
-# destination holds N messages; KILLED_AT the count then, "" when the
-# pass ended first
-kill_at() {
-	local n=$1 run=$2 i pid
-	spawn "syncd-$run" "$FERRY_SYNCD" -c "$T/syncd.conf" --once
-	pid=$SPAWN_PID
-	KILLED_AT=
-	for ((i = 0; i < 3000; i++)); do
-		if [ "$(dst_files)" -ge "$n" ]; then
-			_lib_alive "$pid" || break
-			kill -KILL -- "-$pid" 2>/dev/null
-			KILLED_AT=$(dst_files)
-			break
-		fi
-		_lib_alive "$pid" || break
-		sleep 0.01
-	done
-	wait "$pid" 2>/dev/null
-	stop_pid "$pid"
-	[ -n "$KILLED_AT" ]
-}
+dst_files() { syncd_dst_files "$DM"; }
 
 check "kill -9 before the tail's APPEND (the destination holds 48)" \
-	kill_at 48 before
+	syncd_kill_at "$DM" 48 before
 diag "killed with $KILLED_AT on the destination"
 check "not all copied yet" test "$(dst_files)" -lt "$TOTAL"
 

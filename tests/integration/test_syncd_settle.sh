@@ -7,8 +7,9 @@
 # answer to every check (UID FETCH ... BODY.PEEK[HEADER]) 300 ms and
 # notes each SELECT the client sends before it has a check's answer: with
 # three folders, the SELECTs of the second and third go out before the
-# check of the folder before them is answered.  Every message arrives once, byte for byte, the pass is complete,
-# and the next pass finds nothing to copy.
+# check of the folder before them is answered.  Every message arrives
+# once, byte for byte, the pass is complete, and the next pass finds
+# nothing to copy.
 . "$top_srcdir/tests/integration/lib.sh"
 require_cmd dovecot doveadm "$FERRY_SYNCD"
 export LC_ALL=C
