@@ -8,12 +8,15 @@
 # of the account's domain and the verdict "accepted"; -o FILE.html picks
 # HTML and writes it whole; the HTML is self-contained (no script, no
 # external asset) and has print rules; a Subject made of markup is
-# escaped in every format.  ferry-relay on the same store, one message
-# sent to alice@example.test twice: the report counts it received 1,
-# forwarded 1, deduplicated 1 for that address and 0 for bob's.  A
-# message deleted on the destination by
-# hand: verify again and the report lists it missing (with its subject)
-# and says "not accepted", with a different digest.  Bad input: an
+# escaped in every format.  Verified again with nothing changed, the
+# digest is the same.  A pass with the destination down is in the copy
+# history with its reason (JSON and Markdown).  ferry-relay on the same
+# store, one message sent to alice@example.test twice: the report counts
+# it received 1, forwarded 1, deduplicated 1 for that address and 0 for
+# bob's; one to bob refused upstream with a 5xx: bob received 1, bounced
+# 1.  A message deleted on the destination by hand: verify again and the
+# report lists it missing (with its subject) and says "not accepted",
+# with a different digest.  Bad input: an
 # unknown --account, an unknown --format and an unreadable store exit 2
 # and leave nothing written.
 . "$top_srcdir/tests/integration/lib.sh"
@@ -166,6 +169,49 @@ else
 		"exit $RRC" "$(cat "$T/okmd.out" "$T/log/okmd.err")"
 fi
 
+# --- a second verify with nothing changed: the same digest ---------------------------
+timeout -s KILL 120 "$FERRY_SYNCD" -c "$T/mailferry.conf" --verify \
+	>"$T/log/verify1b.out" 2>"$T/log/verify1b.err"
+check "ferry-syncd --verify again, nothing changed: complete (exit 0)" [ $? -eq 0 ]
+report again --format json
+if [ "$RRC" -eq 0 ] && "$LIB_PYTHON" - "$T/again.out" "$(cat "$T/digest1")" <<'PY'
+import json, sys
+d = json.load(open(sys.argv[1]))
+v = d["accounts"][0]["verify"]
+assert v["verdict"] == "complete" and v["digest"] == sys.argv[2], v
+PY
+then
+	ok "verified again with nothing changed: the same content digest"
+else
+	not_ok "verified again with nothing changed: the same content digest" \
+		"exit $RRC" "$(cat "$T/again.out" "$T/log/again.err")"
+fi
+
+# --- a pass that failed: in the copy history with its reason --------------------------
+sed "s|^destination = .*|destination = imap://127.0.0.1:$(free_port)?tls=none|" \
+	"$T/mailferry.conf" >"$T/down.conf"
+timeout -s KILL 120 "$FERRY_SYNCD" -c "$T/down.conf" --once >"$T/log/down.log" 2>&1
+check "a pass with the destination down: exit 1" [ $? -eq 1 ]
+report failed --format json
+if [ "$RRC" -eq 0 ] && "$LIB_PYTHON" - "$T/failed.out" >"$T/failed.why" <<'PY'
+import json, sys
+d = json.load(open(sys.argv[1]))
+p = d["accounts"][0]["passes"]
+assert len(p) == 2 and p[0]["copied"] == 6, p
+last = p[-1]
+assert last["copied"] == 0 and last["error"], last
+print(last["error"])
+PY
+then
+	ok "the failed pass is in the copy history with its reason ($(cat "$T/failed.why"))"
+else
+	not_ok "the failed pass is in the copy history with its reason" \
+		"exit $RRC" "$(cat "$T/failed.out" "$T/log/failed.err")"
+fi
+report failedmd
+check "Markdown: the failed pass's reason in the copy history" \
+	grep -qF "$(head -c 40 "$T/failed.why")" "$T/failedmd.out"
+
 # --- the relay's figures per address ---------------------------------------------
 relay_up() {
 	start_dns <<'DNS' &&
@@ -240,6 +286,45 @@ fi
 report relaymd
 check "Markdown: the relay's table per address" \
 	grep -q '^| alice@example\.test | 1 | 1 | 1 | 0 | 20' "$T/relaymd.out"
+
+# --- a recipient the new provider refuses: bounced ------------------------------------
+bounce_one() {
+	local r i
+	stop_smtp_sink
+	start_smtp_sink -f RCPT || return 1	# every RCPT gets a 5xx
+	spawn relay "$FERRY_RELAY" -d -c "$T/mailferry.conf" &&
+		RELAY_PID=$SPAWN_PID && wait_port "$RELAY_PORT" 10 || return 1
+	msg "$T/b.eml" "refused upstream"
+	r=$("$LIB_PYTHON" "$TEST_DATA/smtp_send.py" "$RELAY_PORT" sender@a.test \
+		bob@example.test "$T/b.eml" | tail -n 1)
+	case $r in "DATA 250 "*) ;; *) echo "$r" >&2; return 1 ;; esac
+	# (its DSN waits for a.test, which has no address here)
+	for ((i = 0; i < 150; i++)); do
+		grep -q 'to=<bob@example.test> .*status=bounced' "$T/log/relay.log" &&
+			return 0
+		sleep 0.1
+	done
+	return 1
+}
+check "a message to bob@example.test refused upstream with 5xx is bounced" bounce_one
+stop_pid "$RELAY_PID"
+report bounce --format json
+if [ "$RRC" -eq 0 ] && "$LIB_PYTHON" - "$T/bounce.out" <<'PY'
+import json, sys
+d = json.load(open(sys.argv[1]))
+r = d["accounts"][0]["relay"]
+by = {a["address"]: a for a in r["addresses"]}
+b = by["bob@example.test"]
+assert (b["received"], b["forwarded"], b["bounced"]) == (1, 0, 1), b
+assert by["alice@example.test"]["bounced"] == 0, by
+assert r["bounced"] == 1 and d["total"]["relay"]["bounced"] == 1, r
+PY
+then
+	ok "the relay's figures per address: bob received 1, bounced 1"
+else
+	not_ok "the relay's figures per address: bob received 1, bounced 1" \
+		"exit $RRC" "$(cat "$T/bounce.out" "$T/log/bounce.err")"
+fi
 
 # --- a message deleted on the destination by hand ----------------------------------
 del() {
