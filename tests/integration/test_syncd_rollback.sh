@@ -25,6 +25,9 @@
 #      the rollback phase (logged, ferryctl status says "rollback"), the
 #      daemon runs a reverse pass and the message is in the old mailbox
 #      once; MX new again leaves the rollback phase.
+#   7. Without --since, the reverse pass starts at the switch the watcher
+#      saw (less a check_interval and a margin): a message dated 2021 on
+#      the new host is listed as older than that and not copied.
 . "$top_srcdir/tests/integration/lib.sh"
 require_cmd dovecot doveadm dnsmasq dig "$LIB_PYTHON" "$FERRY_SYNCD" "$FERRYCTL"
 export LC_ALL=C
@@ -314,5 +317,19 @@ check "MX new again: the domain leaves rollback" \
 	wait_for 1 "phase rollback -> \(switching\|dual-reception\)" "$LOG"
 stop_pid "$p"
 check_output "no Message-ID twice on the new host for dave" "" dups "$DST" dave INBOX
+
+# --- 7. the default --since is the switch the watcher saw ---------------------------
+msg d2021
+check "new host: a message for dave dated 2021 (long before the switch)" \
+	"$LIB_PYTHON" "$T/reader.py" "$DST" dave append INBOX "$T/d2021.eml" \
+		"01-Mar-2021 10:00:00 +0000"
+RCONF=$T/daemon.conf reverse r5 --once
+if [ "$RRC" -eq 1 ] && grep -q 'older than --since: not copied by this pass' "$T/r5.out"; then
+	ok "--reverse without --since, a switch known: the 2021 message is older than the switch, listed, exit 1"
+else
+	not_ok "--reverse without --since, a switch known: the 2021 message is older than the switch, listed, exit 1" \
+		"exit $RRC" "$(cat "$T/r5.out")" "$(tail -n 5 "$T/log/reverse-r5.log")"
+fi
+check "... and not copied to the old host" has_none "$SRC" carol INBOX d2021
 
 done_testing
