@@ -84,6 +84,7 @@ struct batch {
 	size_t		 ndeclared;
 	size_t		 nseen;		/* bodies begun */
 	int		 src_paused;
+	int		 hold;		/* intents not durable: no APPEND */
 	int		 dst_dead;
 	size_t		*order;		/* declared order -> index */
 	/* a check in flight (settled by batch_finish): owned */
@@ -203,6 +204,8 @@ c_body_begin(struct imap_client *c, const struct imap_fetch_msg *m,
 
 	(void)c;
 	(void)section;
+	if (b->hold)
+		return;		/* the intents' commit failed: no APPEND */
 	b->cur = cm = batch_find(b, m);
 	if (cm == NULL)
 		return;
@@ -1035,26 +1038,22 @@ copy_batch(struct fctx *fc, struct smsg **msgs, size_t n, int multi,
 	}
 	pace_rate_wait(fc->a, n, bytes);
 	t0 = pace_now();
-	/* the intents: committed before any byte of the APPEND is sent
-	 * (with the previous batch's map entries, one transaction), unless
-	 * every one of them went ahead with the batch before */
 	for (i = 0, nk = 0; i < n; i++) {
 		nk += msgs[i]->intent_ahead != 0;
 		msgs[i]->intent_ahead = 0;
 	}
-	if (nk < n) {
-		for (i = 0; i < nahead; i++)
-			intent_fill(fc, ahead[i], &in[n + i]);
-		if (fc_commit(fc, in, n + nahead, NULL) == -1) {
-			rc = -1;
-			goto out;
-		}
-		for (i = 0; i < nahead; i++)
-			ahead[i]->intent_ahead = 1;
-	}
 	for (i = 0, so = 0; i < n; i++)
 		so += (size_t)snprintf(set + so, sizeof(set) - so, "%s%" PRIu64,
 		    i ? "," : "", msgs[i]->uid);
+	/*
+	 * The FETCH goes out first, with the source's input paused, so the
+	 * source reads the bodies while the intents' commit (an fdatasync)
+	 * runs; nothing is appended until it is durable, and a commit that
+	 * fails appends nothing (b->hold, the bodies read and dropped).
+	 */
+	b->hold = nk < n && fc->st != NULL && !fc->dry;
+	if (b->hold)
+		imap_client_pause_read(w->s[SRC].c);
 	if (imap_client_uid_fetch(w->s[SRC].c, set, "(UID BODY.PEEK[])", 0,
 	    0, &fcbs, c_fetch_done, b) == NULL) {
 		b->fres.done = 1;
@@ -1062,6 +1061,29 @@ copy_batch(struct fctx *fc, struct smsg **msgs, size_t n, int multi,
 		b->fres.cls = IMAP_ERR_TEMP;
 		snprintf(b->fres.text, sizeof(b->fres.text),
 		    "FETCH not queued");
+	} else if (b->hold)
+		(void)event_base_loop(w->base, EVLOOP_NONBLOCK);
+	/* the intents: committed before any byte of the APPEND is sent
+	 * (with the previous batch's map entries, one transaction), unless
+	 * every one of them went ahead with the batch before */
+	if (nk < n) {
+		for (i = 0; i < nahead; i++)
+			intent_fill(fc, ahead[i], &in[n + i]);
+		prc = fc_commit(fc, in, n + nahead, NULL);
+		if (prc == 0)
+			for (i = 0; i < nahead; i++)
+				ahead[i]->intent_ahead = 1;
+	} else
+		prc = 0;
+	if (b->hold) {
+		b->hold = prc == -1;	/* kept: the bodies are dropped */
+		if (w->s[SRC].c != NULL)
+			imap_client_resume_read(w->s[SRC].c);
+	}
+	if (prc == -1) {
+		batch_loop(b);		/* the FETCH read to its end */
+		rc = -1;
+		goto out;
 	}
 	batch_loop(b);
 	/* the previous batch's check was answered meanwhile */

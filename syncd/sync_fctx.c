@@ -202,10 +202,9 @@ fc_flags_since(const struct fctx *fc, uint64_t highestmodseq)
 
 /*
  * fc_delta_prefetch - fc_ready_then's hook for a folder whose state says
- * "delta": the new-UID FETCH, or when nothing is new the flag look, goes
- * out right behind the EXAMINE, predicted from this pass's LIST-STATUS;
- * sync_folder checks the prediction against the EXAMINE before using
- * it.
+ * "delta": the new-UID FETCH and the flag look, as far as this pass's
+ * LIST-STATUS predicts them, go out right behind the EXAMINE; sync_folder
+ * checks the prediction against the EXAMINE before using it.
  */
 void
 fc_delta_prefetch(struct fctx *fc)
@@ -216,23 +215,32 @@ fc_delta_prefetch(struct fctx *fc)
 	    j->sst.highestmodseq : 0;
 	char set[64];
 
-	if ((j->sst.have & IMAP_STATUS_UIDNEXT) &&
-	    j->sst.uidnext > sf->src_last_uid + 1) {
+	int want_new, want_flags;
+
+	fc->pf_since = fc_flags_since(fc, hms);
+	want_new = (j->sst.have & IMAP_STATUS_UIDNEXT) &&
+	    j->sst.uidnext > sf->src_last_uid + 1;
+	want_flags = fc->dst_exists && (fc->pf_since == 0 ||
+	    hms != fc->pf_since);
+	snprintf(set, sizeof(set), "1:%" PRIu64, sf->src_last_uid);
+	/*
+	 * The untagged FETCH responses of two pipelined FETCHes may
+	 * interleave (RFC 3501 5.5; Dovecot runs UID FETCHes concurrently)
+	 * and are given to the older one: both looks together go through
+	 * scan_pair_begin, which sorts them by UID.
+	 */
+	if (want_new && want_flags) {
+		fc->pf_new_q = fc->pf_flags_q = 1;
+		(void)scan_pair_begin(fc->w, sf->src_last_uid + 1, set,
+		    fc->pf_since, &fc->pf_newv, &fc->pf_flagsv, &fc->pf_new,
+		    &fc->pf_flags);
+	} else if (want_new) {
 		snprintf(set, sizeof(set), "%" PRIu64 ":*",
 		    sf->src_last_uid + 1);
 		fc->pf_new_q = 1;
 		(void)scan_meta_begin(fc->w, SRC, set, sf->src_last_uid + 1,
 		    1, &fc->pf_newv, &fc->pf_new);
-	}
-	/*
-	 * One FETCH at most: the untagged FETCH responses of two pipelined
-	 * FETCHes may interleave (RFC 3501 5.5; Dovecot runs UID FETCHes
-	 * concurrently) and would be given to the older one.
-	 */
-	fc->pf_since = fc_flags_since(fc, hms);
-	if (!fc->pf_new_q && fc->dst_exists && (fc->pf_since == 0 ||
-	    hms != fc->pf_since)) {
-		snprintf(set, sizeof(set), "1:%" PRIu64, sf->src_last_uid);
+	} else if (want_flags) {
 		fc->pf_flags_q = 1;
 		(void)scan_flags_begin(fc->w, set, fc->pf_since,
 		    &fc->pf_flagsv, &fc->pf_flags);
@@ -250,7 +258,7 @@ fc_prefetch_drop(struct fctx *fc)
 		fc->pf_new_q = 0;
 	}
 	if (fc->pf_flags_q) {
-		(void)side_wait(fc->w, fc->pf_flags.queued, &fc->pf_flags.r);
+		(void)scan_flags_end(fc->w, &fc->pf_flags, &r);
 		fc->pf_flags_q = 0;
 	}
 	smsgv_free(&fc->pf_newv);

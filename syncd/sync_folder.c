@@ -457,10 +457,11 @@ phase_flags(struct frun *fr)
 	if (fc->pf_flags_q) {
 		/* queued behind the EXAMINE: used when it asked what would
 		 * be asked now */
+		struct wres fw;
+
 		fc->pf_flags_q = 0;
-		if (side_wait(w, fc->pf_flags.queued, &fc->pf_flags.r) ==
-		    -1 || fc->pf_flags.oom) {
-			fc_fail(fc, "FETCH flags", &fc->pf_flags.r);
+		if (scan_flags_end(w, &fc->pf_flags, &fw) == -1) {
+			fc_fail(fc, "FETCH flags", &fw);
 			return (-1);
 		}
 		if (fc->pf_since == since) {

@@ -259,6 +259,10 @@ struct metafetch {
 	struct imap_cmd	*queued;	/* the FETCH, until done */
 	struct smsgv	*out;
 	uint64_t	 min_uid;	/* drop UIDs below (the "n:*" case) */
+	/* a flag look queued beside (scan_pair_begin): UIDs below min_uid
+	 * answered without INTERNALDATE go here, whichever of the two
+	 * FETCHes the client hands them to */
+	struct smsgv	*flags_out;
 	char		*hdr;
 	size_t		 hlen;
 	int		 want_hdr;
@@ -409,6 +413,11 @@ int	scan_meta(struct worker *w, int i, const char *uidset, uint64_t min_uid,
 	    int want_hdr, struct smsgv *out, struct wres *r);
 int	scan_flags_begin(struct worker *w, const char *set, uint64_t since,
 	    struct smsgv *out, struct metafetch *mf);
+int	scan_pair_begin(struct worker *w, uint64_t min_uid, const char *fset,
+	    uint64_t since, struct smsgv *newv, struct smsgv *flagsv,
+	    struct metafetch *mnew, struct metafetch *mflags);
+int	scan_flags_end(struct worker *w, struct metafetch *mf,
+	    struct wres *r);
 char *scan_flags_filter(const struct side *d, const char *src, int no_kw,
 	    char *dropped, size_t dlen);
 void	scan_flags_diff(const char *a, const char *b, char *out, size_t len);

@@ -77,11 +77,20 @@ meta_msg(struct imap_client *c, const struct imap_fetch_msg *m, void *arg)
 	struct metafetch *mf = arg;
 	struct smsgv *l = mf->out;
 	struct smsg *s;
+	int want_hdr = mf->want_hdr;
 	void *p;
 
 	(void)c;
-	if (!(m->have & IMAP_FETCH_UID) || m->uid < mf->min_uid)
+	if (!(m->have & IMAP_FETCH_UID))
 		goto out;
+	if (m->uid < mf->min_uid) {
+		/* the "n:*" case answers with INTERNALDATE, the flag look
+		 * beside without */
+		if (mf->flags_out == NULL || (m->have & IMAP_FETCH_INTERNALDATE))
+			goto out;
+		l = mf->flags_out;
+		want_hdr = 0;
+	}
 	if ((p = array_grow(l->v, &l->alloc, l->n, sizeof(*l->v), 256)) ==
 	    NULL) {
 		mf->oom = 1;
@@ -99,7 +108,7 @@ meta_msg(struct imap_client *c, const struct imap_fetch_msg *m, void *arg)
 		    sizeof(s->idate_s));
 	}
 	s->flags = imap_flags_join_settable(&m->flags);
-	if (mf->want_hdr) {
+	if (want_hdr) {
 		memset(mf->id, 0, sizeof(*mf->id));
 		msg_ident_from_headers(mf->hdr, mf->hlen, mf->id);
 		s->msgid = strdup(mf->id->has_msgid ? mf->id->msgid : "");
@@ -278,6 +287,71 @@ scan_flags_begin(struct worker *w, const char *set, uint64_t since,
 	mf->queued = imap_client_uid_fetch(w->s[SRC].c, set, "(UID FLAGS)",
 	    since, 0, &flag_fetch_cbs, wres_done, mf);
 	return (mf->queued == NULL ? -1 : 0);
+}
+
+/*
+ * scan_pair_begin - a delta's two looks in one round trip: the new
+ * messages (UID min_uid:*, as scan_meta_begin) and, queued right behind,
+ * the flags of fset (as scan_flags_begin).  The client gives untagged
+ * FETCH responses to the oldest FETCH in flight, and a server may run
+ * the two at once and interleave them, so both FETCHes sort what they
+ * are given by UID into newv or flagsv.  Each is ended on its own:
+ * scan_meta_end(mnew), scan_flags_end(mflags).
+ */
+int
+scan_pair_begin(struct worker *w, uint64_t min_uid, const char *fset,
+    uint64_t since, struct smsgv *newv, struct smsgv *flagsv,
+    struct metafetch *mnew, struct metafetch *mflags)
+{
+	static const struct imap_fetch_cbs cbs = { meta_body_begin,
+	    meta_body_data, NULL, meta_msg, NULL };
+	char set[32];
+
+	snprintf(set, sizeof(set), "%" PRIu64 ":*", min_uid);
+	memset(mflags, 0, sizeof(*mflags));
+	if (scan_meta_begin(w, SRC, set, min_uid, 1, newv, mnew) == -1) {
+		mflags->r.done = 1;
+		return (-1);
+	}
+	mnew->flags_out = flagsv;
+	mflags->out = newv;
+	mflags->flags_out = flagsv;
+	mflags->side = SRC;
+	mflags->min_uid = min_uid;
+	mflags->want_hdr = 1;
+	mflags->hdr = malloc(HDR_MAX);
+	mflags->id = malloc(sizeof(*mflags->id));
+	if (mflags->hdr == NULL || mflags->id == NULL) {
+		mflags->oom = 1;
+		mflags->r.done = 1;
+		return (-1);
+	}
+	mflags->queued = imap_client_uid_fetch(w->s[SRC].c, fset,
+	    "(UID FLAGS)", since, 0, &cbs, wres_done, mflags);
+	return (mflags->queued == NULL ? -1 : 0);
+}
+
+/* scan_flags_end - wait for a flag look (scan_flags_begin or the second
+ * of scan_pair_begin) and free what it held; -1 when it failed */
+int
+scan_flags_end(struct worker *w, struct metafetch *mf, struct wres *r)
+{
+	int rc;
+
+	rc = side_wait(w, mf->queued, &mf->r);
+	*r = mf->r;
+	mf->queued = NULL;
+	free(mf->hdr);
+	free(mf->id);
+	mf->hdr = NULL;
+	mf->id = NULL;
+	if (mf->oom) {
+		snprintf(r->text, sizeof(r->text), "out of memory");
+		r->status = IMAP_ERROR;
+		r->cls = IMAP_ERR_PERM;
+		rc = -1;
+	}
+	return (rc);
 }
 
 /* flag_allowed - may the selected destination mailbox keep this flag? */
