@@ -563,6 +563,7 @@ sync_pass_run(const struct sync_pass_opts *o, struct report *r,
 	}
 	pr->nacc = n;
 	pr->accounts_total = n;
+	p.naccounts = n;
 	for (i = 0, n = 0; i < o->accounts->count; i++) {
 		const struct account *ac = &o->accounts->items[i];
 		struct acct *a;

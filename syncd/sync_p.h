@@ -219,6 +219,7 @@ struct pass {
 	pthread_cond_t	 cv;
 	int		 slots;		/* free connection pairs */
 	int		 running;	/* account threads alive */
+	size_t		 naccounts;	/* in this pass */
 	/* rate limiter */
 	pthread_mutex_t	 rmu;
 	double		 rstart;

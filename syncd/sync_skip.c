@@ -100,6 +100,16 @@ skip_begin(struct acct *a)
 	a->started = (int64_t)time(NULL);
 	if (!(a->recording = skip_applies(a)))
 		return;
+	/*
+	 * A pass with no more accounts than [syncd] parallel starts them
+	 * all at once: nothing waits for a slot, so a destination login
+	 * saved saves no time, while waiting for the source's listing
+	 * before logging in there puts a login's latency (two, with TLS
+	 * round trips) in front of every changed account.  Only a pass
+	 * that queues accounts has something to gain from the skip.
+	 */
+	if (a->p->naccounts <= (size_t)o->cfg->syncd.parallel)
+		return;
 	rc = state_acct_get(o->store, a->acc->src_user, &a->rec, err,
 	    sizeof(err));
 	if (rc == -1)

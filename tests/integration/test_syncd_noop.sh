@@ -8,7 +8,9 @@
 # source message, a flag change (CONDSTORE), a folder created on the
 # source, the interval passed (1 s), interval 0, after an incomplete pass
 # (a destination login refused), and a folder deleted on the destination
-# by hand, noticed by the next pass that checks the destination.
+# by hand, noticed by the next pass that checks the destination.  The
+# skip is for passes that queue accounts (parallel = 1 here): with
+# parallel = 4 over the two accounts both sides are logged in.
 . "$top_srcdir/tests/integration/lib.sh"
 
 require_cmd dovecot doveadm "$LIB_PYTHON"
@@ -39,9 +41,10 @@ accounts() {	# accounts F1PASS
 	printf 'u1 pass f1 %s\nu2 pass f2 pass\n' "$1" >"$T/accounts"
 	chmod 600 "$T/accounts"
 }
+# parallel = 1: the skip is for passes that queue accounts (two here)
 mkconf() {	# mkconf INTERVAL (empty: the default)
 	write_syncd_conf "$T/syncd.conf" "$IMAP_PORT_src" "$IMAP_PORT_dst" \
-		"http =" ${1:+"destination_check_interval = $1"}
+		"http =" "parallel = 1" ${1:+"destination_check_interval = $1"}
 }
 N=0
 once() {	# once - a --once pass; its log in $T/log/once$N.log
@@ -90,6 +93,23 @@ check "the report still shows every message there" \
 	"$T/log/once$N.out"
 check "the pass counts the skipped destination checks" \
 	grep -q "2 of 2 accounts unchanged on the source" "$LOG"
+
+# a pass that starts every account at once (parallel = 4 > 2 accounts)
+# has nothing to gain from the skip: both sides are logged in together
+write_syncd_conf "$T/syncd4.conf" "$IMAP_PORT_src" "$IMAP_PORT_dst" \
+	"http =" "parallel = 4"
+N=$((N + 1))
+LOG=$T/log/once$N.log
+"$FERRY_SYNCD" -c "$T/syncd4.conf" --once >"$T/log/once$N.out" 2>"$LOG"
+check_output "parallel = 4, nothing changed: exit 0" 0 echo $?
+if [ "$(dlogins f1)$(dlogins f2)" = 11 ] && ! skipped u1 && ! skipped u2 &&
+	grep -q "all 16 messages of the source are on the destination" \
+		"$T/log/once$N.out"; then
+	ok "parallel = 4, 2 accounts: both destinations checked, no skip"
+else
+	not_ok "parallel = 4, 2 accounts: both destinations checked, no skip" \
+		"$(grep -E "logged in as|unchanged|done in" "$LOG")"
+fi
 
 msg() {		# msg USER FOLDER - one new message on the source
 	printf 'From: a@example.org\r\nTo: b@example.org\r\nSubject: new %s\r\nMessage-ID: <new%s@example.org>\r\nDate: Mon, 7 Dec 2026 10:00:00 +0000\r\n\r\nhello\r\n' \
