@@ -4,7 +4,8 @@
  * its mail still goes to the old host (pending) or is forwarded to the
  * new provider (migrated).  ferry-relay writes it (`ferryctl wave N
  * migrate|pending` through its control socket) and routes every
- * recipient by it; ferryctl and ferry-syncd read it.
+ * recipient by it; ferryctl shows it, and ferry-syncd takes a migrated
+ * wave's destination to be live (syncd/sync.c).
  *
  * ON-DISK FORMAT (stable).  Database STORE_DB_META, key
  * "route.wave.N" (N decimal, 1..ROUTE_WAVE_MAX, no leading zero),

@@ -64,6 +64,7 @@
 #include <time.h>
 
 #include "log.h"
+#include "route_state.h"
 #include "sync_p.h"
 
 #define MAX_WORKERS	6		/* connection pairs per account */
@@ -494,6 +495,40 @@ done:
 
 /* ---- the pass ------------------------------------------------------------------------ */
 
+/*
+ * waves_migrated - which waves `ferryctl wave N migrate` has moved to the
+ * new provider (common/route_state.h, in the store the relay shares):
+ * their users read mail there now, so their destination is live, as
+ * after the MX switch.  m[N] is 1 for a migrated wave N; all 0 when no
+ * account has a wave or there is no store.  A table that cannot be read
+ * counts every wave as migrated (no flag of the old host pushed over a
+ * user's), logged.
+ */
+static void
+waves_migrated(const struct sync_pass_opts *o,
+    unsigned char m[ROUTE_WAVE_MAX + 1])
+{
+	struct route_wave *rw;
+	char err[256];
+	unsigned i;
+
+	memset(m, 0, ROUTE_WAVE_MAX + 1);
+	if (o->store == NULL || o->accounts->nwaved == 0)
+		return;
+	if ((rw = calloc(ROUTE_WAVE_MAX + 1, sizeof(*rw))) == NULL)
+		snprintf(err, sizeof(err), "out of memory");
+	else if (route_state_read(o->store, rw, err, sizeof(err)) == 0) {
+		for (i = 1; i <= ROUTE_WAVE_MAX; i++)
+			m[i] = rw[i].state == ROUTE_WAVE_MIGRATED;
+		free(rw);
+		return;
+	}
+	free(rw);
+	log_warnx("the waves' routing table: %s: every wave taken as "
+	    "migrated (the destination is live)", err);
+	memset(m, 1, ROUTE_WAVE_MAX + 1);
+}
+
 int
 sync_pass_selects(const struct sync_pass_opts *o, size_t i)
 {
@@ -529,6 +564,7 @@ sync_pass_run(const struct sync_pass_opts *o, struct report *r,
 	struct pass p;
 	struct acct *accts = NULL;
 	pthread_t *tids = NULL;
+	unsigned char migrated[ROUTE_WAVE_MAX + 1];
 	size_t i, n = 0, started = 0, joined = 0;
 	int parallel = (int)o->cfg->syncd.parallel, ledger = 0;
 	int64_t oldest = 0;
@@ -564,6 +600,7 @@ sync_pass_run(const struct sync_pass_opts *o, struct report *r,
 	pr->nacc = n;
 	pr->accounts_total = n;
 	p.naccounts = n;
+	waves_migrated(o, migrated);
 	for (i = 0, n = 0; i < o->accounts->count; i++) {
 		const struct account *ac = &o->accounts->items[i];
 		struct acct *a;
@@ -575,8 +612,10 @@ sync_pass_run(const struct sync_pass_opts *o, struct report *r,
 		a->acc = ac;
 		a->idx = n;
 		a->ledger = ledger;
-		a->dest_live = o->dest_live != NULL &&
-		    o->dest_live(o->dest_live_arg, ac);
+		a->dest_live = (o->dest_live != NULL &&
+		    o->dest_live(o->dest_live_arg, ac)) ||
+		    (ac->wave > 0 && ac->wave <= ROUTE_WAVE_MAX &&
+		    migrated[ac->wave]);
 		a->ledger_since = oldest - o->cfg->forward.queue_lifetime -
 		    LEDGER_SLACK;
 		pthread_mutex_init(&a->mu, NULL);

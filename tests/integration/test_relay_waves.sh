@@ -21,7 +21,9 @@
 #     no ledger entry;
 #   - copy_to answering 5xx for a recipient it alone was to get: the
 #     sender gets a DSN naming that recipient only;
-#   - ferry-syncd --wave N copies that wave's accounts only; an unknown
+#   - ferry-syncd --wave N copies that wave's accounts only; a migrated
+#     wave's destination is live (the old host's flags no longer pushed
+#     there), a pending wave's is not; an unknown
 #     or malformed wave is a usage error (exit 2).
 . "$top_srcdir/tests/integration/lib.sh"
 
@@ -425,10 +427,28 @@ if command -v dovecot >/dev/null 2>&1 &&
 		[ \"\$(imap_count $IMAP_PORT_dst w2@example.test pw2 INBOX)\" = 1 ] &&
 		[ \"\$(imap_count $IMAP_PORT_dst w1@example.test pw1 INBOX)\" = 0 ] &&
 		[ \"\$(imap_count $IMAP_PORT_dst free@example.test pw3 INBOX)\" = 0 ]"
+	# wave 1 is migrated (above): its users read mail on the new host
+	# now, so the old host's flags are no longer pushed there; wave 2 is
+	# pending and still gets them
+	dflags() { doveadm_cmd dst fetch -u "$1" flags mailbox INBOX all 2>/dev/null; }
+	live_flags() {
+		timeout 60 "$FERRY_SYNCD" -c "$T/syncd.conf" --once --wave 1 \
+			>"$T/log/syncd-w1.log" 2>&1 &&
+			[ "$(imap_count "$IMAP_PORT_dst" w1@example.test pw1 INBOX)" = 1 ] &&
+			doveadm_cmd src flags add -u w1@example.test '\Flagged' mailbox INBOX all &&
+			doveadm_cmd src flags add -u w2@example.test '\Flagged' mailbox INBOX all &&
+			timeout 60 "$FERRY_SYNCD" -c "$T/syncd.conf" --once \
+				>"$T/log/syncd-flags.log" 2>&1
+		case $(dflags w2@example.test) in *Flagged*) ;; *) return 1 ;; esac
+		case $(dflags w1@example.test) in *Flagged*) return 1 ;; esac
+	}
+	check "a flag set on the old host reaches wave 2 (pending), not wave 1 (migrated: the destination is live)" \
+		live_flags
 else
 	printf 'source = imap://127.0.0.1:%s?tls=none\ndestination = imap://127.0.0.1:%s?tls=none\n' \
 		"$(free_port)" "$(free_port)" >>"$T/syncd.conf"
 	skip "ferry-syncd --once --wave 2 copies wave 2's accounts only" "no Dovecot"
+	skip "a flag set on the old host reaches wave 2 (pending), not wave 1 (migrated: the destination is live)" "no Dovecot"
 fi
 check "ferry-syncd --wave 7 (no account in it): exit 2, clear error" \
 	syncd_usage "--wave 7: unknown wave: no account of .*accounts is in it" \
