@@ -12,6 +12,10 @@
 #   dupuid    in Work, the FETCH response of UID 2 comes twice: copied
 #             once, the log and report say the server sent it twice,
 #             nothing is said to have vanished
+#   interleave  a delta with a new message and a flag changed in INBOX:
+#             the flag look's answers arrive while the new-message FETCH
+#             is still open (its OK held back); the new message is copied
+#             once and the flag reaches the destination
 . "$top_srcdir/tests/integration/lib.sh"
 require_cmd dovecot doveadm "$FERRY_SYNCD"
 export LC_ALL=C
@@ -61,7 +65,7 @@ print(r if not isinstance(r, bool) else ("yes" if r else "no"))' "$1" "$2"
 }
 
 spawn mangle "$LIB_PYTHON" "$MANGLE" "$T/mangle.port" "$SRC" "$T/mangle.log" \
-	badlist=Broken size=INBOX:3 dupuid=Work:2
+	badlist=Broken size=INBOX:3 dupuid=Work:2 interleave=INBOX
 for ((i = 0; i < 100; i++)); do
 	[ -s "$T/mangle.port" ] && break
 	sleep 0.05
@@ -125,5 +129,25 @@ if [ "$got" = "(4, 0, [('note', 2)])" ] &&
 else
 	not_ok "a UID sent twice: copied once, with a true reason" "got: $got" \
 		"$(grep -i -e 'twice' -e 'more than once' -e vanished "$LOG" | head -n 4)"
+fi
+
+# --- a delta whose two FETCHes are answered interleaved ---------------------------
+change() {
+	msg "$T/m.eml" "INBOX 5" &&
+		imap_append "$SRC" alice pass INBOX "$T/m.eml" '\Seen' &&
+		doveadm_cmd src flags add -u alice '\Flagged' mailbox INBOX uid 1
+}
+check "source: a new message in INBOX and UID 1 flagged" change
+timeout -s KILL 60 "$FERRY_SYNCD" -c "$T/syncd.conf" --once --json \
+	>"$T/pass2.json" 2>"$T/log/syncd-pass2.log"
+check "the proxy applied its interleave rule" grep -q "^interleave INBOX" "$T/mangle.log"
+"$LIB_PYTHON" "$DIGEST" "$SRC" alice pass INBOX Work | cut -f1-4 >"$T/want2"
+"$LIB_PYTHON" "$DIGEST" "$DST" bob pass INBOX Work | cut -f1-4 >"$T/have2"
+if [ "$(wc -l <"$T/want2")" -eq 9 ] && cmp -s "$T/want2" "$T/have2" &&
+	grep -q 'Flagged' "$T/have2"; then
+	ok "interleaved answers: the new message once, the flag on the destination"
+else
+	not_ok "interleaved answers: the new message once, the flag on the destination" \
+		"$(diff "$T/want2" "$T/have2" | head -n 8)"
 fi
 done_testing

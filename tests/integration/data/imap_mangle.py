@@ -17,6 +17,14 @@
 #                       says one byte more than the message has
 #   dupuid=MAILBOX:UID  in MAILBOX, a FETCH response of UID carrying
 #                       RFC822.SIZE is sent twice
+#   interleave=MAILBOX  in MAILBOX, when a flag look (UID FETCH ... (UID
+#                       FLAGS) (CHANGEDSINCE n)) is in flight as the
+#                       tagged OK of a FETCH that answered with
+#                       INTERNALDATE arrives, that OK is held back until
+#                       the flag look's own tagged answer: the flag look's
+#                       untagged FETCHes reach the client while the first
+#                       FETCH is still open, as a server running both at
+#                       once may send them
 # Each rule applied is logged to LOG, one line each time.
 import os
 import re
@@ -66,6 +74,8 @@ def mangle(parts, st):
                 parts[0] = ("text", m.group(1) + b" " + m.group(2) + b"\r\n")
                 log("badlist %s" % arg)
             continue
+        if kind == "interleave":
+            continue        # interleave(), after the rest
         mbox, uid = arg.rsplit(":", 1)
         if st.get("mbox") != mbox or b"RFC822.SIZE" not in first or \
                 not re.match(rb"^\* \d+ FETCH ", first) or \
@@ -94,6 +104,10 @@ def client_side(c, s, st):
                          line, re.I)
             if m:
                 st["mbox"] = m.group(1).decode()
+            m = re.match(rb'^(\S+) UID FETCH \S+ \(UID FLAGS\) \(CHANGEDSINCE ',
+                         line)
+            if m:
+                st.setdefault("flag_tags", set()).add(m.group(1))
             s.sendall(line)
             m = re.search(rb"\{(\d+)\+?\}\r\n$", line)
             if m:
@@ -107,6 +121,30 @@ def client_side(c, s, st):
             pass
 
 
+def interleave(parts, st):
+    """The interleave rule: the responses to send now (maybe none)."""
+    boxes = [arg for kind, arg in rules if kind == "interleave"]
+    first = parts[0][1]
+    m = re.match(rb"^(\S+) (OK|NO|BAD) ", first)
+    if not boxes or (m is None and not first.startswith(b"* ")):
+        return [parts]
+    if m is None:
+        if re.match(rb"^\* \d+ FETCH .*INTERNALDATE", first):
+            st["saw_meta"] = True
+        return [parts]
+    tag, flags = m.group(1), st.setdefault("flag_tags", set())
+    meta, st["saw_meta"] = st.get("saw_meta", False), False
+    if tag in flags:
+        flags.discard(tag)
+        held, st["held"] = st.get("held"), None
+        return ([held] if held else []) + [parts]
+    if meta and flags and st.get("mbox") in boxes and not st.get("held"):
+        st["held"] = parts
+        log("interleave %s" % st.get("mbox"))
+        return []
+    return [parts]
+
+
 def server_side(c, s, st):
     f = s.makefile("rb")
     try:
@@ -115,7 +153,8 @@ def server_side(c, s, st):
             if parts is None:
                 break
             for resp in mangle(parts, st):
-                c.sendall(b"".join(p[1] for p in resp))
+                for r in interleave(resp, st):
+                    c.sendall(b"".join(p[1] for p in r))
     except OSError:
         pass
     finally:
