@@ -47,13 +47,17 @@
 #                the folders, each build's delta timed in turn (which goes
 #                first alternates); prints every run, the medians and the
 #                median of the run-by-run ratios
+#   --noop-only  as --delta-only with nothing new: BENCH_RUNS no-op
+#                passes of each build in turn
 # Environment:
 #   BENCH_DIR    where the mail lives (default /var/tmp; a real disk)
 #   BENCH_SEED   generator seed (default 1)
 #   BENCH_CAP    seconds one run may take before it is killed and shown
 #                with exit 137 (default 300)
-#   BENCH_BASE   --full-only, --delta-only: the ferry-syncd to compare with
-#   BENCH_RUNS   --full-only, --delta-only: runs of each (default 5)
+#   BENCH_BASE   --full-only, --delta-only, --noop-only: the ferry-syncd to
+#                compare with
+#   BENCH_RUNS   --full-only, --delta-only, --noop-only: runs of each
+#                (default 5)
 #
 # Everything listens on 127.0.0.1 only; the Dovecot instances and every
 # file are removed on exit (tests/integration/lib.sh's cleanup).  Not
@@ -82,6 +86,7 @@ while [ $# -gt 0 ]; do
 	--no-syncd) WITH_SYNCD=0; shift ;;
 	--full-only) FULL_ONLY=1; shift ;;
 	--delta-only) FULL_ONLY=2; shift ;;
+	--noop-only) FULL_ONLY=3; shift ;;
 	-h | --help) sed -n '2,/^set -u/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
 	-*) echo "bench: unknown option $1" >&2; exit 2 ;;
 	*) SYNCD=$1; shift ;;
@@ -404,7 +409,7 @@ ab_run() {
 		say "bench: WARNING: $1$2 does not hold every source message"
 }
 ab_delta() {	# ab_delta KIND N BINARY - KIND1's delta after the new mail
-	timed "$1 $2" 100 "$3" -c "$T/syncd/ab-${1}1.conf" --once
+	timed "$1 $2" "$AB_NEW" "$3" -c "$T/syncd/ab-${1}1.conf" --once
 	if [ "$1" = new ]; then AB_WALL_new+=("$LAST_WALL")
 	else AB_WALL_base+=("$LAST_WALL"); fi
 }
@@ -444,20 +449,26 @@ if [ "$FULL_ONLY" = 1 ]; then
 	ab_report %8.2f
 	exit 0
 fi
-if [ "$FULL_ONLY" = 2 ]; then
+if [ "$FULL_ONLY" = 2 ] || [ "$FULL_ONLY" = 3 ]; then
 	"$LIB_PYTHON" "$T/floor.py" "$SRC" alice pass >/dev/null || exit 1
 	say "bench: one full copy each, untimed"
 	ab_run new 1 "$SYNCD"
 	[ -z "${BENCH_BASE:-}" ] || ab_run base 1 "$BENCH_BASE"
 	AB_WALL_new=() AB_WALL_base=() ROWS=()
+	AB_NEW=$((FULL_ONLY == 2 ? 100 : 0))
 	for ((i = 1; i <= RUNS; i++)); do
-		say "bench: 100 new messages, round $i of $RUNS"
-		"$LIB_PYTHON" "$GEN" --seed "$SEED" --start $((20000000 + i * 1000)) \
-			--count 100 --scale "$SCALE" \
-			--maildir "$MAILDIR_SRC/alice/Maildir" -q >&2 || exit 1
-		own_mail
-		# indexed now, or whichever runs first pays for it
-		doveadm_cmd src force-resync -u alice '*' || exit 1
+		if [ "$AB_NEW" = 0 ]; then
+			say "bench: nothing new, round $i of $RUNS"
+		else
+			say "bench: 100 new messages, round $i of $RUNS"
+			"$LIB_PYTHON" "$GEN" --seed "$SEED" \
+				--start $((20000000 + i * 1000)) --count 100 \
+				--scale "$SCALE" --maildir "$MAILDIR_SRC/alice/Maildir" \
+				-q >&2 || exit 1
+			own_mail
+			# indexed now, or whichever runs first pays for it
+			doveadm_cmd src force-resync -u alice '*' || exit 1
+		fi
 		if [ -z "${BENCH_BASE:-}" ]; then
 			ab_delta new "$i" "$SYNCD"
 		elif [ $((i % 2)) = 1 ]; then
@@ -468,7 +479,11 @@ if [ "$FULL_ONLY" = 2 ]; then
 			ab_delta new "$i" "$SYNCD"
 		fi
 	done
-	echo "ferry-syncd +100 delta over $SRC_MSGS messages, $(nproc) CPUs"
+	if [ "$AB_NEW" = 0 ]; then
+		echo "ferry-syncd no-op delta over $SRC_MSGS messages, $(nproc) CPUs"
+	else
+		echo "ferry-syncd +100 delta over $SRC_MSGS messages, $(nproc) CPUs"
+	fi
 	ab_report %8.3f
 	exit 0
 fi
