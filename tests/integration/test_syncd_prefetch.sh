@@ -32,76 +32,9 @@ gen() {
 fill() { gen Alpha 0 5 && gen Beta 10 5 && gen Gamma 20 5; }
 check "source: 5 messages in each of 3 folders" fill
 
-cat >"$T/hold.py" <<'PYEOF'
-import asyncio, re, sys
-portfile, upstream, logname = sys.argv[1], int(sys.argv[2]), sys.argv[3]
-news = set()            # tags of "n:*" FETCHes whose answer is awaited
-# the log: "new TAG" (an n:* FETCH sent), "flags TAG" (a flag look
-# sent), "hold TAG" (the n:* answer arrived and is held), "release TAG"
-# (passed on to the client)
-log = open(logname, "a", buffering=1)   # append: the test empties it
-
-async def client_to_server(r, w):
-    buf = b""
-    try:
-        while True:
-            data = await r.read(65536)
-            if not data:
-                break
-            buf = (buf + data)[-65536:]
-            while b"\r\n" in buf:
-                line, buf = buf.split(b"\r\n", 1)
-                m = re.match(rb"(\S+) UID FETCH (\S+) \(UID FLAGS( INTERNALDATE)?", line)
-                if not m:
-                    continue
-                tag = m.group(1)
-                if m.group(3) and m.group(2).endswith(b":*"):
-                    news.add(tag)
-                    log.write("new %s\n" % tag.decode())
-                elif not m.group(3) and b"CHANGEDSINCE" in line:
-                    log.write("flags %s\n" % tag.decode())
-            w.write(data)
-            await w.drain()
-    except Exception:
-        pass
-    finally:
-        w.close()
-
-async def server_to_client(r, w):
-    try:
-        while True:
-            data = await r.read(65536)
-            if not data:
-                break
-            done = [t for t in list(news)
-                    if re.search(rb"(^|\r\n)" + re.escape(t) + rb" OK", data)]
-            if done:
-                for t in done:
-                    log.write("hold %s\n" % t.decode())
-                await asyncio.sleep(0.3)
-                for t in done:
-                    news.discard(t)
-                    log.write("release %s\n" % t.decode())
-            w.write(data)
-            await w.drain()
-    except Exception:
-        pass
-    finally:
-        w.close()
-
-async def handle(cr, cw):
-    sr, sw = await asyncio.open_connection("127.0.0.1", upstream)
-    await asyncio.gather(client_to_server(cr, sw), server_to_client(sr, cw))
-
-async def main():
-    srv = await asyncio.start_server(handle, "127.0.0.1", 0)
-    open(portfile, "w").write("%d\n" % srv.sockets[0].getsockname()[1])
-    async with srv:
-        await srv.serve_forever()
-
-asyncio.run(main())
-PYEOF
-spawn holdproxy "$LIB_PYTHON" "$T/hold.py" "$T/proxy.port" "$SRC" "$T/proxy.log"
+spawn holdproxy "$LIB_PYTHON" "$TEST_DATA/hold_proxy.py" "$T/proxy.port" "$SRC" \
+	"$T/proxy.log" "hold:new=UID FETCH \\S+:\\* \\(UID FLAGS INTERNALDATE" \
+	"note:flags=UID FETCH \\S+ \\(UID FLAGS\\) \\(CHANGEDSINCE"
 for i in $(seq 100); do [ -s "$T/proxy.port" ] && break; sleep 0.05; done
 check "the holding proxy listens" test -s "$T/proxy.port"
 PROXY=$(cat "$T/proxy.port")

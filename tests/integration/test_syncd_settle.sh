@@ -34,78 +34,8 @@ fill() {
 }
 check "source: 5 messages in each of 3 folders" fill
 
-cat >"$T/hold.py" <<'PYEOF'
-import asyncio, re, sys
-portfile, upstream, logname = sys.argv[1], int(sys.argv[2]), sys.argv[3]
-checks = set()          # tags of check FETCHes
-held = {"n": 0}         # answers being held now
-# the log: "check TAG" (sent), "select NAME" (sent), "hold TAG" (its
-# answer arrived and is held), "release TAG" (passed on to the client)
-log = open(logname, "w", buffering=1)
-
-async def client_to_server(r, w):
-    buf = b""
-    try:
-        while True:
-            data = await r.read(65536)
-            if not data:
-                break
-            w.write(data)
-            await w.drain()
-            buf = (buf + data)[-65536:]
-            while b"\r\n" in buf:
-                line, buf = buf.split(b"\r\n", 1)
-                m = re.match(rb"(\S+) (UID FETCH|SELECT) (.*)", line)
-                if not m:
-                    continue
-                tag, verb = m.group(1), m.group(2)
-                if verb == b"UID FETCH" and b"BODY.PEEK[HEADER]" in line:
-                    checks.add(tag)
-                    log.write("check %s\n" % tag.decode())
-                elif verb == b"SELECT":
-                    log.write("select %s\n" % m.group(3).decode(
-                        errors="replace"))
-    except Exception:
-        pass
-    finally:
-        w.close()
-
-async def server_to_client(r, w):
-    try:
-        while True:
-            data = await r.read(65536)
-            if not data:
-                break
-            done = [t for t in checks
-                    if re.search(rb"(^|\r\n)" + re.escape(t) + rb" OK", data)]
-            if done:
-                held["n"] += 1
-                log.write("hold %s\n" % done[0].decode())
-                await asyncio.sleep(0.3)
-                held["n"] -= 1
-                for t in done:
-                    checks.discard(t)
-                    log.write("release %s\n" % t.decode())
-            w.write(data)
-            await w.drain()
-    except Exception:
-        pass
-    finally:
-        w.close()
-
-async def handle(cr, cw):
-    sr, sw = await asyncio.open_connection("127.0.0.1", upstream)
-    await asyncio.gather(client_to_server(cr, sw), server_to_client(sr, cw))
-
-async def main():
-    srv = await asyncio.start_server(handle, "127.0.0.1", 0)
-    open(portfile, "w").write("%d\n" % srv.sockets[0].getsockname()[1])
-    async with srv:
-        await srv.serve_forever()
-
-asyncio.run(main())
-PYEOF
-spawn holdproxy "$LIB_PYTHON" "$T/hold.py" "$T/proxy.port" "$DST" "$T/proxy.log"
+spawn holdproxy "$LIB_PYTHON" "$TEST_DATA/hold_proxy.py" "$T/proxy.port" "$DST" \
+	"$T/proxy.log" "hold:check=UID FETCH .*BODY\\.PEEK\\[HEADER\\]" "note:select=SELECT (.*)"
 for i in $(seq 100); do [ -s "$T/proxy.port" ] && break; sleep 0.05; done
 check "the holding proxy listens" test -s "$T/proxy.port"
 PROXY=$(cat "$T/proxy.port")
