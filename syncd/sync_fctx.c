@@ -214,7 +214,6 @@ fc_delta_prefetch(struct fctx *fc)
 	uint64_t hms = (j->sst.have & IMAP_STATUS_HIGHESTMODSEQ) ?
 	    j->sst.highestmodseq : 0;
 	char set[64];
-
 	int want_new, want_flags;
 
 	fc->pf_since = fc_flags_since(fc, hms);

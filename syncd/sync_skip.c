@@ -104,9 +104,9 @@ skip_begin(struct acct *a)
 	 * A pass with no more accounts than [syncd] parallel starts them
 	 * all at once: nothing waits for a slot, so a destination login
 	 * saved saves no time, while waiting for the source's listing
-	 * before logging in there puts a login's latency (two, with TLS
-	 * round trips) in front of every changed account.  Only a pass
-	 * that queues accounts has something to gain from the skip.
+	 * before logging in there puts a whole login (connect, greeting,
+	 * TLS, AUTHENTICATE) in front of every changed account.  Only a
+	 * pass that queues accounts has something to gain from the skip.
 	 */
 	if (a->p->naccounts <= (size_t)o->cfg->syncd.parallel)
 		return;
