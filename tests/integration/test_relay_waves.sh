@@ -30,7 +30,7 @@
 require_cmd smtp-sink mdb_dump mdb_stat "$LIB_PYTHON"
 CUTOVER_PUT=$top_builddir/tests/integration/cutover_put
 
-plan 43
+plan 44
 
 STATE=$T/state
 PORT=$(free_port)
