@@ -444,6 +444,7 @@ phase_flags(struct frun *fr)
 	struct worker *w = fc->w;
 	uint64_t since;
 	struct metafetch mf;
+	struct wres fw;
 	char set[64];
 	int need;
 
@@ -457,8 +458,6 @@ phase_flags(struct frun *fr)
 	if (fc->pf_flags_q) {
 		/* queued behind the EXAMINE: used when it asked what would
 		 * be asked now */
-		struct wres fw;
-
 		fc->pf_flags_q = 0;
 		if (scan_flags_end(w, &fc->pf_flags, &fw) == -1) {
 			fc_fail(fc, "FETCH flags", &fw);
@@ -476,8 +475,8 @@ phase_flags(struct frun *fr)
 		if (fc_ready(fc, 0) == -1)
 			return (-1);
 		(void)scan_flags_begin(w, set, since, &fr->flags, &mf);
-		if (side_wait(w, mf.queued, &mf.r) == -1 || mf.oom) {
-			fc_fail(fc, "FETCH flags", &mf.r);
+		if (scan_flags_end(w, &mf, &fw) == -1) {
+			fc_fail(fc, "FETCH flags", &fw);
 			return (-1);
 		}
 	}

@@ -229,8 +229,10 @@ scan_meta_begin(struct worker *w, int i, const char *uidset,
 	return (mf->queued == NULL ? -1 : 0);
 }
 
-int
-scan_meta_end(struct worker *w, struct metafetch *mf, struct wres *r)
+/* metafetch_wait - the FETCH answered (or never queued), its buffers
+ * freed; -1 when it failed or ran out of memory (r says which) */
+static int
+metafetch_wait(struct worker *w, struct metafetch *mf, struct wres *r)
 {
 	int rc;
 
@@ -241,6 +243,7 @@ scan_meta_end(struct worker *w, struct metafetch *mf, struct wres *r)
 		rc = side_wait(w, mf->queued, &mf->r);
 		*r = mf->r;
 	}
+	mf->queued = NULL;
 	free(mf->hdr);
 	free(mf->id);
 	mf->hdr = NULL;
@@ -251,6 +254,17 @@ scan_meta_end(struct worker *w, struct metafetch *mf, struct wres *r)
 		r->cls = IMAP_ERR_PERM;
 		return (-1);
 	}
+	return (rc);
+}
+
+int
+scan_meta_end(struct worker *w, struct metafetch *mf, struct wres *r)
+{
+	int rc;
+
+	rc = metafetch_wait(w, mf, r);
+	if (mf->oom)
+		return (-1);
 	sort_n(mf->out->v, mf->out->n, sizeof(*mf->out->v), smsg_cmp);
 	if (smsgv_dedupe(mf->out) > 0)
 		log_warnx("%s: %s: the %s server sent %zu UID%s more than "
@@ -336,22 +350,7 @@ scan_pair_begin(struct worker *w, uint64_t min_uid, const char *fset,
 int
 scan_flags_end(struct worker *w, struct metafetch *mf, struct wres *r)
 {
-	int rc;
-
-	rc = side_wait(w, mf->queued, &mf->r);
-	*r = mf->r;
-	mf->queued = NULL;
-	free(mf->hdr);
-	free(mf->id);
-	mf->hdr = NULL;
-	mf->id = NULL;
-	if (mf->oom) {
-		snprintf(r->text, sizeof(r->text), "out of memory");
-		r->status = IMAP_ERROR;
-		r->cls = IMAP_ERR_PERM;
-		rc = -1;
-	}
-	return (rc);
+	return (metafetch_wait(w, mf, r));
 }
 
 /* flag_allowed - may the selected destination mailbox keep this flag? */
