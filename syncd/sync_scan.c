@@ -202,17 +202,18 @@ smsg_cmp(const void *x, const void *y)
  * caller's and must live until scan_meta_end.  Split so that a delta
  * pass can queue its FETCHes behind the EXAMINE (one round trip).
  */
-int
-scan_meta_begin(struct worker *w, int i, const char *uidset,
-    uint64_t min_uid, int want_hdr, struct smsgv *out,
-    struct metafetch *mf)
-{
-	static const struct imap_fetch_cbs cbs = { meta_body_begin,
-	    meta_body_data, NULL, meta_msg, NULL };
+static const struct imap_fetch_cbs meta_fetch_cbs = { meta_body_begin,
+    meta_body_data, NULL, meta_msg, NULL };
 
+/* metafetch_init - mf set up for meta_fetch_cbs, its header buffers
+ * allocated; -1 (mf marked out of memory and done) when they are not */
+static int
+metafetch_init(struct metafetch *mf, int side, struct smsgv *out,
+    uint64_t min_uid, int want_hdr)
+{
 	memset(mf, 0, sizeof(*mf));
 	mf->out = out;
-	mf->side = i;
+	mf->side = side;
 	mf->min_uid = min_uid;
 	mf->want_hdr = want_hdr;
 	mf->hdr = malloc(HDR_MAX);
@@ -222,10 +223,21 @@ scan_meta_begin(struct worker *w, int i, const char *uidset,
 		mf->r.done = 1;
 		return (-1);
 	}
+	return (0);
+}
+
+int
+scan_meta_begin(struct worker *w, int i, const char *uidset,
+    uint64_t min_uid, int want_hdr, struct smsgv *out,
+    struct metafetch *mf)
+{
+	if (metafetch_init(mf, i, out, min_uid, want_hdr) == -1)
+		return (-1);
 	mf->queued = imap_client_uid_fetch(w->s[i].c, uidset, want_hdr ?
 	    "(UID FLAGS INTERNALDATE RFC822.SIZE "
 	    "BODY.PEEK[HEADER.FIELDS (MESSAGE-ID DATE FROM)])" :
-	    "(UID FLAGS INTERNALDATE RFC822.SIZE)", 0, 0, &cbs, wres_done, mf);
+	    "(UID FLAGS INTERNALDATE RFC822.SIZE)", 0, 0, &meta_fetch_cbs,
+	    wres_done, mf);
 	return (mf->queued == NULL ? -1 : 0);
 }
 
@@ -317,8 +329,6 @@ scan_pair_begin(struct worker *w, uint64_t min_uid, const char *fset,
     uint64_t since, struct smsgv *newv, struct smsgv *flagsv,
     struct metafetch *mnew, struct metafetch *mflags)
 {
-	static const struct imap_fetch_cbs cbs = { meta_body_begin,
-	    meta_body_data, NULL, meta_msg, NULL };
 	char set[32];
 
 	snprintf(set, sizeof(set), "%" PRIu64 ":*", min_uid);
@@ -328,20 +338,13 @@ scan_pair_begin(struct worker *w, uint64_t min_uid, const char *fset,
 		return (-1);
 	}
 	mnew->flags_out = flagsv;
-	mflags->out = newv;
-	mflags->flags_out = flagsv;
-	mflags->side = SRC;
-	mflags->min_uid = min_uid;
-	mflags->want_hdr = 1;
-	mflags->hdr = malloc(HDR_MAX);
-	mflags->id = malloc(sizeof(*mflags->id));
-	if (mflags->hdr == NULL || mflags->id == NULL) {
-		mflags->oom = 1;
-		mflags->r.done = 1;
+	/* the same callbacks and routing as the first: either FETCH may be
+	 * handed the other's responses */
+	if (metafetch_init(mflags, SRC, newv, min_uid, 1) == -1)
 		return (-1);
-	}
+	mflags->flags_out = flagsv;
 	mflags->queued = imap_client_uid_fetch(w->s[SRC].c, fset,
-	    "(UID FLAGS)", since, 0, &cbs, wres_done, mflags);
+	    "(UID FLAGS)", since, 0, &meta_fetch_cbs, wres_done, mflags);
 	return (mflags->queued == NULL ? -1 : 0);
 }
 
