@@ -19,7 +19,12 @@
 #                   still logs in everywhere), then pass 2,
 #                   timed by the daemon itself ("pass 2: done in S s");
 #                   CPU and peak RSS are the daemon's over both passes
-# then the ratios ferry-syncd / mbsync, the size of ferry-syncd's LMDB
+# Beside each --once row, "servers s": the CPU both Dovecots used during
+# it (user+sys of each master, of its reaped children and of the live
+# ones).  Then the ratios ferry-syncd / mbsync; the floor of the full
+# copy (the servers' CPU s / CPUs / mbsync's wall s: with every CPU busy
+# no client that asks the servers for what mbsync asks can do better);
+# the size of ferry-syncd's LMDB
 # state, and a check that both destinations hold every message.
 #
 # Options:
@@ -204,19 +209,40 @@ for ((k = 1; k <= ACCOUNTS; k++)); do mkdir -p "$T/mbsync/state/$k"; done
 # --- measuring -----------------------------------------------------------------
 
 ROWS=()
+# servers_cpu - user+sys seconds both Dovecots have used so far: each
+# master's own and its reaped children's (every imap and imap-login
+# process ends with its connection), and the live children's (auth,
+# config, log, anvil, stats and the imap processes still running)
+DOVECOT_MASTERS=$(awk '$2 ~ /^dovecot-/ { print $1 }' "$T/log/pids")
+servers_cpu() {
+	local m
+	for m in $DOVECOT_MASTERS; do
+		echo "$m"
+		pgrep -P "$m"
+	done | while read -r p; do
+		cat "/proc/$p/stat" 2>/dev/null
+	done | awk -v hz="$(getconf CLK_TCK)" '{
+		# the command may hold spaces: count fields from the end of "(...)"
+		sub(/^.*\) /, "")
+		s += $12 + $13 + $14 + $15
+	} END { printf "%.2f", s / hz }'
+}
 # timed NAME CMD... - wall, CPU (user+sys), peak RSS of CMD; a row
 timed() {
-	local name=$1 tv=$T/time.$RANDOM t0 t1 rc cpu rss
+	local name=$1 tv=$T/time.$RANDOM t0 t1 rc cpu rss s0 s1
 	shift
+	s0=$(servers_cpu)
 	t0=$(date +%s.%N)
 	/usr/bin/time -v -o "$tv" timeout -s KILL "$CAP" "$@" \
 		>"$T/log/bench-out.log" 2>>"$T/log/bench-runs.log"
 	rc=$?
 	t1=$(date +%s.%N)
+	s1=$(servers_cpu)
 	cpu=$(awk -F': ' '/User time|System time/ { s += $2 } END { printf "%.2f", s }' "$tv")
 	rss=$(awk -F': ' '/Maximum resident set size/ { printf "%.1f", $2 / 1024 }' "$tv")
 	LAST_WALL=$(echo "$t1 - $t0" | bc)
-	ROWS+=("$name|$LAST_WALL|$cpu|$rss|$rc")
+	LAST_SRV=$(echo "$s1 $s0" | awk '{ printf "%.2f", $1 - $2 }')
+	ROWS+=("$name|$LAST_WALL|$cpu|$rss|$rc|$LAST_SRV")
 	[ $rc -eq 0 ] || [ $rc -eq 1 ] ||
 		{ say "bench: $name exited $rc"; tail -n 5 "$T/log/bench-runs.log" >&2; }
 }
@@ -224,11 +250,13 @@ timed() {
 say "bench: full copy, ferry-syncd"
 timed "ferry-syncd full --once" "$SYNCD" -c "$T/syncd/once.conf" --once
 S_FULL=$LAST_WALL
-M_FULL=
+S_FULL_SRV=$LAST_SRV
+M_FULL= M_FULL_SRV=
 if [ "$WITH_MBSYNC" = 1 ]; then
 	say "bench: full copy, mbsync"
 	timed "mbsync full -a" mbsync -c "$T/mbsync/mbsyncrc" -q -a
 	M_FULL=$LAST_WALL
+	M_FULL_SRV=$LAST_SRV
 fi
 say "bench: no-op --once"
 timed "ferry-syncd no-op --once" "$SYNCD" -c "$T/syncd/once.conf" --once
@@ -277,19 +305,28 @@ M_MSGS=$(count_msgs dst m)
 echo
 echo "ferry-syncd vs mbsync: $ACCOUNTS accounts x INBOX+Archive x $MESSAGES messages" \
 	"($SRC_MSGS messages, $(echo "scale=1; $SRC_BYTES / 1000000" | bc) MB), $(nproc) CPUs"
-printf '%-34s %8s %7s %7s %s\n' run "wall s" "CPU s" "RSS MB" exit
+printf '%-34s %8s %7s %7s %9s %s\n' run "wall s" "CPU s" "RSS MB" "servers s" exit
 for r in "${ROWS[@]}"; do
-	IFS='|' read -r name wall cpu rss rc <<<"$r"
-	printf '%-34s %8.2f %7s %7s %s\n' "$name" "$wall" "$cpu" "$rss" "$rc"
+	IFS='|' read -r name wall cpu rss rc srv <<<"$r"
+	printf '%-34s %8.2f %7s %7s %9s %s\n' "$name" "$wall" "$cpu" "$rss" "${srv:--}" "$rc"
 done
+echo "(servers s: CPU both Dovecots used during the run, user+sys)"
 echo
+# The floor: with every CPU busy a run takes at least the CPU time it
+# made the servers spend, spread over the CPUs; mbsync's servers' time
+# is the floor of any client that asks for what mbsync asks (a login a
+# side, every folder selected, every body fetched and appended).
 awk -v a="$S_FULL" -v b="$M_FULL" -v c="$S_NOOP" -v d="$M_NOOP" \
-	-v e="${D_P2:-}" -v n="$ACCOUNTS" 'BEGIN {
+	-v e="${D_P2:-}" -v n="$ACCOUNTS" -v cpus="$(nproc)" \
+	-v fs="$S_FULL_SRV" -v ms="$M_FULL_SRV" 'BEGIN {
 	if (b != "" && d != "")
 		printf "wall time ferry-syncd / mbsync: full %.2f, no-op --once %.2f, daemon no-op pass %s\n",
 			a / b, c / d, e == "" ? "-" : sprintf("%.3f", e / d)
 	printf "per account: no-op --once %.1f ms, daemon no-op pass %s ms\n",
 		c * 1000 / n, e == "" ? "-" : sprintf("%.1f", e * 1000 / n)
+	if (b != "" && fs != "")
+		printf "floor of the full copy, %d CPUs all busy: mbsync\047s servers %.2f, ferry-syncd\047s servers %.2f (their CPU s / CPUs / mbsync\047s wall s)\n",
+			cpus, ms / cpus / b, fs / cpus / b
 	printf "(goals at 1,000 accounts: full <= 0.30, no-op --once <= 0.30, daemon pass <= 5 s, RSS < 200 MB)\n"
 }'
 echo "ferry-syncd's LMDB state: $LMDB MB; the daemon ($KEEP): $D_FDS open fds after pass 2," \
