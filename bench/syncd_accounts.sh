@@ -209,6 +209,16 @@ for ((k = 1; k <= ACCOUNTS; k++)); do mkdir -p "$T/mbsync/state/$k"; done
 # --- measuring -----------------------------------------------------------------
 
 ROWS=()
+# stat_cpu [children] < /proc/PID/stat lines - their user+sys seconds,
+# with "children" also those of their reaped children (the command
+# field may hold spaces: fields are counted from the end of "(...)")
+stat_cpu() {
+	awk -v hz="$(getconf CLK_TCK)" -v kids="${1:-}" '{
+		sub(/^.*\) /, "")
+		s += $12 + $13
+		if (kids != "") s += $14 + $15
+	} END { printf "%.2f", s / hz }'
+}
 # servers_cpu - user+sys seconds both Dovecots have used so far: each
 # master's own and its reaped children's (every imap and imap-login
 # process ends with its connection), and the live children's (auth,
@@ -221,11 +231,7 @@ servers_cpu() {
 		pgrep -P "$m"
 	done | while read -r p; do
 		cat "/proc/$p/stat" 2>/dev/null
-	done | awk -v hz="$(getconf CLK_TCK)" '{
-		# the command may hold spaces: count fields from the end of "(...)"
-		sub(/^.*\) /, "")
-		s += $12 + $13 + $14 + $15
-	} END { printf "%.2f", s / hz }'
+	done | stat_cpu children
 }
 # timed NAME CMD... - wall, CPU (user+sys), peak RSS of CMD; a row
 timed() {
@@ -269,8 +275,7 @@ fi
 
 # proc_cpu PID - user+sys seconds of PID so far
 proc_cpu() {
-	awk -v hz="$(getconf CLK_TCK)" '{ printf "%.2f", ($14 + $15) / hz }' \
-		"/proc/$1/stat" 2>/dev/null
+	stat_cpu 2>/dev/null <"/proc/$1/stat"
 }
 say "bench: the daemon's no-op pass 2"
 DLOG=$T/log/bench-daemon.log
