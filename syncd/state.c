@@ -956,6 +956,24 @@ state_ledger_oldest(struct store *st, int64_t *oldest_r, char *err,
 	    errlen) != 0 ? -1 : 0);
 }
 
+static int
+ledger_count_fn(struct store_txn *tx, void *arg)
+{
+	return (store_count(tx, STORE_DB_LEDGER, arg) == 0 ? 0 : -1);
+}
+
+int
+state_ledger_empty(struct store *st, int *empty_r, char *err, size_t errlen)
+{
+	size_t n = 0;
+
+	*empty_r = 0;
+	if (store_txn_run(st, 1, ledger_count_fn, &n, err, errlen) != 0)
+		return (-1);
+	*empty_r = n == 0;
+	return (0);
+}
+
 int
 state_meta_put(struct store *st, const char *key, const void *val,
     size_t len, char *err, size_t errlen)

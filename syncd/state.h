@@ -244,9 +244,11 @@ int	state_folder_decode(const void *v, size_t len, struct state_folder *f);
  *   -1                          error (err filled)
  * state_ledger_oldest(): the earliest entry time in the ledger
  * (delivered, or arrived for a pending entry; unix time; 1 for an entry
- * without a readable time), 0 in *oldest_r when the ledger is empty.  Source messages whose INTERNALDATE is well
- * before it cannot be relay deliveries, and need not be hashed to look.
- * 0, or -1 with err.
+ * without a readable time), 0 in *oldest_r when the ledger is empty.
+ * Source messages whose INTERNALDATE is well before it cannot be relay
+ * deliveries, and need not be hashed to look.  state_ledger_empty(): 1
+ * in *empty_r when the ledger holds no entry at all (a count, not a
+ * scan: cheap enough for every folder).  Both: 0, or -1 with err.
  */
 #define STATE_LEDGER_NONE	0
 #define STATE_LEDGER_DELIVERED	1
@@ -255,6 +257,8 @@ int	state_ledger_hit(struct store *st, const char *mailbox,
 	    const struct msg_ident *id, const unsigned char sha[BODY_HASH_LEN],
 	    char *err, size_t errlen);
 int	state_ledger_oldest(struct store *st, int64_t *oldest_r, char *err,
+	    size_t errlen);
+int	state_ledger_empty(struct store *st, int *empty_r, char *err,
 	    size_t errlen);
 
 /*

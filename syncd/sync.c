@@ -566,7 +566,7 @@ sync_pass_run(const struct sync_pass_opts *o, struct report *r,
 	pthread_t *tids = NULL;
 	unsigned char migrated[ROUTE_WAVE_MAX + 1];
 	size_t i, n = 0, started = 0, joined = 0;
-	int parallel = (int)o->cfg->syncd.parallel, ledger = 0;
+	int parallel = (int)o->cfg->syncd.parallel;
 	int64_t oldest = 0;
 	char e[256];
 
@@ -585,7 +585,11 @@ sync_pass_run(const struct sync_pass_opts *o, struct report *r,
 		/* unreadable: look at every message rather than none */
 		if (state_ledger_oldest(o->store, &oldest, e, sizeof(e)) == -1)
 			oldest = 1;
-		ledger = oldest != 0;
+		/* Empty now: an entry the relay writes during this pass is
+		 * younger than the pass, and so is the old host's copy it
+		 * stands for (ledger_check looks whether one came). */
+		if (oldest == 0)
+			oldest = (int64_t)time(NULL);
 	}
 
 	if ((n = sync_pass_count(o, err, errlen)) == 0)
@@ -611,7 +615,6 @@ sync_pass_run(const struct sync_pass_opts *o, struct report *r,
 		a->p = &p;
 		a->acc = ac;
 		a->idx = n;
-		a->ledger = ledger;
 		a->dest_live = (o->dest_live != NULL &&
 		    o->dest_live(o->dest_live_arg, ac)) ||
 		    (ac->wave > 0 && ac->wave <= ROUTE_WAVE_MAX &&

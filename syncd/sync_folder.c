@@ -547,7 +547,7 @@ phase_todo(struct frun *fr)
 	else
 		rf->already = already;
 	prog_total(a, todo->n);
-	if (todo->n > 0 && a->ledger && fc->st != NULL && !fc->dry &&
+	if (todo->n > 0 && fc->st != NULL && !fc->dry &&
 	    ledger_check(fc, todo) == -1)
 		return (-1);
 	if (todo->n > 0 && copy_split(fc, todo) == -1)

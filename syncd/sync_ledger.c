@@ -105,9 +105,19 @@ ledger_check(struct fctx *fc, struct smsgv *todo)
 	struct msg_ident *id;
 	size_t i, start;
 	char set[HASH_CHUNK * 22], err[256];
-	int rc = 0;
+	int rc = 0, empty;
 
 	if (todo->n == 0)
+		return (0);
+	/*
+	 * Counted after the folder was listed: the relay writes an entry
+	 * (pending) in the spool commit, before its copy can reach the old
+	 * host, so a listed message that came through the relay has its
+	 * entry by now even when the ledger was empty as the pass began.
+	 * Empty now, nothing listed can be a relay delivery: no hashing.
+	 * Unreadable: look, rather than copy blind.
+	 */
+	if (state_ledger_empty(fc->st, &empty, err, sizeof(err)) == 0 && empty)
 		return (0);
 	memset(&h, 0, sizeof(h));
 	h.msgs = todo;

@@ -177,8 +177,8 @@ struct acct {
 	int		 dst_multi, dst_uidplus, dst_condstore;
 	int		 src_condstore;
 	uint64_t	 dst_appendlimit;
-	int		 ledger;	/* ledger non-empty: look bodies up */
-	int64_t		 ledger_since;	/* ...of messages dated from then on */
+	int64_t		 ledger_since;	/* ledger: look up messages dated
+					 * from then on */
 	int		 dest_live;	/* sync_pass_opts.dest_live said so */
 	/*
 	 * The destination refused an APPEND with [OVERQUOTA]: no more

@@ -11,6 +11,9 @@
 #   hold:NAME=REGEX   logged "NAME TAG"; the server's data that carries
 #                     its tagged answer is held 300 ms before it is
 #                     passed on ("hold TAG", then "release TAG")
+#   gate:NAME=REGEX   logged "NAME TAG"; the server's data that carries
+#                     its tagged answer is held until the file LOG.open
+#                     exists ("gate TAG", then "open TAG"), 60 s at most
 #   note:NAME=REGEX   logged "NAME TAG" (and REGEX's first group, if any)
 # The log is opened for appending, so a test may empty it between runs.
 import asyncio
@@ -25,6 +28,7 @@ for r in sys.argv[4:]:
     name, rx = rest.split("=", 1)
     rules.append((kind, name, re.compile(rx.encode())))
 held = set()            # tags whose answer is awaited and to be held
+gated = set()           # tags whose answer waits for LOG.open
 log = open(logname, "a", buffering=1)
 
 
@@ -52,6 +56,8 @@ async def client_to_server(r, w):
                               if extra else ""))
                     if kind == "hold":
                         held.add(tag)
+                    elif kind == "gate":
+                        gated.add(tag)
                     break
             w.write(data)
             await w.drain()
@@ -67,6 +73,18 @@ async def server_to_client(r, w):
             data = await r.read(65536)
             if not data:
                 break
+            shut = [t for t in list(gated)
+                    if re.search(rb"(^|\r\n)" + re.escape(t) + rb" ", data)]
+            if shut:
+                for t in shut:
+                    log.write("gate %s\n" % t.decode())
+                for _ in range(1200):
+                    if os.path.exists(logname + ".open"):
+                        break
+                    await asyncio.sleep(0.05)
+                for t in shut:
+                    gated.discard(t)
+                    log.write("open %s\n" % t.decode())
             done = [t for t in list(held)
                     if re.search(rb"(^|\r\n)" + re.escape(t) + rb" OK", data)]
             if done:
