@@ -1083,6 +1083,19 @@ write_syncd_conf() {
 	} >"$f"
 }
 
+# start_hold_proxy SERVER_PORT RULE... - tests/integration/data/
+# hold_proxy.py in front of 127.0.0.1:SERVER_PORT with RULEs, logging to
+# $T/proxy.log; one TAP check that it listens; its port in PROXY.
+start_hold_proxy() {
+	local upstream=$1 i
+	shift
+	spawn holdproxy "$LIB_PYTHON" "$TEST_DATA/hold_proxy.py" "$T/proxy.port" \
+		"$upstream" "$T/proxy.log" "$@"
+	for i in $(seq 100); do [ -s "$T/proxy.port" ] && break; sleep 0.05; done
+	check "the holding proxy listens" test -s "$T/proxy.port"
+	PROXY=$(cat "$T/proxy.port" 2>/dev/null)
+}
+
 # syncd_dst_files MAILDIR - messages a Dovecot destination has written so
 # far (files in cur/ and new/ of every folder; Dovecot renames them in
 # after the APPEND's data is on disk)

@@ -42,11 +42,7 @@ relayed() {
 relayed "$T/sent.eml" relayed-sent
 relayed "$T/held.eml" relayed-held
 
-spawn holdproxy "$LIB_PYTHON" "$TEST_DATA/hold_proxy.py" "$T/proxy.port" "$SRC" \
-	"$T/proxy.log" "gate:login=(?:AUTHENTICATE|LOGIN) "
-for i in $(seq 100); do [ -s "$T/proxy.port" ] && break; sleep 0.05; done
-check "the gating proxy listens" test -s "$T/proxy.port"
-PROXY=$(cat "$T/proxy.port")
+start_hold_proxy "$SRC" "gate:login=(?:AUTHENTICATE|LOGIN) "
 
 write_syncd_conf "$T/syncd.conf" "$PROXY" "$DST"
 printf 'alice pass bob pass\n' >"$T/accounts"

@@ -32,12 +32,8 @@ gen() {
 fill() { gen Alpha 0 5 && gen Beta 10 5 && gen Gamma 20 5; }
 check "source: 5 messages in each of 3 folders" fill
 
-spawn holdproxy "$LIB_PYTHON" "$TEST_DATA/hold_proxy.py" "$T/proxy.port" "$SRC" \
-	"$T/proxy.log" "hold:new=UID FETCH \\S+:\\* \\(UID FLAGS INTERNALDATE" \
+start_hold_proxy "$SRC" "hold:new=UID FETCH \\S+:\\* \\(UID FLAGS INTERNALDATE" \
 	"note:flags=UID FETCH \\S+ \\(UID FLAGS\\) \\(CHANGEDSINCE"
-for i in $(seq 100); do [ -s "$T/proxy.port" ] && break; sleep 0.05; done
-check "the holding proxy listens" test -s "$T/proxy.port"
-PROXY=$(cat "$T/proxy.port")
 
 write_syncd_conf "$T/syncd.conf" "$PROXY" "$DST" "destination_check_interval = 0"
 printf 'alice pass bob pass\n' >"$T/accounts"

@@ -34,11 +34,8 @@ fill() {
 }
 check "source: 5 messages in each of 3 folders" fill
 
-spawn holdproxy "$LIB_PYTHON" "$TEST_DATA/hold_proxy.py" "$T/proxy.port" "$DST" \
-	"$T/proxy.log" "hold:check=UID FETCH .*BODY\\.PEEK\\[HEADER\\]" "note:select=SELECT (.*)"
-for i in $(seq 100); do [ -s "$T/proxy.port" ] && break; sleep 0.05; done
-check "the holding proxy listens" test -s "$T/proxy.port"
-PROXY=$(cat "$T/proxy.port")
+start_hold_proxy "$DST" "hold:check=UID FETCH .*BODY\\.PEEK\\[HEADER\\]" \
+	"note:select=SELECT (.*)"
 
 write_syncd_conf "$T/syncd.conf" "$SRC" "$PROXY"
 printf 'alice pass bob pass\n' >"$T/accounts"
