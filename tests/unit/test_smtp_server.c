@@ -31,6 +31,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <ftw.h>
+#include <limits.h>
 #include <locale.h>
 #include <poll.h>
 #include <signal.h>
@@ -483,46 +484,70 @@ tls_start(struct conn *c)
 
 /* ---- the spool --------------------------------------------------------- */
 
+#define SEEN_MAX	16	/* more messages than any test queues */
+
+/* File names found in the spool, each once. */
+struct seen {
+	int	 n;
+	char	 name[SEEN_MAX][NAME_MAX + 1];
+};
+
 /*
- * count_files - files in DIR of the spool; nonempty_only: the written
- * ones (spool/pool also holds the empty files made ahead of time)
+ * seen_add_dir - the names of the files in DIR of the spool into seen,
+ * those already there left out; nonempty_only: the written ones
+ * (spool/pool also holds the empty files made ahead of time)
  */
-static int
-count_files(struct fx *fx, const char *dir, int nonempty_only)
+static void
+seen_add_dir(struct fx *fx, const char *dir, int nonempty_only,
+    struct seen *seen)
 {
 	char path[600];
 	struct dirent *de;
 	struct stat st;
 	DIR *d;
-	int n = 0;
+	int i;
 
 	snprintf(path, sizeof(path), "%s/%s", fx->tmp, dir);
 	if ((d = opendir(path)) == NULL)
-		return (0);
+		return;
 	while ((de = readdir(d)) != NULL) {
-		char f[900];
-
 		if (de->d_name[0] == '.')
 			continue;
-		snprintf(f, sizeof(f), "%s/%s", path, de->d_name);
-		if (nonempty_only && (stat(f, &st) == -1 || st.st_size == 0))
+		if (nonempty_only && (fstatat(dirfd(d), de->d_name, &st,
+		    0) == -1 || st.st_size == 0))
 			continue;
-		n++;
+		for (i = 0; i < seen->n; i++)
+			if (strcmp(seen->name[i], de->d_name) == 0)
+				break;
+		if (i < seen->n)
+			continue;
+		if (seen->n == SEEN_MAX) {
+			closedir(d);
+			fail_msg("more than %d files in %s", SEEN_MAX, dir);
+		}
+		snprintf(seen->name[seen->n++], sizeof(seen->name[0]), "%s",
+		    de->d_name);
 	}
 	closedir(d);
-	return (n);
 }
 
 /*
  * queued_count - messages on disk: in spool/queue, or still in their
- * pool file (after the 250 the index thread moves it to spool/queue;
- * the test may look before it has)
+ * pool file.  The index thread renames pool/ID to queue/ID after the
+ * 250, maybe while we look, so the pool is read before the queue and a
+ * name found in both counts once: a file renamed before the pool has
+ * been read through is found in the queue, one renamed later was found
+ * in the pool (reading the queue first misses one renamed in between).
  */
 static int
 queued_count(struct fx *fx)
 {
-	return (count_files(fx, RELAY_SPOOL_QUEUE_DIR, 0) +
-	    count_files(fx, RELAY_SPOOL_POOL_DIR, 1));
+	struct seen seen;
+
+	seen.n = 0;
+	seen_add_dir(fx, RELAY_SPOOL_POOL_DIR, 1, &seen);
+	seen_add_dir(fx, RELAY_SPOOL_QUEUE_DIR, 0, &seen);
+	return (seen.n);
 }
 
 /* spooled - the spool file of id (in spool/queue, or still in its pool
