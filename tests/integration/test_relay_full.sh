@@ -145,17 +145,24 @@ check "control: the refusals are logged once" test \
 diag "$(cat "$T/http.out")"
 
 # --- the LMDB map fills up -------------------------------------------------
-ARGS=(">EHLO c.test")
-for i in $(seq 1 600); do
-	ARGS+=(">MAIL FROM:<bob@sender.test>" ">RCPT TO:<u$i@example.com>"
-		">DATA" ".Subject: $i
-Message-ID: <full-$i@sender.test>
+# session N TAG - one SMTP session of N messages (to TAGi@example.com);
+# its replies in $T/TAG.out, the queue ids it was given in $T/TAG.acked
+session() {
+	local i args=(">EHLO c.test")
+
+	for i in $(seq 1 "$1"); do
+		args+=(">MAIL FROM:<bob@sender.test>" ">RCPT TO:<$2$i@example.com>"
+			">DATA" ".Subject: $2 $i
+Message-ID: <$2-$i@sender.test>
 
 message $i")
-done
-"$LIB_PYTHON" "$T/smtp.py" "$PORT" "${ARGS[@]}" ">QUIT" >"$T/fill.out" 2>&1
-grep -o "queued as [0-9a-f]\{16\}" "$T/fill.out" | awk '{ print $3 }' | sort \
-	>"$T/acked"
+	done
+	"$LIB_PYTHON" "$T/smtp.py" "$PORT" "${args[@]}" ">QUIT" >"$T/$2.out" 2>&1
+	grep -o "queued as [0-9a-f]\{16\}" "$T/$2.out" | awk '{ print $3 }' |
+		sort >"$T/$2.acked"
+}
+session 600 fill
+mv "$T/fill.acked" "$T/acked"
 NACK=$(wc -l <"$T/acked")
 N452=$(grep -c "^452 4.3.1 Insufficient system storage" "$T/fill.out")
 N4XX=$(grep -c "^4[0-9][0-9] " "$T/fill.out")
@@ -192,17 +199,7 @@ check "nothing refused was left behind (spool = acknowledged)" \
 # old versions held once no reader needs them, so a message may still
 # fit now and then (accepted and spooled, it is one more to forward).
 # Twenty in a row cannot all fit.
-ARGS=(">EHLO c.test")
-for i in $(seq 1 20); do
-	ARGS+=(">MAIL FROM:<bob@sender.test>" ">RCPT TO:<again$i@example.com>"
-		">DATA" ".Subject: again $i
-Message-ID: <again-$i@sender.test>
-
-again $i")
-done
-"$LIB_PYTHON" "$T/smtp.py" "$PORT" "${ARGS[@]}" ">QUIT" >"$T/again.out" 2>&1
-grep -o "queued as [0-9a-f]\{16\}" "$T/again.out" | awk '{ print $3 }' | sort \
-	>"$T/again.acked"
+session 20 again
 find "$T/state2/spool/queue" "$T/state2/spool/pool" -maxdepth 1 -type f \
 	-size +0 -printf '%f\n' | sort >"$T/spooled"
 NAGAIN=$(wc -l <"$T/again.acked")
