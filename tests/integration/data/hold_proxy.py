@@ -67,14 +67,19 @@ async def client_to_server(r, w):
         w.close()
 
 
+def answered(tags, data, after):
+    """the tags of tags whose tagged answer (TAG, then after) is in data"""
+    return [t for t in list(tags)
+            if re.search(rb"(^|\r\n)" + re.escape(t) + re.escape(after), data)]
+
+
 async def server_to_client(r, w):
     try:
         while True:
             data = await r.read(65536)
             if not data:
                 break
-            shut = [t for t in list(gated)
-                    if re.search(rb"(^|\r\n)" + re.escape(t) + rb" ", data)]
+            shut = answered(gated, data, b" ")
             if shut:
                 for t in shut:
                     log.write("gate %s\n" % t.decode())
@@ -85,8 +90,7 @@ async def server_to_client(r, w):
                 for t in shut:
                     gated.discard(t)
                     log.write("open %s\n" % t.decode())
-            done = [t for t in list(held)
-                    if re.search(rb"(^|\r\n)" + re.escape(t) + rb" OK", data)]
+            done = answered(held, data, b" OK")
             if done:
                 for t in done:
                     log.write("hold %s\n" % t.decode())
